@@ -1,0 +1,34 @@
+/**
+ * Chat adapters (Discord, Slack) plug into the relay through this one shape: a deliverer for
+ * results, an optional Fastify plugin for HTTP receivers, and start/stop for long-lived
+ * connections (gateway, Socket Mode). Which adapters run is decided by configuration.
+ */
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import type { ChatDeliverer } from '../relay/delivery.ts';
+import type { Config } from '../runtime/config.ts';
+
+/** One chat platform's adapter. */
+export interface ChatAdapter {
+  readonly name: string;
+  /** Delivers results and status changes for jobs whose reply target is this platform. */
+  deliverer?: ChatDeliverer;
+  /** HTTP receivers (`/discord/interactions`, `/slack/events`). */
+  plugin?: FastifyPluginAsync;
+  /** Called once the relay listens: connect gateways / sockets. `app.relay.submit` enqueues. */
+  start?(app: FastifyInstance): Promise<void>;
+  stop?(): Promise<void>;
+}
+
+/** Context for building adapters. */
+export interface AdapterContext {
+  config: Readonly<Config>;
+  logger: Logger;
+}
+
+/** The adapters a configuration enables (none on embedded defaults). */
+export async function chatAdaptersFromConfig(ctx: AdapterContext): Promise<ChatAdapter[]> {
+  const adapters: ChatAdapter[] = [];
+  void ctx;
+  return adapters;
+}

@@ -1,0 +1,135 @@
+/**
+ * The one path every front end (web page, Discord, Slack) takes to turn a request into a job:
+ * validate, admit (moderation and limits), seal the reply target, enqueue, register.
+ * Nothing is half-created: a refusal or a queue failure leaves no job and no spent quota.
+ */
+import type { Logger } from 'pino';
+import { ImagineError } from '../contracts/errors.ts';
+import {
+  describeIssues,
+  type ImagineRequest,
+  ImagineRequestSchema,
+  type Job,
+  type JobParams,
+  newJobId,
+  type Origin,
+  resolveParams,
+} from '../contracts/job.ts';
+import { type ReplyTarget, sealReplyTarget } from '../contracts/seal.ts';
+import type { JobQueue } from '../queue/queue.ts';
+
+/** What an admission policy sees of a request. */
+export interface AdmissionContext {
+  prompt: string;
+  params: JobParams;
+  origin: Origin;
+}
+
+/** A granted admission: confirm once enqueued, cancel to give back what was taken. */
+export interface Admission {
+  confirm(jobId: string): void;
+  cancel(): Promise<void>;
+}
+
+/**
+ * Moderation and rate limits. `admit` throws an {@link ImagineError} (`BLOCKED_CONTENT`,
+ * `RATE_LIMITED`, `QUEUE_FULL`, `CHANNEL_NOT_ALLOWED`) to refuse, with `retryAfterSeconds` when
+ * there is a time to come back.
+ */
+export interface AdmissionPolicy {
+  admit(ctx: AdmissionContext): Promise<Admission>;
+  /** A job reached a final state (done, failed, expired): release per-user concurrency. */
+  finished(jobId: string): void;
+}
+
+/** Admits everything. */
+export const openAdmission: AdmissionPolicy = {
+  admit: async () => ({ confirm: () => {}, cancel: async () => {} }),
+  finished: () => {},
+};
+
+/** Where submitted jobs are registered so status can be followed (the relay's job tracker). */
+export interface JobRegistry {
+  /** Record a queued job; returns how many queued jobs are ahead of it. */
+  registerQueued(job: Job): { position: number };
+  /** Drop a job that never made it onto the queue. */
+  forget(jobId: string): void;
+}
+
+/** Options of {@link createSubmitter}. */
+export interface SubmitterOptions {
+  queue: JobQueue;
+  registry: JobRegistry;
+  secret: string;
+  defaultSteps: number;
+  jobTtlSeconds: number;
+  admission?: AdmissionPolicy;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** The result of a successful submission. */
+export interface Submitted {
+  job: Job;
+  position: number;
+}
+
+/** What a front end submits. `request` is unvalidated input (parsed JSON, command options). */
+export interface Submission {
+  request: unknown;
+  origin: Origin;
+  replyTarget?: ReplyTarget;
+}
+
+/** Parse a raw request into an {@link ImagineRequest} or throw a coded 400. */
+export function parseImagineRequest(raw: unknown): ImagineRequest {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ImagineError(
+      'BAD_REQUEST',
+      'body must be a JSON object like {"prompt": "a fox in space"}',
+    );
+  const result = ImagineRequestSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const promptIssue = result.error.issues.some((i) => i.path[0] === 'prompt');
+  throw new ImagineError(
+    promptIssue ? 'INVALID_PROMPT' : 'INVALID_PARAMETERS',
+    describeIssues(result.error),
+  );
+}
+
+/** A submit function bound to its queue, registry and policy. */
+export type Submitter = (submission: Submission) => Promise<Submitted>;
+
+/** Build the submit path shared by every front end. */
+export function createSubmitter(opts: SubmitterOptions): Submitter {
+  const admission = opts.admission ?? openAdmission;
+  const now = opts.now ?? Date.now;
+  return async ({ request, origin, replyTarget }) => {
+    const req = parseImagineRequest(request);
+    const params = resolveParams(req, { steps: opts.defaultSteps });
+    const granted = await admission.admit({ prompt: req.prompt, params, origin });
+    const createdAt = now();
+    const job: Job = {
+      v: 1,
+      jobId: newJobId(),
+      prompt: req.prompt,
+      params,
+      origin,
+      createdAt,
+      expiresAt: createdAt + opts.jobTtlSeconds * 1000,
+      ...(replyTarget ? { replyTarget: sealReplyTarget(opts.secret, replyTarget) } : {}),
+    };
+    // Registered before sending: a fast worker may report on the job before send() returns.
+    const { position } = opts.registry.registerQueued(job);
+    try {
+      await opts.queue.send(job);
+    } catch (err) {
+      opts.registry.forget(job.jobId);
+      await granted.cancel();
+      throw err;
+    }
+    granted.confirm(job.jobId);
+    opts.logger.info({ jobId: job.jobId, platform: origin.platform, position }, 'job queued');
+    return { job, position };
+  };
+}

@@ -1,0 +1,83 @@
+/**
+ * The worker → relay push contract: how results and status changes are signed and shaped.
+ *
+ * Headers: `X-Imagine-Timestamp: <unix seconds>` and
+ * `X-Imagine-Signature: v1=<hex HMAC-SHA256(secret, "v1:" + timestamp + ":" + raw body)>`.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { ImagineError } from './errors.ts';
+import { JOB_ID_PATTERN } from './job.ts';
+
+/** Header carrying the signing time, unix seconds. */
+export const TIMESTAMP_HEADER = 'x-imagine-timestamp';
+/** Header carrying `v1=<hex>`. */
+export const SIGNATURE_HEADER = 'x-imagine-signature';
+/** How far a signature's timestamp may be from the relay's clock. */
+export const SIGNATURE_TOLERANCE_SECONDS = 300;
+
+/** Sign a raw push body. `now` is a parameter so windows are testable. */
+export function signPush(
+  secret: string,
+  body: Uint8Array | string,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): { timestamp: string; signature: string } {
+  const timestamp = String(nowSeconds);
+  const mac = createHmac('sha256', secret).update(`v1:${timestamp}:`).update(body).digest('hex');
+  return { timestamp, signature: `v1=${mac}` };
+}
+
+/** Verify a push signature; throws a coded 401 error on any failure. */
+export function verifyPush(
+  secret: string,
+  body: Uint8Array | string,
+  timestamp: string | undefined,
+  signature: string | undefined,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): void {
+  if (!timestamp || !signature)
+    throw new ImagineError(
+      'MISSING_SIGNATURE',
+      'X-Imagine-Timestamp and X-Imagine-Signature are required',
+    );
+  if (!/^\d{1,12}$/.test(timestamp))
+    throw new ImagineError('BAD_SIGNATURE', 'X-Imagine-Timestamp must be unix seconds');
+  if (Math.abs(nowSeconds - Number(timestamp)) > SIGNATURE_TOLERANCE_SECONDS)
+    throw new ImagineError('STALE_SIGNATURE', 'signature timestamp is outside the 300 s window');
+  const match = /^v1=([0-9a-f]{64})$/.exec(signature.trim());
+  if (!match) throw new ImagineError('BAD_SIGNATURE', 'signature must be v1=<64 hex digits>');
+  const expected = createHmac('sha256', secret).update(`v1:${timestamp}:`).update(body).digest();
+  const given = Buffer.from(match[1]!, 'hex');
+  if (!timingSafeEqual(expected, given))
+    throw new ImagineError('BAD_SIGNATURE', 'signature does not match');
+}
+
+/** The states a job moves through. */
+export const JOB_STATES = ['queued', 'generating', 'done', 'failed', 'expired'] as const;
+/** A job's state. */
+export type JobState = (typeof JOB_STATES)[number];
+
+/** The `meta` part of a multipart push. */
+export const PushMetaSchema = z.object({
+  jobId: z.string().regex(JOB_ID_PATTERN),
+  status: z.enum(['generating', 'done', 'failed', 'expired']),
+  contentType: z.enum(['image/png', 'image/jpeg', 'image/webp']).optional(),
+  seed: z.number().int().min(0).optional(),
+  width: z.number().int().positive().optional(),
+  height: z.number().int().positive().optional(),
+  prompt: z.string().max(4000).optional(),
+  generator: z.string().max(100).optional(),
+  /** Milliseconds the generator took. */
+  generationMs: z.number().nonnegative().optional(),
+  createdAt: z.number().int().positive().optional(),
+  replyTarget: z.string().max(8192).optional(),
+  error: z.object({ code: z.string().max(100), message: z.string().max(2000) }).optional(),
+});
+/** The `meta` part of a multipart push. */
+export type PushMeta = z.infer<typeof PushMetaSchema>;
+
+/** The push shape of workers written against the seed: JSON with a base64 image. */
+export const LegacyPushSchema = z.object({
+  job_id: z.string().regex(JOB_ID_PATTERN),
+  image: z.string().min(1),
+});

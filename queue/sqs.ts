@@ -1,0 +1,220 @@
+/**
+ * SQS adapter: the one file that knows `@aws-sdk/client-sqs` and `sqs-consumer`.
+ * The same code path runs against AWS and against the embedded emulator.
+ */
+import {
+  GetQueueAttributesCommand,
+  type Message,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import type { Logger } from 'pino';
+import { Consumer } from 'sqs-consumer';
+import { ImagineError, isRetryable } from '../contracts/errors.ts';
+import { describeIssues, type Job, JobSchema } from '../contracts/job.ts';
+import type { JobConsumer, JobHandler, JobQueue } from './queue.ts';
+
+/** How to reach a queue. */
+export interface SqsOptions {
+  queueUrl: string;
+  region: string;
+  endpoint?: string | undefined;
+  /** Static credentials (the emulator); AWS uses the default provider chain when absent. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+}
+
+/** Build an SQS client from options. */
+export function createSqsClient(opts: Omit<SqsOptions, 'queueUrl'>): SQSClient {
+  return new SQSClient({
+    region: opts.region,
+    ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
+  });
+}
+
+/** Sends jobs to SQS. */
+export class SqsJobQueue implements JobQueue {
+  private readonly client: SQSClient;
+  private readonly queueUrl: string;
+
+  constructor(client: SQSClient, queueUrl: string) {
+    this.client = client;
+    this.queueUrl = queueUrl;
+  }
+
+  async send(job: Job): Promise<void> {
+    try {
+      await this.client.send(
+        new SendMessageCommand({
+          QueueUrl: this.queueUrl,
+          MessageBody: JSON.stringify(job),
+          MessageAttributes: { jobId: { DataType: 'String', StringValue: job.jobId } },
+        }),
+      );
+    } catch (err) {
+      throw new ImagineError('QUEUE_UNAVAILABLE', 'the job queue did not accept the job', {
+        cause: err,
+      });
+    }
+  }
+
+  async depth(): Promise<number | undefined> {
+    try {
+      const out = await this.client.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: this.queueUrl,
+          AttributeNames: ['ApproximateNumberOfMessages'],
+        }),
+      );
+      const n = Number(out.Attributes?.ApproximateNumberOfMessages);
+      return Number.isFinite(n) ? n : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** Find a queue's dead-letter queue URL from its RedrivePolicy. */
+export async function resolveDeadLetterUrl(
+  client: SQSClient,
+  queueUrl: string,
+): Promise<string | undefined> {
+  const out = await client.send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }),
+  );
+  const policy = out.Attributes?.RedrivePolicy;
+  if (!policy) return undefined;
+  const arn = (JSON.parse(policy) as { deadLetterTargetArn?: string }).deadLetterTargetArn;
+  if (!arn) return undefined;
+  // arn:aws:sqs:REGION:ACCOUNT:NAME → same endpoint as the job queue, /ACCOUNT/NAME
+  const [, , , , account, name] = arn.split(':');
+  const base = new URL(queueUrl);
+  return `${base.origin}/${account}/${name}`;
+}
+
+/** Options of {@link SqsJobConsumer}. */
+export interface SqsConsumerOptions {
+  client: SQSClient;
+  queueUrl: string;
+  deadLetterUrl?: string | undefined;
+  concurrency: number;
+  visibilityTimeoutSeconds: number;
+  waitTimeSeconds: number;
+  logger: Logger;
+  /** Seconds before a failed, retryable job becomes visible again. */
+  retryDelaySeconds?: number;
+}
+
+/**
+ * Consumes jobs with `sqs-consumer`: one long-polling consumer per concurrency slot, so each
+ * slot picks up the next job the moment it is free. Visibility is extended while a job runs.
+ * A malformed message is moved to the dead-letter queue at once, never retried or crashed on.
+ */
+export class SqsJobConsumer implements JobConsumer {
+  private consumers: Consumer[] = [];
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly abort = new AbortController();
+
+  private readonly opts: SqsConsumerOptions;
+
+  constructor(opts: SqsConsumerOptions) {
+    this.opts = opts;
+  }
+
+  start(handler: JobHandler): void {
+    const { opts } = this;
+    for (let i = 0; i < opts.concurrency; i++) {
+      const consumer = Consumer.create({
+        queueUrl: opts.queueUrl,
+        sqs: opts.client,
+        batchSize: 1,
+        waitTimeSeconds: opts.waitTimeSeconds,
+        visibilityTimeout: opts.visibilityTimeoutSeconds,
+        heartbeatInterval: Math.max(1, Math.floor(opts.visibilityTimeoutSeconds / 3)),
+        terminateVisibilityTimeout: opts.retryDelaySeconds ?? 5,
+        pollingWaitTimeMs: 0,
+        messageSystemAttributeNames: ['ApproximateReceiveCount'],
+        handleMessage: async (message) => {
+          const work = this.handle(message, handler);
+          this.inFlight.add(work);
+          try {
+            return await work;
+          } finally {
+            this.inFlight.delete(work);
+          }
+        },
+      });
+      consumer.on('error', (err) => {
+        if (!this.abort.signal.aborted) opts.logger.warn({ err }, 'sqs consumer error');
+      });
+      consumer.on('processing_error', (err) => {
+        opts.logger.warn({ err: err.cause ?? err }, 'job will be retried');
+      });
+      consumer.start();
+      this.consumers.push(consumer);
+    }
+  }
+
+  private async handle(message: Message, handler: JobHandler): Promise<Message> {
+    const job = this.parse(message);
+    if (!job) {
+      await this.deadLetter(message);
+      return message;
+    }
+    try {
+      const attempt = Number(message.Attributes?.ApproximateReceiveCount ?? 1) || 1;
+      await handler(job, { signal: this.abort.signal, attempt });
+    } catch (err) {
+      if (isRetryable(err) && !this.abort.signal.aborted) throw err;
+      // Non-retryable failures were reported by the handler; drop the message.
+      this.opts.logger.error({ err, jobId: job.jobId }, 'job failed for good');
+    }
+    return message;
+  }
+
+  private parse(message: Message): Job | undefined {
+    let body: unknown;
+    try {
+      body = JSON.parse(message.Body ?? '');
+    } catch {
+      this.opts.logger.error({ messageId: message.MessageId }, 'queue message is not JSON');
+      return undefined;
+    }
+    const result = JobSchema.safeParse(body);
+    if (!result.success) {
+      this.opts.logger.error(
+        { messageId: message.MessageId, problems: describeIssues(result.error) },
+        'queue message is not a valid job',
+      );
+      return undefined;
+    }
+    return result.data;
+  }
+
+  private async deadLetter(message: Message): Promise<void> {
+    if (!this.opts.deadLetterUrl) {
+      this.opts.logger.error(
+        { messageId: message.MessageId },
+        'no dead-letter queue: dropping malformed message',
+      );
+      return;
+    }
+    await this.opts.client.send(
+      new SendMessageCommand({
+        QueueUrl: this.opts.deadLetterUrl,
+        MessageBody: message.Body ?? '',
+        MessageAttributes: {
+          reason: { DataType: 'String', StringValue: 'malformed job' },
+          sourceMessageId: { DataType: 'String', StringValue: message.MessageId ?? 'unknown' },
+        },
+      }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    for (const c of this.consumers) c.stop({ abort: true });
+    await Promise.allSettled([...this.inFlight]);
+    this.consumers = [];
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The relay: `buildRelay(deps)` returns a ready Fastify instance (tests call `inject()` or
+ * listen on 127.0.0.1:0); the entry point only listens.
+ */
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { type AdmissionPolicy, createSubmitter, type Submitter } from '../bot/submit.ts';
+import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
+import type { JobQueue } from '../queue/queue.ts';
+import type { Config } from '../runtime/config.ts';
+import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
+import { JobTracker, type JobUpdate } from './job-tracker.ts';
+import { createMetrics, type RelayMetrics } from './metrics.ts';
+import { enqueueRoutes } from './routes/enqueue.ts';
+import { healthRoutes } from './routes/health.ts';
+import { jobRoutes } from './routes/jobs.ts';
+import { pageRoutes } from './routes/page.ts';
+import { pushRoutes } from './routes/push.ts';
+import { wsRoutes } from './routes/ws.ts';
+import { WaiterHub } from './ws-hub.ts';
+
+/** What the relay is built from. Defaults are filled in at the entry point only. */
+export interface RelayDeps {
+  config: Readonly<Config>;
+  queue: JobQueue;
+  logger: Logger;
+  /** Moderation and limits (a no-op policy when absent). */
+  admission?: AdmissionPolicy;
+  /** Chat platforms to deliver to. */
+  deliverers?: ChatDeliverer[];
+  /** Extra plugins (chat receivers) registered after the core routes. */
+  plugins?: FastifyPluginAsync[];
+  /** Name of the generator the workers run, shown to users ("demo" is labelled as such). */
+  generatorName?: string;
+}
+
+/** Shared state decorated onto the instance. */
+export interface RelayState {
+  config: Readonly<Config>;
+  tracker: JobTracker;
+  hub: WaiterHub;
+  delivery: ChatDelivery;
+  metrics: RelayMetrics;
+  submit: Submitter;
+  admission: AdmissionPolicy | undefined;
+  generator: { name: string; demo: boolean };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    relay: RelayState;
+  }
+}
+
+/** Map Fastify's own error codes onto ours. */
+function fastifyErrorCode(err: { code?: string; statusCode?: number }): ErrorCode | undefined {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'PAYLOAD_TOO_LARGE';
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'UNSUPPORTED_MEDIA_TYPE';
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'INVALID_JSON';
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return 'BAD_REQUEST';
+    default:
+      if (err.statusCode === 413) return 'PAYLOAD_TOO_LARGE';
+      if (err.statusCode === 415) return 'UNSUPPORTED_MEDIA_TYPE';
+      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return 'BAD_REQUEST';
+      return undefined;
+  }
+}
+
+/** Build the relay. */
+export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    trustProxy: config.TRUST_PROXY,
+    bodyLimit: 64 * 1024,
+    requestIdHeader: 'x-request-id',
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+  });
+
+  const generatorName = deps.generatorName ?? config.GENERATOR;
+  const tracker = new JobTracker({
+    resultTtlMs: config.RESULT_TTL_SECONDS * 1000,
+    maxBufferedBytes: config.RESULT_BUFFER_BYTES,
+    jobTtlMs: (config.JOB_TTL_SECONDS + 60) * 1000 + config.GENERATOR_TIMEOUT_MS,
+  });
+  const generator = { name: generatorName, demo: generatorName === 'demo' };
+  const hub = new WaiterHub(generator);
+  const delivery = new ChatDelivery(config.RELAY_SECRET, deps.logger, generatorName);
+  for (const d of deps.deliverers ?? []) delivery.register(d);
+  delivery.attach(tracker);
+  const metrics = createMetrics({
+    bufferedBytes: () => tracker.bufferedBytes,
+    openSockets: () => hub.openSockets,
+  });
+  const submit = createSubmitter({
+    queue: deps.queue,
+    registry: tracker,
+    secret: config.RELAY_SECRET,
+    defaultSteps: config.DEFAULT_STEPS,
+    jobTtlSeconds: config.JOB_TTL_SECONDS,
+    logger: deps.logger,
+    ...(deps.admission ? { admission: deps.admission } : {}),
+  });
+
+  tracker.on('update', ({ record, position }: JobUpdate) => {
+    hub.publish(record, position);
+    if (record.state === 'queued') metrics.jobs.inc({ outcome: 'queued' });
+    if (record.state === 'done' || record.state === 'failed' || record.state === 'expired') {
+      metrics.jobs.inc({ outcome: record.state });
+      deps.admission?.finished(record.jobId);
+    }
+  });
+  tracker.on('positions', () => {
+    for (const [jobId, position] of tracker.queuedPositions()) {
+      if (hub.hasWaiters(jobId)) hub.publishPosition(jobId, position);
+    }
+  });
+  tracker.start();
+  app.addHook('onClose', async () => {
+    tracker.stop();
+    await delivery.drain();
+  });
+
+  app.decorate('relay', {
+    config,
+    tracker,
+    hub,
+    delivery,
+    metrics,
+    submit,
+    admission: deps.admission,
+    generator,
+  } satisfies RelayState);
+
+  app.setErrorHandler((err, request, reply) => {
+    if (err instanceof ImagineError) {
+      if (err.retryAfterSeconds !== undefined)
+        reply.header('retry-after', String(err.retryAfterSeconds));
+      return reply.status(err.statusCode).send(err.toBody());
+    }
+    const e = err as { code?: string; statusCode?: number; message: string };
+    const code = fastifyErrorCode(e);
+    if (code) {
+      return reply.status(ERROR_CODES[code]).send({ error: { code, message: e.message } });
+    }
+    request.log.error({ err }, 'unhandled error');
+    return reply.status(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({
+      error: {
+        code: 'NOT_FOUND',
+        message: `no route ${request.method} ${request.url.split('?')[0]}`,
+      },
+    }),
+  );
+
+  await app.register(websocket, {
+    options: { maxPayload: 4096 },
+  });
+  await app.register(healthRoutes);
+  await app.register(enqueueRoutes);
+  await app.register(jobRoutes);
+  await app.register(wsRoutes);
+  await app.register(pushRoutes);
+  await app.register(pageRoutes);
+  for (const plugin of deps.plugins ?? []) await app.register(plugin);
+  await app.ready();
+  return app as unknown as FastifyInstance;
+}

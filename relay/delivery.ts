@@ -1,0 +1,136 @@
+/**
+ * Chat delivery: every job with a sealed reply target has its state changes delivered to its
+ * platform (Discord, Slack) in order, one at a time per job. Intermediate status updates that
+ * are overtaken while a delivery is in flight are skipped; final states never are.
+ */
+import type { Logger } from 'pino';
+import type { ReplyTarget } from '../contracts/seal.ts';
+import { openReplyTarget } from '../contracts/seal.ts';
+import { isTerminal, type JobRecord, type JobTracker, type JobUpdate } from './job-tracker.ts';
+
+/** A snapshot of a job handed to a chat deliverer. */
+export interface DeliveryEvent {
+  jobId: string;
+  state: JobRecord['state'];
+  position?: number | undefined;
+  prompt?: string | undefined;
+  seed?: number | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
+  createdAt: number;
+  generationMs?: number | undefined;
+  generator?: string | undefined;
+  error?: { code: string; message: string } | undefined;
+  image?: { bytes: Buffer; contentType: string } | undefined;
+}
+
+/** Delivers job events to one chat platform. */
+export interface ChatDeliverer {
+  readonly platform: ReplyTarget['platform'];
+  deliver(target: ReplyTarget, event: DeliveryEvent): Promise<void>;
+}
+
+interface Lane {
+  running: boolean;
+  pending: DeliveryEvent[];
+  sealed: string;
+}
+
+/** Routes tracker updates to the deliverer of each job's platform. */
+export class ChatDelivery {
+  private readonly deliverers = new Map<string, ChatDeliverer>();
+  private readonly lanes = new Map<string, Lane>();
+  private readonly idle = new Set<() => void>();
+
+  private readonly secret: string;
+  private readonly logger: Logger;
+  private readonly defaultGenerator: string;
+
+  constructor(secret: string, logger: Logger, defaultGenerator: string) {
+    this.secret = secret;
+    this.logger = logger;
+    this.defaultGenerator = defaultGenerator;
+  }
+
+  /** Register a platform's deliverer. */
+  register(deliverer: ChatDeliverer): void {
+    this.deliverers.set(deliverer.platform, deliverer);
+  }
+
+  /** Follow a tracker's updates. */
+  attach(tracker: JobTracker): void {
+    tracker.on('update', (u: JobUpdate) => this.onUpdate(u.record, u.position));
+    tracker.on('positions', () => {
+      for (const [jobId, position] of tracker.queuedPositions()) {
+        const record = tracker.get(jobId);
+        if (record?.replyTarget && position < 25) this.onUpdate(record, position);
+      }
+    });
+  }
+
+  /** Resolves when no delivery is pending (tests, shutdown). */
+  async drain(): Promise<void> {
+    if (this.lanes.size === 0) return;
+    await new Promise<void>((resolve) => this.idle.add(resolve));
+  }
+
+  private onUpdate(record: JobRecord, position: number | undefined): void {
+    if (!record.replyTarget || this.deliverers.size === 0) return;
+    const event: DeliveryEvent = {
+      jobId: record.jobId,
+      state: record.state,
+      position,
+      prompt: record.prompt,
+      seed: record.seed,
+      width: record.width,
+      height: record.height,
+      createdAt: record.createdAt,
+      generationMs: record.generationMs,
+      generator: record.generator ?? this.defaultGenerator,
+      error: record.error,
+      image: record.image,
+    };
+    let lane = this.lanes.get(record.jobId);
+    if (!lane) {
+      lane = { running: false, pending: [], sealed: record.replyTarget };
+      this.lanes.set(record.jobId, lane);
+    }
+    // A newer non-final status replaces an older one still waiting.
+    const last = lane.pending.at(-1);
+    if (last && !isTerminal(last.state)) lane.pending.pop();
+    lane.pending.push(event);
+    if (!lane.running) void this.run(record.jobId, lane);
+  }
+
+  private async run(jobId: string, lane: Lane): Promise<void> {
+    lane.running = true;
+    let target: ReplyTarget;
+    try {
+      target = openReplyTarget(this.secret, lane.sealed);
+    } catch (err) {
+      this.logger.warn({ jobId, err }, 'reply target cannot be opened; nothing delivered');
+      lane.pending = [];
+      this.finish(jobId);
+      return;
+    }
+    const deliverer = this.deliverers.get(target.platform);
+    while (lane.pending.length > 0) {
+      const event = lane.pending.shift()!;
+      if (!deliverer) continue;
+      try {
+        await deliverer.deliver(target, event);
+      } catch (err) {
+        this.logger.error({ jobId, err, state: event.state }, 'chat delivery failed');
+      }
+    }
+    this.finish(jobId);
+  }
+
+  private finish(jobId: string): void {
+    this.lanes.delete(jobId);
+    if (this.lanes.size === 0) {
+      for (const resolve of this.idle) resolve();
+      this.idle.clear();
+    }
+  }
+}

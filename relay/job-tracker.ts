@@ -1,0 +1,234 @@
+/**
+ * In-memory job state for one relay instance: queued order (for "N ahead"), the latest state of
+ * each job, and a short, byte-capped TTL buffer of finished images for late subscribers.
+ * Nothing touches disk.
+ */
+import { EventEmitter } from 'node:events';
+import type { JobRegistry } from '../bot/submit.ts';
+import type { Job } from '../contracts/job.ts';
+import type { JobState } from '../contracts/push.ts';
+
+/** A finished image held in memory. */
+export interface BufferedImage {
+  bytes: Buffer;
+  contentType: string;
+}
+
+/** What the relay knows of a job. */
+export interface JobRecord {
+  jobId: string;
+  state: JobState;
+  createdAt: number;
+  updatedAt: number;
+  platform?: string | undefined;
+  prompt?: string | undefined;
+  seed?: number | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
+  generator?: string | undefined;
+  generationMs?: number | undefined;
+  error?: { code: string; message: string } | undefined;
+  /** Sealed reply target for chat delivery. */
+  replyTarget?: string | undefined;
+  image?: BufferedImage | undefined;
+  /** The image was evicted from the buffer (TTL or byte cap). */
+  imageEvicted?: boolean;
+}
+
+/** A reported change to a job: its new state and whatever else the report says. */
+export type JobChange = { state: JobState } & {
+  [K in Exclude<keyof JobRecord, 'jobId' | 'image' | 'state'>]?: JobRecord[K] | undefined;
+};
+
+/** A change to a job, as emitted to the hub and chat delivery. */
+export interface JobUpdate {
+  record: JobRecord;
+  /** Queued jobs ahead, when the job is queued. */
+  position?: number;
+}
+
+/** Options of {@link JobTracker}. */
+export interface JobTrackerOptions {
+  resultTtlMs: number;
+  maxBufferedBytes: number;
+  /** How long a job may stay unfinished before the tracker forgets it (and marks it expired). */
+  jobTtlMs: number;
+  now?: () => number;
+}
+
+const TERMINAL: ReadonlySet<JobState> = new Set(['done', 'failed', 'expired']);
+
+/** Whether a state is final. */
+export function isTerminal(state: JobState): boolean {
+  return TERMINAL.has(state);
+}
+
+/**
+ * Emits `update` (JobUpdate) on every state change and `positions` when the queued order moved.
+ */
+export class JobTracker extends EventEmitter implements JobRegistry {
+  private readonly jobs = new Map<string, JobRecord>();
+  /** Queued job ids in queue order. */
+  private readonly queued = new Set<string>();
+  /** Finished jobs with images, oldest first, for eviction. */
+  private readonly buffered = new Map<string, number>();
+  private bufferedBytesTotal = 0;
+  private readonly now: () => number;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  private readonly opts: JobTrackerOptions;
+
+  constructor(opts: JobTrackerOptions) {
+    super();
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Start the periodic sweep of expired entries. */
+  start(intervalMs = 1000): void {
+    this.sweeper ??= setInterval(() => this.sweep(), intervalMs);
+    this.sweeper.unref();
+  }
+
+  stop(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  get(jobId: string): JobRecord | undefined {
+    return this.jobs.get(jobId);
+  }
+
+  /** Bytes of images held in memory. */
+  get bufferedBytes(): number {
+    return this.bufferedBytesTotal;
+  }
+
+  /** Jobs known (any state). */
+  get size(): number {
+    return this.jobs.size;
+  }
+
+  /** Number of queued jobs ahead of this one (0 when next), or undefined when not queued. */
+  position(jobId: string): number | undefined {
+    if (!this.queued.has(jobId)) return undefined;
+    let ahead = 0;
+    for (const id of this.queued) {
+      if (id === jobId) return ahead;
+      ahead++;
+    }
+    return undefined;
+  }
+
+  /** Jobs waiting in this instance's view of the queue. */
+  get queuedCount(): number {
+    return this.queued.size;
+  }
+
+  registerQueued(job: Job): { position: number } {
+    const existing = this.jobs.get(job.jobId);
+    if (existing) return { position: this.position(job.jobId) ?? 0 };
+    const record: JobRecord = {
+      jobId: job.jobId,
+      state: 'queued',
+      createdAt: job.createdAt,
+      updatedAt: this.now(),
+      platform: job.origin.platform,
+      prompt: job.prompt,
+      seed: job.params.seed,
+      width: job.params.width,
+      height: job.params.height,
+      replyTarget: job.replyTarget,
+    };
+    this.jobs.set(job.jobId, record);
+    this.queued.add(job.jobId);
+    const position = this.queued.size - 1;
+    this.emit('update', { record, position } satisfies JobUpdate);
+    return { position };
+  }
+
+  forget(jobId: string): void {
+    this.jobs.delete(jobId);
+    if (this.queued.delete(jobId)) this.emit('positions');
+    this.dropImage(jobId);
+  }
+
+  /**
+   * Apply a state change reported by a worker. Returns `duplicate: true` (and changes nothing)
+   * when the job is already final: SQS is at-least-once, so pushes can repeat.
+   */
+  apply(
+    jobId: string,
+    change: JobChange,
+    image?: BufferedImage,
+  ): { duplicate: boolean; record: JobRecord } {
+    const now = this.now();
+    let record = this.jobs.get(jobId);
+    if (record && isTerminal(record.state)) return { duplicate: true, record };
+    if (!record) {
+      // A job queued through another instance, or before a restart: learn it from the push.
+      record = { jobId, state: change.state, createdAt: change.createdAt ?? now, updatedAt: now };
+      this.jobs.set(jobId, record);
+    }
+    for (const [key, value] of Object.entries(change)) {
+      if (value !== undefined) (record as unknown as Record<string, unknown>)[key] = value;
+    }
+    record.updatedAt = now;
+    const leftQueue = this.queued.delete(jobId);
+    if (image) this.storeImage(record, image);
+    this.emit('update', { record } satisfies JobUpdate);
+    if (leftQueue) this.emit('positions');
+    return { duplicate: false, record };
+  }
+
+  /** Ids of queued jobs with their positions, in order. */
+  *queuedPositions(): Generator<[string, number]> {
+    let i = 0;
+    for (const id of this.queued) yield [id, i++];
+  }
+
+  private storeImage(record: JobRecord, image: BufferedImage): void {
+    if (image.bytes.length > this.opts.maxBufferedBytes) {
+      record.imageEvicted = true;
+      return;
+    }
+    record.image = image;
+    this.buffered.set(record.jobId, image.bytes.length);
+    this.bufferedBytesTotal += image.bytes.length;
+    // Over the cap: the oldest images go first (this one is newest, so it stays).
+    for (const [id] of this.buffered) {
+      if (this.bufferedBytesTotal <= this.opts.maxBufferedBytes) break;
+      this.dropImage(id);
+    }
+  }
+
+  private dropImage(jobId: string): void {
+    const size = this.buffered.get(jobId);
+    if (size === undefined) return;
+    this.buffered.delete(jobId);
+    this.bufferedBytesTotal -= size;
+    const record = this.jobs.get(jobId);
+    if (record?.image) {
+      record.image = undefined;
+      record.imageEvicted = true;
+    }
+  }
+
+  /** Forget finished jobs past the result TTL and expire jobs stuck past the job TTL. */
+  sweep(): void {
+    const now = this.now();
+    for (const record of this.jobs.values()) {
+      if (isTerminal(record.state)) {
+        if (now - record.updatedAt > this.opts.resultTtlMs) {
+          this.dropImage(record.jobId);
+          this.jobs.delete(record.jobId);
+        }
+      } else if (now - record.createdAt > this.opts.jobTtlMs) {
+        this.apply(record.jobId, {
+          state: 'expired',
+          error: { code: 'JOB_EXPIRED', message: 'the job was not finished in time' },
+        });
+      }
+    }
+  }
+}

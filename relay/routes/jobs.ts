@@ -1,0 +1,69 @@
+/** Polling fallback: `GET /jobs/:jobId` (state) and `GET /jobs/:jobId/image` (bytes). */
+import type { FastifyPluginAsync } from 'fastify';
+import { ImagineError } from '../../contracts/errors.ts';
+import { extensionFor } from '../../contracts/image-types.ts';
+import { JOB_ID_PATTERN } from '../../contracts/job.ts';
+import type { JobRecord } from '../job-tracker.ts';
+
+/** Look a job up by id from a URL parameter, or throw the right 4xx. */
+export function findJob(lookup: (id: string) => JobRecord | undefined, jobId: string): JobRecord {
+  if (!JOB_ID_PATTERN.test(jobId)) throw new ImagineError('INVALID_JOB_ID', 'job id is malformed');
+  const record = lookup(jobId);
+  if (!record)
+    throw new ImagineError(
+      'JOB_NOT_FOUND',
+      'no such job (it may have finished more than a few minutes ago)',
+    );
+  return record;
+}
+
+export const jobRoutes: FastifyPluginAsync = async (app) => {
+  const { relay } = app;
+  const lookup = (id: string) => relay.tracker.get(id);
+
+  app.get<{ Params: { jobId: string } }>('/jobs/:jobId', async (request, reply) => {
+    const r = findJob(lookup, request.params.jobId);
+    const expired = r.state === 'done' && !r.image;
+    reply.header('cache-control', 'no-store');
+    return {
+      jobId: r.jobId,
+      state: expired ? 'expired' : r.state,
+      ...(r.state === 'queued' ? { position: relay.tracker.position(r.jobId) ?? 0 } : {}),
+      seed: r.seed,
+      width: r.width,
+      height: r.height,
+      ...(r.error ? { error: r.error } : {}),
+      ...(expired
+        ? { error: { code: 'JOB_EXPIRED', message: 'the image is no longer held' } }
+        : {}),
+      ...(r.image
+        ? {
+            contentType: r.image.contentType,
+            bytes: r.image.bytes.length,
+            image: `/jobs/${r.jobId}/image`,
+          }
+        : {}),
+      generationMs: r.generationMs,
+      generator: r.generator ?? relay.generator.name,
+      demo: (r.generator ?? relay.generator.name) === 'demo',
+    };
+  });
+
+  app.get<{ Params: { jobId: string } }>('/jobs/:jobId/image', async (request, reply) => {
+    const r = findJob(lookup, request.params.jobId);
+    if (r.state === 'failed')
+      throw new ImagineError('JOB_FAILED', r.error?.message ?? 'the job failed');
+    if (r.state === 'expired' || (r.state === 'done' && !r.image))
+      throw new ImagineError('JOB_EXPIRED', 'the job expired or its image is no longer held');
+    if (!r.image) throw new ImagineError('NOT_READY', `the job is ${r.state}; try again shortly`);
+    return reply
+      .header('content-type', r.image.contentType)
+      .header('cache-control', 'private, max-age=300')
+      .header(
+        'content-disposition',
+        `inline; filename="imagine-${r.seed ?? r.jobId}.${extensionFor(r.image.contentType)}"`,
+      )
+      .header('x-content-type-options', 'nosniff')
+      .send(r.image.bytes);
+  });
+};

@@ -1,0 +1,106 @@
+/**
+ * The WebSocket hub: waiters per job. Text frames carry status; a finished image goes out as
+ * one JSON `image` frame followed by ONE binary frame holding the bytes.
+ */
+import type { WebSocket } from 'ws';
+import type { JobRecord } from './job-tracker.ts';
+import { isTerminal } from './job-tracker.ts';
+
+/** A status frame as sent to WebSocket clients. */
+export interface StatusFrame {
+  type: 'status';
+  jobId: string;
+  state: JobRecord['state'];
+  position?: number;
+  error?: { code: string; message: string };
+  generator?: string;
+  demo?: boolean;
+}
+
+/** Sends job events to the sockets waiting on them. */
+export class WaiterHub {
+  private readonly waiters = new Map<string, Set<WebSocket>>();
+  private openCount = 0;
+
+  private readonly info: { name: string; demo: boolean };
+
+  constructor(info: { name: string; demo: boolean }) {
+    this.info = info;
+  }
+
+  get openSockets(): number {
+    return this.openCount;
+  }
+
+  /** Add a socket waiting on a job and send it what is known so far. */
+  add(jobId: string, socket: WebSocket, record: JobRecord, position: number | undefined): void {
+    let set = this.waiters.get(jobId);
+    if (!set) {
+      set = new Set();
+      this.waiters.set(jobId, set);
+    }
+    set.add(socket);
+    this.openCount++;
+    socket.once('close', () => {
+      this.openCount--;
+      set.delete(socket);
+      if (set.size === 0 && this.waiters.get(jobId) === set) this.waiters.delete(jobId);
+    });
+    this.sendRecord(socket, record, position);
+  }
+
+  hasWaiters(jobId: string): boolean {
+    return (this.waiters.get(jobId)?.size ?? 0) > 0;
+  }
+
+  /** Broadcast a job's state to its waiters. */
+  publish(record: JobRecord, position?: number): void {
+    const set = this.waiters.get(record.jobId);
+    if (!set) return;
+    for (const socket of set) this.sendRecord(socket, record, position);
+  }
+
+  /** Tell a queued job's waiters how many are ahead now. */
+  publishPosition(jobId: string, position: number): void {
+    const set = this.waiters.get(jobId);
+    if (!set) return;
+    const frame = JSON.stringify({ ...this.statusBase(jobId, 'queued'), position });
+    for (const socket of set) socket.send(frame);
+  }
+
+  private statusBase(jobId: string, state: JobRecord['state']): StatusFrame {
+    return { type: 'status', jobId, state, generator: this.info.name, demo: this.info.demo };
+  }
+
+  private sendRecord(socket: WebSocket, record: JobRecord, position: number | undefined): void {
+    if (socket.readyState !== socket.OPEN) return;
+    const frame: StatusFrame = this.statusBase(record.jobId, record.state);
+    if (position !== undefined) frame.position = position;
+    if (record.error) frame.error = record.error;
+    if (record.state === 'done' && !record.image) {
+      // Finished, but the image left the buffer: say so rather than hang.
+      frame.state = 'expired';
+      frame.error = {
+        code: 'JOB_EXPIRED',
+        message: 'the image is no longer held; generate it again',
+      };
+    }
+    socket.send(JSON.stringify(frame));
+    if (record.state === 'done' && record.image) {
+      socket.send(
+        JSON.stringify({
+          type: 'image',
+          jobId: record.jobId,
+          contentType: record.image.contentType,
+          bytes: record.image.bytes.length,
+          seed: record.seed,
+          width: record.width,
+          height: record.height,
+          generationMs: record.generationMs,
+        }),
+      );
+      socket.send(record.image.bytes, { binary: true });
+    }
+    if (isTerminal(record.state)) socket.close(1000, record.state);
+  }
+}

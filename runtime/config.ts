@@ -1,0 +1,285 @@
+/**
+ * Configuration: parsed once from the environment with a schema, frozen, passed down.
+ * Bad config stops start-up with a message naming the variable and what was expected.
+ */
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const url = z.url({ error: 'must be an absolute http(s) URL' });
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === '' ? undefined : v));
+
+/** Every environment variable, its schema, default and meaning (README's table is made from it). */
+export const ENV = {
+  ROLE: {
+    schema: z.enum(['all', 'relay', 'worker']).default('all'),
+    default: 'all',
+    doc: 'Which part runs: `all` (relay + worker in one process), `relay` or `worker`. An argument to `npm start` wins.',
+  },
+  HOST: {
+    schema: z.string().min(1).default('0.0.0.0'),
+    default: '0.0.0.0',
+    doc: 'Address the relay listens on.',
+  },
+  PORT: { schema: int(0, 65535).default(8080), default: '8080', doc: 'Port the relay listens on.' },
+  PUBLIC_URL: {
+    schema: url.optional(),
+    default: '(from the request)',
+    doc: 'Public base URL of the relay, used in links it hands out.',
+  },
+  RELAY_SECRET: {
+    schema: z.string().min(32, 'must be at least 32 characters').optional(),
+    default: '(generated per run in the embedded default)',
+    doc: 'Signs worker pushes and seals chat reply targets. Required unless running on embedded defaults. Same value on relay and worker.',
+  },
+  RELAY_URL: {
+    schema: url.optional(),
+    default: 'http://127.0.0.1:$PORT',
+    doc: 'Where the worker pushes results.',
+  },
+  LOG_LEVEL: {
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    default: 'info',
+    doc: 'pino log level.',
+  },
+  SQS_QUEUE_URL: {
+    schema: url.optional(),
+    default: '(embedded fauxqs)',
+    doc: 'The job queue. Unset: an in-process SQS emulator (fauxqs) on a loopback port, same code path.',
+  },
+  SQS_DLQ_URL: {
+    schema: url.optional(),
+    default: "(the queue's redrive policy)",
+    doc: 'Dead-letter queue for malformed jobs. Unset: read from the job queue’s RedrivePolicy.',
+  },
+  SQS_ENDPOINT: {
+    schema: url.optional(),
+    default: '(AWS)',
+    doc: 'SQS endpoint override (LocalStack, fauxqs).',
+  },
+  AWS_REGION: {
+    schema: z.string().min(1).default('us-east-1'),
+    default: 'us-east-1',
+    doc: 'AWS region of the queue.',
+  },
+  SQS_MAX_RECEIVE_COUNT: {
+    schema: int(1, 1000).default(3),
+    default: '3',
+    doc: 'Embedded queue: receives before a job goes to the dead-letter queue.',
+  },
+  SQS_VISIBILITY_TIMEOUT: {
+    schema: int(5, 43200).default(60),
+    default: '60',
+    doc: 'Seconds a received job stays invisible; extended while it runs.',
+  },
+  SQS_WAIT_SECONDS: { schema: int(0, 20).default(20), default: '20', doc: 'Long-poll wait.' },
+  GENERATOR: {
+    schema: z.enum(['demo', 'modal', 'http']).default('demo'),
+    default: 'demo',
+    doc: '`demo` (built-in abstract art, not AI), `modal` (Flux on Modal) or `http` (any endpoint speaking the same contract).',
+  },
+  MODAL_FLUX_URL: {
+    schema: url.optional(),
+    default: '',
+    doc: 'The Modal web endpoint (`modal deploy` prints it). Required for `modal`/`http`.',
+  },
+  MODAL_KEY: {
+    schema: optionalString,
+    default: '',
+    doc: 'Modal proxy-auth token id (`Modal-Key`).',
+  },
+  MODAL_SECRET: {
+    schema: optionalString,
+    default: '',
+    doc: 'Modal proxy-auth token secret (`Modal-Secret`).',
+  },
+  GENERATOR_TIMEOUT_MS: {
+    schema: int(1000, 900_000).default(180_000),
+    default: '180000',
+    doc: 'Abort a generation after this long.',
+  },
+  GENERATOR_MAX_BYTES: {
+    schema: int(1024, 100 * 1024 * 1024).default(20 * 1024 * 1024),
+    default: '20971520',
+    doc: 'Largest image accepted from the generator.',
+  },
+  DEFAULT_STEPS: {
+    schema: int(1, 50).default(4),
+    default: '4',
+    doc: 'Inference steps when a request gives none.',
+  },
+  WORKER_CONCURRENCY: {
+    schema: int(1, 64).default(2),
+    default: '2',
+    doc: 'Jobs in flight per worker.',
+  },
+  JOB_TTL_SECONDS: {
+    schema: int(10, 86_400).default(900),
+    default: '900',
+    doc: 'A job not started within this long after it was queued expires instead of running.',
+  },
+  RESULT_TTL_SECONDS: {
+    schema: int(1, 3600).default(300),
+    default: '300',
+    doc: 'How long a finished image stays in memory for late or reconnecting clients.',
+  },
+  RESULT_BUFFER_BYTES: {
+    schema: int(0, 4 * 1024 ** 3).default(256 * 1024 * 1024),
+    default: '268435456',
+    doc: 'Cap on the bytes of finished images held in memory; oldest go first.',
+  },
+  PUSH_MAX_BYTES: {
+    schema: int(1024, 100 * 1024 * 1024).default(10 * 1024 * 1024),
+    default: '10485760',
+    doc: 'Largest image the relay accepts on `POST /push`.',
+  },
+  WS_HEARTBEAT_SECONDS: {
+    schema: int(1, 300).default(30),
+    default: '30',
+    doc: 'WebSocket ping interval; a socket that misses one is closed.',
+  },
+  WS_IDLE_SECONDS: {
+    schema: int(10, 86_400).default(900),
+    default: '900',
+    doc: 'Close a WebSocket whose job has seen no event for this long.',
+  },
+  ALLOWED_ORIGINS: {
+    schema: optionalString,
+    default: "(the page's own origin)",
+    doc: 'Comma-separated origins allowed for CORS and WebSocket upgrades.',
+  },
+  TRUST_PROXY: {
+    schema: bool.default(false),
+    default: 'false',
+    doc: 'Trust X-Forwarded-For (set behind Fly.io or another proxy) for client IPs.',
+  },
+  // Chat platforms (see README: Discord, Slack).
+  DISCORD_TOKEN: {
+    schema: optionalString,
+    default: '',
+    doc: 'Bot token. Set: a discord.js gateway client receives `/imagine` (no public URL needed); also used for deliveries after the 15-minute interaction window.',
+  },
+  DISCORD_PUBLIC_KEY: {
+    schema: optionalString,
+    default: '',
+    doc: 'Application public key. Set: `POST /discord/interactions` receives interactions over HTTP (Ed25519-verified).',
+  },
+  DISCORD_APPLICATION_ID: {
+    schema: optionalString,
+    default: '',
+    doc: 'Application id (for command registration and webhook edits).',
+  },
+  DISCORD_GUILD_ID: {
+    schema: optionalString,
+    default: '',
+    doc: '`npm run discord:register`: register to this guild only (instant) instead of globally.',
+  },
+  DISCORD_API_URL: {
+    schema: url.default('https://discord.com/api'),
+    default: 'https://discord.com/api',
+    doc: 'Base URL of every Discord REST call (tests, proxies).',
+  },
+  SLACK_BOT_TOKEN: {
+    schema: optionalString,
+    default: '',
+    doc: 'Slack bot token (`xoxb-…`). Set with a signing secret or app token to enable Slack.',
+  },
+  SLACK_SIGNING_SECRET: {
+    schema: optionalString,
+    default: '',
+    doc: 'Slack signing secret: verifies `POST /slack/events` (HTTP mode).',
+  },
+  SLACK_APP_TOKEN: {
+    schema: optionalString,
+    default: '',
+    doc: 'Slack app-level token (`xapp-…`): Socket Mode, no public URL needed.',
+  },
+  SLACK_API_URL: {
+    schema: url.default('https://slack.com/api/'),
+    default: 'https://slack.com/api/',
+    doc: 'Base URL of every Slack Web API call.',
+  },
+  SLACK_ADMIN_USERS: {
+    schema: optionalString,
+    default: '',
+    doc: 'Comma-separated Slack user ids allowed to use `/imagine-admin` besides workspace admins and owners.',
+  },
+  // Moderation and limits (defaults; moderators override per server/workspace/channel at runtime).
+  REDIS_URL: {
+    schema: optionalString,
+    default: '',
+    doc: 'Redis for rate limits and moderation settings (shared between instances). Unset: memory limits and an embedded SQLite settings file.',
+  },
+  DATA_DIR: {
+    schema: z.string().min(1).default('.data'),
+    default: '.data',
+    doc: 'Where the embedded settings store (SQLite) lives when REDIS_URL is unset.',
+  },
+} as const;
+
+type EnvKey = keyof typeof ENV;
+type Parsed = { [K in EnvKey]: z.output<(typeof ENV)[K]['schema']> };
+
+/** The frozen configuration every part receives. */
+export interface Config extends Omit<Parsed, 'RELAY_SECRET'> {
+  RELAY_SECRET: string;
+  /** True when no external queue is configured: embedded SQS, generated secret allowed. */
+  embedded: boolean;
+  /** True when RELAY_SECRET was generated for this run. */
+  secretGenerated: boolean;
+}
+
+/** Raised when the environment is invalid; the message names each variable. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parse configuration from an environment (defaults to `process.env`). */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<Record<EnvKey, string>> = {},
+): Readonly<Config> {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(ENV)) {
+    let raw = overrides[key as EnvKey] ?? env[key];
+    if (raw === '') raw = undefined;
+    const result = def.schema.safeParse(raw);
+    if (result.success) out[key] = result.data;
+    else
+      problems.push(
+        `${key}=${JSON.stringify(raw)}: ${result.error.issues.map((i) => i.message).join('; ')}`,
+      );
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const parsed = out as Parsed;
+  const embedded = parsed.SQS_QUEUE_URL === undefined;
+  if (parsed.GENERATOR !== 'demo' && !parsed.MODAL_FLUX_URL)
+    problems.push(`MODAL_FLUX_URL: required when GENERATOR=${parsed.GENERATOR}`);
+  if (!parsed.RELAY_SECRET && !embedded)
+    problems.push('RELAY_SECRET: required (32+ characters) when SQS_QUEUE_URL is set');
+  if (parsed.ROLE !== 'all' && embedded)
+    problems.push(
+      `ROLE=${parsed.ROLE}: a split relay/worker needs a shared queue; set SQS_QUEUE_URL`,
+    );
+  if (problems.length > 0) throw new ConfigError(problems);
+  const secretGenerated = !parsed.RELAY_SECRET;
+  return Object.freeze({
+    ...parsed,
+    RELAY_SECRET: parsed.RELAY_SECRET ?? randomBytes(32).toString('base64url'),
+    embedded,
+    secretGenerated,
+  });
+}

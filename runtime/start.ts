@@ -1,0 +1,159 @@
+/**
+ * Wires the parts together for a role: `all` (relay + worker, one process), `relay`, `worker`.
+ * Tests and benchmarks start the very same thing the entry point does.
+ */
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import { type ChatAdapter, chatAdaptersFromConfig } from '../bot/adapters.ts';
+import type { AdmissionPolicy } from '../bot/submit.ts';
+import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
+import {
+  createSqsClient,
+  resolveDeadLetterUrl,
+  SqsJobConsumer,
+  SqsJobQueue,
+} from '../queue/sqs.ts';
+import { buildRelay } from '../relay/app.ts';
+import type { ChatDeliverer } from '../relay/delivery.ts';
+import type { Generator } from '../worker/generator.ts';
+import { generatorFromConfig } from '../worker/generators/index.ts';
+import { type RunningWorker, startWorker } from '../worker/worker.ts';
+import type { Config } from './config.ts';
+
+/** Options beyond configuration: injected parts for tests and chat adapters. */
+export interface StartOptions {
+  logger: Logger;
+  role?: Config['ROLE'];
+  generator?: Generator;
+  admission?: AdmissionPolicy;
+  deliverers?: ChatDeliverer[];
+  plugins?: FastifyPluginAsync[];
+  /** Chat adapters; by default built from configuration. */
+  adapters?: ChatAdapter[];
+}
+
+/** A running imagine. */
+export interface Running {
+  /** Base URL of the relay (when this process runs it). */
+  url: string | undefined;
+  relay: FastifyInstance | undefined;
+  worker: RunningWorker | undefined;
+  sqs: { client: SQSClient; queueUrl: string; deadLetterUrl: string | undefined };
+  stop(): Promise<void>;
+}
+
+/** Start the parts a role needs. */
+export async function startImagine(config: Readonly<Config>, opts: StartOptions): Promise<Running> {
+  const { logger } = opts;
+  const role = opts.role ?? config.ROLE;
+  const stops: Array<() => Promise<void>> = [];
+
+  let queueUrl: string;
+  let deadLetterUrl = config.SQS_DLQ_URL;
+  let client: SQSClient;
+  if (config.embedded) {
+    const sqs = await startEmbeddedSqs({
+      region: config.AWS_REGION,
+      maxReceiveCount: config.SQS_MAX_RECEIVE_COUNT,
+      visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
+    });
+    stops.push(sqs.stop);
+    queueUrl = sqs.queueUrl;
+    deadLetterUrl = sqs.deadLetterUrl;
+    client = createSqsClient({
+      region: sqs.region,
+      endpoint: sqs.endpoint,
+      credentials: sqs.credentials,
+    });
+    logger.info({ endpoint: sqs.endpoint }, 'embedded SQS emulator (fauxqs) started');
+  } else {
+    queueUrl = config.SQS_QUEUE_URL!;
+    client = createSqsClient({ region: config.AWS_REGION, endpoint: config.SQS_ENDPOINT });
+  }
+  stops.push(async () => client.destroy());
+
+  const generator = opts.generator ?? generatorFromConfig(config);
+  let relay: FastifyInstance | undefined;
+  let url: string | undefined;
+  if (role === 'all' || role === 'relay') {
+    const adapters = opts.adapters ?? (await chatAdaptersFromConfig({ config, logger }));
+    const deliverers = [
+      ...(opts.deliverers ?? []),
+      ...adapters.flatMap((a) => (a.deliverer ? [a.deliverer] : [])),
+    ];
+    const plugins = [
+      ...(opts.plugins ?? []),
+      ...adapters.flatMap((a) => (a.plugin ? [a.plugin] : [])),
+    ];
+    relay = await buildRelay({
+      config,
+      queue: new SqsJobQueue(client, queueUrl),
+      logger,
+      generatorName: generator.name,
+      ...(opts.admission ? { admission: opts.admission } : {}),
+      deliverers,
+      plugins,
+    });
+    await relay.listen({ host: config.HOST, port: config.PORT });
+    const address = relay.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.PORT;
+    const shownHost = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;
+    url = `http://${shownHost}:${port}`;
+    const app = relay;
+    stops.unshift(async () => {
+      await app.close();
+    });
+    for (const adapter of adapters) {
+      await adapter.start?.(app);
+      if (adapter.stop) stops.unshift(() => adapter.stop!());
+      logger.info({ adapter: adapter.name }, 'chat adapter started');
+    }
+  }
+
+  let worker: RunningWorker | undefined;
+  if (role === 'all' || role === 'worker') {
+    if (!deadLetterUrl) {
+      deadLetterUrl = await resolveDeadLetterUrl(client, queueUrl).catch((err) => {
+        logger.warn({ err }, 'could not read the queue’s redrive policy');
+        return undefined;
+      });
+    }
+    const port = relay ? (relay.server.address() as { port: number }).port : config.PORT;
+    const relayUrl = config.RELAY_URL ?? `http://127.0.0.1:${port}`;
+    worker = startWorker({
+      consumer: new SqsJobConsumer({
+        client,
+        queueUrl,
+        deadLetterUrl,
+        concurrency: config.WORKER_CONCURRENCY,
+        visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
+        waitTimeSeconds: config.SQS_WAIT_SECONDS,
+        logger,
+      }),
+      generator,
+      relayUrl,
+      secret: config.RELAY_SECRET,
+      maxAttempts: config.SQS_MAX_RECEIVE_COUNT,
+      logger,
+    });
+    const w = worker;
+    // The worker stops first so no job is left half-pushed.
+    stops.unshift(() => w.stop());
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    url,
+    relay,
+    worker,
+    sqs: { client, queueUrl, deadLetterUrl },
+    stop() {
+      stopped ??= (async () => {
+        for (const stop of stops)
+          await stop().catch((err) => logger.warn({ err }, 'error while stopping'));
+      })();
+      return stopped;
+    },
+  };
+}

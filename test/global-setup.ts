@@ -1,0 +1,87 @@
+/**
+ * Starts the real services tests need: a Redis server on a free loopback port (when
+ * `redis-server` is installed; `.ci/run` installs it). Tests read its URL with
+ * `inject('redisUrl')`.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    redisUrl: string;
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+let redis: ChildProcess | undefined;
+let dir: string | undefined;
+
+export async function setup(project: TestProject): Promise<void> {
+  const which = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const bin = which.stdout.trim();
+  if (!bin) {
+    throw new Error(
+      'redis-server is not installed; .ci/run installs it (apt-get install redis-server)',
+    );
+  }
+  const port = await freePort();
+  dir = mkdtempSync(join(tmpdir(), 'imagine-redis-'));
+  redis = spawn(
+    bin,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+    ],
+    {
+      stdio: 'ignore',
+    },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const { default: Redis } = await import('ioredis');
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const client = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    try {
+      await client.connect();
+      await client.ping();
+      client.disconnect();
+      break;
+    } catch (err) {
+      client.disconnect();
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  project.provide('redisUrl', url);
+}
+
+export async function teardown(): Promise<void> {
+  redis?.kill('SIGTERM');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}

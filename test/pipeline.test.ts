@@ -1,0 +1,35 @@
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestImagine } from './helpers/imagine.ts';
+import { followJob } from './helpers/ws.ts';
+
+describe('web flow end to end (fauxqs + demo generator + real sockets)', () => {
+  let app: Awaited<ReturnType<typeof startTestImagine>>;
+  beforeAll(async () => {
+    app = await startTestImagine();
+  });
+  afterAll(async () => {
+    await app?.stop();
+  });
+
+  it('the seed README flow: POST /enqueue, then the image arrives on /ws', async () => {
+    const res = await fetch(`${app.url}/enqueue`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'A fox in space', aspect: '16:9', seed: 42 }),
+    });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { jobId: string; ws: string; demo: boolean };
+    expect(body.jobId).toMatch(/^[A-Za-z0-9_-]{24}$/);
+    expect(body.demo).toBe(true);
+    const got = await followJob(body.ws);
+    const states = got.texts.filter((t) => t.type === 'status').map((t) => t.state);
+    expect(states.at(-1)).toBe('done');
+    const imageFrame = got.texts.find((t) => t.type === 'image');
+    expect(imageFrame).toMatchObject({ jobId: body.jobId, contentType: 'image/png', seed: 42 });
+    expect(got.binaries).toHaveLength(1);
+    expect(imageFrame?.bytes).toBe(got.binaries[0]!.length);
+    const meta = await sharp(got.binaries[0]!).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 1344, 768]);
+  });
+});

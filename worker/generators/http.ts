@@ -1,0 +1,137 @@
+/**
+ * The HTTP generator: POST JSON `{prompt, width, height, seed, steps}` to an endpoint that
+ * answers with image bytes. With Modal credentials it is the Flux-on-Modal generator
+ * (`Modal-Key` / `Modal-Secret` proxy auth). Every failure is a coded error.
+ */
+import { ImagineError } from '../../contracts/errors.ts';
+import { sniffImageType } from '../../contracts/image-types.ts';
+import type { GeneratedImage, GenerateRequest, Generator } from '../generator.ts';
+
+/** Options of {@link HttpGenerator}. */
+export interface HttpGeneratorOptions {
+  name: string;
+  url: string;
+  modalKey?: string | undefined;
+  modalSecret?: string | undefined;
+  timeoutMs: number;
+  maxBytes: number;
+  fetch?: typeof fetch;
+}
+
+async function readCapped(
+  response: Response,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<Buffer> {
+  const declared = Number(response.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > maxBytes)
+    throw new ImagineError(
+      'GENERATOR_TOO_LARGE',
+      `generator answered ${declared} bytes; the limit is ${maxBytes}`,
+    );
+  if (!response.body) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body) {
+    signal.throwIfAborted();
+    total += chunk.length;
+    if (total > maxBytes) {
+      await response.body.cancel().catch(() => {});
+      throw new ImagineError('GENERATOR_TOO_LARGE', `generator answered over ${maxBytes} bytes`);
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks, total);
+}
+
+/** Calls an HTTP image endpoint (Flux on Modal, or any service speaking the same contract). */
+export class HttpGenerator implements Generator {
+  readonly name: string;
+  private readonly fetch: typeof fetch;
+
+  private readonly opts: HttpGeneratorOptions;
+
+  constructor(opts: HttpGeneratorOptions) {
+    this.opts = opts;
+    this.name = opts.name;
+    this.fetch = opts.fetch ?? fetch;
+  }
+
+  async generate(
+    req: GenerateRequest,
+    { signal }: { signal: AbortSignal },
+  ): Promise<GeneratedImage> {
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
+    const combined = AbortSignal.any([signal, timeout]);
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: 'image/*',
+    };
+    if (this.opts.modalKey) headers['modal-key'] = this.opts.modalKey;
+    if (this.opts.modalSecret) headers['modal-secret'] = this.opts.modalSecret;
+    try {
+      const response = await this.fetch(this.opts.url, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          prompt: req.prompt,
+          width: req.width,
+          height: req.height,
+          seed: req.seed,
+          steps: req.steps,
+        }),
+        signal: combined,
+        redirect: 'follow',
+      });
+      if (response.status === 401 || response.status === 403) {
+        await response.body?.cancel();
+        throw new ImagineError(
+          'GENERATOR_AUTH',
+          `generator refused the credentials (HTTP ${response.status}); check MODAL_KEY and MODAL_SECRET`,
+        );
+      }
+      if (response.status === 429 || response.status >= 500) {
+        await response.body?.cancel();
+        throw new ImagineError(
+          'GENERATOR_UNAVAILABLE',
+          `generator answered HTTP ${response.status}`,
+        );
+      }
+      if (!response.ok) {
+        const text = (await response.text()).slice(0, 300);
+        throw new ImagineError(
+          'GENERATOR_BAD_RESPONSE',
+          `generator answered HTTP ${response.status}: ${text}`,
+        );
+      }
+      const bytes = await readCapped(response, this.opts.maxBytes, combined);
+      const contentType = sniffImageType(bytes);
+      if (!contentType)
+        throw new ImagineError(
+          'GENERATOR_BAD_RESPONSE',
+          `generator answered ${bytes.length} bytes that are not PNG, JPEG or WebP`,
+        );
+      const seedHeader = Number(response.headers.get('x-seed'));
+      return {
+        bytes,
+        contentType,
+        seed:
+          Number.isInteger(seedHeader) && response.headers.has('x-seed') ? seedHeader : req.seed,
+        width: req.width,
+        height: req.height,
+      };
+    } catch (err) {
+      if (err instanceof ImagineError) throw err;
+      if (timeout.aborted)
+        throw new ImagineError(
+          'GENERATOR_TIMEOUT',
+          `generator did not answer within ${this.opts.timeoutMs} ms`,
+          { cause: err },
+        );
+      if (signal.aborted) throw err;
+      throw new ImagineError('GENERATOR_UNAVAILABLE', 'generator cannot be reached', {
+        cause: err,
+      });
+    }
+  }
+}

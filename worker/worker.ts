@@ -1,0 +1,36 @@
+/** The worker: a queue consumer feeding the job runner. */
+import type { Logger } from 'pino';
+import type { JobConsumer } from '../queue/queue.ts';
+import type { Generator } from './generator.ts';
+import { createRelayPusher, type RelayPusher } from './push-client.ts';
+import { createJobRunner } from './runner.ts';
+
+/** Options of {@link startWorker}. */
+export interface WorkerOptions {
+  consumer: JobConsumer;
+  generator: Generator;
+  relayUrl: string;
+  secret: string;
+  maxAttempts: number;
+  logger: Logger;
+  pusher?: RelayPusher;
+}
+
+/** A running worker. */
+export interface RunningWorker {
+  stop(): Promise<void>;
+}
+
+/** Start consuming jobs. */
+export function startWorker(opts: WorkerOptions): RunningWorker {
+  const pusher = opts.pusher ?? createRelayPusher({ relayUrl: opts.relayUrl, secret: opts.secret });
+  const run = createJobRunner({
+    generator: opts.generator,
+    pusher,
+    logger: opts.logger,
+    maxAttempts: opts.maxAttempts,
+  });
+  opts.consumer.start((job, ctx) => run(job, ctx));
+  opts.logger.info({ generator: opts.generator.name }, 'worker started');
+  return { stop: () => opts.consumer.stop() };
+}
