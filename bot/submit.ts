@@ -23,6 +23,8 @@ export interface AdmissionContext {
   prompt: string;
   params: JobParams;
   origin: Origin;
+  /** Jobs queued and not yet started, as this relay sees them (for the queue-length limit). */
+  queueLength: number;
 }
 
 /** A granted admission: confirm once enqueued, cancel to give back what was taken. */
@@ -52,6 +54,8 @@ export const openAdmission: AdmissionPolicy = {
 export interface JobRegistry {
   /** Record a queued job; returns how many queued jobs are ahead of it. */
   registerQueued(job: Job): { position: number };
+  /** Jobs queued and not yet started. */
+  readonly queuedCount: number;
   /** Drop a job that never made it onto the queue. */
   forget(jobId: string): void;
 }
@@ -107,7 +111,12 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
   return async ({ request, origin, replyTarget }) => {
     const req = parseImagineRequest(request);
     const params = resolveParams(req, { steps: opts.defaultSteps });
-    const granted = await admission.admit({ prompt: req.prompt, params, origin });
+    const granted = await admission.admit({
+      prompt: req.prompt,
+      params,
+      origin,
+      queueLength: opts.registry.queuedCount,
+    });
     const createdAt = now();
     const job: Job = {
       v: 1,
