@@ -59,7 +59,7 @@ export async function setup(project: TestProject): Promise<void> {
     },
   );
   const url = `redis://127.0.0.1:${port}`;
-  const { default: Redis } = await import('ioredis');
+  const { Redis } = await import('ioredis');
   const deadline = Date.now() + 10_000;
   for (;;) {
     const client = new Redis(url, {
