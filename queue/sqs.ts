@@ -32,6 +32,17 @@ export function createSqsClient(opts: Omit<SqsOptions, 'queueUrl'>): SQSClient {
   });
 }
 
+/**
+ * JSON with every non-ASCII code unit escaped: SQS refuses some characters (and emulators refuse
+ * more, e.g. emoji outside the BMP), while `\uXXXX` escapes always pass and parse back exactly.
+ */
+export function toAsciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** Sends jobs to SQS. */
 export class SqsJobQueue implements JobQueue {
   private readonly client: SQSClient;
@@ -47,7 +58,7 @@ export class SqsJobQueue implements JobQueue {
       await this.client.send(
         new SendMessageCommand({
           QueueUrl: this.queueUrl,
-          MessageBody: JSON.stringify(job),
+          MessageBody: toAsciiJson(job),
           MessageAttributes: { jobId: { DataType: 'String', StringValue: job.jobId } },
         }),
       );

@@ -1,6 +1,6 @@
 /** `POST /enqueue`: the web page's (and any HTTP client's) way in. */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { asImagineError } from '../../contracts/errors.ts';
+import { asImagineError, ImagineError } from '../../contracts/errors.ts';
 
 /** The public base URL of this relay as the client sees it. */
 export function publicBase(request: FastifyRequest, configured: string | undefined): URL {
@@ -12,6 +12,8 @@ export function publicBase(request: FastifyRequest, configured: string | undefin
 export const enqueueRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
   app.post('/enqueue', async (request, reply) => {
+    if (!/^application\/json\b/i.test(request.headers['content-type'] ?? ''))
+      throw new ImagineError('UNSUPPORTED_MEDIA_TYPE', 'send JSON: content-type application/json');
     let submitted: Awaited<ReturnType<typeof relay.submit>>;
     try {
       submitted = await relay.submit({
