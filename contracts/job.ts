@@ -28,7 +28,7 @@ const FORBIDDEN_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/
 /** Normalise and check a prompt: whitespace runs (newlines, tabs) become one space. */
 export const PromptSchema = z
   .string({ error: 'prompt must be a string' })
-  .transform((s) => s.replace(/[\t\n\r\v\f]+/g, ' ').trim())
+  .transform((s) => s.replace(/\s+/g, ' ').trim())
   .superRefine((s, ctx) => {
     if (s.length === 0) ctx.addIssue({ code: 'custom', message: 'prompt is empty' });
     const chars = [...s].length;

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import type { Job } from '../../contracts/job.ts';
+import { JobTracker } from '../../relay/job-tracker.ts';
+
+const job = (jobId: string, createdAt = 1000): Job => ({
+  v: 1,
+  jobId,
+  prompt: 'p',
+  params: { width: 64, height: 64, seed: 1, steps: 4 },
+  origin: { platform: 'web' },
+  createdAt,
+  expiresAt: createdAt + 60_000,
+});
+const id = (n: number) => `job-${String(n).padStart(20, '0')}`;
+const image = (size: number) => ({ bytes: Buffer.alloc(size), contentType: 'image/png' });
+
+describe('JobTracker', () => {
+  it('keeps queue order and positions as jobs leave the queue', () => {
+    const t = new JobTracker({ resultTtlMs: 1000, maxBufferedBytes: 1000, jobTtlMs: 10_000 });
+    expect(t.registerQueued(job(id(1))).position).toBe(0);
+    expect(t.registerQueued(job(id(2))).position).toBe(1);
+    expect(t.registerQueued(job(id(3))).position).toBe(2);
+    t.apply(id(1), { state: 'generating' });
+    expect(t.position(id(3))).toBe(1);
+    expect(t.position(id(1))).toBeUndefined();
+  });
+
+  it('evicts the oldest images when over the byte cap, and says so', () => {
+    const t = new JobTracker({ resultTtlMs: 60_000, maxBufferedBytes: 250, jobTtlMs: 10_000 });
+    t.apply(id(1), { state: 'done' }, image(100));
+    t.apply(id(2), { state: 'done' }, image(100));
+    t.apply(id(3), { state: 'done' }, image(100));
+    expect(t.bufferedBytes).toBe(200);
+    expect(t.get(id(1))?.image).toBeUndefined();
+    expect(t.get(id(1))?.imageEvicted).toBe(true);
+    expect(t.get(id(3))?.image?.bytes.length).toBe(100);
+  });
+
+  it('forgets finished jobs after the TTL and expires stuck ones', () => {
+    let now = 0;
+    const t = new JobTracker({
+      resultTtlMs: 1000,
+      maxBufferedBytes: 1000,
+      jobTtlMs: 5000,
+      now: () => now,
+    });
+    t.apply(id(1), { state: 'done' }, image(10));
+    t.registerQueued(job(id(2), 0));
+    now = 2000;
+    t.sweep();
+    expect(t.get(id(1))).toBeUndefined();
+    expect(t.bufferedBytes).toBe(0);
+    expect(t.get(id(2))?.state).toBe('queued');
+    now = 6000;
+    t.sweep();
+    expect(t.get(id(2))?.state).toBe('expired');
+    expect(t.queuedCount).toBe(0);
+  });
+
+  it('treats repeats after a final state as duplicates', () => {
+    const t = new JobTracker({ resultTtlMs: 1000, maxBufferedBytes: 1000, jobTtlMs: 5000 });
+    expect(t.apply(id(1), { state: 'done' }, image(10)).duplicate).toBe(false);
+    expect(t.apply(id(1), { state: 'failed' }).duplicate).toBe(true);
+    expect(t.get(id(1))?.state).toBe('done');
+  });
+});

@@ -1,0 +1,169 @@
+import sharp from 'sharp';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ImagineError } from '../../contracts/errors.ts';
+import { HttpGenerator } from '../../worker/generators/http.ts';
+import { type FakeGeneratorEndpoint, startFakeGenerator } from '../fakes/generator-endpoint.ts';
+import { startTestImagine } from '../helpers/imagine.ts';
+import { followJob } from '../helpers/ws.ts';
+
+const request = { prompt: 'a lighthouse at dusk', width: 128, height: 64, seed: 99, steps: 4 };
+
+describe('modal generator against a local fake of the Modal endpoint', () => {
+  let fake: FakeGeneratorEndpoint;
+  const make = (overrides: Partial<ConstructorParameters<typeof HttpGenerator>[0]> = {}) =>
+    new HttpGenerator({
+      name: 'modal',
+      url: fake.url,
+      modalKey: fake.key,
+      modalSecret: fake.secret,
+      timeoutMs: 10_000,
+      maxBytes: 1024 * 1024,
+      ...overrides,
+    });
+  const codeOf = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (err) {
+      expect(err).toBeInstanceOf(ImagineError);
+      return (err as ImagineError).code;
+    }
+    throw new Error('expected a failure');
+  };
+
+  beforeAll(async () => {
+    fake = await startFakeGenerator();
+  });
+  afterAll(async () => {
+    await fake?.close();
+  });
+  beforeEach(() => {
+    fake.mode = 'ok';
+    fake.requests.length = 0;
+  });
+
+  it('sends the prompt and parameters with proxy-auth headers and returns the image', async () => {
+    const image = await make().generate(request, { signal: new AbortController().signal });
+    expect(image.contentType).toBe('image/png');
+    expect(image.seed).toBe(99);
+    const meta = await sharp(image.bytes).metadata();
+    expect([meta.width, meta.height]).toEqual([128, 64]);
+    expect(fake.requests[0]?.body).toEqual(request);
+    expect(fake.requests[0]?.headers['modal-key']).toBe(fake.key);
+  });
+
+  it('wrong credentials → GENERATOR_AUTH', async () => {
+    expect(
+      await codeOf(
+        make({ modalSecret: 'nope' }).generate(request, { signal: new AbortController().signal }),
+      ),
+    ).toBe('GENERATOR_AUTH');
+  });
+
+  it('a slow answer → GENERATOR_TIMEOUT (retryable)', async () => {
+    fake.mode = 'slow';
+    const code = await codeOf(
+      make({ timeoutMs: 300 }).generate(request, { signal: new AbortController().signal }),
+    );
+    expect(code).toBe('GENERATOR_TIMEOUT');
+  });
+
+  it('a garbage body → GENERATOR_BAD_RESPONSE', async () => {
+    fake.mode = 'garbage';
+    expect(await codeOf(make().generate(request, { signal: new AbortController().signal }))).toBe(
+      'GENERATOR_BAD_RESPONSE',
+    );
+  });
+
+  it('an answer over the size cap → GENERATOR_TOO_LARGE', async () => {
+    fake.mode = 'huge';
+    expect(await codeOf(make().generate(request, { signal: new AbortController().signal }))).toBe(
+      'GENERATOR_TOO_LARGE',
+    );
+  });
+
+  it('a 503 → GENERATOR_UNAVAILABLE', async () => {
+    fake.mode = 'unavailable';
+    expect(await codeOf(make().generate(request, { signal: new AbortController().signal }))).toBe(
+      'GENERATOR_UNAVAILABLE',
+    );
+  });
+
+  it('an unreachable endpoint → GENERATOR_UNAVAILABLE', async () => {
+    const gen = make({ url: 'http://127.0.0.1:1/' });
+    expect(await codeOf(gen.generate(request, { signal: new AbortController().signal }))).toBe(
+      'GENERATOR_UNAVAILABLE',
+    );
+  });
+
+  it('aborts when the worker shuts down', async () => {
+    fake.mode = 'slow';
+    const ac = new AbortController();
+    const pending = make().generate(request, { signal: ac.signal });
+    setTimeout(() => ac.abort(), 100);
+    await expect(pending).rejects.toThrow();
+  });
+
+  describe('through the whole pipeline (GENERATOR=modal)', () => {
+    let app: Awaited<ReturnType<typeof startTestImagine>>;
+    beforeAll(async () => {
+      app = await startTestImagine({
+        GENERATOR: 'modal',
+        MODAL_FLUX_URL: fake.url,
+        MODAL_KEY: fake.key,
+        MODAL_SECRET: fake.secret,
+        GENERATOR_TIMEOUT_MS: '1000',
+        SQS_MAX_RECEIVE_COUNT: '2',
+      });
+    });
+    afterAll(async () => {
+      await app?.stop();
+    });
+
+    const enqueue = async (prompt: string) =>
+      (await (
+        await fetch(`${app.url}/enqueue`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt, width: 256, height: 128, seed: 5 }),
+        })
+      ).json()) as { jobId: string; ws: string; demo: boolean };
+
+    it('delivers the generated image, not labelled as demo', async () => {
+      const { ws, demo } = await enqueue('a fox in space');
+      expect(demo).toBe(false);
+      const got = await followJob(ws);
+      const meta = await sharp(got.binaries[0]!).metadata();
+      expect([meta.width, meta.height]).toEqual([256, 128]);
+    });
+
+    it('a job whose generator keeps failing ends as failed, with the reason, instead of dying silently', async () => {
+      fake.mode = 'unavailable';
+      const { ws } = await enqueue('no gpu today');
+      const got = await followJob(ws, 30_000);
+      const last = got.texts.at(-1)!;
+      expect(last).toMatchObject({
+        type: 'status',
+        state: 'failed',
+        error: { code: 'GENERATOR_UNAVAILABLE' },
+      });
+      expect(got.binaries).toHaveLength(0);
+      // Attempted once per allowed receive, then reported.
+      expect(fake.requests.filter((r) => r.body.prompt === 'no gpu today')).toHaveLength(2);
+    });
+
+    it('a non-retryable failure (bad credentials) is reported at once', async () => {
+      const realSecret = fake.secret;
+      fake.secret = 'rotated';
+      try {
+        const { ws } = await enqueue('bad creds');
+        const got = await followJob(ws);
+        expect(got.texts.at(-1)).toMatchObject({
+          state: 'failed',
+          error: { code: 'GENERATOR_AUTH' },
+        });
+      } finally {
+        fake.secret = realSecret;
+      }
+    });
+  });
+});
