@@ -12,6 +12,7 @@ import type { Config } from '../runtime/config.ts';
 import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
 import { JobTracker, type JobUpdate } from './job-tracker.ts';
 import { createMetrics, type RelayMetrics } from './metrics.ts';
+import { registerOriginPolicy } from './origins.ts';
 import { enqueueRoutes } from './routes/enqueue.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -163,6 +164,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     }),
   );
 
+  await registerOriginPolicy(app, config);
   await app.register(websocket, {
     options: { maxPayload: 4096 },
   });

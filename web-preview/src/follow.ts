@@ -1,0 +1,244 @@
+/**
+ * Follow one job to its image: over the WebSocket first (status frames, then one `image` text
+ * frame and ONE binary frame); when the socket cannot open or drops, reconnect with backoff;
+ * when that keeps failing, poll `GET /jobs/:id` and fetch `GET /jobs/:id/image`.
+ */
+import { ApiError, readApiError, request } from './api.ts';
+
+/** How the page is hearing about a job, shown discreetly. */
+export type Transport = 'websocket' | 'reconnecting' | 'polling' | 'unreachable';
+
+/** Everything a follower reports. */
+export type FollowEvent =
+  | { kind: 'status'; state: 'queued' | 'generating'; position?: number }
+  | { kind: 'transport'; transport: Transport }
+  | {
+      kind: 'image';
+      blob: Blob;
+      seed: number;
+      width: number;
+      height: number;
+      generationMs: number | undefined;
+      via: 'websocket' | 'polling';
+    }
+  | { kind: 'failed'; state: 'failed' | 'expired'; code: string; message: string };
+
+/** Options of {@link followJob}. */
+export interface FollowOptions {
+  jobId: string;
+  wsUrl: string;
+  statusUrl: string;
+  imageUrl: string;
+  onEvent: (event: FollowEvent) => void;
+  /** Waits before each reconnect; when they run out, polling takes over. */
+  reconnectDelaysMs?: readonly number[];
+  /** Poll interval while the job runs. */
+  pollMs?: number;
+}
+
+/** A running follower. */
+export interface Follower {
+  stop(): void;
+}
+
+interface StatusBody {
+  state?: string;
+  position?: number;
+  seed?: number;
+  width?: number;
+  height?: number;
+  generationMs?: number;
+  contentType?: string;
+  error?: { code?: string; message?: string };
+}
+
+interface ImageMeta {
+  contentType: string;
+  seed: number;
+  width: number;
+  height: number;
+  generationMs?: number;
+}
+
+const DEFAULT_RECONNECT_MS = [400, 1200, 3000] as const;
+
+/** Follow a job until it ends or `stop()` is called. */
+export function followJob(opts: FollowOptions): Follower {
+  const delays = opts.reconnectDelaysMs ?? DEFAULT_RECONNECT_MS;
+  const pollMs = opts.pollMs ?? 1000;
+  let finished = false;
+  let socket: WebSocket | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let failures = 0;
+  let transport: Transport | undefined;
+
+  const emit = (event: FollowEvent) => {
+    if (!finished) opts.onEvent(event);
+  };
+  const finish = (event: FollowEvent) => {
+    emit(event);
+    finished = true;
+    clearTimeout(timer);
+    socket?.close();
+  };
+  const setTransport = (next: Transport) => {
+    if (next === transport) return;
+    transport = next;
+    emit({ kind: 'transport', transport: next });
+  };
+  const fail = (state: 'failed' | 'expired', code: string | undefined, message: string) =>
+    finish({ kind: 'failed', state, code: code ?? 'GENERATION_FAILED', message });
+
+  const connect = () => {
+    if (finished) return;
+    let meta: ImageMeta | undefined;
+    let heard = false;
+    const ws = new WebSocket(opts.wsUrl);
+    socket = ws;
+    ws.binaryType = 'blob';
+    ws.onopen = () => setTransport('websocket');
+    ws.onmessage = (message: MessageEvent<unknown>) => {
+      heard = true;
+      failures = 0;
+      if (message.data instanceof Blob) {
+        if (!meta) return;
+        const blob = new Blob([message.data], { type: meta.contentType });
+        finish({
+          kind: 'image',
+          blob,
+          seed: meta.seed,
+          width: meta.width,
+          height: meta.height,
+          generationMs: meta.generationMs,
+          via: 'websocket',
+        });
+        return;
+      }
+      let frame: StatusBody & { type?: string } & Partial<ImageMeta>;
+      try {
+        frame = JSON.parse(String(message.data));
+      } catch {
+        return;
+      }
+      if (frame.type === 'image') {
+        meta = {
+          contentType: frame.contentType ?? 'image/png',
+          seed: frame.seed ?? 0,
+          width: frame.width ?? 0,
+          height: frame.height ?? 0,
+          ...(frame.generationMs === undefined ? {} : { generationMs: frame.generationMs }),
+        };
+      } else if (frame.type === 'status') onStatus(frame, 'websocket');
+    };
+    ws.onclose = () => {
+      if (finished || socket !== ws) return;
+      // A socket that carried frames and then dropped gets a fresh round of retries.
+      if (!heard) failures++;
+      else failures = 1;
+      if (failures > delays.length) {
+        startPolling();
+        return;
+      }
+      setTransport('reconnecting');
+      timer = setTimeout(connect, delays[failures - 1]);
+    };
+  };
+
+  const onStatus = (body: StatusBody, via: 'websocket' | 'polling') => {
+    switch (body.state) {
+      case 'queued':
+        emit({
+          kind: 'status',
+          state: 'queued',
+          ...(body.position === undefined ? {} : { position: body.position }),
+        });
+        return;
+      case 'generating':
+        emit({ kind: 'status', state: 'generating' });
+        return;
+      case 'failed':
+        fail('failed', body.error?.code, body.error?.message ?? 'the job failed');
+        return;
+      case 'expired':
+        fail('expired', body.error?.code ?? 'JOB_EXPIRED', body.error?.message ?? 'expired');
+        return;
+      case 'done':
+        // Over the socket the image frames follow; when polling, fetch the bytes.
+        if (via === 'polling') void fetchImage(body);
+        return;
+    }
+  };
+
+  let pollFailures = 0;
+  const poll = async () => {
+    if (finished) return;
+    try {
+      const response = await request(opts.statusUrl, {
+        headers: { accept: 'application/json' },
+        cache: 'no-store',
+      });
+      if (!response.ok) {
+        const err = await readApiError(response);
+        if (response.status === 404) return fail('expired', 'JOB_NOT_FOUND', err.message);
+        throw err;
+      }
+      pollFailures = 0;
+      setTransport('polling');
+      const body = (await response.json()) as StatusBody;
+      onStatus(body, 'polling');
+      if (body.state === 'done') return;
+    } catch (err) {
+      pollFailures++;
+      if (err instanceof ApiError && err.code === 'UNREACHABLE' && pollFailures >= 3)
+        setTransport('unreachable');
+    }
+    if (!finished)
+      timer = setTimeout(poll, Math.min(pollMs * 2 ** Math.max(0, pollFailures - 1), 10_000));
+  };
+
+  const fetchImage = async (status: StatusBody) => {
+    try {
+      const response = await request(opts.imageUrl, { cache: 'no-store' });
+      if (response.status === 409 || response.status === 410 || response.status === 404) {
+        const err = await readApiError(response);
+        if (err.code === 'NOT_READY') {
+          timer = setTimeout(poll, pollMs);
+          return;
+        }
+        fail(err.code === 'JOB_FAILED' ? 'failed' : 'expired', err.code, err.message);
+        return;
+      }
+      if (!response.ok) throw await readApiError(response);
+      const blob = await response.blob();
+      finish({
+        kind: 'image',
+        blob,
+        seed: status.seed ?? 0,
+        width: status.width ?? 0,
+        height: status.height ?? 0,
+        generationMs: status.generationMs,
+        via: 'polling',
+      });
+    } catch {
+      pollFailures++;
+      if (!finished) timer = setTimeout(poll, pollMs);
+    }
+  };
+
+  const startPolling = () => {
+    if (finished) return;
+    socket = undefined;
+    void poll();
+  };
+
+  if (typeof WebSocket === 'function') connect();
+  else startPolling();
+
+  return {
+    stop() {
+      finished = true;
+      clearTimeout(timer);
+      socket?.close();
+    },
+  };
+}

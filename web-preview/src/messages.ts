@@ -1,0 +1,107 @@
+/** Checks done before sending, and every error put into words a person understands. */
+import { PROMPT_MAX_CHARS, SEED_MAX } from '../../contracts/limits.ts';
+
+/** Characters as the server counts them: code points after whitespace runs become one space. */
+export function promptLength(raw: string): number {
+  return [...normalisePrompt(raw)].length;
+}
+
+/** The prompt as the server will see it. */
+export function normalisePrompt(raw: string): string {
+  return raw.replace(/[\t\n\r\v\f]+/g, ' ').trim();
+}
+
+/** Why a prompt cannot be sent, or undefined when it can. */
+export function checkPrompt(raw: string): string | undefined {
+  const length = promptLength(raw);
+  if (length === 0) return 'Describe the image you want first: the prompt is empty.';
+  if (length > PROMPT_MAX_CHARS) {
+    const over = length - PROMPT_MAX_CHARS;
+    return `Your prompt is ${length.toLocaleString('en')} characters; the limit is ${PROMPT_MAX_CHARS.toLocaleString('en')}. Please shorten it by ${over.toLocaleString('en')}.`;
+  }
+  return undefined;
+}
+
+/** Parse the optional seed box: a number, undefined when blank, or an error sentence. */
+export function parseSeed(raw: string): { seed?: number; error?: string } {
+  const text = raw.trim();
+  if (text === '') return {};
+  if (!/^\d+$/.test(text) || Number(text) > SEED_MAX)
+    return {
+      error: `The seed must be a whole number from 0 to ${SEED_MAX.toLocaleString('en')}, or left blank for a random one.`,
+    };
+  return { seed: Number(text) };
+}
+
+/** "12 seconds", "1 minute", "3 minutes". */
+export function describeWait(seconds: number): string {
+  const s = Math.max(1, Math.ceil(seconds));
+  if (s < 60) return `${s} second${s === 1 ? '' : 's'}`;
+  const m = Math.ceil(s / 60);
+  return `${m} minute${m === 1 ? '' : 's'}`;
+}
+
+/** Elapsed time as shown next to a running job: "7 s", "1 min 05 s". */
+export function formatElapsed(ms: number): string {
+  const total = Math.floor(ms / 1000);
+  if (total < 60) return `${total} s`;
+  return `${Math.floor(total / 60)} min ${String(total % 60).padStart(2, '0')} s`;
+}
+
+/** Why the server refused a request to start a job. */
+export function describeRefusal(
+  code: string,
+  message: string,
+  retryAfterSeconds: number | undefined,
+): string {
+  switch (code) {
+    case 'INVALID_PROMPT':
+      return `The server did not accept this prompt: ${message}.`;
+    case 'INVALID_PARAMETERS':
+    case 'INVALID_JSON':
+    case 'BAD_REQUEST':
+      return `The server did not accept these settings: ${message}.`;
+    case 'RATE_LIMITED':
+      return retryAfterSeconds
+        ? `You are making images faster than this server allows. You can try again in ${describeWait(retryAfterSeconds)}.`
+        : 'You are making images faster than this server allows. Please wait a little and try again.';
+    case 'QUEUE_FULL':
+      return `The queue is full right now. Please try again in ${describeWait(retryAfterSeconds ?? 60)}.`;
+    case 'QUEUE_UNAVAILABLE':
+      return 'The image queue cannot be reached right now. Please try again shortly.';
+    case 'BLOCKED_CONTENT':
+      return `This prompt is not allowed here: ${message}. Please try describing something else.`;
+    case 'ORIGIN_NOT_ALLOWED':
+      return 'This page is not allowed to use this server (its address is not in ALLOWED_ORIGINS).';
+    case 'FORBIDDEN':
+    case 'CHANNEL_NOT_ALLOWED':
+      return `Making images is not allowed here right now: ${message}.`;
+    case 'PAYLOAD_TOO_LARGE':
+      return 'That request is too large for the server.';
+    default:
+      return `Something went wrong on the server (${code}). Please try again.`;
+  }
+}
+
+/** Why a job ended without an image. */
+export function describeJobFailure(code: string): string {
+  switch (code) {
+    case 'JOB_EXPIRED':
+      return 'This image expired before it could be delivered. Try again to make it afresh.';
+    case 'JOB_NOT_FOUND':
+      return 'The server no longer knows this job (it may have restarted). Try again.';
+    case 'GENERATOR_TIMEOUT':
+      return 'The image generator took too long to answer.';
+    case 'GENERATOR_UNAVAILABLE':
+      return 'The image generator is unavailable right now.';
+    case 'GENERATOR_AUTH':
+      return 'The image generator refused this server’s credentials; the operator needs to fix the setup.';
+    case 'BLOCKED_CONTENT':
+      return 'This prompt is not allowed here.';
+    default:
+      return 'The image generator could not make this image.';
+  }
+}
+
+/** When the server cannot be reached at all. */
+export const UNREACHABLE = 'The server cannot be reached. Check your connection, then try again.';
