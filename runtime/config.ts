@@ -221,6 +221,51 @@ export const ENV = {
     default: '.data',
     doc: 'Where the embedded settings store (SQLite) lives when REDIS_URL is unset.',
   },
+  REDIS_KEY_PREFIX: {
+    schema: z.string().min(1).max(100).default('imagine:'),
+    default: 'imagine:',
+    doc: 'Prefix of every Redis key imagine writes (share one Redis between deployments).',
+  },
+  LIMIT_IMAGES_PER_USER: {
+    schema: int(0, 1_000_000).default(20),
+    default: '20',
+    doc: 'Images one user may request per window, per server/workspace (web: per client IP). 0 refuses all.',
+  },
+  LIMIT_IMAGES_PER_SCOPE: {
+    schema: int(0, 10_000_000).default(500),
+    default: '500',
+    doc: 'Images a whole server/workspace (or the web page) may request per window.',
+  },
+  LIMIT_WINDOW_SECONDS: {
+    schema: int(10, 7 * 86_400).default(3600),
+    default: '3600',
+    doc: 'Length of the rate-limit window, in seconds.',
+  },
+  LIMIT_CONCURRENT_PER_USER: {
+    schema: int(1, 1000).default(4),
+    default: '4',
+    doc: 'Jobs one user may have queued or running at once.',
+  },
+  LIMIT_QUEUE_LENGTH: {
+    schema: int(1, 1_000_000).default(100),
+    default: '100',
+    doc: 'Beyond this many queued jobs new requests are refused at once ("busy, try again in N minutes").',
+  },
+  LIMIT_IMAGE_SIDE: {
+    schema: int(64, 2048).default(2048),
+    default: '2048',
+    doc: 'Largest width or height (pixels) a request may ask for.',
+  },
+  BLOCKED_WORDS_BUILTIN: {
+    schema: bool.default(true),
+    default: 'true',
+    doc: 'Use the small built-in list of blocked words (moderators can also turn it off per server/channel).',
+  },
+  BLOCKED_WORDS: {
+    schema: optionalString,
+    default: '',
+    doc: 'Comma-separated words or phrases blocked everywhere, in addition to per-server lists (`*` at either end: prefix/suffix match).',
+  },
 } as const;
 
 type EnvKey = keyof typeof ENV;

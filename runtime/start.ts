@@ -6,6 +6,7 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { type ChatAdapter, chatAdaptersFromConfig } from '../bot/adapters.ts';
+import { admissionFromConfig } from '../bot/moderation/index.ts';
 import type { AdmissionPolicy } from '../bot/submit.ts';
 import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import {
@@ -86,12 +87,18 @@ export async function startImagine(config: Readonly<Config>, opts: StartOptions)
       ...(opts.plugins ?? []),
       ...adapters.flatMap((a) => (a.plugin ? [a.plugin] : [])),
     ];
+    let admission = opts.admission;
+    if (!admission) {
+      const moderation = await admissionFromConfig(config, logger);
+      stops.push(() => moderation.close());
+      admission = moderation;
+    }
     relay = await buildRelay({
       config,
       queue: new SqsJobQueue(client, queueUrl),
       logger,
       generatorName: generator.name,
-      ...(opts.admission ? { admission: opts.admission } : {}),
+      admission,
       deliverers,
       plugins,
     });

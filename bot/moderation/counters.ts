@@ -1,0 +1,206 @@
+/**
+ * Atomic counting for admission: fixed-window counters (rate-limiter-flexible, Redis-backed or in
+ * memory) and per-user concurrency slots (a Redis sorted set of leases, or a map in memory).
+ * A take either fits under the limit or is undone at once, so parallel requests never over-admit
+ * and refusals never eat quota.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+} from 'rate-limiter-flexible';
+
+// The limiters only count; the limit is compared here, so one counter serves every limit value
+// a moderator may set for the same window.
+const UNBOUNDED_POINTS = 2 ** 30;
+
+/** A window counter's state. */
+export interface WindowUsage {
+  used: number;
+  /** Milliseconds until the window resets (0 when nothing is counted). */
+  resetsInMs: number;
+}
+
+/** The outcome of {@link WindowCounters.take}. */
+export type TakeResult =
+  | {
+      ok: true;
+      usage: WindowUsage /** When the counted window ends (epoch ms). */;
+      windowEndsAt: number;
+    }
+  | { ok: false; usage: WindowUsage };
+
+/** Fixed-window counters keyed by name, one rate-limiter-flexible limiter per window length. */
+export class WindowCounters {
+  readonly #limiters = new Map<number, RateLimiterAbstract>();
+  readonly #redis: Redis | undefined;
+  readonly #prefix: string;
+  readonly #now: () => number;
+
+  constructor(opts: { redis?: Redis; prefix: string; now?: () => number }) {
+    this.#redis = opts.redis;
+    this.#prefix = opts.prefix;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  #limiter(windowSeconds: number): RateLimiterAbstract {
+    let limiter = this.#limiters.get(windowSeconds);
+    if (!limiter) {
+      // The window length is part of the key: changing it starts fresh counts.
+      const keyPrefix = `${this.#prefix}rl:${windowSeconds}`;
+      limiter = this.#redis
+        ? new RateLimiterRedis({
+            storeClient: this.#redis,
+            keyPrefix,
+            points: UNBOUNDED_POINTS,
+            duration: windowSeconds,
+          })
+        : new RateLimiterMemory({ keyPrefix, points: UNBOUNDED_POINTS, duration: windowSeconds });
+      this.#limiters.set(windowSeconds, limiter);
+    }
+    return limiter;
+  }
+
+  /** Count one against `key` if that keeps it within `limit`; otherwise count nothing. */
+  async take(key: string, limit: number, windowSeconds: number): Promise<TakeResult> {
+    const limiter = this.#limiter(windowSeconds);
+    const res = await limiter.consume(key, 1).catch(rethrowStoreError);
+    const usage = { used: res.consumedPoints, resetsInMs: res.msBeforeNext };
+    if (res.consumedPoints <= limit)
+      return { ok: true, usage, windowEndsAt: this.#now() + res.msBeforeNext };
+    await limiter.reward(key, 1).catch(rethrowStoreError);
+    return {
+      ok: false,
+      usage: { used: Math.max(limit, res.consumedPoints - 1), resetsInMs: res.msBeforeNext },
+    };
+  }
+
+  /** Give one back (a job that never made it onto the queue), if its window is still running. */
+  async giveBack(key: string, windowSeconds: number, windowEndsAt: number): Promise<void> {
+    if (this.#now() >= windowEndsAt) return;
+    await this.#limiter(windowSeconds).reward(key, 1).catch(rethrowStoreError);
+  }
+
+  /** How much of `key`'s window is used. */
+  async peek(key: string, windowSeconds: number): Promise<WindowUsage> {
+    const res = await this.#limiter(windowSeconds).get(key).catch(rethrowStoreError);
+    if (!res || res.msBeforeNext <= 0) return { used: 0, resetsInMs: 0 };
+    return { used: Math.max(0, res.consumedPoints), resetsInMs: res.msBeforeNext };
+  }
+}
+
+/** rate-limiter-flexible rejects with a RateLimiterRes (points exceeded) or a store Error. */
+function rethrowStoreError(err: unknown): never {
+  if (err instanceof RateLimiterRes) throw new Error('rate limiter refused an unbounded counter');
+  throw err;
+}
+
+/** A held concurrency slot. */
+export interface SlotLease {
+  key: string;
+  id: string;
+}
+
+/** The outcome of {@link ConcurrencySlots.acquire}. */
+export type AcquireResult =
+  | { ok: true; lease: SlotLease; held: number }
+  | { ok: false; held: number };
+
+/** Concurrency slots: at most `limit` leases per key; a lease expires on its own after `leaseMs`. */
+export interface ConcurrencySlots {
+  acquire(key: string, limit: number, leaseMs: number): Promise<AcquireResult>;
+  release(lease: SlotLease): Promise<void>;
+  held(key: string): Promise<number>;
+}
+
+// Leases are members of a sorted set scored by expiry; expired ones are dropped before counting.
+// TIME is Redis's clock, so instances with skewed clocks agree.
+const ACQUIRE_LUA = `
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[1]) then return {0, n} end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, n + 1}
+`;
+const HELD_LUA = `
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+`;
+
+/** Slots in Redis, shared by every relay instance. */
+export class RedisConcurrencySlots implements ConcurrencySlots {
+  readonly #redis: Redis;
+  readonly #prefix: string;
+
+  constructor(redis: Redis, prefix: string) {
+    this.#redis = redis;
+    this.#prefix = prefix;
+  }
+
+  async acquire(key: string, limit: number, leaseMs: number): Promise<AcquireResult> {
+    const id = randomBytes(12).toString('base64url');
+    const fullKey = `${this.#prefix}slots:${key}`;
+    const [ok, held] = (await this.#redis.eval(
+      ACQUIRE_LUA,
+      1,
+      fullKey,
+      String(limit),
+      String(Math.ceil(leaseMs)),
+      id,
+    )) as [number, number];
+    return ok === 1 ? { ok: true, lease: { key, id }, held } : { ok: false, held };
+  }
+
+  async release(lease: SlotLease): Promise<void> {
+    await this.#redis.zrem(`${this.#prefix}slots:${lease.key}`, lease.id);
+  }
+
+  async held(key: string): Promise<number> {
+    return (await this.#redis.eval(HELD_LUA, 1, `${this.#prefix}slots:${key}`)) as number;
+  }
+}
+
+/** Slots in this process's memory. */
+export class MemoryConcurrencySlots implements ConcurrencySlots {
+  readonly #slots = new Map<string, Map<string, number>>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  #live(key: string): Map<string, number> {
+    const leases = this.#slots.get(key) ?? new Map<string, number>();
+    const now = this.#now();
+    for (const [id, until] of leases) if (until <= now) leases.delete(id);
+    if (leases.size === 0) this.#slots.delete(key);
+    return leases;
+  }
+
+  async acquire(key: string, limit: number, leaseMs: number): Promise<AcquireResult> {
+    const leases = this.#live(key);
+    if (leases.size >= limit) return { ok: false, held: leases.size };
+    const id = randomBytes(12).toString('base64url');
+    leases.set(id, this.#now() + leaseMs);
+    this.#slots.set(key, leases);
+    return { ok: true, lease: { key, id }, held: leases.size };
+  }
+
+  async release(lease: SlotLease): Promise<void> {
+    const leases = this.#slots.get(lease.key);
+    leases?.delete(lease.id);
+    if (leases?.size === 0) this.#slots.delete(lease.key);
+  }
+
+  async held(key: string): Promise<number> {
+    return this.#live(key).size;
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * The admission policy every submission passes: allowed channel, image size, blocked words,
+ * queue length, then per-user concurrency and the per-user and per-scope windows. A refusal
+ * names the reason and when to come back; nothing is counted for it.
+ */
+import type { Logger } from 'pino';
+import { ImagineError } from '../../contracts/errors.ts';
+import type { Origin } from '../../contracts/job.ts';
+import type { Admission, AdmissionContext, AdmissionPolicy } from '../submit.ts';
+import { type Blocklist, BUILTIN_BLOCKED_WORDS, compileBlocklist } from './blocklist.ts';
+import type { ConcurrencySlots, SlotLease, WindowCounters } from './counters.ts';
+import {
+  type AuditEntry,
+  channelAllowed,
+  effectiveLimits,
+  formatDuration,
+  type Limits,
+  type ScopeSettings,
+  scopeKeyOf,
+} from './settings.ts';
+import type { SettingsChange, SettingsStore } from './store.ts';
+
+/** Seconds one job is assumed to take before any has been seen finishing. */
+const DEFAULT_SECONDS_PER_JOB = 20;
+/** How many recent finishes the throughput estimate looks at. */
+const THROUGHPUT_SAMPLES = 20;
+
+/** What {@link ModerationPolicy} is built from. */
+export interface ModerationPolicyOptions {
+  defaults: Limits;
+  store: SettingsStore;
+  counters: WindowCounters;
+  slots: ConcurrencySlots;
+  /** Blocked everywhere (configuration), besides built-ins and per-scope words. */
+  extraBlockedWords?: string[];
+  /** Slack user ids allowed to moderate besides workspace admins and owners. */
+  slackAdminUsers?: string[];
+  /** How long a concurrency slot is held if its job's end is never seen (crash, lost push). */
+  leaseMs: number;
+  logger: Logger;
+  now?: () => number;
+  /** Closes connections the policy was built with. */
+  onClose?: () => Promise<void>;
+}
+
+/** One counted window as a user sees it. */
+export interface WindowQuota {
+  limit: number;
+  used: number;
+  remaining: number;
+  /** Seconds until the window resets (0 when nothing is counted yet). */
+  resetsInSeconds: number;
+}
+
+/** What `/imagine-quota` reports. */
+export interface Quota {
+  scopeKey: string;
+  limits: Limits;
+  channelAllowed: boolean;
+  user: WindowQuota;
+  scope: WindowQuota;
+  concurrent: { limit: number; inProgress: number };
+}
+
+function secondsFromMs(ms: number): number {
+  return Math.max(0, Math.ceil(ms / 1000));
+}
+
+/** Moderation and rate limits for every front end; also the data behind the admin commands. */
+export class ModerationPolicy implements AdmissionPolicy {
+  readonly defaults: Limits;
+  readonly store: SettingsStore;
+  readonly slackAdminUsers: readonly string[];
+  readonly #counters: WindowCounters;
+  readonly #slots: ConcurrencySlots;
+  readonly #extraWords: string[];
+  readonly #leaseMs: number;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #onClose: (() => Promise<void>) | undefined;
+  readonly #blocklists = new Map<string, Blocklist>();
+  readonly #leases = new Map<string, { lease: SlotLease; until: number }>();
+  /** Jobs whose end was seen before their admission was confirmed (a very fast worker). */
+  readonly #finishedEarly = new Set<string>();
+  readonly #finishTimes: number[] = [];
+
+  constructor(opts: ModerationPolicyOptions) {
+    this.defaults = Object.freeze({ ...opts.defaults });
+    this.store = opts.store;
+    this.slackAdminUsers = Object.freeze([...(opts.slackAdminUsers ?? [])]);
+    this.#counters = opts.counters;
+    this.#slots = opts.slots;
+    this.#extraWords = opts.extraBlockedWords ?? [];
+    this.#leaseMs = opts.leaseMs;
+    this.#logger = opts.logger;
+    this.#now = opts.now ?? Date.now;
+    this.#onClose = opts.onClose;
+  }
+
+  /** The stored overrides of a scope, wrapping store failures into a coded 503. */
+  async settingsOf(scopeKey: string): Promise<ScopeSettings> {
+    try {
+      return await this.store.get(scopeKey);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  /** Apply a moderator's change (the caller has checked permission). */
+  async change(scopeKey: string, change: SettingsChange, audit: AuditEntry): Promise<void> {
+    try {
+      await this.store.apply(scopeKey, change, audit);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    this.#logger.info(
+      { scope: scopeKey, actor: audit.actorId, action: audit.action },
+      'moderation settings changed',
+    );
+  }
+
+  /** The blocklist that applies under these settings. */
+  blocklistFor(settings: ScopeSettings, limits: Limits): Blocklist {
+    const entries = [
+      ...(limits.builtinBlockedWords ? BUILTIN_BLOCKED_WORDS : []),
+      ...this.#extraWords,
+      ...settings.blockedWords,
+    ];
+    const cacheKey = entries.join('\n');
+    let list = this.#blocklists.get(cacheKey);
+    if (!list) {
+      list = compileBlocklist(entries);
+      // A small cache: lists change only when moderators edit them.
+      if (this.#blocklists.size >= 100) this.#blocklists.clear();
+      this.#blocklists.set(cacheKey, list);
+    }
+    return list;
+  }
+
+  /** Seconds one queued job takes to clear, from recent finishes (a default before any). */
+  secondsPerJob(): number {
+    const times = this.#finishTimes;
+    const first = times[0];
+    const last = times[times.length - 1];
+    if (times.length < 2 || first === undefined || last === undefined)
+      return DEFAULT_SECONDS_PER_JOB;
+    if (this.#now() - last > 10 * 60_000) return DEFAULT_SECONDS_PER_JOB;
+    return Math.max(0.5, (last - first) / 1000 / (times.length - 1));
+  }
+
+  async admit(ctx: AdmissionContext): Promise<Admission> {
+    const { origin, params } = ctx;
+    const scopeKey = scopeKeyOf(origin);
+    const settings = await this.settingsOf(scopeKey);
+    if (!channelAllowed(settings, origin.channelId)) {
+      const where = settings.allowedChannels.slice(0, 5).map((c) => `<#${c}>`);
+      throw new ImagineError(
+        'CHANNEL_NOT_ALLOWED',
+        where.length > 0
+          ? `/imagine is not enabled in this channel; try ${where.join(', ')}`
+          : '/imagine is not enabled in this channel',
+      );
+    }
+    const limits = effectiveLimits(this.defaults, settings, origin.channelId);
+
+    const side = Math.max(params.width, params.height);
+    if (side > limits.maxImageSide)
+      throw new ImagineError(
+        'INVALID_PARAMETERS',
+        `images here are at most ${limits.maxImageSide} pixels on a side (asked for ${params.width}×${params.height})`,
+      );
+
+    const hit = this.blocklistFor(settings, limits).match(ctx.prompt);
+    if (hit !== undefined)
+      throw new ImagineError(
+        'BLOCKED_CONTENT',
+        `the prompt contains a blocked word or phrase ("${hit}"); rephrase it and try again`,
+      );
+
+    if (ctx.queueLength >= limits.maxQueueLength) {
+      const ahead = ctx.queueLength - limits.maxQueueLength + 1;
+      const seconds = Math.min(3600, Math.max(5, Math.ceil(ahead * this.secondsPerJob())));
+      const minutes = Math.max(1, Math.ceil(seconds / 60));
+      throw new ImagineError(
+        'QUEUE_FULL',
+        `imagine is busy (${ctx.queueLength} images waiting); try again in about ${minutes} minute${minutes === 1 ? '' : 's'}`,
+        { retryAfterSeconds: seconds },
+      );
+    }
+
+    return this.#count(scopeKey, origin, limits);
+  }
+
+  /** Take a concurrency slot, then a user and a scope window count; undo on any refusal. */
+  async #count(scopeKey: string, origin: Origin, limits: Limits): Promise<Admission> {
+    const user = origin.userId ?? 'anonymous';
+    const userKey = `u:${scopeKey}:${user}`;
+    const scopeCounter = `s:${scopeKey}`;
+    const window = limits.windowSeconds;
+    if (limits.imagesPerUser === 0 || limits.imagesPerScope === 0)
+      throw new ImagineError('RATE_LIMITED', 'moderators have paused image requests here');
+
+    const undo: Array<() => Promise<void>> = [];
+    const rollback = async () => {
+      for (const step of undo.reverse())
+        await step().catch((err) => this.#logger.warn({ err }, 'could not give back a count'));
+    };
+    try {
+      const slot = await this.#slots.acquire(userKey, limits.concurrentPerUser, this.#leaseMs);
+      if (!slot.ok) {
+        throw new ImagineError(
+          'RATE_LIMITED',
+          `you already have ${slot.held} image${slot.held === 1 ? '' : 's'} in progress (the limit here is ${limits.concurrentPerUser}); try again when one finishes`,
+          { retryAfterSeconds: Math.max(5, Math.ceil(this.secondsPerJob())) },
+        );
+      }
+      const { lease } = slot;
+      undo.push(() => this.#slots.release(lease));
+
+      const mine = await this.#counters.take(userKey, limits.imagesPerUser, window);
+      if (!mine.ok) {
+        const wait = secondsFromMs(mine.usage.resetsInMs);
+        throw new ImagineError(
+          'RATE_LIMITED',
+          `you have used your ${limits.imagesPerUser} images per ${formatDuration(window)} here; try again in ${formatDuration(wait)}`,
+          { retryAfterSeconds: Math.max(1, wait) },
+        );
+      }
+      undo.push(() => this.#counters.giveBack(userKey, window, mine.windowEndsAt));
+
+      const all = await this.#counters.take(scopeCounter, limits.imagesPerScope, window);
+      if (!all.ok) {
+        const wait = secondsFromMs(all.usage.resetsInMs);
+        throw new ImagineError(
+          'RATE_LIMITED',
+          `this ${scopeNoun(origin.platform)} has used its ${limits.imagesPerScope} images per ${formatDuration(window)}; try again in ${formatDuration(wait)}`,
+          { retryAfterSeconds: Math.max(1, wait) },
+        );
+      }
+      undo.push(() => this.#counters.giveBack(scopeCounter, window, all.windowEndsAt));
+
+      let settled = false;
+      return {
+        confirm: (jobId) => {
+          if (settled) return;
+          settled = true;
+          this.#hold(jobId, lease);
+        },
+        cancel: async () => {
+          if (settled) return;
+          settled = true;
+          await rollback();
+        },
+      };
+    } catch (err) {
+      await rollback();
+      if (err instanceof ImagineError) throw err;
+      throw storeUnavailable(err);
+    }
+  }
+
+  #hold(jobId: string, lease: SlotLease): void {
+    if (this.#finishedEarly.delete(jobId)) {
+      void this.#release(lease);
+      return;
+    }
+    const now = this.#now();
+    this.#leases.set(jobId, { lease, until: now + this.#leaseMs });
+    // Leases whose end was never reported expire in the store; forget them here too.
+    if (this.#leases.size > 10_000)
+      for (const [id, held] of this.#leases) if (held.until <= now) this.#leases.delete(id);
+  }
+
+  async #release(lease: SlotLease): Promise<void> {
+    await this.#slots
+      .release(lease)
+      .catch((err) => this.#logger.warn({ err }, 'could not release a concurrency slot'));
+  }
+
+  finished(jobId: string): void {
+    this.#finishTimes.push(this.#now());
+    if (this.#finishTimes.length > THROUGHPUT_SAMPLES) this.#finishTimes.shift();
+    const held = this.#leases.get(jobId);
+    if (held) {
+      this.#leases.delete(jobId);
+      void this.#release(held.lease);
+      return;
+    }
+    this.#finishedEarly.add(jobId);
+    if (this.#finishedEarly.size > 1000) {
+      const oldest = this.#finishedEarly.values().next().value;
+      if (oldest !== undefined) this.#finishedEarly.delete(oldest);
+    }
+  }
+
+  /** What a user has left in a scope (and channel), and when it resets. */
+  async quota(origin: Origin): Promise<Quota> {
+    const scopeKey = scopeKeyOf(origin);
+    const settings = await this.settingsOf(scopeKey);
+    const limits = effectiveLimits(this.defaults, settings, origin.channelId);
+    const userKey = `u:${scopeKey}:${origin.userId ?? 'anonymous'}`;
+    try {
+      const [mine, all, inProgress] = await Promise.all([
+        this.#counters.peek(userKey, limits.windowSeconds),
+        this.#counters.peek(`s:${scopeKey}`, limits.windowSeconds),
+        this.#slots.held(userKey),
+      ]);
+      const windowQuota = (limit: number, used: number, resetsInMs: number): WindowQuota => ({
+        limit,
+        used,
+        remaining: Math.max(0, limit - used),
+        resetsInSeconds: secondsFromMs(resetsInMs),
+      });
+      return {
+        scopeKey,
+        limits,
+        channelAllowed: channelAllowed(settings, origin.channelId),
+        user: windowQuota(limits.imagesPerUser, mine.used, mine.resetsInMs),
+        scope: windowQuota(limits.imagesPerScope, all.used, all.resetsInMs),
+        concurrent: { limit: limits.concurrentPerUser, inProgress },
+      };
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  /** Close the store and the connections the policy was built with. */
+  async close(): Promise<void> {
+    await this.store.close();
+    await this.#onClose?.();
+  }
+}
+
+/** What users call a scope on each platform. */
+export function scopeNoun(platform: string | undefined): string {
+  if (platform === 'slack') return 'workspace';
+  if (platform === 'web') return 'site';
+  return 'server';
+}
+
+function storeUnavailable(err: unknown): ImagineError {
+  if (err instanceof ImagineError) return err;
+  return new ImagineError(
+    'QUEUE_UNAVAILABLE',
+    'moderation settings are unavailable right now; try again shortly',
+    { cause: err, retryAfterSeconds: 30 },
+  );
+}
+
+/** `/imagine-quota`'s answer, for people. */
+export function formatQuota(q: Quota): string {
+  const window = formatDuration(q.limits.windowSeconds);
+  const lines = [
+    q.user.remaining > 0
+      ? `You have ${q.user.remaining} of ${q.user.limit} images left in this ${window} window.`
+      : `You have used all ${q.user.limit} images of this ${window} window.`,
+    q.user.used > 0
+      ? `Your window resets in ${formatDuration(q.user.resetsInSeconds)}.`
+      : 'Your window starts with your next image.',
+    `This ${scopeNoun(q.scopeKey.split(':')[0])} has ${q.scope.remaining} of ${q.scope.limit} images left${q.scope.used > 0 ? ` (resets in ${formatDuration(q.scope.resetsInSeconds)})` : ''}.`,
+    `In progress: ${q.concurrent.inProgress} of ${q.concurrent.limit} at once.`,
+  ];
+  if (!q.channelAllowed) lines.push('/imagine is not enabled in this channel.');
+  return lines.join('\n');
+}

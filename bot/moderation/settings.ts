@@ -1,0 +1,215 @@
+/**
+ * Moderation settings: the limits a scope (Discord server, Slack workspace, the web page) runs
+ * under, how per-scope and per-channel overrides combine with configured defaults, and the
+ * names moderators use for them in commands.
+ */
+import type { Origin } from '../../contracts/job.ts';
+import type { Config } from '../../runtime/config.ts';
+
+/** Every setting a moderator can change, per scope or per channel. */
+export interface Limits {
+  /** Images one user may request per window. */
+  imagesPerUser: number;
+  /** Images the whole scope may request per window. */
+  imagesPerScope: number;
+  /** Window length, seconds. */
+  windowSeconds: number;
+  /** Jobs one user may have queued or running at once. */
+  concurrentPerUser: number;
+  /** Refuse new requests while this many jobs are queued. */
+  maxQueueLength: number;
+  /** Largest width or height, pixels. */
+  maxImageSide: number;
+  /** Whether the built-in blocked words apply. */
+  builtinBlockedWords: boolean;
+}
+
+/** A key of {@link Limits}. */
+export type LimitKey = keyof Limits;
+
+/** A change to a limit: a value, or `null` to fall back to the level above. */
+export type LimitChanges = Partial<{ [K in LimitKey]: Limits[K] | null }>;
+
+/** What a scope has stored: overrides only; absent means "use the default". */
+export interface ScopeSettings {
+  limits: Partial<Limits>;
+  /** Per-channel overrides, keyed by channel id. */
+  channels: Record<string, Partial<Limits>>;
+  /** Words and patterns blocked in this scope (normalised, sorted). */
+  blockedWords: string[];
+  /** Channels where `/imagine` may be used; empty = all (minus denied). */
+  allowedChannels: string[];
+  /** Channels where `/imagine` is refused. */
+  deniedChannels: string[];
+}
+
+/** One line of the audit log: who changed what, when. Never a prompt. */
+export interface AuditEntry {
+  at: number;
+  actorId: string;
+  actorName?: string;
+  action: string;
+}
+
+/** An empty {@link ScopeSettings}. */
+export function emptyScopeSettings(): ScopeSettings {
+  return { limits: {}, channels: {}, blockedWords: [], allowedChannels: [], deniedChannels: [] };
+}
+
+/** The defaults every scope starts from, read from configuration. */
+export function defaultLimitsFromConfig(config: Readonly<Config>): Limits {
+  return {
+    imagesPerUser: config.LIMIT_IMAGES_PER_USER,
+    imagesPerScope: config.LIMIT_IMAGES_PER_SCOPE,
+    windowSeconds: config.LIMIT_WINDOW_SECONDS,
+    concurrentPerUser: config.LIMIT_CONCURRENT_PER_USER,
+    maxQueueLength: config.LIMIT_QUEUE_LENGTH,
+    maxImageSide: config.LIMIT_IMAGE_SIDE,
+    builtinBlockedWords: config.BLOCKED_WORDS_BUILTIN,
+  };
+}
+
+/** The scope key of an origin: `platform:scopeId` (the web page is `web:web`). */
+export function scopeKeyOf(origin: Pick<Origin, 'platform' | 'scopeId'>): string {
+  return `${origin.platform}:${origin.scopeId ?? 'default'}`;
+}
+
+/** The limits that apply: defaults, then the scope's overrides, then the channel's. */
+export function effectiveLimits(
+  defaults: Limits,
+  settings: ScopeSettings,
+  channelId: string | undefined,
+): Limits {
+  const channel = channelId === undefined ? undefined : settings.channels[channelId];
+  return { ...defaults, ...settings.limits, ...(channel ?? {}) };
+}
+
+/** Whether a channel may use `/imagine` under these settings. */
+export function channelAllowed(settings: ScopeSettings, channelId: string | undefined): boolean {
+  if (channelId === undefined) return true;
+  if (settings.deniedChannels.includes(channelId)) return false;
+  return settings.allowedChannels.length === 0 || settings.allowedChannels.includes(channelId);
+}
+
+interface LimitField<K extends LimitKey> {
+  key: K;
+  /** What the command option is called (Discord option name, Slack `name=value`). */
+  name: string;
+  describe: string;
+  parse(raw: string): Limits[K] | undefined;
+  format(value: Limits[K]): string;
+  min?: number;
+  max?: number;
+}
+
+const DURATION = /^(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?|d|days?)?$/i;
+
+/** Parse `90`, `90s`, `30m`, `1h`, `2d` into seconds. */
+export function parseDurationSeconds(raw: string): number | undefined {
+  const m = DURATION.exec(raw.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = (m[2] ?? 's').toLowerCase()[0];
+  const factor = unit === 'd' ? 86_400 : unit === 'h' ? 3600 : unit === 'm' ? 60 : 1;
+  return n * factor;
+}
+
+/** Say a number of seconds the way people do: `45 s`, `20 min`, `1 h 30 min`, `2 d`. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.ceil(s / 60)} min`;
+  if (s < 86_400) {
+    const h = Math.floor(s / 3600);
+    const m = Math.round((s % 3600) / 60);
+    return m === 0 ? `${h} h` : `${h} h ${m} min`;
+  }
+  const d = Math.floor(s / 86_400);
+  const h = Math.round((s % 86_400) / 3600);
+  return h === 0 ? `${d} d` : `${d} d ${h} h`;
+}
+
+function intField<K extends LimitKey>(
+  key: K,
+  name: string,
+  describe: string,
+  min: number,
+  max: number,
+): LimitField<K> {
+  return {
+    key,
+    name,
+    describe,
+    min,
+    max,
+    parse: (raw) => {
+      const n = Number(raw.trim());
+      return (Number.isInteger(n) && n >= min && n <= max ? n : undefined) as Limits[K] | undefined;
+    },
+    format: (v) => String(v),
+  };
+}
+
+/** The settings moderators can change, by the name they use in commands. */
+export const LIMIT_FIELDS = [
+  intField('imagesPerUser', 'per_user', 'images per user per window', 0, 1_000_000),
+  intField('imagesPerScope', 'per_server', 'images per server/workspace per window', 0, 10_000_000),
+  {
+    key: 'windowSeconds',
+    name: 'window',
+    describe: 'window length (e.g. 1h, 30m, 1d)',
+    min: 10,
+    max: 7 * 86_400,
+    parse: (raw: string) => {
+      const s = parseDurationSeconds(raw);
+      return s !== undefined && s >= 10 && s <= 7 * 86_400 ? s : undefined;
+    },
+    format: (v: number) => formatDuration(v),
+  } satisfies LimitField<'windowSeconds'>,
+  intField('concurrentPerUser', 'concurrent', 'jobs per user at once', 1, 1000),
+  intField('maxQueueLength', 'max_queue', 'refuse beyond this many queued jobs', 1, 1_000_000),
+  intField('maxImageSide', 'max_side', 'largest width or height in pixels', 64, 2048),
+  {
+    key: 'builtinBlockedWords',
+    name: 'builtin_words',
+    describe: 'built-in blocked words on/off',
+    parse: (raw: string) => {
+      const v = raw.trim().toLowerCase();
+      if (['on', 'true', 'yes', '1'].includes(v)) return true;
+      if (['off', 'false', 'no', '0'].includes(v)) return false;
+      return undefined;
+    },
+    format: (v: boolean) => (v ? 'on' : 'off'),
+  } satisfies LimitField<'builtinBlockedWords'>,
+] as const;
+
+/** The field a command name refers to. */
+export function limitFieldByName(name: string): (typeof LIMIT_FIELDS)[number] | undefined {
+  const n = name.trim().toLowerCase().replace(/-/g, '_');
+  const alias = n === 'per_workspace' || n === 'per_scope' ? 'per_server' : n;
+  return LIMIT_FIELDS.find((f) => f.name === alias || f.key.toLowerCase() === alias);
+}
+
+/** Format one limit value for people. */
+export function formatLimit<K extends LimitKey>(key: K, value: Limits[K]): string {
+  const field = LIMIT_FIELDS.find((f) => f.key === key) as LimitField<K> | undefined;
+  return field ? field.format(value) : String(value);
+}
+
+/** The command name of a limit key. */
+export function limitName(key: LimitKey): string {
+  return LIMIT_FIELDS.find((f) => f.key === key)?.name ?? key;
+}
+
+/** Whether a stored value is a valid value for its key (stores hold JSON). */
+export function isValidLimit(key: string, value: unknown): value is Limits[LimitKey] {
+  const field = LIMIT_FIELDS.find((f) => f.key === key);
+  if (!field) return false;
+  if (field.key === 'builtinBlockedWords') return typeof value === 'boolean';
+  return (
+    typeof value === 'number' &&
+    Number.isInteger(value) &&
+    value >= (field.min ?? 0) &&
+    value <= (field.max ?? Number.MAX_SAFE_INTEGER)
+  );
+}

@@ -1,0 +1,156 @@
+/** The embedded settings store: one SQLite file (Node's built-in `node:sqlite`) under DATA_DIR. */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import {
+  type AuditEntry,
+  emptyScopeSettings,
+  isValidLimit,
+  type ScopeSettings,
+} from './settings.ts';
+import { AUDIT_KEEP, type SettingsChange, type SettingsStore } from './store.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS limits (
+  scope TEXT NOT NULL, channel TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+  PRIMARY KEY (scope, channel, key)
+);
+CREATE TABLE IF NOT EXISTS blocked_words (
+  scope TEXT NOT NULL, word TEXT NOT NULL, PRIMARY KEY (scope, word)
+);
+CREATE TABLE IF NOT EXISTS channels (
+  scope TEXT NOT NULL, channel TEXT NOT NULL, mode TEXT NOT NULL CHECK (mode IN ('allow', 'deny')),
+  PRIMARY KEY (scope, channel)
+);
+CREATE TABLE IF NOT EXISTS audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, at INTEGER NOT NULL,
+  actor_id TEXT NOT NULL, actor_name TEXT, action TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_scope ON audit (scope, id);
+`;
+
+/** Channel column value for scope-wide limits. */
+const SCOPE_ROW = '';
+
+/** Settings kept in a SQLite file. Writes are synchronous transactions, so atomic in-process. */
+export class SqliteSettingsStore implements SettingsStore {
+  readonly kind = 'sqlite' as const;
+  readonly #db: DatabaseSync;
+
+  /** Open (creating) the file; `:memory:` is accepted for tests. */
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    this.#db = new DatabaseSync(file);
+    // Several processes (tests, a relay and a CLI) may share the file: wait rather than fail.
+    this.#db.exec('PRAGMA busy_timeout = 5000');
+    if (file !== ':memory:') this.#db.exec('PRAGMA journal_mode = WAL');
+    this.#db.exec(SCHEMA);
+  }
+
+  async get(scopeKey: string): Promise<ScopeSettings> {
+    const settings = emptyScopeSettings();
+    const limits = this.#db
+      .prepare('SELECT channel, key, value FROM limits WHERE scope = ?')
+      .all(scopeKey) as Array<{ channel: string; key: string; value: string }>;
+    for (const row of limits) {
+      let value: unknown;
+      try {
+        value = JSON.parse(row.value);
+      } catch {
+        continue;
+      }
+      if (!isValidLimit(row.key, value)) continue;
+      if (row.channel === SCOPE_ROW) Object.assign(settings.limits, { [row.key]: value });
+      else settings.channels[row.channel] = { ...settings.channels[row.channel], [row.key]: value };
+    }
+    settings.blockedWords = (
+      this.#db
+        .prepare('SELECT word FROM blocked_words WHERE scope = ? ORDER BY word')
+        .all(scopeKey) as Array<{ word: string }>
+    ).map((r) => r.word);
+    const channels = this.#db
+      .prepare('SELECT channel, mode FROM channels WHERE scope = ? ORDER BY channel')
+      .all(scopeKey) as Array<{ channel: string; mode: 'allow' | 'deny' }>;
+    settings.allowedChannels = channels.filter((c) => c.mode === 'allow').map((c) => c.channel);
+    settings.deniedChannels = channels.filter((c) => c.mode === 'deny').map((c) => c.channel);
+    return settings;
+  }
+
+  async apply(scopeKey: string, change: SettingsChange, audit: AuditEntry): Promise<void> {
+    const db = this.#db;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      switch (change.kind) {
+        case 'limits': {
+          const channel = change.channelId ?? SCOPE_ROW;
+          const upsert = db.prepare(
+            'INSERT INTO limits (scope, channel, key, value) VALUES (?, ?, ?, ?) ' +
+              'ON CONFLICT (scope, channel, key) DO UPDATE SET value = excluded.value',
+          );
+          const remove = db.prepare(
+            'DELETE FROM limits WHERE scope = ? AND channel = ? AND key = ?',
+          );
+          for (const [key, value] of Object.entries(change.changes)) {
+            if (value === null) remove.run(scopeKey, channel, key);
+            else if (value !== undefined) upsert.run(scopeKey, channel, key, JSON.stringify(value));
+          }
+          break;
+        }
+        case 'words-add': {
+          const add = db.prepare('INSERT OR IGNORE INTO blocked_words (scope, word) VALUES (?, ?)');
+          for (const word of change.words) add.run(scopeKey, word);
+          break;
+        }
+        case 'words-remove': {
+          const remove = db.prepare('DELETE FROM blocked_words WHERE scope = ? AND word = ?');
+          for (const word of change.words) remove.run(scopeKey, word);
+          break;
+        }
+        case 'channel-allow':
+        case 'channel-deny':
+          db.prepare(
+            'INSERT INTO channels (scope, channel, mode) VALUES (?, ?, ?) ' +
+              'ON CONFLICT (scope, channel) DO UPDATE SET mode = excluded.mode',
+          ).run(scopeKey, change.channelId, change.kind === 'channel-allow' ? 'allow' : 'deny');
+          break;
+        case 'channels-clear':
+          db.prepare('DELETE FROM channels WHERE scope = ?').run(scopeKey);
+          break;
+      }
+      db.prepare(
+        'INSERT INTO audit (scope, at, actor_id, actor_name, action) VALUES (?, ?, ?, ?, ?)',
+      ).run(scopeKey, audit.at, audit.actorId, audit.actorName ?? null, audit.action);
+      db.prepare(
+        'DELETE FROM audit WHERE scope = ? AND id NOT IN ' +
+          '(SELECT id FROM audit WHERE scope = ? ORDER BY id DESC LIMIT ?)',
+      ).run(scopeKey, scopeKey, AUDIT_KEEP);
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async audit(scopeKey: string, limit: number): Promise<AuditEntry[]> {
+    const rows = this.#db
+      .prepare(
+        'SELECT at, actor_id, actor_name, action FROM audit WHERE scope = ? ORDER BY id DESC LIMIT ?',
+      )
+      .all(scopeKey, limit) as Array<{
+      at: number;
+      actor_id: string;
+      actor_name: string | null;
+      action: string;
+    }>;
+    return rows.map((r) => ({
+      at: r.at,
+      actorId: r.actor_id,
+      ...(r.actor_name === null ? {} : { actorName: r.actor_name }),
+      action: r.action,
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}

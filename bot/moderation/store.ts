@@ -1,0 +1,30 @@
+/**
+ * Where moderation settings live so they survive restarts: Redis when `REDIS_URL` is set
+ * (shared by every relay instance), otherwise an embedded SQLite file under `DATA_DIR`.
+ * Each change and its audit line are written together, atomically.
+ */
+import type { AuditEntry, LimitChanges, ScopeSettings } from './settings.ts';
+
+/** One change a moderator makes to a scope. */
+export type SettingsChange =
+  | { kind: 'limits'; channelId?: string; changes: LimitChanges }
+  | { kind: 'words-add'; words: string[] }
+  | { kind: 'words-remove'; words: string[] }
+  | { kind: 'channel-allow'; channelId: string }
+  | { kind: 'channel-deny'; channelId: string }
+  | { kind: 'channels-clear' };
+
+/** Most audit lines kept per scope (older ones go first). */
+export const AUDIT_KEEP = 200;
+
+/** The settings store port. */
+export interface SettingsStore {
+  readonly kind: 'redis' | 'sqlite';
+  /** A scope's stored overrides (empty when it has none). */
+  get(scopeKey: string): Promise<ScopeSettings>;
+  /** Apply a change and log it, in one atomic step. */
+  apply(scopeKey: string, change: SettingsChange, audit: AuditEntry): Promise<void>;
+  /** The newest audit lines first. */
+  audit(scopeKey: string, limit: number): Promise<AuditEntry[]>;
+  close(): Promise<void>;
+}

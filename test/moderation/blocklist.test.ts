@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BUILTIN_BLOCKED_WORDS,
+  compileBlocklist,
+  normaliseBlockedEntry,
+} from '../../bot/moderation/blocklist.ts';
+
+describe('blocked words', () => {
+  const list = compileBlocklist(['dragon', 'ass', 'self harm', 'porn*', '*phobe', 'Crème Brûlée']);
+
+  it.each([
+    ['plain', 'a red dragon over a castle', 'dragon'],
+    ['upper case', 'A RED DRAGON', 'dragon'],
+    ['mixed case and punctuation after', 'the Dragon!!! wakes', 'dragon'],
+    ['accents', 'a drágön at dusk', 'dragon'],
+    ['full-width letters', 'a ｄｒａｇｏｎ', 'dragon'],
+    ['dots between letters', 'a d.r.a.g.o.n', 'dragon'],
+    ['hyphen inside', 'a drag-on', 'dragon'],
+    ['spaced letters', 'a d r a g o n here', 'dragon'],
+    ['zero-width characters', 'a dra\u200bgon', 'dragon'],
+    ['look-alike digits', 'a dr4g0n', 'dragon'],
+    ['stretched letters', 'a draaaaagon', 'dragon'],
+    ['symbols for letters', 'kick a$$', 'ass'],
+    ['quotes around', 'the word "ass"', 'ass'],
+    ['a phrase', 'thoughts of self harm', 'self harm'],
+    ['a phrase hyphenated', 'thoughts of self-harm', 'self harm'],
+    ['a phrase run together', 'selfharm art', 'self harm'],
+    ['a prefix pattern', 'pornographic poster', 'porn*'],
+    ['a suffix pattern', 'a technophobe', '*phobe'],
+    ['an accented entry, plain prompt', 'creme brulee on a plate', 'creme brulee'],
+  ])('catches %s', (_name, prompt, entry) => {
+    expect(list.match(prompt)).toBe(entry);
+  });
+
+  it.each([
+    ['a word containing it', 'a first-class passenger'],
+    ['another word containing it', 'an assassin in the dark'],
+    ['a compound word', 'a dragonfly on a leaf'],
+    ['a word it starts', 'snapdragons in a vase'],
+    ['only half a phrase', 'a self portrait'],
+    ['the prefix in the middle of a word', 'a sporn'],
+    ['the suffix at the start', 'phobetor'],
+    ['a plain number', 'a 1080p wallpaper'],
+  ])('does not over-match %s', (_name, prompt) => {
+    expect(list.match(prompt)).toBeUndefined();
+  });
+
+  it('built-ins catch their words but not innocent neighbours', () => {
+    const builtins = compileBlocklist(BUILTIN_BLOCKED_WORDS);
+    expect(builtins.match('a NÜDE statue')).toBe('nude');
+    expect(builtins.match('n.s.f.w art')).toBe('nsfw');
+    expect(builtins.match('an Essex landscape, unisex clothing, a sextant')).toBeUndefined();
+    expect(builtins.match('nudel soup, a gorgeous sunset')).toBeUndefined();
+  });
+
+  it('normalises entries for storage and refuses empty ones', () => {
+    expect(normaliseBlockedEntry('  Crème  Brûlée ')).toBe('creme brulee');
+    expect(normaliseBlockedEntry('Porn*')).toBe('porn*');
+    expect(normaliseBlockedEntry('!!!')).toBeUndefined();
+    expect(normaliseBlockedEntry('x'.repeat(101))).toBeUndefined();
+  });
+});
