@@ -29,6 +29,14 @@ export interface AdapterContext {
 /** The adapters a configuration enables (none on embedded defaults). */
 export async function chatAdaptersFromConfig(ctx: AdapterContext): Promise<ChatAdapter[]> {
   const adapters: ChatAdapter[] = [];
+  if (
+    ctx.config.SLACK_BOT_TOKEN &&
+    (ctx.config.SLACK_SIGNING_SECRET || ctx.config.SLACK_APP_TOKEN)
+  ) {
+    const { slackAdapterFromConfig } = await import('./slack/adapter.ts');
+    const slack = slackAdapterFromConfig(ctx.config, ctx.logger);
+    if (slack) adapters.push(slack);
+  }
   void ctx;
   return adapters;
 }

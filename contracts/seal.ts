@@ -33,6 +33,10 @@ export const SlackTargetSchema = z.object({
   threadTs: z.string().optional(),
   userId: z.string(),
   responseUrl: z.string().optional(),
+  /** When `responseUrl` was issued (ms): Slack honours it for 30 minutes. */
+  responseUrlIssuedAt: z.number().optional(),
+  /** Upload the image beside the status message (DMs) instead of in its thread. */
+  inline: z.boolean().optional(),
 });
 
 /** Any chat reply target. */

@@ -1,0 +1,11 @@
+/**
+ * Every button the Slack adapter answers, dispatched by `action_id`. To add one, write a
+ * module exporting a {@link SlackAction} and add it to this list.
+ */
+import type { SlackAction } from '../types.ts';
+import { rerollAction } from './reroll.ts';
+import { retryAction } from './retry.ts';
+import { variationsAction } from './variations.ts';
+
+/** The default button modules. */
+export const slackActions: readonly SlackAction[] = [rerollAction, variationsAction, retryAction];

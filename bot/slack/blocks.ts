@@ -1,0 +1,196 @@
+/**
+ * Block Kit for the status message a job lives in: queued → generating → result (Re-roll,
+ * Variations) or failure (Retry). Every button carries the whole job spec in its value, so a
+ * click works on any relay instance, however long after and however many restarts since.
+ */
+import type { types } from '@slack/bolt';
+import { ASPECT_SIZES, type AspectRatio } from '../../contracts/job.ts';
+
+type Block = types.KnownBlock;
+
+/** Action ids of the buttons (the action registry dispatches on these). */
+export const ACTION_IDS = {
+  reroll: 'imagine_reroll',
+  variations: 'imagine_variations',
+  retry: 'imagine_retry',
+} as const;
+
+/** What a button needs to submit a job again. */
+export interface JobSpec {
+  prompt: string;
+  seed?: number | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
+}
+
+/**
+ * `v1|seed|width|height|prompt`: the prompt goes last and unescaped, so a 1000-character prompt
+ * (the limit) always fits Slack's 2000-character button value.
+ */
+export function encodeJobSpec(spec: JobSpec): string {
+  const n = (v: number | undefined) => (v === undefined ? '' : String(v));
+  return `v1|${n(spec.seed)}|${n(spec.width)}|${n(spec.height)}|${spec.prompt}`;
+}
+
+/** Slack caps a button value at 2000 characters; a spec that does not fit gets no buttons. */
+export function fitsButton(value: string): boolean {
+  return value.length <= 2000;
+}
+
+/** Decode a button value; `undefined` when it is not one of ours. */
+export function decodeJobSpec(value: string | undefined): JobSpec | undefined {
+  if (!value?.startsWith('v1|')) return undefined;
+  const parts = value.split('|');
+  if (parts.length < 5) return undefined;
+  const num = (s: string | undefined) => (s ? Number(s) : undefined);
+  const [, seed, width, height] = parts;
+  const prompt = parts.slice(4).join('|');
+  if (!prompt) return undefined;
+  return { prompt, seed: num(seed), width: num(width), height: num(height) };
+}
+
+/** The request a spec stands for; `newSeed` drops the seed so a fresh one is drawn. */
+export function requestFromSpec(spec: JobSpec, newSeed: boolean): Record<string, unknown> {
+  const request: Record<string, unknown> = { prompt: spec.prompt };
+  if (!newSeed && spec.seed !== undefined) request.seed = spec.seed;
+  if (spec.width !== undefined && spec.height !== undefined) {
+    const aspect = (Object.keys(ASPECT_SIZES) as AspectRatio[]).find(
+      (a) => ASPECT_SIZES[a].width === spec.width && ASPECT_SIZES[a].height === spec.height,
+    );
+    if (aspect) request.aspect = aspect;
+    else Object.assign(request, { width: spec.width, height: spec.height });
+  }
+  return request;
+}
+
+/** Escape user text for mrkdwn (Slack's three control characters). */
+export function escapeMrkdwn(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Shorten to `max` code points with an ellipsis. */
+export function truncate(text: string, max: number): string {
+  const chars = [...text];
+  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+}
+
+/** A finished job's facts, for the result card and the file comment. */
+export interface ResultFacts {
+  userId: string;
+  prompt: string;
+  seed?: number | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
+  seconds?: number | undefined;
+  demo: boolean;
+}
+
+/** "seed 42 · 1344×768 · 2.1 s · demo generator" */
+export function factsLine(f: Omit<ResultFacts, 'userId' | 'prompt'>): string {
+  const parts: string[] = [];
+  if (f.seed !== undefined) parts.push(`seed ${f.seed}`);
+  if (f.width && f.height) parts.push(`${f.width}×${f.height}`);
+  if (f.seconds !== undefined) parts.push(`${f.seconds.toFixed(1)} s`);
+  if (f.demo) parts.push('demo generator');
+  return parts.join(' · ');
+}
+
+function promptSection(text: string): Block {
+  return { type: 'section', text: { type: 'mrkdwn', text: truncate(text, 2900) } };
+}
+
+function context(text: string): Block {
+  return { type: 'context', elements: [{ type: 'mrkdwn', text: truncate(text, 2900) }] };
+}
+
+/** The status message while a job waits or runs. */
+export function statusMessage(
+  userId: string,
+  prompt: string,
+  line: string,
+): { text: string; blocks: Block[] } {
+  const head = `<@${userId}> is imagining: *${escapeMrkdwn(prompt)}*`;
+  return { text: `${head} — ${line}`, blocks: [promptSection(head), context(line)] };
+}
+
+/** The context line of a queued job. */
+export function queuedLine(position: number | undefined): string {
+  if (!position) return ':hourglass_flowing_sand: Queued · next up';
+  return `:hourglass_flowing_sand: Queued · ${position} ahead`;
+}
+
+/** The context line of a running job. */
+export const GENERATING_LINE = ':art: Generating…';
+
+/** The status message once the image is in: facts, preview and Re-roll / Variations. */
+export function resultMessage(
+  f: ResultFacts,
+  spec: JobSpec,
+  fileId: string | undefined,
+): { text: string; blocks: Block[] } {
+  const head = `<@${f.userId}> imagined: *${escapeMrkdwn(f.prompt)}*`;
+  const value = encodeJobSpec(spec);
+  const blocks: Block[] = [promptSection(head)];
+  if (fileId)
+    blocks.push({
+      type: 'image',
+      slack_file: { id: fileId },
+      alt_text: truncate(f.prompt, 1900),
+    });
+  blocks.push(context(`${factsLine(f)}${fileId ? '' : ' · image in the thread'}`));
+  if (!fitsButton(value)) return { text: `${head} — ${factsLine(f)}`, blocks };
+  blocks.push({
+    type: 'actions',
+    block_id: 'imagine_result',
+    elements: [
+      {
+        type: 'button',
+        action_id: ACTION_IDS.reroll,
+        text: { type: 'plain_text', text: '🎲 Re-roll' },
+        value,
+      },
+      {
+        type: 'button',
+        action_id: ACTION_IDS.variations,
+        text: { type: 'plain_text', text: '🔀 Variations' },
+        value,
+      },
+    ],
+  });
+  return { text: `${head} — ${factsLine(f)}`, blocks };
+}
+
+/** The status message of a failed or expired job: what happened, what to do, Retry. */
+export function failedMessage(
+  userId: string,
+  spec: JobSpec,
+  advice: string,
+): { text: string; blocks: Block[] } {
+  const head = `<@${userId}>'s image failed: *${escapeMrkdwn(spec.prompt)}*`;
+  const value = encodeJobSpec(spec);
+  if (!fitsButton(value))
+    return {
+      text: `${head} — ${advice}`,
+      blocks: [promptSection(head), context(`:warning: ${advice}`)],
+    };
+  return {
+    text: `${head} — ${advice}`,
+    blocks: [
+      promptSection(head),
+      context(`:warning: ${advice}`),
+      {
+        type: 'actions',
+        block_id: 'imagine_failed',
+        elements: [
+          {
+            type: 'button',
+            action_id: ACTION_IDS.retry,
+            text: { type: 'plain_text', text: '🔁 Retry' },
+            style: 'primary',
+            value,
+          },
+        ],
+      },
+    ],
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * `/imagine a fox in space --ar 16:9 --seed 42 --steps 4`: the prompt is the text, options
+ * are `--name value` anywhere in it. The request is validated by the shared submit path.
+ */
+import { ImagineError } from '../../contracts/errors.ts';
+
+/** How to use `/imagine`, shown on empty input and bad options. */
+export const USAGE =
+  'Usage: `/imagine <prompt> [--ar 16:9] [--seed 42] [--steps 4]`, e.g. `/imagine a fox in space --ar 16:9`';
+
+const OPTIONS: Record<string, 'aspect' | 'seed' | 'steps'> = {
+  ar: 'aspect',
+  aspect: 'aspect',
+  seed: 'seed',
+  steps: 'steps',
+};
+
+/** Turn command text into an unvalidated request (`INVALID_PARAMETERS` on unknown options). */
+export function requestFromText(text: string): Record<string, unknown> {
+  // Phones and macOS turn "--" into an em or en dash.
+  const tokens = text
+    .replace(/[\u2013\u2014](?=\w)/g, '--')
+    .split(/\s+/)
+    .filter(Boolean);
+  const prompt: string[] = [];
+  const request: Record<string, unknown> = {};
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    const match = /^--([a-z]+)(?:=(.*))?$/i.exec(token);
+    if (!match) {
+      prompt.push(token);
+      continue;
+    }
+    const name = OPTIONS[match[1]!.toLowerCase()];
+    if (!name) throw new ImagineError('INVALID_PARAMETERS', `unknown option ${token}`);
+    const value = match[2] ?? tokens[++i];
+    if (value === undefined) throw new ImagineError('INVALID_PARAMETERS', `${token} needs a value`);
+    request[name] = name === 'aspect' ? value : /^\d+$/.test(value) ? Number(value) : value;
+  }
+  request.prompt = prompt.join(' ');
+  return request;
+}

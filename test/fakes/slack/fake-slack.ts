@@ -1,0 +1,493 @@
+/**
+ * A local fake of the Slack Web API that `@slack/web-api` and Bolt run against unchanged
+ * (`slackApiUrl: fake.apiUrl`). It keeps conversations in memory so tests can read what a user
+ * would see: messages (with blocks), ephemerals, uploaded files and their bytes, response_url
+ * posts, published Home views. It can answer 429 with `Retry-After` and fail any method once.
+ * With `appToken`, `apps.connections.open` hands out a loopback Socket Mode WebSocket.
+ */
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type WebSocket, WebSocketServer } from 'ws';
+
+/** A message as the fake stores it. */
+export interface FakeMessage {
+  channel: string;
+  ts: string;
+  text: string;
+  blocks: unknown[];
+  threadTs?: string;
+  user: string;
+  files?: FakeFile[];
+  deleted?: boolean;
+  /** How many times chat.update changed it. */
+  updates: number;
+}
+
+/** An uploaded file. */
+export interface FakeFile {
+  id: string;
+  filename: string;
+  length: number;
+  altText?: string;
+  bytes?: Buffer;
+  title?: string;
+  channel?: string;
+  threadTs?: string;
+  initialComment?: string;
+  permalink: string;
+}
+
+/** One recorded Web API call. */
+export interface FakeCall {
+  method: string;
+  args: Record<string, unknown>;
+  /** ms since epoch when the fake received it. */
+  at: number;
+  /** The status the fake answered with. */
+  status: number;
+}
+
+/** A user known to `users.info`. */
+export interface FakeUser {
+  id: string;
+  name: string;
+  is_admin?: boolean;
+  is_owner?: boolean;
+}
+
+/** Options of {@link FakeSlack}. */
+export interface FakeSlackOptions {
+  botToken?: string;
+  appToken?: string;
+  teamId?: string;
+  users?: FakeUser[];
+}
+
+/** Defaults for tests. */
+export const FAKE_BOT_TOKEN = 'xoxb-fake-bot-token';
+export const FAKE_APP_TOKEN = 'xapp-fake-app-token';
+export const FAKE_TEAM_ID = 'T0FAKE';
+export const FAKE_BOT_USER_ID = 'UBOT0FAKE';
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function json(res: ServerResponse, status: number, body: unknown, headers = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+/** Parse a Web API request body into arguments (form or JSON; JSON-looking values kept as strings). */
+function parseArgs(body: Buffer, contentType: string): Record<string, unknown> {
+  if (body.length === 0) return {};
+  if (contentType.startsWith('application/json')) return JSON.parse(body.toString('utf8'));
+  return Object.fromEntries(new URLSearchParams(body.toString('utf8')));
+}
+
+function jsonArg<T>(value: unknown, fallback: T): T {
+  if (typeof value !== 'string') return (value as T) ?? fallback;
+  try {
+    return JSON.parse(value) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+/** Slack's own limits the fake enforces, so blocks Slack would refuse fail here too. */
+function checkBlocks(blocks: unknown[]): string | undefined {
+  if (blocks.length > 50) return 'invalid_blocks';
+  const walk = (node: unknown): string | undefined => {
+    if (Array.isArray(node)) {
+      for (const n of node) {
+        const bad = walk(n);
+        if (bad) return bad;
+      }
+      return undefined;
+    }
+    if (node && typeof node === 'object') {
+      const o = node as Record<string, unknown>;
+      if (o.type === 'button') {
+        if (typeof o.value === 'string' && o.value.length > 2000) return 'invalid_blocks';
+        if (typeof o.action_id === 'string' && o.action_id.length > 255) return 'invalid_blocks';
+      }
+      if (o.type === 'mrkdwn' || o.type === 'plain_text') {
+        if (typeof o.text === 'string' && o.text.length > 3000) return 'invalid_blocks';
+      }
+      for (const v of Object.values(o)) {
+        const bad = walk(v);
+        if (bad) return bad;
+      }
+    }
+    return undefined;
+  };
+  return walk(blocks);
+}
+
+/** The fake Slack server. `await FakeSlack.start()`; `await fake.stop()`. */
+export class FakeSlack extends EventEmitter {
+  readonly botToken: string;
+  readonly appToken: string;
+  readonly teamId: string;
+  readonly calls: FakeCall[] = [];
+  readonly messages: FakeMessage[] = [];
+  readonly ephemerals: Array<{ channel: string; user: string; text: string; blocks: unknown[] }> =
+    [];
+  readonly files = new Map<string, FakeFile>();
+  /** Bodies POSTed to response URLs, by response URL id. */
+  readonly responses: Array<{ id: string; body: Record<string, unknown> }> = [];
+  readonly homeViews: Array<{ userId: string; view: Record<string, unknown> }> = [];
+  readonly openedViews: Array<{ triggerId: string; view: Record<string, unknown> }> = [];
+  readonly users = new Map<string, FakeUser>();
+  /** Socket Mode: acks received from the app, by envelope id. */
+  private readonly socketAcks = new Map<string, (payload: unknown) => void>();
+  private sockets = new Set<WebSocket>();
+  private readonly rateLimits = new Map<string, number[]>();
+  private readonly failures = new Map<string, string[]>();
+  private seq = 0;
+  private clock = 1_700_000_000;
+  private readonly server: Server;
+  private readonly wss: WebSocketServer;
+  private port = 0;
+
+  private constructor(opts: FakeSlackOptions) {
+    super();
+    this.botToken = opts.botToken ?? FAKE_BOT_TOKEN;
+    this.appToken = opts.appToken ?? FAKE_APP_TOKEN;
+    this.teamId = opts.teamId ?? FAKE_TEAM_ID;
+    for (const u of opts.users ?? []) this.users.set(u.id, u);
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((err) => json(res, 500, { ok: false, error: String(err) }));
+    });
+    this.wss = new WebSocketServer({ server: this.server, path: '/socket' });
+    this.wss.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+      socket.on('message', (data) => {
+        const msg = JSON.parse(String(data)) as { envelope_id?: string; payload?: unknown };
+        if (msg.envelope_id) this.socketAcks.get(msg.envelope_id)?.(msg.payload);
+      });
+      socket.send(JSON.stringify({ type: 'hello', num_connections: 1 }));
+      this.emit('socket');
+    });
+  }
+
+  /** Start on a loopback port. */
+  static async start(opts: FakeSlackOptions = {}): Promise<FakeSlack> {
+    const fake = new FakeSlack(opts);
+    await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
+    fake.port = (fake.server.address() as AddressInfo).port;
+    return fake;
+  }
+
+  /** Base URL for `slackApiUrl` / `SLACK_API_URL`. */
+  get apiUrl(): string {
+    return `http://127.0.0.1:${this.port}/api/`;
+  }
+
+  /** A fresh response_url the fake records posts to. */
+  responseUrl(id = `r${++this.seq}`): string {
+    return `http://127.0.0.1:${this.port}/response/${id}`;
+  }
+
+  /** Answer the next `count` calls of `method` with 429 and `Retry-After: seconds`. */
+  rateLimitNext(method: string, seconds: number, count = 1): void {
+    this.rateLimits.set(method, [
+      ...(this.rateLimits.get(method) ?? []),
+      ...Array(count).fill(seconds),
+    ]);
+  }
+
+  /** Answer the next call of `method` with `{ ok: false, error }`. */
+  failNext(method: string, error: string): void {
+    this.failures.set(method, [...(this.failures.get(method) ?? []), error]);
+  }
+
+  /** Calls of one method. */
+  callsOf(method: string): FakeCall[] {
+    return this.calls.filter((c) => c.method === method);
+  }
+
+  /** A live (not deleted) message by ts. */
+  message(ts: string): FakeMessage | undefined {
+    return this.messages.find((m) => m.ts === ts && !m.deleted);
+  }
+
+  /** Resolve once `check` returns a value (re-checked on every request the fake handles). */
+  async waitFor<T>(check: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
+    const first = check();
+    if (first) return first;
+    return new Promise<T>((resolve, reject) => {
+      const onChange = () => {
+        const value = check();
+        if (value) {
+          clearTimeout(timer);
+          this.off('change', onChange);
+          resolve(value);
+        }
+      };
+      const timer = setTimeout(() => {
+        this.off('change', onChange);
+        reject(new Error(`fake Slack: condition not met in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.on('change', onChange);
+    });
+  }
+
+  /** Socket Mode: send an envelope to the connected app and resolve with its ack payload. */
+  async sendEnvelope(
+    type: 'slash_commands' | 'interactive' | 'events_api',
+    payload: unknown,
+  ): Promise<unknown> {
+    const socket = [...this.sockets][0];
+    if (!socket) throw new Error('no Socket Mode connection');
+    const envelopeId = `env-${++this.seq}`;
+    const acked = new Promise<unknown>((resolve) => this.socketAcks.set(envelopeId, resolve));
+    socket.send(
+      JSON.stringify({
+        envelope_id: envelopeId,
+        type,
+        payload,
+        accepts_response_payload: type !== 'events_api',
+        retry_attempt: 0,
+        retry_reason: '',
+      }),
+    );
+    return acked;
+  }
+
+  /** Resolves once an app holds a Socket Mode connection. */
+  async socketConnected(): Promise<void> {
+    if (this.sockets.size > 0) return;
+    await new Promise<void>((resolve) => this.once('socket', () => resolve()));
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.terminate();
+    this.wss.close();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private nextTs(): string {
+    this.clock += 1;
+    return `${this.clock}.${String(++this.seq).padStart(6, '0')}`;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const body = await readBody(req);
+    try {
+      if (url.pathname.startsWith('/upload/')) return await this.upload(url, req, body, res);
+      if (url.pathname.startsWith('/response/')) {
+        const id = url.pathname.slice('/response/'.length);
+        this.responses.push({ id, body: JSON.parse(body.toString('utf8')) });
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('ok');
+        return;
+      }
+      if (!url.pathname.startsWith('/api/')) return json(res, 404, { ok: false });
+      const method = url.pathname.slice('/api/'.length);
+      const args = parseArgs(body, String(req.headers['content-type'] ?? ''));
+      const call: FakeCall = { method, args, at: Date.now(), status: 200 };
+      this.calls.push(call);
+      const limited = this.rateLimits.get(method);
+      if (limited && limited.length > 0) {
+        const seconds = limited.shift()!;
+        call.status = 429;
+        return json(
+          res,
+          429,
+          { ok: false, error: 'ratelimited' },
+          { 'retry-after': String(seconds) },
+        );
+      }
+      const auth = String(req.headers.authorization ?? '');
+      const token = auth.startsWith('Bearer ') ? auth.slice(7) : (args.token as string | undefined);
+      const expected = method === 'apps.connections.open' ? this.appToken : this.botToken;
+      if (token !== expected) return json(res, 200, { ok: false, error: 'invalid_auth' });
+      const failure = this.failures.get(method)?.shift();
+      if (failure) return json(res, 200, { ok: false, error: failure });
+      return json(res, 200, this.api(method, args));
+    } finally {
+      this.emit('change');
+    }
+  }
+
+  private api(method: string, args: Record<string, unknown>): Record<string, unknown> {
+    switch (method) {
+      case 'auth.test':
+        return {
+          ok: true,
+          url: 'https://fake.slack.test/',
+          team: 'Fake',
+          user: 'imagine',
+          team_id: this.teamId,
+          user_id: FAKE_BOT_USER_ID,
+          bot_id: 'BFAKE',
+        };
+      case 'apps.connections.open':
+        return { ok: true, url: `ws://127.0.0.1:${this.port}/socket` };
+      case 'chat.postMessage': {
+        const channel = String(args.channel ?? '');
+        if (!channel) return { ok: false, error: 'channel_not_found' };
+        const blocks = jsonArg<unknown[]>(args.blocks, []);
+        if (!args.text && blocks.length === 0) return { ok: false, error: 'no_text' };
+        const bad = checkBlocks(blocks);
+        if (bad) return { ok: false, error: bad };
+        const message: FakeMessage = {
+          channel,
+          ts: this.nextTs(),
+          text: String(args.text ?? ''),
+          blocks,
+          user: FAKE_BOT_USER_ID,
+          updates: 0,
+          ...(args.thread_ts ? { threadTs: String(args.thread_ts) } : {}),
+        };
+        this.messages.push(message);
+        return { ok: true, channel, ts: message.ts, message: { ...message } };
+      }
+      case 'chat.update': {
+        const message = this.messages.find(
+          (m) => m.ts === args.ts && m.channel === args.channel && !m.deleted,
+        );
+        if (!message) return { ok: false, error: 'message_not_found' };
+        const blocks = jsonArg<unknown[] | undefined>(args.blocks, undefined);
+        if (blocks) {
+          const bad = checkBlocks(blocks);
+          if (bad) return { ok: false, error: bad };
+          message.blocks = blocks;
+        }
+        if (args.text !== undefined) message.text = String(args.text);
+        message.updates += 1;
+        return { ok: true, channel: message.channel, ts: message.ts, text: message.text };
+      }
+      case 'chat.delete': {
+        const message = this.messages.find((m) => m.ts === args.ts && m.channel === args.channel);
+        if (!message || message.deleted) return { ok: false, error: 'message_not_found' };
+        message.deleted = true;
+        return { ok: true, channel: message.channel, ts: message.ts };
+      }
+      case 'chat.postEphemeral': {
+        this.ephemerals.push({
+          channel: String(args.channel),
+          user: String(args.user),
+          text: String(args.text ?? ''),
+          blocks: jsonArg<unknown[]>(args.blocks, []),
+        });
+        return { ok: true, message_ts: this.nextTs() };
+      }
+      case 'files.getUploadURLExternal': {
+        const id = `F${++this.seq}`;
+        const length = Number(args.length);
+        if (!args.filename || !Number.isInteger(length) || length <= 0)
+          return { ok: false, error: 'invalid_arguments' };
+        this.files.set(id, {
+          id,
+          filename: String(args.filename),
+          length,
+          ...(args.alt_text ? { altText: String(args.alt_text) } : {}),
+          permalink: `https://fake.slack.test/files/${id}`,
+        });
+        return { ok: true, upload_url: `http://127.0.0.1:${this.port}/upload/${id}`, file_id: id };
+      }
+      case 'files.completeUploadExternal': {
+        const list = jsonArg<Array<{ id: string; title?: string }>>(args.files, []);
+        const done: FakeFile[] = [];
+        for (const entry of list) {
+          const file = this.files.get(entry.id);
+          if (!file?.bytes) return { ok: false, error: 'file_not_found' };
+          if (entry.title) file.title = entry.title;
+          if (args.channel_id) file.channel = String(args.channel_id);
+          if (args.thread_ts) file.threadTs = String(args.thread_ts);
+          if (args.initial_comment) file.initialComment = String(args.initial_comment);
+          done.push(file);
+        }
+        if (args.channel_id) {
+          this.messages.push({
+            channel: String(args.channel_id),
+            ts: this.nextTs(),
+            text: String(args.initial_comment ?? ''),
+            blocks: [],
+            user: FAKE_BOT_USER_ID,
+            files: done,
+            updates: 0,
+            ...(args.thread_ts ? { threadTs: String(args.thread_ts) } : {}),
+          });
+        }
+        return {
+          ok: true,
+          files: done.map((f) => ({
+            id: f.id,
+            name: f.filename,
+            title: f.title ?? f.filename,
+            permalink: f.permalink,
+          })),
+        };
+      }
+      case 'users.info': {
+        const user = this.users.get(String(args.user));
+        if (!user) return { ok: false, error: 'user_not_found' };
+        return {
+          ok: true,
+          user: {
+            is_admin: false,
+            is_owner: false,
+            ...user,
+            team_id: this.teamId,
+            real_name: user.name,
+            profile: { display_name: user.name },
+          },
+        };
+      }
+      case 'views.publish': {
+        const view = jsonArg<Record<string, unknown>>(args.view, {});
+        this.homeViews.push({ userId: String(args.user_id), view });
+        return { ok: true, view: { id: `V${++this.seq}`, ...view } };
+      }
+      case 'views.open': {
+        const view = jsonArg<Record<string, unknown>>(args.view, {});
+        this.openedViews.push({ triggerId: String(args.trigger_id), view });
+        return { ok: true, view: { id: `V${++this.seq}`, ...view } };
+      }
+      default:
+        return { ok: false, error: 'unknown_method' };
+    }
+  }
+
+  /** The upload URL: @slack/web-api posts the bytes as multipart/form-data. */
+  private async upload(
+    url: URL,
+    req: IncomingMessage,
+    body: Buffer,
+    res: ServerResponse,
+  ): Promise<void> {
+    const id = url.pathname.slice('/upload/'.length);
+    const file = this.files.get(id);
+    if (!file) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    const contentType = String(req.headers['content-type'] ?? 'application/octet-stream');
+    let bytes = body;
+    if (contentType.startsWith('multipart/form-data')) {
+      const form = await new Response(body as Uint8Array<ArrayBuffer>, {
+        headers: { 'content-type': contentType },
+      }).formData();
+      const part = [...form.values()].find((v): v is File => typeof v !== 'string');
+      if (!part) {
+        res.writeHead(400);
+        res.end('no file part');
+        return;
+      }
+      bytes = Buffer.from(await part.arrayBuffer());
+    }
+    file.bytes = bytes;
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`OK - ${bytes.length}`);
+  }
+}
