@@ -103,7 +103,8 @@ export function parseLimitChange(name: string, raw: string): LimitChanges {
 /** Parse the text of a Slack `/imagine-admin` (also handy in tests). Throws a coded 400. */
 export function parseAdminText(text: string): AdminCommand {
   const words = text.trim().split(/\s+/u).filter(Boolean);
-  const [verb = 'help', ...rest] = words.map((w, i) => (i < 2 ? w.toLowerCase() : w));
+  const [first = 'help', ...rest] = words;
+  const verb = first.toLowerCase();
   const channelsIn = (items: string[]) =>
     items.map((item) => {
       const id = parseChannelRef(item);
@@ -124,9 +125,9 @@ export function parseAdminText(text: string): AdminCommand {
     case 'set': {
       let args = rest;
       let channelId: string | undefined;
-      const first = args[0];
-      if (first !== undefined && parseChannelRef(first)) {
-        channelId = parseChannelRef(first);
+      const head = args[0];
+      if (head !== undefined && parseChannelRef(head)) {
+        channelId = parseChannelRef(head);
         args = args.slice(1);
       }
       let changes: LimitChanges = {};
@@ -146,7 +147,8 @@ export function parseAdminText(text: string): AdminCommand {
     }
     case 'words':
     case 'word': {
-      const [action, ...items] = rest;
+      const [rawAction, ...items] = rest;
+      const action = rawAction?.toLowerCase();
       const list = items.join(' ');
       const entries = (list.includes(',') ? list.split(',') : items)
         .map((w) => w.trim())
@@ -160,7 +162,8 @@ export function parseAdminText(text: string): AdminCommand {
     }
     case 'channels':
     case 'channel': {
-      const [action, ...items] = rest;
+      const [rawAction, ...items] = rest;
+      const action = rawAction?.toLowerCase();
       if (action === 'clear') return { verb: 'channels-clear' };
       if (action === 'allow' || action === 'deny') {
         if (items.length === 0) throw badCommand(`say which channel to ${action}`);

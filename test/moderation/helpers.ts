@@ -1,0 +1,139 @@
+/** Builders for moderation tests: a policy on the real Redis server or on the embedded store. */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { inject } from 'vitest';
+import {
+  MemoryConcurrencySlots,
+  RedisConcurrencySlots,
+  WindowCounters,
+} from '../../bot/moderation/counters.ts';
+import { ModerationPolicy } from '../../bot/moderation/policy.ts';
+import { RedisSettingsStore } from '../../bot/moderation/redis-store.ts';
+import type { Limits } from '../../bot/moderation/settings.ts';
+import { SqliteSettingsStore } from '../../bot/moderation/sqlite-store.ts';
+import type { AdmissionContext } from '../../bot/submit.ts';
+import type { JobParams, Origin } from '../../contracts/job.ts';
+
+/** Defaults roomy enough that a test only meets the limit it sets. */
+export const ROOMY: Limits = {
+  imagesPerUser: 1000,
+  imagesPerScope: 100_000,
+  windowSeconds: 3600,
+  concurrentPerUser: 1000,
+  maxQueueLength: 1000,
+  maxImageSide: 2048,
+  builtinBlockedWords: true,
+};
+
+/** A policy and how to reopen its store as after a restart. */
+export interface Backend {
+  name: 'redis' | 'embedded';
+  make(
+    defaults?: Partial<Limits>,
+    extra?: { slackAdminUsers?: string[] },
+  ): Promise<ModerationPolicy>;
+  /** Close every policy made. */
+  cleanup(): Promise<void>;
+}
+
+/** A fresh key prefix so tests sharing one Redis never see each other's counts. */
+export function uniquePrefix(): string {
+  return `test-${randomBytes(6).toString('hex')}:`;
+}
+
+/** A Redis-backed backend with its own key prefix. */
+export function redisBackend(): Backend {
+  const prefix = uniquePrefix();
+  const made: ModerationPolicy[] = [];
+  return {
+    name: 'redis',
+    async make(defaults = {}, extra = {}) {
+      const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: 1 });
+      const policy = new ModerationPolicy({
+        defaults: { ...ROOMY, ...defaults },
+        store: new RedisSettingsStore(redis, prefix),
+        counters: new WindowCounters({ redis, prefix }),
+        slots: new RedisConcurrencySlots(redis, prefix),
+        leaseMs: 60_000,
+        logger: pino({ level: 'silent' }),
+        ...(extra.slackAdminUsers ? { slackAdminUsers: extra.slackAdminUsers } : {}),
+        onClose: async () => {
+          await redis.quit();
+        },
+      });
+      made.push(policy);
+      return policy;
+    },
+    async cleanup() {
+      for (const p of made.splice(0)) await p.close().catch(() => {});
+    },
+  };
+}
+
+/** The embedded backend: memory counters, a SQLite file in a fresh directory. */
+export function embeddedBackend(): Backend {
+  const dir = mkdtempSync(join(tmpdir(), 'imagine-moderation-'));
+  const made: ModerationPolicy[] = [];
+  return {
+    name: 'embedded',
+    async make(defaults = {}, extra = {}) {
+      const policy = new ModerationPolicy({
+        defaults: { ...ROOMY, ...defaults },
+        store: new SqliteSettingsStore(join(dir, 'moderation.sqlite')),
+        counters: new WindowCounters({ prefix: 'test:' }),
+        slots: new MemoryConcurrencySlots(),
+        leaseMs: 60_000,
+        logger: pino({ level: 'silent' }),
+        ...(extra.slackAdminUsers ? { slackAdminUsers: extra.slackAdminUsers } : {}),
+      });
+      made.push(policy);
+      return policy;
+    },
+    async cleanup() {
+      for (const p of made.splice(0)) await p.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Both backends, for `describe.each`. */
+export const BACKENDS: Array<[string, () => Backend]> = [
+  ['redis', redisBackend],
+  ['embedded (memory + SQLite)', embeddedBackend],
+];
+
+const PARAMS: JobParams = { width: 1024, height: 1024, seed: 1, steps: 4 };
+
+/** An admission context for a Discord user in a guild channel. */
+export function ctx(
+  over: Partial<Origin> & {
+    prompt?: string;
+    params?: Partial<JobParams>;
+    queueLength?: number;
+  } = {},
+): AdmissionContext {
+  const { prompt, params, queueLength, ...origin } = over;
+  return {
+    prompt: prompt ?? 'a fox in space',
+    params: { ...PARAMS, ...params },
+    origin: { platform: 'discord', userId: 'u1', scopeId: 'g1', channelId: 'c1', ...origin },
+    queueLength: queueLength ?? 0,
+  };
+}
+
+/** The coded error an admission refused with (fails the test when it was granted). */
+export async function refusal(
+  promise: Promise<unknown>,
+): Promise<{ code: string; retryAfterSeconds: number | undefined }> {
+  try {
+    await promise;
+  } catch (err) {
+    const e = err as { code: string; retryAfterSeconds: number | undefined };
+    return { code: e.code, retryAfterSeconds: e.retryAfterSeconds };
+  }
+  throw new Error('expected a refusal, got an admission');
+}

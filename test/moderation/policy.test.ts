@@ -1,0 +1,178 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ModerationPolicy } from '../../bot/moderation/policy.ts';
+import { BACKENDS, type Backend, ctx, refusal } from './helpers.ts';
+
+describe.each(BACKENDS)('admission on %s', (_name, makeBackend) => {
+  let backend: Backend;
+  beforeEach(() => {
+    backend = makeBackend();
+  });
+  afterEach(async () => {
+    await backend.cleanup();
+  });
+  const policy = (...args: Parameters<Backend['make']>): Promise<ModerationPolicy> =>
+    backend.make(...args);
+
+  it('admits exactly the per-user limit out of 50 parallel requests', async () => {
+    const p = await policy({ imagesPerUser: 7 });
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, () => p.admit(ctx({ userId: 'flooder' }))),
+    );
+    const admitted = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r) => r.status === 'rejected');
+    expect(admitted).toHaveLength(7);
+    for (const r of refused) expect((r.reason as { code: string }).code).toBe('RATE_LIMITED');
+    // Refusals counted nothing: the user has used exactly the limit.
+    const q = await p.quota(ctx({ userId: 'flooder' }).origin);
+    expect(q.user).toMatchObject({ limit: 7, used: 7, remaining: 0 });
+    expect(q.user.resetsInSeconds).toBeGreaterThan(0);
+  });
+
+  it('admits exactly the per-scope limit across 50 users in parallel', async () => {
+    const p = await policy({ imagesPerScope: 12 });
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, (_, i) => p.admit(ctx({ userId: `user-${i}` }))),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(12);
+    // Users refused by the scope limit got their own count back.
+    const refusedUsers = results.flatMap((r, i) => (r.status === 'rejected' ? [`user-${i}`] : []));
+    const q = await p.quota(ctx({ userId: refusedUsers[0]! }).origin);
+    expect(q.user.used).toBe(0);
+    expect(q.scope).toMatchObject({ limit: 12, used: 12, remaining: 0 });
+  });
+
+  it('never lets one user hold more than the concurrency limit, and frees a slot when a job ends', async () => {
+    const p = await policy({ concurrentPerUser: 3 });
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, () => p.admit(ctx({ userId: 'busy' }))),
+    );
+    const admitted = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    expect(admitted).toHaveLength(3);
+    admitted.forEach((a, i) => {
+      a.confirm(`job-${i}`);
+    });
+    const refused = await refusal(p.admit(ctx({ userId: 'busy' })));
+    expect(refused.code).toBe('RATE_LIMITED');
+    expect(refused.retryAfterSeconds).toBeGreaterThan(0);
+    expect((await p.quota(ctx({ userId: 'busy' }).origin)).concurrent).toEqual({
+      limit: 3,
+      inProgress: 3,
+    });
+    p.finished('job-1');
+    await expect
+      .poll(async () => (await p.quota(ctx({ userId: 'busy' }).origin)).concurrent.inProgress)
+      .toBe(2);
+    await expect(p.admit(ctx({ userId: 'busy' }))).resolves.toBeDefined();
+  });
+
+  it('a job that ends before its admission is confirmed still frees its slot', async () => {
+    const p = await policy({ concurrentPerUser: 1 });
+    const a = await p.admit(ctx({ userId: 'fast' }));
+    p.finished('quick-job');
+    a.confirm('quick-job');
+    await expect
+      .poll(async () => (await p.quota(ctx({ userId: 'fast' }).origin)).concurrent.inProgress)
+      .toBe(0);
+  });
+
+  it('cancel gives back the quota and the slot; a second cancel gives nothing more', async () => {
+    const p = await policy({ imagesPerUser: 2, concurrentPerUser: 1 });
+    const a = await p.admit(ctx({ userId: 'c' }));
+    await a.cancel();
+    await a.cancel();
+    const q = await p.quota(ctx({ userId: 'c' }).origin);
+    expect(q.user.used).toBe(0);
+    expect(q.scope.used).toBe(0);
+    expect(q.concurrent.inProgress).toBe(0);
+    (await p.admit(ctx({ userId: 'c' }))).confirm('j1');
+    p.finished('j1');
+    (await p.admit(ctx({ userId: 'c' }))).confirm('j2');
+    p.finished('j2');
+    expect((await refusal(p.admit(ctx({ userId: 'c' })))).code).toBe('RATE_LIMITED');
+  });
+
+  it('refuses at once when the queue is full, with a time to come back', async () => {
+    const p = await policy({ maxQueueLength: 5 });
+    const r = await refusal(p.admit(ctx({ queueLength: 5 })));
+    expect(r.code).toBe('QUEUE_FULL');
+    expect(r.retryAfterSeconds).toBeGreaterThanOrEqual(5);
+    await expect(p.admit(ctx({ queueLength: 4 }))).resolves.toBeDefined();
+    // Nothing was counted for the refusal.
+    expect((await p.quota(ctx().origin)).user.used).toBe(1);
+  });
+
+  it('refuses blocked words (built-in and configured), and no longer once built-ins are off', async () => {
+    const p = await policy();
+    expect((await refusal(p.admit(ctx({ prompt: 'a NÚDE figure' })))).code).toBe('BLOCKED_CONTENT');
+    await p.change(
+      'discord:g1',
+      { kind: 'limits', changes: { builtinBlockedWords: false } },
+      { at: 1, actorId: 'mod', action: 'test' },
+    );
+    await expect(p.admit(ctx({ prompt: 'a NÚDE figure' }))).resolves.toBeDefined();
+    await p.change(
+      'discord:g1',
+      { kind: 'words-add', words: ['kraken'] },
+      { at: 2, actorId: 'mod', action: 'test' },
+    );
+    expect((await refusal(p.admit(ctx({ prompt: 'the K.R.A.K.E.N rises' })))).code).toBe(
+      'BLOCKED_CONTENT',
+    );
+    // Another server is not affected by this one's words.
+    await expect(
+      p.admit(ctx({ scopeId: 'g2', prompt: 'the kraken rises' })),
+    ).resolves.toBeDefined();
+    expect((await p.quota(ctx().origin)).user.used).toBe(1);
+  });
+
+  it('refuses images larger than the maximum side', async () => {
+    const p = await policy({ maxImageSide: 1024 });
+    expect((await refusal(p.admit(ctx({ params: { width: 1344, height: 768 } })))).code).toBe(
+      'INVALID_PARAMETERS',
+    );
+    await expect(p.admit(ctx({ params: { width: 1024, height: 1024 } }))).resolves.toBeDefined();
+  });
+
+  it('applies allowed and denied channels', async () => {
+    const p = await policy();
+    const audit = { at: 1, actorId: 'mod', action: 'test' };
+    await p.change('discord:g1', { kind: 'channel-allow', channelId: 'art' }, audit);
+    expect((await refusal(p.admit(ctx({ channelId: 'general' })))).code).toBe(
+      'CHANNEL_NOT_ALLOWED',
+    );
+    await expect(p.admit(ctx({ channelId: 'art' }))).resolves.toBeDefined();
+    await p.change('discord:g1', { kind: 'channels-clear' }, audit);
+    await expect(p.admit(ctx({ channelId: 'general' }))).resolves.toBeDefined();
+    await p.change('discord:g1', { kind: 'channel-deny', channelId: 'general' }, audit);
+    expect((await refusal(p.admit(ctx({ channelId: 'general' })))).code).toBe(
+      'CHANNEL_NOT_ALLOWED',
+    );
+    await expect(p.admit(ctx({ channelId: 'art' }))).resolves.toBeDefined();
+  });
+
+  it('per-channel overrides tighten a limit in that channel only', async () => {
+    const p = await policy({ imagesPerUser: 10 });
+    await p.change(
+      'discord:g1',
+      { kind: 'limits', channelId: 'strict', changes: { imagesPerUser: 1 } },
+      { at: 1, actorId: 'mod', action: 'test' },
+    );
+    await p.admit(ctx({ channelId: 'strict' }));
+    const r = await refusal(p.admit(ctx({ channelId: 'strict' })));
+    expect(r.code).toBe('RATE_LIMITED');
+    expect(r.retryAfterSeconds).toBeGreaterThan(0);
+    expect(r.retryAfterSeconds).toBeLessThanOrEqual(3600);
+    await expect(p.admit(ctx({ channelId: 'relaxed' }))).resolves.toBeDefined();
+    const q = await p.quota(ctx({ channelId: 'relaxed' }).origin);
+    expect(q.user).toMatchObject({ limit: 10, used: 2, remaining: 8 });
+    const strict = await p.quota(ctx({ channelId: 'strict' }).origin);
+    expect(strict.user).toMatchObject({ limit: 1, used: 2, remaining: 0 });
+  });
+
+  it('a limit of zero pauses requests without a time', async () => {
+    const p = await policy({ imagesPerUser: 0 });
+    const r = await refusal(p.admit(ctx()));
+    expect(r.code).toBe('RATE_LIMITED');
+    expect(r.retryAfterSeconds).toBeUndefined();
+  });
+});

@@ -1,0 +1,68 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { startTestImagine } from '../helpers/imagine.ts';
+import { uniquePrefix } from './helpers.ts';
+
+const json = (body: unknown): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+});
+
+describe.each([
+  ['Redis', () => ({ REDIS_URL: inject('redisUrl'), REDIS_KEY_PREFIX: uniquePrefix() })],
+  ['the embedded store', () => ({})],
+])('the web path with limits in %s', (_name, env) => {
+  let app: Awaited<ReturnType<typeof startTestImagine>> | undefined;
+  let dataDir: string;
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'imagine-web-'));
+  });
+  afterEach(async () => {
+    await app?.stop();
+    app = undefined;
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('POST /enqueue answers 429 with Retry-After past the per-user limit, and enqueues nothing', async () => {
+    app = await startTestImagine(
+      { ...env(), LIMIT_IMAGES_PER_USER: '2', DATA_DIR: dataDir },
+      { role: 'relay' },
+    );
+    const tracker = app.relay!.relay.tracker;
+    for (const prompt of ['a fox', 'a hare']) {
+      expect((await fetch(`${app.url}/enqueue`, json({ prompt }))).status).toBe(202);
+    }
+    const before = tracker.size;
+    const res = await fetch(`${app.url}/enqueue`, json({ prompt: 'an owl' }));
+    expect(res.status).toBe(429);
+    const retryAfter = Number(res.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(3600);
+    const body = (await res.json()) as { error: { code: string; retryAfterSeconds: number } };
+    expect(body.error.code).toBe('RATE_LIMITED');
+    expect(body.error.retryAfterSeconds).toBe(retryAfter);
+    expect(tracker.size).toBe(before);
+    expect(tracker.queuedCount).toBe(2);
+  });
+
+  it('POST /enqueue refuses blocked words (422) and a full queue (503 with Retry-After)', async () => {
+    app = await startTestImagine(
+      { ...env(), LIMIT_QUEUE_LENGTH: '1', DATA_DIR: dataDir },
+      { role: 'relay' },
+    );
+    const blocked = await fetch(`${app.url}/enqueue`, json({ prompt: 'a n.u.d.e statue' }));
+    expect(blocked.status).toBe(422);
+    expect(((await blocked.json()) as { error: { code: string } }).error.code).toBe(
+      'BLOCKED_CONTENT',
+    );
+    expect((await fetch(`${app.url}/enqueue`, json({ prompt: 'a fox' }))).status).toBe(202);
+    const full = await fetch(`${app.url}/enqueue`, json({ prompt: 'a hare' }));
+    expect(full.status).toBe(503);
+    expect(Number(full.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(((await full.json()) as { error: { code: string } }).error.code).toBe('QUEUE_FULL');
+    expect(app.relay!.relay.tracker.queuedCount).toBe(1);
+  });
+});
