@@ -27,14 +27,23 @@ export function signPush(
   return { timestamp, signature: `v1=${mac}` };
 }
 
-/** Verify a push signature; throws a coded 401 error on any failure. */
-export function verifyPush(
+/** Checks a push signature over a body fed in chunks, as it arrives. */
+export interface PushVerifier {
+  update(chunk: Uint8Array): void;
+  /** Throws `BAD_SIGNATURE` when the body does not match. */
+  finish(): void;
+}
+
+/**
+ * Start verifying a push: the headers are checked at once (missing, malformed or stale → a
+ * coded 401 before any body is read), the body as it streams in.
+ */
+export function createPushVerifier(
   secret: string,
-  body: Uint8Array | string,
   timestamp: string | undefined,
   signature: string | undefined,
   nowSeconds: number = Math.floor(Date.now() / 1000),
-): void {
+): PushVerifier {
   if (!timestamp || !signature)
     throw new ImagineError(
       'MISSING_SIGNATURE',
@@ -46,10 +55,30 @@ export function verifyPush(
     throw new ImagineError('STALE_SIGNATURE', 'signature timestamp is outside the 300 s window');
   const match = /^v1=([0-9a-f]{64})$/.exec(signature.trim());
   if (!match) throw new ImagineError('BAD_SIGNATURE', 'signature must be v1=<64 hex digits>');
-  const expected = createHmac('sha256', secret).update(`v1:${timestamp}:`).update(body).digest();
   const given = Buffer.from(match[1]!, 'hex');
-  if (!timingSafeEqual(expected, given))
-    throw new ImagineError('BAD_SIGNATURE', 'signature does not match');
+  const mac = createHmac('sha256', secret).update(`v1:${timestamp}:`);
+  return {
+    update: (chunk) => {
+      mac.update(chunk);
+    },
+    finish: () => {
+      if (!timingSafeEqual(mac.digest(), given))
+        throw new ImagineError('BAD_SIGNATURE', 'signature does not match');
+    },
+  };
+}
+
+/** Verify a push signature over a whole body; throws a coded 401 error on any failure. */
+export function verifyPush(
+  secret: string,
+  body: Uint8Array | string,
+  timestamp: string | undefined,
+  signature: string | undefined,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): void {
+  const verifier = createPushVerifier(secret, timestamp, signature, nowSeconds);
+  verifier.update(typeof body === 'string' ? Buffer.from(body) : body);
+  verifier.finish();
 }
 
 /** The states a job moves through. */

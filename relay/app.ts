@@ -3,12 +3,18 @@
  * listen on 127.0.0.1:0); the entry point only listens.
  */
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { type AdmissionPolicy, createSubmitter, type Submitter } from '../bot/submit.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
 import type { JobQueue } from '../queue/queue.ts';
 import type { Config } from '../runtime/config.ts';
+import { coalesce } from './coalesce.ts';
 import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
 import { JobTracker, type JobUpdate } from './job-tracker.ts';
 import { createMetrics, type RelayMetrics } from './metrics.ts';
@@ -78,7 +84,8 @@ function fastifyErrorCode(err: { code?: string; statusCode?: number }): ErrorCod
 export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
   const { config } = deps;
   const app = Fastify({
-    loggerInstance: deps.logger,
+    // pino's Logger is a FastifyBaseLogger; typing it so keeps the instance type plain.
+    loggerInstance: deps.logger as FastifyBaseLogger,
     trustProxy: config.TRUST_PROXY,
     bodyLimit: 64 * 1024,
     requestIdHeader: 'x-request-id',
@@ -119,13 +126,15 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
       deps.admission?.finished(record.jobId);
     }
   });
-  tracker.on('positions', () => {
+  const broadcastPositions = coalesce(() => {
     for (const [jobId, position] of tracker.queuedPositions()) {
       if (hub.hasWaiters(jobId)) hub.publishPosition(jobId, position);
     }
-  });
+  }, 250);
+  tracker.on('positions', broadcastPositions);
   tracker.start();
   app.addHook('onClose', async () => {
+    broadcastPositions.cancel();
     tracker.stop();
     await delivery.drain();
   });
@@ -164,10 +173,10 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     }),
   );
 
-  await registerOriginPolicy(app, config);
   await app.register(websocket, {
     options: { maxPayload: 4096 },
   });
+  await registerOriginPolicy(app, config);
   await app.register(healthRoutes);
   await app.register(enqueueRoutes);
   await app.register(jobRoutes);
@@ -176,5 +185,5 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
   await app.register(pageRoutes);
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   await app.ready();
-  return app as unknown as FastifyInstance;
+  return app;
 }

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { ReplyTarget } from '../contracts/seal.ts';
 import { openReplyTarget } from '../contracts/seal.ts';
+import { coalesce } from './coalesce.ts';
 import { isTerminal, type JobRecord, type JobTracker, type JobUpdate } from './job-tracker.ts';
 
 /** A snapshot of a job handed to a chat deliverer. */
@@ -41,6 +42,7 @@ export class ChatDelivery {
   private readonly deliverers = new Map<string, ChatDeliverer>();
   private readonly lanes = new Map<string, Lane>();
   private readonly idle = new Set<() => void>();
+  private positions: ReturnType<typeof coalesce> | undefined;
 
   private readonly secret: string;
   private readonly logger: Logger;
@@ -60,16 +62,21 @@ export class ChatDelivery {
   /** Follow a tracker's updates. */
   attach(tracker: JobTracker): void {
     tracker.on('update', (u: JobUpdate) => this.onUpdate(u.record, u.position));
-    tracker.on('positions', () => {
+    // Chat edits are rate limited by the platforms: positions go out at most once a second,
+    // and only to the first jobs in line.
+    this.positions = coalesce(() => {
       for (const [jobId, position] of tracker.queuedPositions()) {
+        if (position >= 25) break;
         const record = tracker.get(jobId);
-        if (record?.replyTarget && position < 25) this.onUpdate(record, position);
+        if (record?.replyTarget) this.onUpdate(record, position);
       }
-    });
+    }, 1000);
+    tracker.on('positions', this.positions);
   }
 
   /** Resolves when no delivery is pending (tests, shutdown). */
   async drain(): Promise<void> {
+    this.positions?.cancel();
     if (this.lanes.size === 0) return;
     await new Promise<void>((resolve) => this.idle.add(resolve));
   }

@@ -2,6 +2,7 @@
  * Worker → relay: signed multipart pushes (`meta` JSON part + `image` file part).
  * Transient failures (network, 5xx, 429) are retried with backoff; a 4xx is final.
  */
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ImagineError } from '../contracts/errors.ts';
 import { extensionFor } from '../contracts/image-types.ts';
@@ -20,26 +21,32 @@ export interface RelayPusherOptions {
   fetch?: typeof fetch;
 }
 
-/** Encode a push body exactly as sent, so the signature covers the very bytes. */
-export async function encodePush(
-  meta: PushMeta,
-  image?: Buffer,
-): Promise<{ body: Buffer; contentType: string }> {
-  const form = new FormData();
-  form.set('meta', new Blob([JSON.stringify(meta)], { type: 'application/json' }));
+/**
+ * Encode a push body exactly as sent, so the signature covers the very bytes: a `meta` JSON
+ * field and an `image` file part. Written out directly (one copy of the image) because going
+ * through FormData → Request costs ~8 ms per MiB here.
+ */
+export function encodePush(meta: PushMeta, image?: Buffer): { body: Buffer; contentType: string } {
+  const boundary = `imagine-${randomBytes(12).toString('hex')}`;
+  const parts: Buffer[] = [
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="meta"\r\n` +
+        `Content-Type: application/json\r\n\r\n${JSON.stringify(meta)}\r\n`,
+    ),
+  ];
   if (image) {
     const type = meta.contentType ?? 'image/png';
-    form.set(
-      'image',
-      new Blob([image as Uint8Array<ArrayBuffer>], { type }),
-      `${meta.jobId}.${extensionFor(type)}`,
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="image"; ` +
+          `filename="${meta.jobId}.${extensionFor(type)}"\r\nContent-Type: ${type}\r\n\r\n`,
+      ),
+      image,
+      Buffer.from('\r\n'),
     );
   }
-  const request = new Request('http://push.invalid/', { method: 'POST', body: form });
-  return {
-    body: Buffer.from(await request.arrayBuffer()),
-    contentType: request.headers.get('content-type')!,
-  };
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
 /** Build a pusher for one relay. */
@@ -49,7 +56,7 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
   const attempts = opts.attempts ?? 5;
   return {
     async push(meta, image) {
-      const { body, contentType } = await encodePush(meta, image);
+      const { body, contentType } = encodePush(meta, image);
       let lastError: unknown;
       for (let attempt = 0; attempt < attempts; attempt++) {
         if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt));

@@ -1,14 +1,17 @@
 /**
  * `POST /push`: signed results and status changes from workers. Multipart (`meta` JSON part +
  * `image` file part) or, for workers written against the seed, JSON with a base64 image.
- * The signature covers the raw body, so the body is buffered (up to the limit) and verified
- * before anything is parsed.
+ * The signature covers the raw body. Headers are checked before the body is read; a multipart
+ * body then streams through the HMAC and the multipart parser at once (the only copy made is
+ * the image itself), and nothing is acted on unless the signature matches.
  */
+import { Busboy, type BusboyInstance } from '@fastify/busboy';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
 import { describeIssues } from '../../contracts/job.ts';
 import {
+  createPushVerifier,
   LegacyPushSchema,
   type PushMeta,
   PushMetaSchema,
@@ -28,35 +31,74 @@ function header(request: FastifyRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-async function parseMultipart(body: Buffer, contentType: string): Promise<ParsedPush> {
-  let form: FormData;
+/** Feeds a multipart body, chunk by chunk, to busboy; resolves with the `meta` field and `image`. */
+function createMultipartSplitter(contentType: string, maxImage: number) {
+  const out: { meta?: string; image?: Buffer } = {};
+  let failure: unknown;
+  let settle: { resolve: (v: typeof out) => void; reject: (e: unknown) => void } | undefined;
+  const fail = (err: unknown) => {
+    failure ??=
+      err instanceof ImagineError
+        ? err
+        : new ImagineError('INVALID_PUSH', 'body is not valid multipart/form-data', { cause: err });
+    settle?.reject(failure);
+  };
+  let parser: BusboyInstance | undefined;
   try {
-    form = await new Response(body as Uint8Array<ArrayBuffer>, {
+    parser = new Busboy({
       headers: { 'content-type': contentType },
-    }).formData();
+      limits: { fields: 4, files: 1, parts: 5, fieldSize: 64 * 1024, fileSize: maxImage },
+    });
   } catch (err) {
-    throw new ImagineError('INVALID_PUSH', 'body is not valid multipart/form-data', { cause: err });
+    fail(err);
   }
-  const metaPart = form.get('meta');
-  if (metaPart === null)
+  parser?.on('field', (name: string, value: string, _nameTrunc: boolean, valueTrunc: boolean) => {
+    if (valueTrunc) fail(new ImagineError('INVALID_PUSH', `"${name}" part is too long`));
+    if (name === 'meta') out.meta = value;
+  });
+  parser?.on('file', (name: string, stream: NodeJS.ReadableStream) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('limit', () =>
+      fail(new ImagineError('PAYLOAD_TOO_LARGE', `image is over the ${maxImage}-byte limit`)),
+    );
+    stream.on('end', () => {
+      if (name === 'meta') out.meta = Buffer.concat(chunks).toString('utf8');
+      else if (name === 'image') out.image = Buffer.concat(chunks);
+    });
+  });
+  parser?.on('partsLimit', () => fail(new ImagineError('INVALID_PUSH', 'too many parts')));
+  parser?.on('filesLimit', () => fail(new ImagineError('INVALID_PUSH', 'only one image per push')));
+  parser?.on('error', fail);
+  const finished = new Promise<typeof out>((resolve, reject) => {
+    settle = { resolve, reject };
+    if (failure) reject(failure);
+    parser?.on('finish', () => (failure ? reject(failure) : resolve(out)));
+  });
+  finished.catch(() => {});
+  return {
+    write(chunk: Buffer): void {
+      if (!failure) parser?.write(chunk);
+    },
+    end(): Promise<typeof out> {
+      if (!failure) parser?.end();
+      return finished;
+    },
+  };
+}
+
+function parseMultipart(parts: { meta?: string; image?: Buffer }): ParsedPush {
+  if (parts.meta === undefined)
     throw new ImagineError('INVALID_PUSH', 'multipart body needs a "meta" part');
-  const metaText = typeof metaPart === 'string' ? metaPart : await metaPart.text();
   let metaJson: unknown;
   try {
-    metaJson = JSON.parse(metaText);
+    metaJson = JSON.parse(parts.meta);
   } catch (err) {
     throw new ImagineError('INVALID_PUSH', '"meta" part is not JSON', { cause: err });
   }
   const meta = PushMetaSchema.safeParse(metaJson);
   if (!meta.success) throw new ImagineError('INVALID_PUSH', `meta: ${describeIssues(meta.error)}`);
-  const imagePart = form.get('image');
-  if (imagePart !== null && typeof imagePart === 'string')
-    throw new ImagineError('INVALID_PUSH', '"image" must be a file part');
-  return {
-    meta: meta.data,
-    ...(imagePart ? { image: Buffer.from(await imagePart.arrayBuffer()) } : {}),
-    legacy: false,
-  };
+  return { meta: meta.data, ...(parts.image ? { image: parts.image } : {}), legacy: false };
 }
 
 function parseLegacy(body: Buffer): ParsedPush {
@@ -78,30 +120,91 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
   // Room for the meta part and multipart framing, or base64's 4/3 growth.
   const bodyLimit = Math.ceil((maxImage * 4) / 3) + 64 * 1024;
 
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser(
-    ['multipart/form-data', 'application/json'],
-    { parseAs: 'buffer', bodyLimit },
-    (_request, body, done) => done(null, body),
-  );
+  const secret = relay.config.RELAY_SECRET;
 
-  app.post('/push', { bodyLimit }, async (request, reply) => {
-    const body = request.body as Buffer;
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('multipart/form-data', (request, payload, done) => {
+    let settled = false;
+    const finish = (err: unknown, value?: ParsedPush) => {
+      if (settled) return;
+      settled = true;
+      if (err) {
+        payload.removeAllListeners('data');
+        payload.resume();
+        relay.metrics.pushes.inc({ kind: 'rejected' });
+        done(err as Error, undefined);
+      } else done(null, value);
+    };
     try {
-      verifyPush(
-        relay.config.RELAY_SECRET,
-        body,
+      const declared = Number(request.headers['content-length']);
+      if (declared > bodyLimit)
+        throw new ImagineError(
+          'PAYLOAD_TOO_LARGE',
+          `body is ${declared} bytes; the limit is ${bodyLimit}`,
+        );
+      const verifier = createPushVerifier(
+        secret,
         header(request, TIMESTAMP_HEADER),
         header(request, SIGNATURE_HEADER),
       );
+      const splitter = createMultipartSplitter(header(request, 'content-type') ?? '', maxImage);
+      let received = 0;
+      payload.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > bodyLimit) {
+          finish(new ImagineError('PAYLOAD_TOO_LARGE', `body is over the ${bodyLimit}-byte limit`));
+          return;
+        }
+        verifier.update(chunk);
+        splitter.write(chunk);
+      });
+      payload.on('error', (err) => finish(err));
+      payload.on('end', () => {
+        if (settled) return;
+        try {
+          verifier.finish();
+        } catch (err) {
+          finish(err);
+          return;
+        }
+        splitter.end().then(
+          (parts) => {
+            try {
+              finish(null, parseMultipart(parts));
+            } catch (err) {
+              finish(err);
+            }
+          },
+          (err) => finish(err),
+        );
+      });
     } catch (err) {
-      relay.metrics.pushes.inc({ kind: 'rejected' });
-      throw err;
+      finish(err);
     }
-    const contentType = header(request, 'content-type') ?? '';
-    const push = contentType.startsWith('multipart/form-data')
-      ? await parseMultipart(body, contentType)
-      : parseLegacy(body);
+  });
+  // The seed's JSON shape: small enough to buffer, then verify, then parse.
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'buffer', bodyLimit },
+    (request, body: Buffer, done) => {
+      try {
+        verifyPush(
+          secret,
+          body,
+          header(request, TIMESTAMP_HEADER),
+          header(request, SIGNATURE_HEADER),
+        );
+        done(null, parseLegacy(body));
+      } catch (err) {
+        relay.metrics.pushes.inc({ kind: 'rejected' });
+        done(err as Error, undefined);
+      }
+    },
+  );
+
+  app.post('/push', { bodyLimit }, async (request, reply) => {
+    const push = request.body as ParsedPush | undefined;
+    if (!push) throw new ImagineError('UNSUPPORTED_MEDIA_TYPE', 'send multipart/form-data or JSON');
     const { meta } = push;
 
     let image: { bytes: Buffer; contentType: string } | undefined;

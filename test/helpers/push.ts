@@ -12,7 +12,7 @@ export async function sendPush(
   image?: Buffer,
   opts: { secret?: string; nowSeconds?: number; headers?: Record<string, string> } = {},
 ): Promise<Response> {
-  const { body, contentType } = await encodePush(meta as PushMeta, image);
+  const { body, contentType } = encodePush(meta as PushMeta, image);
   return sendRawPush(baseUrl, body, contentType, opts);
 }
 

@@ -109,7 +109,7 @@ describe('POST /push (signed worker → relay intake)', () => {
     const { encodePush } = await import('../../worker/push-client.ts');
     const { signPush } = await import('../../contracts/push.ts');
     const { TEST_SECRET } = await import('../helpers/imagine.ts');
-    const { body, contentType } = await encodePush(
+    const { body, contentType } = encodePush(
       { jobId, status: 'done', contentType: 'image/png' },
       png,
     );

@@ -1,0 +1,85 @@
+/** Benchmark helpers: run imagine in a child process (as `npm start` does) and summarise timings. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+/** A free loopback port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Limits lifted: a benchmark is one client sending many jobs. */
+export const UNLIMITED = {
+  LIMIT_IMAGES_PER_USER: '1000000',
+  LIMIT_IMAGES_PER_SCOPE: '10000000',
+  LIMIT_CONCURRENT_PER_USER: '1000',
+  LIMIT_QUEUE_LENGTH: '1000000',
+} as const;
+
+/** A server started for a benchmark. */
+export interface BenchServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Start `runtime/main.ts` in a child process with the given environment. */
+export async function startServer(env: Record<string, string>, role = 'all'): Promise<BenchServer> {
+  const port = await freePort();
+  const main = fileURLToPath(new URL('../runtime/main.ts', import.meta.url));
+  // BENCH_SERVER_ARGS passes flags to the server process only (e.g. --cpu-prof).
+  const extra = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
+  const child: ChildProcess = spawn(process.execPath, [...extra, main, role], {
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error',
+      ...env,
+    },
+    stdio: ['ignore', process.env.BENCH_LOG_LEVEL ? 'inherit' : 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {}
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('server did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** The q-quantile of sorted numbers (nearest rank). */
+export function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/** One line of results, also printed as JSON for machines. */
+export function report(name: string, figures: Record<string, number | string>): void {
+  const text = Object.entries(figures)
+    .map(([k, v]) => `${k}=${typeof v === 'number' ? Number(v.toFixed(2)) : v}`)
+    .join('  ');
+  process.stdout.write(`${name}: ${text}\n`);
+}
+
+/** Machine facts worth printing beside figures. */
+export async function machine(): Promise<string> {
+  const os = await import('node:os');
+  return `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), node ${process.version}`;
+}

@@ -1,0 +1,135 @@
+/**
+ * Relay throughput: 1 MiB images pushed (signed multipart, as workers do) and delivered to
+ * waiting WebSocket clients, 16 at a time. Measures jobs/s, MB/s and push→frame latency.
+ * The relay runs alone in a child process; this process plays workers and browsers.
+ * `npm run bench:relay [jobs] [concurrency]`
+ */
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { SIGNATURE_HEADER, signPush, TIMESTAMP_HEADER } from '../contracts/push.ts';
+import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
+import { encodePush } from '../worker/push-client.ts';
+import { machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
+
+const JOBS = Number(process.argv[2] ?? 800);
+const CONCURRENCY = Number(process.argv[3] ?? 16);
+const IMAGE_BYTES = 1024 * 1024;
+const SECRET = randomBytes(32).toString('base64url');
+
+// A 1 MiB body that sniffs as PNG: the relay checks magic bytes, not pixels.
+const image = Buffer.concat([
+  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+  randomBytes(IMAGE_BYTES - 8),
+]);
+
+// The relay alone (no worker), against an SQS emulator this process hosts, as a split deploy runs.
+const sqs = await startEmbeddedSqs({
+  region: 'us-east-1',
+  maxReceiveCount: 3,
+  visibilityTimeoutSeconds: 30,
+});
+const server = await startServer(
+  {
+    RELAY_SECRET: SECRET,
+    ...UNLIMITED,
+    SQS_QUEUE_URL: sqs.queueUrl,
+    SQS_ENDPOINT: sqs.endpoint,
+    AWS_ACCESS_KEY_ID: sqs.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: sqs.credentials.secretAccessKey,
+  },
+  'relay',
+);
+const wsBase = server.url.replace('http', 'ws');
+
+interface Waiting {
+  jobId: string;
+  frame: Promise<number>;
+}
+
+/** Set-up, not timed: a queued job and a WebSocket waiting on it. */
+async function waitingJob(i: number): Promise<Waiting> {
+  const res = await fetch(`${server.url}/enqueue`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: `relay bench ${i}`, width: 1024, height: 1024, seed: i }),
+  });
+  if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
+  const { jobId } = (await res.json()) as { jobId: string };
+  const socket = new WebSocket(`${wsBase}/ws?jobId=${jobId}`);
+  const frame = new Promise<number>((resolve, reject) => {
+    socket.on('message', (data, isBinary) => {
+      if (isBinary) {
+        if ((data as Buffer).length !== IMAGE_BYTES) reject(new Error('short frame'));
+        resolve(performance.now());
+        socket.close();
+      }
+    });
+    socket.on('error', reject);
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve());
+    socket.once('error', reject);
+  });
+  return { jobId, frame };
+}
+
+/** Timed: push the image as a worker does and wait for the frame at the browser's end. */
+async function deliver(job: Waiting, i: number): Promise<number> {
+  const t0 = performance.now();
+  const { body, contentType } = encodePush(
+    { jobId: job.jobId, status: 'done', contentType: 'image/png', seed: i },
+    image,
+  );
+  const { timestamp, signature } = signPush(SECRET, body);
+  const push = await fetch(`${server.url}/push`, {
+    method: 'POST',
+    headers: {
+      'content-type': contentType,
+      [TIMESTAMP_HEADER]: timestamp,
+      [SIGNATURE_HEADER]: signature,
+    },
+    body: body as Uint8Array<ArrayBuffer>,
+  });
+  if (!push.ok) throw new Error(`push answered ${push.status}: ${await push.text()}`);
+  await push.arrayBuffer();
+  return (await job.frame) - t0;
+}
+
+async function pool<T>(count: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(count);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < count) {
+        const i = next++;
+        out[i] = await fn(i);
+      }
+    }),
+  );
+  return out;
+}
+
+async function run(total: number): Promise<{ latencies: number[]; seconds: number }> {
+  const jobs = await pool(total, CONCURRENCY, waitingJob);
+  const started = performance.now();
+  const latencies = await pool(total, CONCURRENCY, (i) => deliver(jobs[i]!, i));
+  return { latencies, seconds: (performance.now() - started) / 1000 };
+}
+
+try {
+  await run(64);
+  const { latencies, seconds } = await run(JOBS);
+  latencies.sort((a, b) => a - b);
+  process.stdout.write(`# ${await machine()}\n`);
+  report(`relay 1 MiB push→WebSocket frame (concurrency ${CONCURRENCY})`, {
+    jobs: JOBS,
+    jobs_per_s: JOBS / seconds,
+    MB_per_s: (JOBS * IMAGE_BYTES) / 1e6 / seconds,
+    p50_ms: quantile(latencies, 0.5),
+    p99_ms: quantile(latencies, 0.99),
+    max_ms: latencies.at(-1)!,
+  });
+} finally {
+  await server.stop();
+  await sqs.stop();
+}
