@@ -112,7 +112,8 @@ export class SlackDeliverer implements ChatDeliverer {
   }
 
   private async deliverImage(target: SlackTarget, event: DeliveryEvent): Promise<void> {
-    if (!event.image) throw new Error('a done event without an image');
+    const image = event.image;
+    if (!image) throw new Error('a done event without an image');
     const facts = {
       userId: target.userId,
       prompt: event.prompt ?? '',
@@ -123,16 +124,27 @@ export class SlackDeliverer implements ChatDeliverer {
       demo: this.opts.isDemo(event.generator),
     };
     const threadTs = target.inline ? target.threadTs : (target.threadTs ?? target.statusTs);
-    const upload = await this.client.filesUploadV2({
-      ...(threadTs
-        ? { channel_id: target.channelId, thread_ts: threadTs }
-        : { channel_id: target.channelId }),
-      file: event.image.bytes,
-      filename: `imagine-${event.seed ?? event.jobId}.${extension(event.image.contentType)}`,
-      title: truncate(facts.prompt, 250),
-      alt_text: truncate(facts.prompt, 1000),
-      initial_comment: `<@${target.userId}> ${truncate(facts.prompt, 3000)}\n${factsLine(facts)}`,
-    });
+    const uploadOnce = () =>
+      this.client.filesUploadV2({
+        ...(threadTs
+          ? { channel_id: target.channelId, thread_ts: threadTs }
+          : { channel_id: target.channelId }),
+        file: image.bytes,
+        filename: `imagine-${event.seed ?? event.jobId}.${extension(image.contentType)}`,
+        title: truncate(facts.prompt, 250),
+        alt_text: truncate(facts.prompt, 1000),
+        initial_comment: `<@${target.userId}> ${truncate(facts.prompt, 3000)}\n${factsLine(facts)}`,
+      });
+    let upload: Awaited<ReturnType<typeof uploadOnce>>;
+    try {
+      upload = await uploadOnce();
+    } catch (err) {
+      // chat:write.public let the status message into a public channel the bot never joined;
+      // a file share needs membership, so join (channels:join) and share again.
+      if (slackError(err) !== 'not_in_channel') throw err;
+      await this.client.conversations.join({ channel: target.channelId });
+      upload = await uploadOnce();
+    }
     const fileId = (upload.files as Array<{ files?: Array<{ id?: string }> }> | undefined)?.[0]
       ?.files?.[0]?.id;
     // Re-roll keeps prompt and size and draws a new seed.

@@ -44,6 +44,26 @@ describe('Slack Web API behaviour: rate limits and tokens', () => {
     await resultCard(fake, statusMessages(fake)[0]!.ts);
   });
 
+  it('a public channel the bot never joined: it joins and shares the image after all', async () => {
+    fake.failNext('files.completeUploadExternal', 'not_in_channel');
+    const res = await postToSlackApp(
+      app.eventsUrl,
+      slashCommandForm({
+        text: 'a lone pine',
+        channelId: 'C0PUBLIC',
+        responseUrl: fake.responseUrl(),
+      }),
+    );
+    expect(res.status).toBe(200);
+    const file = await fake.waitFor(() =>
+      [...fake.files.values()].find((f) => f.channel === 'C0PUBLIC'),
+    );
+    expect(fake.joined.has('C0PUBLIC')).toBe(true);
+    expect((await sharp(file.bytes!).metadata()).format).toBe('png');
+    const status = statusMessages(fake).find((m) => m.channel === 'C0PUBLIC')!;
+    await resultCard(fake, status.ts);
+  });
+
   it('a wrong bot token stops start-up with invalid_auth, naming SLACK_BOT_TOKEN', async () => {
     const adapter = createSlackAdapter({
       botToken: 'xoxb-wrong',

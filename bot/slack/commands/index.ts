@@ -5,6 +5,12 @@
  */
 import type { SlackCommand } from '../types.ts';
 import { imagineCommand } from './imagine.ts';
+import { imagineAdminCommand } from './imagine-admin.ts';
+import { imagineQuotaCommand } from './imagine-quota.ts';
 
 /** The default command modules. */
-export const slackCommands: readonly SlackCommand[] = [imagineCommand];
+export const slackCommands: readonly SlackCommand[] = [
+  imagineCommand,
+  imagineAdminCommand,
+  imagineQuotaCommand,
+];

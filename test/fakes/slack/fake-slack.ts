@@ -142,6 +142,8 @@ export class FakeSlack extends EventEmitter {
   readonly homeViews: Array<{ userId: string; view: Record<string, unknown> }> = [];
   readonly openedViews: Array<{ triggerId: string; view: Record<string, unknown> }> = [];
   readonly users = new Map<string, FakeUser>();
+  /** Channels the bot joined with conversations.join. */
+  readonly joined = new Set<string>();
   /** Socket Mode: acks received from the app, by envelope id. */
   private readonly socketAcks = new Map<string, (payload: unknown) => void>();
   private sockets = new Set<WebSocket>();
@@ -427,6 +429,11 @@ export class FakeSlack extends EventEmitter {
             permalink: f.permalink,
           })),
         };
+      }
+      case 'conversations.join': {
+        if (!args.channel) return { ok: false, error: 'channel_not_found' };
+        this.joined.add(String(args.channel));
+        return { ok: true, channel: { id: String(args.channel), is_member: true } };
       }
       case 'users.info': {
         const user = this.users.get(String(args.user));

@@ -1,0 +1,115 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  decodeJobSpec,
+  encodeJobSpec,
+  escapeMrkdwn,
+  fitsButton,
+  requestFromSpec,
+  resultMessage,
+} from '../../bot/slack/blocks.ts';
+import { slackCommands } from '../../bot/slack/commands/index.ts';
+import { adviceFor } from '../../bot/slack/replies.ts';
+import { requestFromText } from '../../bot/slack/request-text.ts';
+import { ImagineError } from '../../contracts/errors.ts';
+import { PROMPT_MAX_CHARS } from '../../contracts/job.ts';
+import { buttonsOf } from '../fakes/slack/requests.ts';
+
+describe('button values carry the whole job spec', () => {
+  it('round-trips prompts with the separator, quotes and non-ASCII', () => {
+    const spec = { prompt: 'a|b "c" ünïcode 🦊', seed: 0, width: 832, height: 1216 };
+    expect(decodeJobSpec(encodeJobSpec(spec))).toEqual(spec);
+    expect(decodeJobSpec(encodeJobSpec({ prompt: 'x' }))).toEqual({
+      prompt: 'x',
+      seed: undefined,
+      width: undefined,
+      height: undefined,
+    });
+  });
+
+  it('a longest allowed ASCII prompt with the largest seed still fits a button value', () => {
+    const value = encodeJobSpec({
+      prompt: '"'.repeat(PROMPT_MAX_CHARS),
+      seed: 2 ** 32 - 1,
+      width: 2048,
+      height: 2048,
+    });
+    expect(fitsButton(value)).toBe(true);
+  });
+
+  it('a spec that cannot fit gets a card without buttons rather than a refused message', () => {
+    const facts = { userId: 'U1', prompt: '🦊'.repeat(1000), demo: false };
+    const card = resultMessage(facts, { prompt: facts.prompt }, undefined);
+    expect(buttonsOf(card.blocks)).toEqual([]);
+  });
+
+  it('rejects values that are not ours', () => {
+    expect(decodeJobSpec(undefined)).toBeUndefined();
+    expect(decodeJobSpec('hello')).toBeUndefined();
+    expect(decodeJobSpec('v1|1|2|3|')).toBeUndefined();
+  });
+
+  it('maps sizes back to an aspect; Re-roll drops the seed, Retry keeps it', () => {
+    const spec = { prompt: 'p', seed: 9, width: 1344, height: 768 };
+    expect(requestFromSpec(spec, true)).toEqual({ prompt: 'p', aspect: '16:9' });
+    expect(requestFromSpec(spec, false)).toEqual({ prompt: 'p', aspect: '16:9', seed: 9 });
+    expect(requestFromSpec({ prompt: 'p', width: 512, height: 512 }, true)).toEqual({
+      prompt: 'p',
+      width: 512,
+      height: 512,
+    });
+  });
+
+  it('escapes what mrkdwn would interpret as links and mentions', () => {
+    expect(escapeMrkdwn('<!channel> & <@U1>')).toBe('&lt;!channel&gt; &amp; &lt;@U1&gt;');
+  });
+});
+
+describe('/imagine text', () => {
+  it('takes options anywhere and leaves the rest as the prompt', () => {
+    expect(requestFromText('a fox --ar 16:9 in space --seed 42')).toEqual({
+      prompt: 'a fox in space',
+      aspect: '16:9',
+      seed: 42,
+    });
+    expect(requestFromText('a fox --steps=8')).toEqual({ prompt: 'a fox', steps: 8 });
+  });
+
+  it('accepts the em dash phones put in for "--"', () => {
+    expect(requestFromText('a fox —seed 3')).toEqual({ prompt: 'a fox', seed: 3 });
+  });
+
+  it('unknown options and missing values are INVALID_PARAMETERS', () => {
+    for (const text of ['a fox --colour red', 'a fox --seed']) {
+      expect(() => requestFromText(text)).toThrow(
+        expect.objectContaining({ code: 'INVALID_PARAMETERS' }),
+      );
+    }
+  });
+});
+
+describe('advice says what to do', () => {
+  it('a rate limit says when to come back', () => {
+    const err = new ImagineError('RATE_LIMITED', 'x', { retryAfterSeconds: 30 });
+    expect(adviceFor(err)).toContain('in 30 seconds');
+  });
+});
+
+describe('manifest.yaml', () => {
+  const manifest = readFileSync(new URL('../../bot/slack/manifest.yaml', import.meta.url), 'utf8');
+
+  it('declares every registered command', () => {
+    for (const c of slackCommands) expect(manifest).toContain(`- command: ${c.name}\n`);
+  });
+
+  it('asks for the scopes the adapter uses', () => {
+    for (const scope of [
+      'commands',
+      'chat:write',
+      'chat:write.public',
+      'files:write',
+      'im:history',
+    ])
+      expect(manifest).toMatch(new RegExp(`^\\s+- ${scope}$`, 'm'));
+  });
+});
