@@ -152,7 +152,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     const { origin, params } = ctx;
     const scopeKey = scopeKeyOf(origin);
     const settings = await this.settingsOf(scopeKey);
-    if (!channelAllowed(settings, origin.channelId)) {
+    if (!channelAllowed(settings, channelForRules(origin))) {
       const where = settings.allowedChannels.slice(0, 5).map((c) => `<#${c}>`);
       throw new ImagineError(
         'CHANNEL_NOT_ALLOWED',
@@ -314,7 +314,7 @@ export class ModerationPolicy implements AdmissionPolicy {
       return {
         scopeKey,
         limits,
-        channelAllowed: channelAllowed(settings, origin.channelId),
+        channelAllowed: channelAllowed(settings, channelForRules(origin)),
         user: windowQuota(limits.imagesPerUser, mine.used, mine.resetsInMs),
         scope: windowQuota(limits.imagesPerScope, all.used, all.resetsInMs),
         concurrent: { limit: limits.concurrentPerUser, inProgress },
@@ -329,6 +329,15 @@ export class ModerationPolicy implements AdmissionPolicy {
     await this.store.close();
     await this.#onClose?.();
   }
+}
+
+/**
+ * The channel the allow/deny lists judge. A Slack DM (`D…`) is not a workspace channel: the
+ * lists say where in the workspace /imagine may post, and a DM posts nowhere else.
+ */
+function channelForRules(origin: Origin): string | undefined {
+  if (origin.platform === 'slack' && origin.channelId?.startsWith('D')) return undefined;
+  return origin.channelId;
 }
 
 /** What users call a scope on each platform. */

@@ -176,3 +176,24 @@ describe.each(BACKENDS)('admission on %s', (_name, makeBackend) => {
     expect(r.retryAfterSeconds).toBeUndefined();
   });
 });
+
+describe('channel lists and direct messages', () => {
+  it('a Slack DM is not judged by the workspace channel lists; its limits still apply', async () => {
+    const backend = BACKENDS[1]![1]();
+    try {
+      const p = await backend.make({ imagesPerUser: 1 });
+      const audit = { at: 1, actorId: 'mod', action: 'test' };
+      await p.change('slack:T1', { kind: 'channel-allow', channelId: 'C0ART' }, audit);
+      const slack = { platform: 'slack' as const, scopeId: 'T1', userId: 'U1' };
+      expect((await refusal(p.admit(ctx({ ...slack, channelId: 'C0GENERAL' })))).code).toBe(
+        'CHANNEL_NOT_ALLOWED',
+      );
+      await expect(p.admit(ctx({ ...slack, channelId: 'D0DM' }))).resolves.toBeDefined();
+      expect((await refusal(p.admit(ctx({ ...slack, channelId: 'D0DM' })))).code).toBe(
+        'RATE_LIMITED',
+      );
+    } finally {
+      await backend.cleanup();
+    }
+  });
+});
