@@ -61,7 +61,7 @@ export const REPLY_MAX_CHARS = 1900;
 /** Usage, shown by `help` and on a malformed command. */
 export const ADMIN_USAGE = [
   '`/imagine-admin show [#channel]` — limits, channels, blocked words and recent changes',
-  `\`/imagine-admin limits [#channel] name=value …\` — names: ${LIMIT_FIELDS.map((f) => f.name).join(', ')}; \`value=default\` clears an override; \`limits reset [#channel]\` clears all`,
+  `\`/imagine-admin set [#channel] name=value …\` — names: ${LIMIT_FIELDS.map((f) => f.name).join(', ')}; \`value=default\` clears an override; \`set reset [#channel]\` clears all`,
   '`/imagine-admin words add|remove word, phrase, prefix*` · `/imagine-admin words list`',
   '`/imagine-admin channels allow|deny #channel …` · `/imagine-admin channels clear` (all allowed)',
 ].join('\n');
@@ -135,10 +135,17 @@ export function parseAdminText(text: string): AdminCommand {
         for (const f of LIMIT_FIELDS) changes = { ...changes, [f.key]: null };
       } else {
         if (args.length === 0) throw badCommand('say which limits to set, e.g. `per_user=5`');
-        for (const arg of args) {
+        // `per_user=5 window=1h`, or `per_user 5 window 1h`.
+        for (let i = 0; i < args.length; i++) {
+          const arg = args[i]!;
           const eq = arg.indexOf('=');
-          if (eq <= 0) throw badCommand(`"${arg}" should look like name=value`);
-          changes = { ...changes, ...parseLimitChange(arg.slice(0, eq), arg.slice(eq + 1)) };
+          if (eq > 0) {
+            changes = { ...changes, ...parseLimitChange(arg.slice(0, eq), arg.slice(eq + 1)) };
+            continue;
+          }
+          const value = args[++i];
+          if (value === undefined) throw badCommand(`"${arg}" needs a value, e.g. ${arg}=5`);
+          changes = { ...changes, ...parseLimitChange(arg, value) };
         }
       }
       return channelId === undefined

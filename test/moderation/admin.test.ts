@@ -49,6 +49,26 @@ describe('parsing /imagine-admin text', () => {
       'limits <#C9> max_side=512 concurrent=default',
       { verb: 'limits', channelId: 'C9', changes: { maxImageSide: 512, concurrentPerUser: null } },
     ],
+    [
+      'set per_user 5 window 1h',
+      { verb: 'limits', changes: { imagesPerUser: 5, windowSeconds: 3600 } },
+    ],
+    [
+      'set <#C9> reset',
+      {
+        verb: 'limits',
+        channelId: 'C9',
+        changes: {
+          imagesPerUser: null,
+          imagesPerScope: null,
+          windowSeconds: null,
+          concurrentPerUser: null,
+          maxQueueLength: null,
+          maxImageSide: null,
+          builtinBlockedWords: null,
+        },
+      },
+    ],
     ['words add kraken, sea monster', { verb: 'words-add', words: ['kraken', 'sea monster'] }],
     ['words add kraken squid', { verb: 'words-add', words: ['kraken', 'squid'] }],
     ['words remove kraken', { verb: 'words-remove', words: ['kraken'] }],
@@ -65,6 +85,7 @@ describe('parsing /imagine-admin text', () => {
 
   it.each([
     'limits per_user=lots',
+    'set per_user',
     'limits per_user=-1',
     'limits window=2s',
     'limits colour=blue',
