@@ -29,6 +29,17 @@ export interface AdapterContext {
 /** The adapters a configuration enables (none on embedded defaults). */
 export async function chatAdaptersFromConfig(ctx: AdapterContext): Promise<ChatAdapter[]> {
   const adapters: ChatAdapter[] = [];
+  if (ctx.config.DISCORD_TOKEN || ctx.config.DISCORD_PUBLIC_KEY) {
+    const { createDiscordAdapter } = await import('./discord/index.ts');
+    adapters.push(
+      createDiscordAdapter({
+        token: ctx.config.DISCORD_TOKEN,
+        publicKey: ctx.config.DISCORD_PUBLIC_KEY,
+        apiUrl: ctx.config.DISCORD_API_URL,
+        logger: ctx.logger,
+      }),
+    );
+  }
   if (
     ctx.config.SLACK_BOT_TOKEN &&
     (ctx.config.SLACK_SIGNING_SECRET || ctx.config.SLACK_APP_TOKEN)

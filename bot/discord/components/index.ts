@@ -1,0 +1,9 @@
+/**
+ * Every component handler, keyed by the name at the head of its `custom_id`. Add a handler by
+ * importing its module here.
+ */
+import type { ComponentHandler } from '../interactions.ts';
+import { rerollButton, retryButton, variationsButton } from './buttons.ts';
+
+/** The component handlers imagine dispatches to. */
+export const componentHandlers: ComponentHandler[] = [rerollButton, retryButton, variationsButton];

@@ -1,0 +1,84 @@
+/**
+ * Turning an interaction into a job: the sealed reply target carries everything delivery
+ * needs (application id, token, channel, guild, user, message id, upload limit), so any relay
+ * instance can deliver it.
+ */
+import type { APIInteraction, APIUser } from 'discord.js';
+import { asImagineError } from '../../contracts/errors.ts';
+import type { Origin } from '../../contracts/job.ts';
+import type { DiscordTarget } from '../../contracts/seal.ts';
+import type { Submitted } from '../submit.ts';
+import type { InteractionContext } from './interactions.ts';
+import { tellEphemeral } from './interactions.ts';
+import { refusalText } from './messages.ts';
+
+/** The user behind an interaction (guild member or DM user). */
+export function interactionUser(interaction: APIInteraction): APIUser | undefined {
+  return interaction.member?.user ?? interaction.user;
+}
+
+/** The job's origin, for limits and logs: the scope is the guild (or the DM channel). */
+export function originOf(interaction: APIInteraction): Origin {
+  const user = interactionUser(interaction);
+  const channelId = interaction.channel?.id ?? interaction.channel_id;
+  return {
+    platform: 'discord',
+    ...(user ? { userId: user.id, userName: user.global_name ?? user.username } : {}),
+    ...(interaction.guild_id ? { scopeId: interaction.guild_id } : {}),
+    ...(channelId ? { channelId } : {}),
+  };
+}
+
+/** The reply target of a job answered through this interaction's token. */
+export function targetOf(
+  interaction: APIInteraction,
+  issuedAt: number,
+  extra: Pick<DiscordTarget, 'messageId' | 'followUp'> = {},
+): DiscordTarget {
+  const channelId = interaction.channel?.id ?? interaction.channel_id;
+  return {
+    platform: 'discord',
+    applicationId: interaction.application_id,
+    interactionToken: interaction.token,
+    issuedAt,
+    userId: interactionUser(interaction)?.id ?? '0',
+    ...(channelId ? { channelId } : {}),
+    ...(interaction.guild_id ? { guildId: interaction.guild_id } : {}),
+    ...(interaction.attachment_size_limit
+      ? { attachmentSizeLimit: interaction.attachment_size_limit }
+      : {}),
+    ...extra,
+  };
+}
+
+/**
+ * Submit a job for a deferred interaction; a refusal is told ephemerally and yields undefined.
+ * `messageId` targets a follow-up instead of the original response.
+ */
+export async function submitJob(
+  ctx: InteractionContext,
+  request: Record<string, unknown>,
+  extra: Pick<DiscordTarget, 'messageId' | 'followUp'> = {},
+): Promise<Submitted | undefined> {
+  const { interaction, deps } = ctx;
+  if (!extra.messageId && ctx.deferred) {
+    // Known message id: a late delivery (after the token window) can reply to it.
+    const original = await deps.api
+      .getMessage(interaction.application_id, interaction.token)
+      .catch(() => undefined);
+    if (original) extra = { ...extra, messageId: original.id };
+  }
+  try {
+    return await deps.submit({
+      request,
+      origin: originOf(interaction),
+      replyTarget: targetOf(interaction, deps.now(), extra),
+    });
+  } catch (err) {
+    const coded = asImagineError(err);
+    if (coded.code === 'INTERNAL') deps.logger.error({ err }, 'discord submit failed');
+    // A follow-up target means the original response is not the job's: leave it standing.
+    await tellEphemeral(ctx, refusalText(coded), { keepOriginal: Boolean(extra.followUp) });
+    return undefined;
+  }
+}

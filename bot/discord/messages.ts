@@ -1,0 +1,157 @@
+/**
+ * What imagine's Discord messages look like: status lines, the finished image with its embed
+ * and buttons, failures with a Retry button, and the ephemeral refusals. The embed's
+ * description holds the prompt (escaped reversibly), so a button click reads it back.
+ */
+import {
+  type APIActionRowComponent,
+  type APIButtonComponent,
+  type APIEmbed,
+  type APIMessage,
+  ButtonStyle,
+  ComponentType,
+} from 'discord.js';
+import type { ImagineError } from '../../contracts/errors.ts';
+import type { DeliveryEvent } from '../../relay/delivery.ts';
+import { encodeCustomId, encodeSize, type SizeSpec, sizeSpecOf } from './custom-id.ts';
+
+/** Component names used by imagine's buttons. */
+export const BUTTONS = { reroll: 'reroll', variations: 'vary', retry: 'retry' } as const;
+
+/** Embed colour (a soft violet). */
+const COLOUR = 0x8b5cf6;
+
+const MARKDOWN = /[\\*_~`|>#[\]()<:-]/g;
+
+/** Escape Discord markdown so the prompt shows literally; {@link unescapeMarkdown} reverses it. */
+export function escapeMarkdown(text: string): string {
+  return text.replace(MARKDOWN, (c) => `\\${c}`);
+}
+
+/** Reverse {@link escapeMarkdown}. */
+export function unescapeMarkdown(text: string): string {
+  return text.replace(/\\([\\*_~`|>#[\]()<:-])/g, '$1');
+}
+
+/** The prompt carried by a message imagine sent, or undefined when it has none. */
+export function promptOf(message: Pick<APIMessage, 'embeds'> | undefined): string | undefined {
+  const description = message?.embeds?.[0]?.description;
+  return description ? unescapeMarkdown(description) : undefined;
+}
+
+function sizeText(width: number | undefined, height: number | undefined): string | undefined {
+  return width && height ? `${width}×${height}` : undefined;
+}
+
+/** The embed shown with every state of a job: the prompt, and what is known of it. */
+export function jobEmbed(event: DeliveryEvent, imageName?: string): APIEmbed {
+  const fields: NonNullable<APIEmbed['fields']> = [];
+  if (event.seed !== undefined)
+    fields.push({ name: 'Seed', value: String(event.seed), inline: true });
+  const size = sizeText(event.width, event.height);
+  if (size) fields.push({ name: 'Size', value: size, inline: true });
+  if (event.generationMs !== undefined)
+    fields.push({
+      name: 'Time',
+      value: `${(event.generationMs / 1000).toFixed(1)} s`,
+      inline: true,
+    });
+  return {
+    description: escapeMarkdown(event.prompt ?? ''),
+    color: COLOUR,
+    fields,
+    ...(imageName ? { image: { url: `attachment://${imageName}` } } : {}),
+    ...(event.generator === 'demo'
+      ? { footer: { text: 'demo generator: abstract art, not AI' } }
+      : {}),
+  };
+}
+
+function spec(event: DeliveryEvent): SizeSpec | undefined {
+  return event.width && event.height ? sizeSpecOf(event.width, event.height) : undefined;
+}
+
+function button(label: string, customId: string, emoji: string): APIButtonComponent {
+  return {
+    type: ComponentType.Button,
+    style: ButtonStyle.Secondary,
+    label,
+    custom_id: customId,
+    emoji: { name: emoji },
+  };
+}
+
+/** Re-roll and Variations under a finished image. */
+export function doneButtons(event: DeliveryEvent): APIActionRowComponent<APIButtonComponent>[] {
+  const s = spec(event);
+  const size = s ? encodeSize(s) : '';
+  return [
+    {
+      type: ComponentType.ActionRow,
+      components: [
+        button('Re-roll', encodeCustomId(BUTTONS.reroll, size), '🎲'),
+        button('Variations', encodeCustomId(BUTTONS.variations, size), '🔀'),
+      ],
+    },
+  ];
+}
+
+/** Retry (same prompt, same seed) under a failed or expired job. */
+export function retryButtons(event: DeliveryEvent): APIActionRowComponent<APIButtonComponent>[] {
+  const s = spec(event);
+  return [
+    {
+      type: ComponentType.ActionRow,
+      components: [
+        button(
+          'Retry',
+          encodeCustomId(BUTTONS.retry, s ? encodeSize(s) : '', event.seed ?? ''),
+          '🔁',
+        ),
+      ],
+    },
+  ];
+}
+
+/** The status line of a job that is not finished. */
+export function statusLine(event: DeliveryEvent): string {
+  if (event.state === 'queued') {
+    const ahead = event.position ?? 0;
+    return ahead === 0
+      ? '⏳ Queued: you are next.'
+      : `⏳ Queued: ${ahead} ${ahead === 1 ? 'job' : 'jobs'} ahead of you.`;
+  }
+  if (event.state === 'generating') return '🎨 Generating…';
+  return `⏳ ${event.state}`;
+}
+
+/** The line shown on a failed or expired job, saying what to do. */
+export function failureLine(event: DeliveryEvent): string {
+  if (event.state === 'expired')
+    return '⌛ This job waited too long in the queue and expired. Press Retry to queue it again.';
+  const why = event.error ? `${event.error.message} (${event.error.code})` : 'unknown error';
+  return `❌ The image could not be made: ${why}. Press Retry to try again.`;
+}
+
+/** A refusal or error, said to the one user (ephemeral), with what to do next. */
+export function refusalText(err: ImagineError): string {
+  const wait = err.retryAfterSeconds !== undefined ? ` in ${err.retryAfterSeconds} s` : ' soon';
+  switch (err.code) {
+    case 'INVALID_PROMPT':
+    case 'INVALID_PARAMETERS':
+    case 'BAD_REQUEST':
+      return `✋ ${err.message}. Fix that and run /imagine again.`;
+    case 'BLOCKED_CONTENT':
+      return `🚫 That prompt is not allowed here (${err.message}). Try rephrasing it.`;
+    case 'RATE_LIMITED':
+      return `🐢 You are going fast: ${err.message}. Try again${wait}.`;
+    case 'QUEUE_FULL':
+      return `🚦 The queue is full right now. Try again${wait}.`;
+    case 'CHANNEL_NOT_ALLOWED':
+      return `🔒 ${err.message}. Ask a moderator, or try another channel.`;
+    case 'QUEUE_UNAVAILABLE':
+      return `⚠️ The queue cannot be reached right now. Try again${wait}.`;
+    default:
+      return `⚠️ Something went wrong (${err.code}). Try again in a moment.`;
+  }
+}

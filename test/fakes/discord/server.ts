@@ -1,0 +1,739 @@
+/**
+ * A local fake Discord that the real discord.js client and @discordjs/rest run against
+ * unchanged: REST under `/api/v10` (interaction callbacks, webhook message edits with strict
+ * multipart checks, follow-ups, channel messages, command registration, 429 with Retry-After)
+ * and a gateway (`GET /gateway/bot` → a loopback WebSocket speaking HELLO / IDENTIFY / READY /
+ * heartbeat / INTERACTION_CREATE).
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type {
+  APIChatInputApplicationCommandInteraction,
+  APIMessage,
+  APIMessageComponentButtonInteraction,
+} from 'discord.js';
+import { type WebSocket, WebSocketServer } from 'ws';
+
+/** A file part received in a multipart request. */
+export interface ReceivedFile {
+  field: string;
+  filename: string;
+  contentType: string;
+  bytes: Buffer;
+}
+
+/** One request the fake answered. */
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  at: number;
+  status: number;
+  /** JSON body, or the parsed `payload_json` of a multipart body. */
+  body: Record<string, unknown> | undefined;
+  files: ReceivedFile[];
+  multipart: boolean;
+}
+
+/** A message with the bytes of its attachments. */
+export interface FakeMessage extends APIMessage {
+  /** Attachment bytes by attachment id. */
+  bytes: Record<string, Buffer>;
+  /** Deferred "thinking" state, until the first edit. */
+  loading: boolean;
+  deleted: boolean;
+}
+
+interface FakeInteraction {
+  id: string;
+  token: string;
+  applicationId: string;
+  channelId: string;
+  attachmentLimit: number;
+  responseType: number | undefined;
+  expired: boolean;
+  originalId: string | undefined;
+  followUps: Set<string>;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+  readonly headers: Record<string, string>;
+  constructor(status: number, code: number, message: string, headers: Record<string, string> = {}) {
+    super(message);
+    this.status = status;
+    this.body = { code, message };
+    this.headers = headers;
+  }
+}
+
+const DISCORD_EPOCH = 1420070400000n;
+const DEFAULT_LIMIT = 10 * 1024 * 1024;
+
+/** Options of {@link startFakeDiscord}. */
+export interface FakeDiscordOptions {
+  applicationId?: string;
+  botToken?: string;
+  /** Upload limit for channel messages (bytes). */
+  channelUploadLimit?: number;
+}
+
+/** The fake. */
+export class FakeDiscord extends EventEmitter {
+  readonly applicationId: string;
+  readonly botToken: string;
+  readonly botUser = {
+    id: '900000000000000001',
+    username: 'imagine',
+    discriminator: '0',
+    global_name: null,
+    avatar: null,
+    bot: true,
+  };
+  readonly requests: RecordedRequest[] = [];
+  readonly messages = new Map<string, FakeMessage>();
+  readonly commands = new Map<string, unknown[]>();
+  readonly interactions = new Map<string, FakeInteraction>();
+  /** Gateway sessions that completed IDENTIFY. */
+  readonly identified: WebSocket[] = [];
+  readonly heartbeats: number[] = [];
+  url = '';
+  private server: Server | undefined;
+  private wss: WebSocketServer | undefined;
+  private counter = 0n;
+  private seq = 0;
+  private readonly rateLimits: Array<{
+    match: (method: string, path: string) => boolean;
+    retryAfter: number;
+  }> = [];
+  private readonly channelUploadLimit: number;
+  /** HTTP-mode interactions whose response Discord has not read yet, by token. */
+  private readonly pendingAcks = new Map<string, Promise<void>>();
+
+  constructor(opts: FakeDiscordOptions = {}) {
+    super();
+    this.applicationId = opts.applicationId ?? '800000000000000001';
+    this.botToken = opts.botToken ?? `fake-bot-token.${randomBytes(8).toString('hex')}`;
+    this.channelUploadLimit = opts.channelUploadLimit ?? DEFAULT_LIMIT;
+  }
+
+  /** Base URL for `DISCORD_API_URL` / `rest: { api }` (without the version). */
+  get apiUrl(): string {
+    return `${this.url}/api`;
+  }
+
+  /** A fresh snowflake. */
+  snowflake(): string {
+    this.counter += 1n;
+    return String(((BigInt(Date.now()) - DISCORD_EPOCH) << 22n) | (this.counter & 0x3fffffn));
+  }
+
+  async listen(): Promise<void> {
+    this.server = createServer((req, res) => void this.onRequest(req, res));
+    this.wss = new WebSocketServer({ noServer: true });
+    this.server.on('upgrade', (req, socket, head) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname !== '/gateway' || url.searchParams.get('v') !== '10') {
+        socket.destroy();
+        return;
+      }
+      this.wss!.handleUpgrade(req, socket, head, (ws) => this.onGateway(ws, url));
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    const { port } = this.server.address() as AddressInfo;
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.wss?.clients ?? []) ws.terminate();
+    this.wss?.close();
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
+  }
+
+  /** Answer the next request matching with a 429 and `Retry-After: seconds`. */
+  rateLimitNext(match: (method: string, path: string) => boolean, retryAfterSeconds = 1): void {
+    this.rateLimits.push({ match, retryAfter: retryAfterSeconds });
+  }
+
+  /** Make an interaction token stop working (as after 15 minutes). */
+  expireToken(token: string): void {
+    const i = this.interactions.get(token);
+    if (i) i.expired = true;
+  }
+
+  /** Requests matching a predicate so far. */
+  find(predicate: (r: RecordedRequest) => boolean): RecordedRequest[] {
+    return this.requests.filter(predicate);
+  }
+
+  /** Resolve with the first recorded request (past or future) that matches. */
+  waitFor(
+    predicate: (r: RecordedRequest) => boolean,
+    timeoutMs = 20_000,
+  ): Promise<RecordedRequest> {
+    const found = this.requests.find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('request', on);
+        reject(new Error('fake discord: no matching request'));
+      }, timeoutMs);
+      const on = (r: RecordedRequest) => {
+        if (!predicate(r)) return;
+        clearTimeout(timer);
+        this.off('request', on);
+        resolve(r);
+      };
+      this.on('request', on);
+    });
+  }
+
+  /** The current state of an interaction's original response. */
+  original(token: string): FakeMessage | undefined {
+    const id = this.interactions.get(token)?.originalId;
+    return id ? this.messages.get(id) : undefined;
+  }
+
+  /** Follow-up messages of an interaction, in order. */
+  followUps(token: string): FakeMessage[] {
+    const i = this.interactions.get(token);
+    return [...(i?.followUps ?? [])].flatMap((id) => this.messages.get(id) ?? []);
+  }
+
+  /** Messages posted to a channel with the bot token. */
+  channelMessages(channelId: string): FakeMessage[] {
+    return [...this.messages.values()].filter(
+      (m) => m.channel_id === channelId && m.webhook_id === undefined,
+    );
+  }
+
+  // ---- interactions -------------------------------------------------------------------
+
+  private base(opts: {
+    type: number;
+    userId?: string | undefined;
+    guildId?: string | undefined;
+    channelId?: string | undefined;
+    attachmentSizeLimit?: number | undefined;
+  }) {
+    const id = this.snowflake();
+    const token = `itoken.${randomBytes(24).toString('base64url')}`;
+    const channelId = opts.channelId ?? '700000000000000001';
+    const guildId = opts.guildId ?? '600000000000000001';
+    const limit = opts.attachmentSizeLimit ?? DEFAULT_LIMIT;
+    this.interactions.set(token, {
+      id,
+      token,
+      applicationId: this.applicationId,
+      channelId,
+      attachmentLimit: limit,
+      responseType: undefined,
+      expired: false,
+      originalId: undefined,
+      followUps: new Set(),
+    });
+    const user = {
+      id: opts.userId ?? '500000000000000001',
+      username: 'painter',
+      discriminator: '0',
+      global_name: 'Painter',
+      avatar: null,
+    };
+    return {
+      id,
+      application_id: this.applicationId,
+      type: opts.type,
+      token,
+      version: 1,
+      locale: 'en-US',
+      guild_locale: 'en-US',
+      app_permissions: '117760',
+      entitlements: [],
+      authorizing_integration_owners: { '0': guildId },
+      context: 0,
+      attachment_size_limit: limit,
+      guild_id: guildId,
+      guild: { id: guildId, locale: 'en-US', features: [] },
+      channel_id: channelId,
+      channel: { id: channelId, type: 0, guild_id: guildId, name: 'art' },
+      member: {
+        user,
+        roles: [],
+        joined_at: new Date(0).toISOString(),
+        deaf: false,
+        mute: false,
+        flags: 0,
+        permissions: '2248473465835073',
+      },
+    };
+  }
+
+  /** A `/imagine` interaction (register it and get the payload to dispatch or POST). */
+  commandInteraction(opts: {
+    prompt: string;
+    aspect?: string;
+    seed?: number;
+    userId?: string;
+    channelId?: string;
+    attachmentSizeLimit?: number;
+  }): APIChatInputApplicationCommandInteraction {
+    const options: Array<{ name: string; type: number; value: string | number }> = [
+      { name: 'prompt', type: 3, value: opts.prompt },
+    ];
+    if (opts.aspect) options.push({ name: 'aspect', type: 3, value: opts.aspect });
+    if (opts.seed !== undefined) options.push({ name: 'seed', type: 4, value: opts.seed });
+    return {
+      ...this.base({ type: 2, ...opts }),
+      data: { id: '400000000000000001', name: 'imagine', type: 1, options },
+    } as unknown as APIChatInputApplicationCommandInteraction;
+  }
+
+  /** A button click on a message. */
+  buttonInteraction(
+    message: APIMessage,
+    customId: string,
+    opts: { userId?: string; attachmentSizeLimit?: number } = {},
+  ): APIMessageComponentButtonInteraction {
+    const { bytes: _b, loading: _l, deleted: _d, ...plain } = message as FakeMessage;
+    return {
+      ...this.base({ type: 3, channelId: message.channel_id, ...opts }),
+      data: { custom_id: customId, component_type: 2 },
+      message: plain,
+    } as unknown as APIMessageComponentButtonInteraction;
+  }
+
+  /** A PING, as Discord sends to check an HTTP endpoint. */
+  pingInteraction(): Record<string, unknown> {
+    const b = this.base({ type: 1 });
+    return { id: b.id, application_id: b.application_id, type: 1, token: b.token, version: 1 };
+  }
+
+  /**
+   * HTTP mode: POST a signed interaction to the app's endpoint, as Discord does, and record the
+   * response as the interaction's initial response. Webhook calls for the interaction wait until
+   * then, as they would at Discord.
+   */
+  async postInteraction(
+    endpoint: string,
+    interaction: { token: string },
+    headers: (body: string) => Record<string, string>,
+  ): Promise<{ status: number; body: unknown }> {
+    const raw = JSON.stringify(interaction);
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.pendingAcks.set(interaction.token, promise);
+    try {
+      const res = await fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers(raw) },
+        body: raw,
+      });
+      const body = (await res.json()) as unknown;
+      const i = this.interactions.get(interaction.token);
+      if (res.status === 200 && i && i.responseType === undefined) this.callback(i, body);
+      return { status: res.status, body };
+    } finally {
+      this.pendingAcks.delete(interaction.token);
+      resolve();
+    }
+  }
+
+  /** Send INTERACTION_CREATE to every identified gateway session. */
+  dispatch(interaction: unknown): void {
+    if (this.identified.length === 0) throw new Error('fake discord: no gateway session');
+    for (const ws of this.identified)
+      ws.send(JSON.stringify({ op: 0, t: 'INTERACTION_CREATE', s: ++this.seq, d: interaction }));
+  }
+
+  // ---- gateway ------------------------------------------------------------------------
+
+  private onGateway(ws: WebSocket, url: URL): void {
+    if (url.searchParams.get('encoding') !== 'json') {
+      ws.close(4002, 'decode error');
+      return;
+    }
+    ws.send(JSON.stringify({ op: 10, d: { heartbeat_interval: 41_250 }, s: null, t: null }));
+    ws.on('message', (data) => {
+      let msg: { op: number; d: unknown };
+      try {
+        msg = JSON.parse(String(data));
+      } catch {
+        ws.close(4002, 'decode error');
+        return;
+      }
+      if (msg.op === 1) {
+        this.heartbeats.push(Date.now());
+        ws.send(JSON.stringify({ op: 11, d: null, s: null, t: null }));
+      } else if (msg.op === 2) {
+        const d = msg.d as { token?: string; intents?: number };
+        if (d.token !== this.botToken) {
+          ws.close(4004, 'Authentication failed.');
+          return;
+        }
+        if (typeof d.intents !== 'number') {
+          ws.close(4013, 'Invalid intent(s).');
+          return;
+        }
+        this.identified.push(ws);
+        ws.once('close', () => this.identified.splice(this.identified.indexOf(ws), 1));
+        ws.send(
+          JSON.stringify({
+            op: 0,
+            t: 'READY',
+            s: ++this.seq,
+            d: {
+              v: 10,
+              user: this.botUser,
+              guilds: [],
+              session_id: randomBytes(16).toString('hex'),
+              resume_gateway_url: `${this.url.replace('http', 'ws')}/gateway`,
+              shard: [0, 1],
+              application: { id: this.applicationId, flags: 0 },
+            },
+          }),
+        );
+        this.emit('identify', ws);
+      }
+    });
+  }
+
+  // ---- REST ---------------------------------------------------------------------------
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const raw = Buffer.concat(chunks);
+    const method = req.method ?? 'GET';
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const record: RecordedRequest = {
+      method,
+      path,
+      at: Date.now(),
+      status: 0,
+      body: undefined,
+      files: [],
+      multipart: false,
+    };
+    let status = 200;
+    let payload: unknown;
+    let headers: Record<string, string> = {};
+    try {
+      const limited = this.rateLimits.findIndex((r) => r.match(method, path));
+      if (limited >= 0) {
+        const { retryAfter } = this.rateLimits.splice(limited, 1)[0]!;
+        throw Object.assign(new HttpError(429, 0, 'You are being rate limited.'), {
+          headers: { 'retry-after': String(retryAfter), 'x-ratelimit-scope': 'user' },
+          body: { message: 'You are being rate limited.', retry_after: retryAfter, global: false },
+        });
+      }
+      await this.parseBody(req, raw, record);
+      const token = /^\/api\/v10\/webhooks\/\d+\/([^/]+)/.exec(path)?.[1];
+      if (token) await this.pendingAcks.get(decodeURIComponent(token));
+      const result = this.route(method, path, req, record);
+      status = result.status;
+      payload = result.body;
+    } catch (err) {
+      if (!(err instanceof HttpError)) {
+        status = 500;
+        payload = { code: 0, message: String(err) };
+      } else {
+        status = err.status;
+        payload = err.body;
+        headers = err.headers;
+      }
+    }
+    record.status = status;
+    this.requests.push(record);
+    res.writeHead(status, {
+      ...headers,
+      ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
+    });
+    res.end(payload === undefined ? undefined : JSON.stringify(payload));
+    this.emit('request', record);
+  }
+
+  private async parseBody(req: IncomingMessage, raw: Buffer, record: RecordedRequest) {
+    const type = req.headers['content-type'] ?? '';
+    if (raw.length === 0) return;
+    if (type.startsWith('application/json')) {
+      record.body = JSON.parse(raw.toString('utf8'));
+      return;
+    }
+    if (!type.startsWith('multipart/form-data'))
+      throw new HttpError(400, 50109, `unsupported content type ${type}`);
+    record.multipart = true;
+    const form = await new Request('http://x/', {
+      method: 'POST',
+      headers: { 'content-type': type },
+      body: new Uint8Array(raw),
+    }).formData();
+    for (const [field, value] of form.entries()) {
+      if (field === 'payload_json') {
+        if (typeof value !== 'string') throw new HttpError(400, 50035, 'payload_json must be text');
+        record.body = JSON.parse(value);
+        continue;
+      }
+      if (!/^files\[\d+\]$/.test(field))
+        throw new HttpError(400, 50035, `unexpected multipart field ${field}`);
+      if (typeof value === 'string') throw new HttpError(400, 50035, `${field} must be a file`);
+      record.files.push({
+        field,
+        filename: value.name,
+        contentType: value.type,
+        bytes: Buffer.from(await value.arrayBuffer()),
+      });
+    }
+    if (!record.body) throw new HttpError(400, 50035, 'multipart body without payload_json');
+  }
+
+  private requireBot(req: IncomingMessage): void {
+    if (req.headers.authorization !== `Bot ${this.botToken}`)
+      throw new HttpError(401, 0, '401: Unauthorized');
+  }
+
+  private interaction(appId: string, token: string): FakeInteraction {
+    const i = this.interactions.get(token);
+    if (!i || i.applicationId !== appId) throw new HttpError(404, 10015, 'Unknown Webhook');
+    if (i.expired) throw new HttpError(401, 50027, 'Invalid Webhook Token');
+    return i;
+  }
+
+  private route(
+    method: string,
+    path: string,
+    req: IncomingMessage,
+    record: RecordedRequest,
+  ): { status: number; body?: unknown } {
+    const m = (re: RegExp) => re.exec(path);
+    const cmd = m(/^\/api\/v10\/applications\/(\d+)(?:\/guilds\/(\d+))?\/commands$/);
+    const cb = m(/^\/api\/v10\/interactions\/(\d+)\/([^/]+)\/callback$/);
+    const wm = m(/^\/api\/v10\/webhooks\/(\d+)\/([^/]+)\/messages\/([^/]+)$/);
+    const wh = m(/^\/api\/v10\/webhooks\/(\d+)\/([^/]+)$/);
+    const ch = m(/^\/api\/v10\/channels\/(\d+)\/messages$/);
+    if (method === 'GET' && path === '/api/v10/gateway/bot') {
+      this.requireBot(req);
+      return {
+        status: 200,
+        body: {
+          url: `${this.url.replace('http', 'ws')}/gateway`,
+          shards: 1,
+          session_start_limit: { total: 1000, remaining: 999, reset_after: 0, max_concurrency: 1 },
+        },
+      };
+    }
+    if (method === 'GET' && path === '/api/v10/applications/@me') {
+      this.requireBot(req);
+      return { status: 200, body: { id: this.applicationId, name: 'imagine', bot_public: true } };
+    }
+    if (method === 'PUT' && cmd) {
+      this.requireBot(req);
+      if (cmd[1] !== this.applicationId) throw new HttpError(403, 50001, 'Missing Access');
+      if (!Array.isArray(record.body)) throw new HttpError(400, 50035, 'expected an array');
+      const stored = (record.body as Array<Record<string, unknown>>).map((c) => {
+        if (typeof c.name !== 'string' || !/^[-_\p{L}\p{N}]{1,32}$/u.test(c.name))
+          throw new HttpError(400, 50035, 'invalid command name');
+        if (typeof c.description !== 'string' || c.description.length > 100)
+          throw new HttpError(400, 50035, 'invalid command description');
+        return { ...c, id: this.snowflake(), application_id: this.applicationId, version: '1' };
+      });
+      this.commands.set(cmd[2] ? `guild:${cmd[2]}` : 'global', stored);
+      return { status: 200, body: stored };
+    }
+    if (method === 'POST' && cb) {
+      const i = this.interactions.get(decodeURIComponent(cb[2]!));
+      if (!i || i.id !== cb[1]) throw new HttpError(404, 10062, 'Unknown interaction');
+      return { status: 204, body: this.callback(i, record.body) };
+    }
+    if (wm) {
+      const i = this.interaction(wm[1]!, decodeURIComponent(wm[2]!));
+      const ref = decodeURIComponent(wm[3]!);
+      const id = ref === '@original' ? i.originalId : ref;
+      const msg = id ? this.messages.get(id) : undefined;
+      const belongs = msg && (msg.id === i.originalId || i.followUps.has(msg.id));
+      if (!msg || msg.deleted || !belongs) throw new HttpError(404, 10008, 'Unknown Message');
+      if (method === 'GET') return { status: 200, body: this.plain(msg) };
+      if (method === 'DELETE') {
+        msg.deleted = true;
+        return { status: 204 };
+      }
+      if (method === 'PATCH') {
+        this.applyEdit(msg, record, i.attachmentLimit);
+        return { status: 200, body: this.plain(msg) };
+      }
+    }
+    if (method === 'POST' && wh) {
+      const i = this.interaction(wh[1]!, decodeURIComponent(wh[2]!));
+      if (i.responseType === undefined) throw new HttpError(404, 10015, 'Unknown Webhook');
+      const original = i.originalId ? this.messages.get(i.originalId) : undefined;
+      if (original?.loading && !original.deleted) {
+        // Discord: the first follow-up after a deferral replaces the "thinking" message.
+        this.applyEdit(original, record, i.attachmentLimit);
+        return { status: 200, body: this.plain(original) };
+      }
+      const msg = this.newMessage(i.channelId, true);
+      this.applyEdit(msg, record, i.attachmentLimit);
+      msg.flags = Number((record.body as { flags?: number })?.flags ?? 0);
+      i.followUps.add(msg.id);
+      return { status: 200, body: this.plain(msg) };
+    }
+    if (method === 'POST' && ch) {
+      this.requireBot(req);
+      const msg = this.newMessage(ch[1]!, false);
+      this.applyEdit(msg, record, this.channelUploadLimit);
+      const ref = (record.body as { message_reference?: { message_id?: string } })
+        .message_reference;
+      if (ref?.message_id)
+        msg.message_reference = { message_id: ref.message_id, channel_id: ch[1]! };
+      return { status: 200, body: this.plain(msg) };
+    }
+    throw new HttpError(404, 0, `404: Not Found (${method} ${path})`);
+  }
+
+  private callback(i: FakeInteraction, body: unknown): undefined {
+    const b = body as { type?: number; data?: Record<string, unknown> } | undefined;
+    if (!b || typeof b.type !== 'number') throw new HttpError(400, 50035, 'type required');
+    if (i.responseType !== undefined)
+      throw new HttpError(400, 40060, 'Interaction has already been acknowledged.');
+    if (![1, 4, 5, 6, 7].includes(b.type))
+      throw new HttpError(400, 50035, `unsupported response type ${b.type}`);
+    i.responseType = b.type;
+    if (b.type === 4 || b.type === 5) {
+      const msg = this.newMessage(i.channelId, true);
+      msg.loading = b.type === 5;
+      if (b.data)
+        this.applyEdit(
+          msg,
+          { body: b.data, files: [] } as unknown as RecordedRequest,
+          i.attachmentLimit,
+        );
+      msg.loading = b.type === 5;
+      msg.flags = Number(b.data?.flags ?? 0) | (b.type === 5 ? 128 : 0);
+      i.originalId = msg.id;
+    }
+    return undefined;
+  }
+
+  private newMessage(channelId: string, webhook: boolean): FakeMessage {
+    const id = this.snowflake();
+    const msg: FakeMessage = {
+      id,
+      channel_id: channelId,
+      author: { ...this.botUser },
+      content: '',
+      timestamp: new Date().toISOString(),
+      edited_timestamp: null,
+      tts: false,
+      mention_everyone: false,
+      mentions: [],
+      mention_roles: [],
+      attachments: [],
+      embeds: [],
+      components: [],
+      pinned: false,
+      type: 0,
+      flags: 0,
+      ...(webhook ? { webhook_id: this.applicationId, application_id: this.applicationId } : {}),
+      bytes: {},
+      loading: false,
+      deleted: false,
+    } as unknown as FakeMessage;
+    this.messages.set(id, msg);
+    return msg;
+  }
+
+  private plain(msg: FakeMessage): APIMessage {
+    const { bytes: _b, loading: _l, deleted: _d, ...rest } = msg;
+    return structuredClone(rest);
+  }
+
+  /** Strict checks on a message body, then apply it (create or edit). */
+  private applyEdit(msg: FakeMessage, record: RecordedRequest, limit: number): void {
+    const body = (record.body ?? {}) as Record<string, unknown>;
+    if (typeof body.content === 'string' && body.content.length > 2000)
+      throw new HttpError(400, 50035, 'content longer than 2000');
+    if (Array.isArray(body.embeds) && body.embeds.length > 10)
+      throw new HttpError(400, 50035, 'more than 10 embeds');
+    if (Array.isArray(body.components)) checkComponents(body.components);
+    const files = record.files;
+    for (const f of files)
+      if (f.bytes.length > limit) throw new HttpError(413, 40005, 'Request entity too large');
+    const listed = body.attachments as Array<{ id?: unknown; filename?: unknown }> | undefined;
+    if (files.length > 0 && !Array.isArray(listed))
+      throw new HttpError(400, 50035, 'files sent without an attachments array');
+    let nextAttachments = msg.attachments;
+    let nextBytes = msg.bytes;
+    if (Array.isArray(listed)) {
+      nextAttachments = [];
+      nextBytes = {};
+      const byIndex = new Map(files.map((f) => [f.field.slice(6, -1), f]));
+      for (const a of listed) {
+        const key = String(a.id);
+        const file = byIndex.get(key);
+        if (file) {
+          byIndex.delete(key);
+          const id = this.snowflake();
+          const filename = typeof a.filename === 'string' ? a.filename : file.filename;
+          nextAttachments.push({
+            id,
+            filename,
+            size: file.bytes.length,
+            url: `${this.url}/attachments/${id}/${filename}`,
+            proxy_url: `${this.url}/attachments/${id}/${filename}`,
+            content_type: file.contentType,
+          });
+          nextBytes[id] = file.bytes;
+          continue;
+        }
+        const kept = msg.attachments.find((x) => x.id === key);
+        if (!kept) throw new HttpError(400, 50035, `attachments[${key}] matches no file`);
+        nextAttachments.push(kept);
+        nextBytes[key] = msg.bytes[key]!;
+      }
+      if (byIndex.size > 0)
+        throw new HttpError(400, 50035, `files not listed in attachments: ${[...byIndex.keys()]}`);
+    }
+    if (typeof body.content === 'string') msg.content = body.content;
+    if (Array.isArray(body.embeds)) msg.embeds = body.embeds as APIMessage['embeds'];
+    if (Array.isArray(body.components))
+      msg.components = body.components as NonNullable<APIMessage['components']>;
+    msg.attachments = nextAttachments;
+    msg.bytes = nextBytes;
+    if (msg.loading) msg.flags = (msg.flags ?? 0) & ~128;
+    msg.loading = false;
+    msg.edited_timestamp = new Date().toISOString();
+  }
+}
+
+function checkComponents(rows: unknown[]): void {
+  if (rows.length > 5) throw new HttpError(400, 50035, 'more than 5 action rows');
+  const ids = new Set<string>();
+  for (const row of rows as Array<{ type?: number; components?: unknown[] }>) {
+    if (row.type !== 1 || !Array.isArray(row.components))
+      throw new HttpError(400, 50035, 'top-level components must be action rows');
+    if (row.components.length < 1 || row.components.length > 5)
+      throw new HttpError(400, 50035, 'an action row holds 1-5 buttons');
+    for (const c of row.components as Array<{
+      type?: number;
+      custom_id?: unknown;
+      style?: number;
+    }>) {
+      if (c.type !== 2) throw new HttpError(400, 50035, 'only buttons are supported here');
+      if (c.style === 5) continue;
+      if (typeof c.custom_id !== 'string' || c.custom_id.length < 1 || c.custom_id.length > 100)
+        throw new HttpError(400, 50035, 'custom_id must be 1-100 characters');
+      if (ids.has(c.custom_id)) throw new HttpError(400, 50035, 'duplicate custom_id');
+      ids.add(c.custom_id);
+    }
+  }
+}
+
+/** Start a fake Discord on a loopback port. */
+export async function startFakeDiscord(opts: FakeDiscordOptions = {}): Promise<FakeDiscord> {
+  const fake = new FakeDiscord(opts);
+  await fake.listen();
+  return fake;
+}
