@@ -66,7 +66,10 @@ export function isOriginAllowed(
   return origin === ownOrigin(request, publicUrl);
 }
 
-/** Install CORS and the Origin refusal on the root instance. */
+/**
+ * Install CORS and the Origin refusal on the root instance. Register it after
+ * `@fastify/websocket`, whose hooks close the socket of an upgrade refused here.
+ */
 export async function registerOriginPolicy(
   app: FastifyInstance,
   config: { ALLOWED_ORIGINS?: string | undefined; PUBLIC_URL?: string | undefined },

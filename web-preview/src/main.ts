@@ -331,6 +331,7 @@ class ResultCard {
     this.setStatus(describeJobFailure(code), 0);
     this.elapsed.textContent = '';
     this.bar.hidden = true;
+    this.frame.style.aspectRatio = 'auto';
     const icon = el('div', 'frame-error', '!');
     icon.setAttribute('aria-hidden', 'true');
     this.frame.replaceChildren(icon);

@@ -1,0 +1,512 @@
+/**
+ * The web page in a real browser (Debian's chromium via playwright-core, headless) against the
+ * real relay + worker on loopback, plus the CORS and WebSocket Origin checks over real sockets.
+ */
+import { mkdirSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { buildWebPreview } from '../../web-preview/build.ts';
+import { DemoGenerator } from '../../worker/generators/demo.ts';
+import { HttpGenerator } from '../../worker/generators/http.ts';
+import { startTestImagine } from '../helpers/imagine.ts';
+
+const ARTIFACTS = join(import.meta.dirname, '../../.artifacts');
+
+type Imagine = Awaited<ReturnType<typeof startTestImagine>>;
+
+/** A stand-in GPU endpoint: answers 400 to the first call, then demo PNGs. */
+async function startFakeGenerator(): Promise<{
+  url: string;
+  calls: number;
+  close(): Promise<void>;
+}> {
+  const demo = new DemoGenerator();
+  const state = { calls: 0 };
+  const server = createServer(async (req, res) => {
+    const body = await readBody(req);
+    state.calls++;
+    if (state.calls === 1) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('the model rejected this request');
+      return;
+    }
+    const params = JSON.parse(body) as {
+      prompt: string;
+      width: number;
+      height: number;
+      seed: number;
+      steps: number;
+    };
+    const image = await demo.generate(params, { signal: AbortSignal.timeout(10_000) });
+    res.writeHead(200, { 'content-type': image.contentType }).end(image.bytes);
+  });
+  await listen(server);
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/generate`,
+    get calls() {
+      return state.calls;
+    },
+    close: () => close(server),
+  };
+}
+
+/** A page on another origin, for cross-origin checks from the browser. */
+async function startForeignSite(): Promise<{ origin: string; close(): Promise<void> }> {
+  const server = createServer((_req, res) => {
+    res
+      .writeHead(200, { 'content-type': 'text/html' })
+      .end('<!doctype html><title>elsewhere</title>');
+  });
+  await listen(server);
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => close(server),
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      data += chunk;
+    });
+    req.on('end', () => resolve(data));
+    req.on('error', reject);
+  });
+}
+
+function listen(server: Server): Promise<void> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
+}
+
+/** Open a WebSocket with a given Origin; resolve with the handshake's outcome. */
+function tryWebSocket(url: string, origin: string | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, origin ? { origin } : {});
+    socket.on('open', () => {
+      socket.close();
+      resolve(101);
+    });
+    socket.on('unexpected-response', (_req, res) => {
+      res.resume();
+      socket.terminate();
+      resolve(res.statusCode ?? 0);
+    });
+    socket.on('error', reject);
+  });
+}
+
+async function enqueueFrom(url: string, origin: string | undefined, prompt = 'a test prompt') {
+  return fetch(`${url}/enqueue`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(origin ? { origin } : {}) },
+    body: JSON.stringify({ prompt }),
+  });
+}
+
+describe('web page in chromium', () => {
+  let app: Imagine;
+  let failing: Imagine;
+  let fakeGenerator: Awaited<ReturnType<typeof startFakeGenerator>>;
+  let foreign: Awaited<ReturnType<typeof startForeignSite>>;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    // The relay serves web-preview/dist when it exists, so build before starting it.
+    await buildWebPreview();
+    fakeGenerator = await startFakeGenerator();
+    foreign = await startForeignSite();
+    app = await startTestImagine();
+    failing = await startTestImagine(
+      { ALLOWED_ORIGINS: foreign.origin },
+      {
+        generator: new HttpGenerator({
+          name: 'http',
+          url: fakeGenerator.url,
+          timeoutMs: 10_000,
+          maxBytes: 20 * 1024 * 1024,
+        }),
+      },
+    );
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await app?.stop();
+    await failing?.stop();
+    await fakeGenerator?.close();
+    await foreign?.close();
+  });
+
+  /** A fresh context and page; CSP violations and page errors are collected. */
+  async function openPage(
+    url: string,
+    viewport = { width: 1100, height: 900 },
+  ): Promise<{ context: BrowserContext; page: Page; problems: string[]; enqueues: string[] }> {
+    const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+    const page = await context.newPage();
+    const problems: string[] = [];
+    const enqueues: string[] = [];
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => {
+      if (/Content Security Policy|Refused to/i.test(msg.text())) problems.push(msg.text());
+    });
+    page.on('request', (req) => {
+      if (new URL(req.url()).pathname === '/enqueue') enqueues.push(req.postData() ?? '');
+    });
+    await page.goto(url);
+    await page.waitForSelector('html[data-ready="true"]');
+    return { context, page, problems, enqueues };
+  }
+
+  /** Record every data-state the newest card passes through. */
+  async function recordStates(page: Page): Promise<void> {
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { states: string[] }).states = seen;
+      const list = document.getElementById('results')!;
+      new MutationObserver(() => {
+        const state = (list.firstElementChild as HTMLElement | null)?.dataset.state;
+        if (state && seen.at(-1) !== state) seen.push(state);
+      }).observe(list, { subtree: true, childList: true, attributes: true });
+    });
+  }
+
+  const newestCard = (page: Page) => page.locator('#results > li').first();
+
+  it('type a prompt and press Enter: the status moves on and the 16:9 image arrives', async () => {
+    const { context, page, problems, enqueues } = await openPage(app.url);
+    await expect(page.locator('#demo-notice').isVisible()).resolves.toBe(true);
+    await page.getByRole('radio', { name: '16:9' }).check();
+    await recordStates(page);
+    await page.getByLabel('Prompt').fill('A fox in space, watercolour');
+    await page.getByLabel('Prompt').press('Enter');
+
+    const card = newestCard(page);
+    await card.locator('img.result-image').waitFor();
+    const states = await page.evaluate(() => (window as unknown as { states: string[] }).states);
+    expect(states[0]).toBe('sending');
+    expect(states).toContain('queued');
+    expect(states.at(-1)).toBe('done');
+    await expect(card.getAttribute('data-via')).resolves.toBe('websocket');
+    await expect(card.locator('.transport-note').isHidden()).resolves.toBe(true);
+    await expect(card.getByRole('status').textContent()).resolves.toMatch(/^Done in \d/);
+
+    const image = await card
+      .locator('img.result-image')
+      .evaluate((img: HTMLImageElement) =>
+        img.decode().then(() => ({ src: img.src, w: img.naturalWidth, h: img.naturalHeight })),
+      );
+    expect(image.src.startsWith('blob:')).toBe(true);
+    expect([image.w, image.h]).toEqual([1344, 768]);
+
+    expect(enqueues).toHaveLength(1);
+    const sent = JSON.parse(enqueues[0]!) as { prompt: string; aspect: string; seed?: number };
+    expect(sent).toEqual({ prompt: 'A fox in space, watercolour', aspect: '16:9' });
+    const meta = await card.locator('.card-meta').textContent();
+    const seed = /Seed (\d+)/.exec(meta ?? '')?.[1];
+    expect(seed).toBeDefined();
+    await expect(
+      card.getByRole('link', { name: 'Download' }).getAttribute('download'),
+    ).resolves.toBe(`imagine-${seed}.png`);
+
+    // "Again": same prompt, new seed, stacked on top of the first result.
+    await card.getByRole('button', { name: /^Again/ }).click();
+    await page.locator('#results > li[data-state="done"]').nth(1).waitFor();
+    await expect(page.locator('#results > li').count()).resolves.toBe(2);
+    const again = JSON.parse(enqueues[1]!) as { prompt: string; aspect: string; seed?: number };
+    expect(again).toEqual({ prompt: 'A fox in space, watercolour', aspect: '16:9' });
+
+    expect(problems).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'web-desktop.png'), fullPage: true });
+    await context.close();
+  });
+
+  it('fits a phone-width screen and works from the keyboard alone', async () => {
+    const { context, page, problems } = await openPage(app.url, { width: 390, height: 844 });
+    await page.keyboard.press('Tab'); // skip link
+    await page.keyboard.press('Tab');
+    await expect(page.evaluate(() => document.activeElement?.id)).resolves.toBe('prompt');
+    await page.keyboard.type('A quiet harbour at dawn');
+    await page.keyboard.press('Tab'); // aspect radios
+    await page.keyboard.press('ArrowRight'); // 1:1 → 16:9
+    await page.keyboard.press('ArrowRight'); // → 9:16
+    await expect(page.getByRole('radio', { name: '9:16' }).isChecked()).resolves.toBe(true);
+    await page.keyboard.press('Tab'); // seed
+    await page.keyboard.type('1234');
+    await page.keyboard.press('Enter');
+    const card = newestCard(page);
+    await card.locator('img.result-image').waitFor();
+    const size = await card
+      .locator('img.result-image')
+      .evaluate((img: HTMLImageElement) =>
+        img.decode().then(() => [img.naturalWidth, img.naturalHeight]),
+      );
+    expect(size).toEqual([768, 1344]);
+    await expect(card.locator('.card-meta').textContent()).resolves.toContain('Seed 1234');
+    // Nothing wider than the screen.
+    const overflow = await page.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
+    expect(overflow).toBe(0);
+    expect(problems).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'web-phone.png'), fullPage: true });
+    await context.close();
+  });
+
+  it('WebSocket refused: the image still arrives by polling, and the page says so', async () => {
+    const { context, page, problems } = await openPage(app.url);
+    // Every WebSocket to /ws is refused: closed before the server ever sees it.
+    let refused = 0;
+    await page.routeWebSocket(/\/ws\?jobId=/, (ws) => {
+      refused++;
+      ws.close({ code: 1011, reason: 'refused by the test' });
+    });
+    const polls: string[] = [];
+    page.on('request', (req) => {
+      const path = new URL(req.url()).pathname;
+      if (path.startsWith('/jobs/')) polls.push(path);
+    });
+    await page.getByLabel('Prompt').fill('A lighthouse in fog');
+    await page.getByLabel('Prompt').press('Enter');
+    const card = newestCard(page);
+    await card.locator('img.result-image').waitFor({ timeout: 20_000 });
+    await expect(card.getAttribute('data-via')).resolves.toBe('polling');
+    await expect(card.locator('.transport-note').textContent()).resolves.toMatch(/checking/i);
+    const size = await card
+      .locator('img.result-image')
+      .evaluate((img: HTMLImageElement) =>
+        img.decode().then(() => [img.naturalWidth, img.naturalHeight]),
+      );
+    expect(size).toEqual([1024, 1024]);
+    expect(polls.some((p) => /^\/jobs\/[\w-]+$/.test(p))).toBe(true);
+    expect(polls.some((p) => /^\/jobs\/[\w-]+\/image$/.test(p))).toBe(true);
+    // The first attempt and every reconnect (with backoff) were tried before polling.
+    expect(refused).toBe(4);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it('empty and over-long prompts show an error and enqueue nothing', async () => {
+    const { context, page, enqueues } = await openPage(app.url);
+    const prompt = page.getByLabel('Prompt');
+    const error = page.getByRole('alert');
+
+    await prompt.press('Enter');
+    await expect(error.textContent()).resolves.toMatch(/prompt is empty/);
+    await expect(prompt.getAttribute('aria-invalid')).resolves.toBe('true');
+
+    await prompt.fill('x'.repeat(1001));
+    await expect(page.locator('#prompt-count').textContent()).resolves.toBe('1,001 / 1,000');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await expect(error.textContent()).resolves.toMatch(/1,001 characters; the limit is 1,000/);
+    await expect(error.isVisible()).resolves.toBe(true);
+
+    // Back under the limit, the error goes away as you type.
+    await prompt.press('Backspace');
+    await expect(error.isHidden()).resolves.toBe(true);
+
+    await page.getByLabel(/Seed/).fill('-5');
+    await prompt.press('Enter');
+    await expect(error.textContent()).resolves.toMatch(/seed must be a whole number/);
+
+    expect(enqueues).toEqual([]);
+    await expect(page.locator('#results > li').count()).resolves.toBe(0);
+    await context.close();
+  });
+
+  it('says what the server refused, and when the server cannot be reached', async () => {
+    const { context, page, enqueues } = await openPage(app.url);
+    const prompt = page.getByLabel('Prompt');
+    const error = page.getByRole('alert');
+
+    // Passes the page's checks, refused by the server's (control characters).
+    await prompt.fill('a cat \u0007 with a bell');
+    await prompt.press('Enter');
+    await expect(error.textContent()).resolves.toMatch(
+      /server did not accept this prompt: prompt contains control characters/,
+    );
+    expect(enqueues).toHaveLength(1);
+
+    await page.route('**/enqueue', (route) =>
+      route.fulfill({
+        status: 429,
+        headers: { 'content-type': 'application/json', 'retry-after': '42' },
+        body: JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'slow down' } }),
+      }),
+    );
+    await prompt.fill('a cat with a bell');
+    await prompt.press('Enter');
+    await expect(error.textContent()).resolves.toMatch(/try again in 42 seconds/);
+
+    await page.unroute('**/enqueue');
+    await page.route('**/enqueue', (route) => route.abort('connectionrefused'));
+    await prompt.press('Enter');
+    await expect(error.textContent()).resolves.toMatch(/server cannot be reached/);
+    await expect(page.locator('#results > li').count()).resolves.toBe(0);
+    await context.close();
+  });
+
+  it('a failed job shows its error, and "Try again" makes the image', async () => {
+    const { context, page, problems } = await openPage(failing.url);
+    await expect(page.locator('#demo-notice').isHidden()).resolves.toBe(true);
+    const before = fakeGenerator.calls;
+    await page.getByLabel('Prompt').fill('A red bicycle against a blue wall');
+    await page.getByLabel('Prompt').press('Enter');
+    const card = newestCard(page);
+    await page.locator('#results > li[data-state="failed"]').waitFor();
+    await expect(card.getAttribute('data-error-code')).resolves.toBe('GENERATOR_BAD_RESPONSE');
+    await expect(card.getByRole('status').textContent()).resolves.toBe(
+      'The image generator could not make this image.',
+    );
+    await expect(card.locator('.error-detail').textContent()).resolves.toContain(
+      'the model rejected this request',
+    );
+    await page.screenshot({ path: join(ARTIFACTS, 'web-failed.png'), fullPage: true });
+
+    await card.getByRole('button', { name: 'Try again' }).click();
+    await card.locator('img.result-image').waitFor();
+    await expect(card.getAttribute('data-state')).resolves.toBe('done');
+    await expect(page.locator('#results > li').count()).resolves.toBe(1);
+    expect(fakeGenerator.calls - before).toBe(2);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it('a page on another origin may call the API only when ALLOWED_ORIGINS lists it', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(foreign.origin);
+    const call = (base: string) =>
+      page.evaluate(async (url) => {
+        try {
+          const res = await fetch(`${url}/enqueue`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ prompt: 'from elsewhere' }),
+          });
+          return res.status;
+        } catch {
+          return 'blocked';
+        }
+      }, base);
+    await expect(call(app.url)).resolves.toBe('blocked');
+    await expect(call(failing.url)).resolves.toBe(202);
+    await context.close();
+  });
+});
+
+describe('Origin policy over real HTTP and WebSocket', () => {
+  let app: Imagine;
+  let listed: Imagine;
+  beforeAll(async () => {
+    app = await startTestImagine();
+    listed = await startTestImagine({ ALLOWED_ORIGINS: 'https://app.example, https://b.example' });
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await listed?.stop();
+  });
+
+  it('by default only the page’s own origin may enqueue or open a socket', async () => {
+    const evil = await enqueueFrom(app.url, 'https://evil.example');
+    expect(evil.status).toBe(403);
+    expect(((await evil.json()) as { error: { code: string } }).error.code).toBe(
+      'ORIGIN_NOT_ALLOWED',
+    );
+    expect(evil.headers.get('access-control-allow-origin')).toBeNull();
+
+    const preflight = await fetch(`${app.url}/enqueue`, {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'https://evil.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type',
+      },
+    });
+    expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
+
+    const own = await enqueueFrom(app.url, app.url);
+    expect(own.status).toBe(202);
+    const { ws } = (await own.json()) as { ws: string };
+    await expect(tryWebSocket(ws, 'https://evil.example')).resolves.toBe(403);
+    await expect(tryWebSocket(ws, app.url)).resolves.toBe(101);
+    // Not a browser (no Origin): curl, bots and workers are not affected.
+    await expect(tryWebSocket(ws, undefined)).resolves.toBe(101);
+    await expect(enqueueFrom(app.url, undefined).then((r) => r.status)).resolves.toBe(202);
+  });
+
+  it('listed origins get CORS headers and may open sockets; others are refused', async () => {
+    const preflight = await fetch(`${listed.url}/enqueue`, {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'https://b.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type',
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('https://b.example');
+    expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
+
+    const ok = await enqueueFrom(listed.url, 'https://app.example');
+    expect(ok.status).toBe(202);
+    expect(ok.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(ok.headers.get('vary')).toMatch(/origin/i);
+    const { ws } = (await ok.json()) as { ws: string };
+    await expect(tryWebSocket(ws, 'https://app.example')).resolves.toBe(101);
+    await expect(tryWebSocket(ws, 'https://c.example')).resolves.toBe(403);
+    await expect(enqueueFrom(listed.url, 'https://c.example').then((r) => r.status)).resolves.toBe(
+      403,
+    );
+  });
+
+  it('serves the page with a strict CSP, revalidated HTML and immutable hashed assets', async () => {
+    await buildWebPreview();
+    const fresh = await startTestImagine();
+    try {
+      const page = await fetch(`${fresh.url}/`);
+      expect(page.status).toBe(200);
+      const csp = page.headers.get('content-security-policy') ?? '';
+      expect(csp).toContain("default-src 'none'");
+      expect(csp).toContain("script-src 'self'");
+      expect(csp).not.toContain('unsafe-inline');
+      expect(page.headers.get('cache-control')).toBe('no-cache');
+      const html = await page.text();
+      expect(html).not.toMatch(/<script>|<style>| style=/);
+      const script = /src="(\/assets\/app-[A-Z0-9]+\.js)"/.exec(html)?.[1];
+      expect(script).toBeDefined();
+      const asset = await fetch(`${fresh.url}${script}`);
+      expect(asset.status).toBe(200);
+      expect(asset.headers.get('content-type')).toMatch(/javascript/);
+      expect(asset.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    } finally {
+      await fresh.stop();
+    }
+  });
+});
