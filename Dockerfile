@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# imagine: one image for both Fly process groups (relay, worker). Node 24 runs the TypeScript
+# sources directly (type stripping); nothing is transpiled.
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Scripts are skipped here; the page is built explicitly below.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY . .
+RUN node web-preview/build.ts \
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM node:24-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    DATA_DIR=/data
+WORKDIR /app
+RUN mkdir -p /data && chown node:node /data
+COPY --from=build --chown=node:node /app /app
+USER node
+EXPOSE 8080
+# "relay" or "worker" is given by fly.toml's [processes]; with no argument, ROLE decides.
+ENTRYPOINT ["node", "runtime/main.ts"]

@@ -1,0 +1,54 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, ENV, loadConfig } from '../../runtime/config.ts';
+
+describe('configuration', () => {
+  it('runs on embedded defaults with a generated secret', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      embedded: true,
+      secretGenerated: true,
+      PORT: 8080,
+      HOST: '0.0.0.0',
+      GENERATOR: 'demo',
+    });
+    expect(config.RELAY_SECRET.length).toBeGreaterThanOrEqual(32);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('names each bad variable and what was expected', () => {
+    try {
+      loadConfig({ PORT: 'eighty', GENERATOR: 'dalle', RELAY_SECRET: 'short' });
+      throw new Error('expected a ConfigError');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const problems = (err as ConfigError).problems.join('\n');
+      expect(problems).toMatch(/^PORT=/m);
+      expect(problems).toMatch(/^GENERATOR=/m);
+      expect(problems).toMatch(/^RELAY_SECRET=.*32/m);
+    }
+  });
+
+  it('requires RELAY_SECRET with a real queue, and a URL for the modal generator', () => {
+    expect(() => loadConfig({ SQS_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/1/q' })).toThrow(
+      /RELAY_SECRET/,
+    );
+    expect(() => loadConfig({ GENERATOR: 'modal' })).toThrow(/MODAL_FLUX_URL/);
+  });
+
+  it('stops `npm start` with a clear message instead of a stack trace', () => {
+    const out = spawnSync(process.execPath, ['runtime/main.ts'], {
+      env: { ...process.env, PORT: '-1' },
+      encoding: 'utf8',
+    });
+    expect(out.status).toBe(1);
+    expect(out.stderr).toMatch(/imagine: invalid configuration:\n\s+PORT="-1"/);
+    expect(out.stderr).not.toMatch(/at .*\.ts:\d+/);
+  });
+
+  it('documents every variable in README', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    for (const key of Object.keys(ENV)) expect(readme, key).toContain(`\`${key}\``);
+  });
+});
