@@ -9,6 +9,7 @@ import {
   postToSlackApp,
   slashCommandForm,
   TEST_SIGNING_SECRET,
+  textOf,
 } from '../fakes/slack/requests.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { FakeSlack, resultCard, startWithSlack, statusMessages } from './helpers.ts';
@@ -62,6 +63,31 @@ describe('Slack Web API behaviour: rate limits and tokens', () => {
     expect((await sharp(file.bytes!).metadata()).format).toBe('png');
     const status = statusMessages(fake).find((m) => m.channel === 'C0PUBLIC')!;
     await resultCard(fake, status.ts);
+  });
+
+  it('a card whose image preview Slack refuses is sent again without the preview', async () => {
+    fake.failNext('chat.update', 'invalid_blocks', (args) =>
+      String(args.blocks ?? '').includes('slack_file'),
+    );
+    const res = await postToSlackApp(
+      app.eventsUrl,
+      slashCommandForm({
+        text: 'a tin robot',
+        channelId: 'C0PREVIEW',
+        responseUrl: fake.responseUrl(),
+      }),
+    );
+    expect(res.status).toBe(200);
+    const status = await fake.waitFor(() =>
+      statusMessages(fake).find((m) => m.channel === 'C0PREVIEW'),
+    );
+    const card = await resultCard(fake, status.ts);
+    expect(card.blocks.some((b) => (b as { type: string }).type === 'image')).toBe(false);
+    expect(textOf(card.blocks)).toContain('image in the thread');
+    const previews = fake
+      .callsOf('chat.update')
+      .filter((c) => c.args.ts === status.ts && String(c.args.blocks).includes('slack_file'));
+    expect(previews).toHaveLength(1);
   });
 
   it('a wrong bot token stops start-up with invalid_auth, naming SLACK_BOT_TOKEN', async () => {

@@ -148,7 +148,10 @@ export class FakeSlack extends EventEmitter {
   private readonly socketAcks = new Map<string, (payload: unknown) => void>();
   private sockets = new Set<WebSocket>();
   private readonly rateLimits = new Map<string, number[]>();
-  private readonly failures = new Map<string, string[]>();
+  private readonly failures = new Map<
+    string,
+    Array<{ error: string; when: (args: Record<string, unknown>) => boolean }>
+  >();
   private seq = 0;
   private clock = 1_700_000_000;
   private readonly server: Server;
@@ -203,9 +206,13 @@ export class FakeSlack extends EventEmitter {
     ]);
   }
 
-  /** Answer the next call of `method` with `{ ok: false, error }`. */
-  failNext(method: string, error: string): void {
-    this.failures.set(method, [...(this.failures.get(method) ?? []), error]);
+  /** Answer the next call of `method` (that `when` accepts) with `{ ok: false, error }`. */
+  failNext(
+    method: string,
+    error: string,
+    when: (args: Record<string, unknown>) => boolean = () => true,
+  ): void {
+    this.failures.set(method, [...(this.failures.get(method) ?? []), { error, when }]);
   }
 
   /** Calls of one method. */
@@ -311,8 +318,12 @@ export class FakeSlack extends EventEmitter {
       const token = auth.startsWith('Bearer ') ? auth.slice(7) : (args.token as string | undefined);
       const expected = method === 'apps.connections.open' ? this.appToken : this.botToken;
       if (token !== expected) return json(res, 200, { ok: false, error: 'invalid_auth' });
-      const failure = this.failures.get(method)?.shift();
-      if (failure) return json(res, 200, { ok: false, error: failure });
+      const pending = this.failures.get(method) ?? [];
+      const index = pending.findIndex((f) => f.when(args));
+      if (index >= 0) {
+        const [failure] = pending.splice(index, 1);
+        return json(res, 200, { ok: false, error: failure!.error });
+      }
       return json(res, 200, this.api(method, args));
     } finally {
       this.emit('change');
