@@ -5,4 +5,6 @@ const rows = Object.entries(ENV).map(([key, def]) => {
   const fallback = def.default === '' ? '—' : `\`${def.default}\``;
   return `| \`${key}\` | ${fallback} | ${def.doc.replace(/\|/g, '\\|')} |`;
 });
-process.stdout.write(['| variable | default | what it does |', '| --- | --- | --- |', ...rows].join('\n') + '\n');
+process.stdout.write(
+  `${['| variable | default | what it does |', '| --- | --- | --- |', ...rows].join('\n')}\n`,
+);

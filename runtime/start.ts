@@ -44,11 +44,29 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** Start the parts a role needs. */
+/** Start the parts a role needs. A failure part-way stops whatever had started. */
 export async function startImagine(config: Readonly<Config>, opts: StartOptions): Promise<Running> {
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops)
+      await stop().catch((err) => opts.logger.warn({ err }, 'error while stopping'));
+  };
+  try {
+    return await startParts(config, opts, stops, stopAll);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+async function startParts(
+  config: Readonly<Config>,
+  opts: StartOptions,
+  stops: Array<() => Promise<void>>,
+  stopAll: () => Promise<void>,
+): Promise<Running> {
   const { logger } = opts;
   const role = opts.role ?? config.ROLE;
-  const stops: Array<() => Promise<void>> = [];
 
   let queueUrl: string;
   let deadLetterUrl = config.SQS_DLQ_URL;
@@ -156,10 +174,7 @@ export async function startImagine(config: Readonly<Config>, opts: StartOptions)
     worker,
     sqs: { client, queueUrl, deadLetterUrl },
     stop() {
-      stopped ??= (async () => {
-        for (const stop of stops)
-          await stop().catch((err) => logger.warn({ err }, 'error while stopping'));
-      })();
+      stopped ??= stopAll();
       return stopped;
     },
   };

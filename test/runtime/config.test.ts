@@ -52,3 +52,42 @@ describe('configuration', () => {
     for (const key of Object.keys(ENV)) expect(readme, key).toContain(`\`${key}\``);
   });
 });
+
+describe('start-up failure', () => {
+  it('stops what had started when a later part fails', async () => {
+    const { startTestImagine } = await import('../helpers/imagine.ts');
+    const { createServer, connect } = await import('node:net');
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const stopped: string[] = [];
+    await expect(
+      startTestImagine(
+        { PORT: String(port) },
+        {
+          adapters: [
+            { name: 'first', start: async () => {}, stop: async () => void stopped.push('first') },
+            {
+              name: 'broken',
+              start: async () => {
+                throw new Error('bad token');
+              },
+            },
+          ],
+        },
+      ),
+    ).rejects.toThrow('bad token');
+    expect(stopped).toEqual(['first']);
+    // The relay that was listening is closed again.
+    const refused = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.once('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
+  });
+});
