@@ -160,6 +160,9 @@ export class FakeDiscord extends EventEmitter {
     this.rateLimits.push({ match, retryAfter: retryAfterSeconds });
   }
 
+  /** Refuse uploads over this many bytes everywhere, whatever the interaction announced. */
+  enforcedUploadLimit: number | undefined;
+
   /** Make an interaction token stop working (as after 15 minutes). */
   expireToken(token: string): void {
     const i = this.interactions.get(token);
@@ -340,6 +343,13 @@ export class FakeDiscord extends EventEmitter {
       this.pendingAcks.delete(interaction.token);
       resolve();
     }
+  }
+
+  /** Record an initial response as if the app had sent it (for deliverer-only tests). */
+  acknowledge(token: string, response: { type: number; data?: Record<string, unknown> }): void {
+    const i = this.interactions.get(token);
+    if (!i) throw new Error('fake discord: unknown interaction');
+    this.callback(i, response);
   }
 
   /** Send INTERACTION_CREATE to every identified gateway session. */
@@ -659,8 +669,9 @@ export class FakeDiscord extends EventEmitter {
       throw new HttpError(400, 50035, 'more than 10 embeds');
     if (Array.isArray(body.components)) checkComponents(body.components);
     const files = record.files;
+    const cap = Math.min(limit, this.enforcedUploadLimit ?? limit);
     for (const f of files)
-      if (f.bytes.length > limit) throw new HttpError(413, 40005, 'Request entity too large');
+      if (f.bytes.length > cap) throw new HttpError(413, 40005, 'Request entity too large');
     const listed = body.attachments as Array<{ id?: unknown; filename?: unknown }> | undefined;
     if (files.length > 0 && !Array.isArray(listed))
       throw new HttpError(400, 50035, 'files sent without an attachments array');

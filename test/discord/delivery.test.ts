@@ -1,0 +1,156 @@
+import pino from 'pino';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DiscordApi } from '../../bot/discord/api.ts';
+import { DiscordDeliverer } from '../../bot/discord/deliverer.ts';
+import type { DiscordTarget } from '../../contracts/seal.ts';
+import { DemoGenerator } from '../../worker/generators/demo.ts';
+import { customIdsOf, GatedGenerator, isEdit, isImageEdit } from '../fakes/discord/harness.ts';
+import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.ts';
+import { startTestImagine } from '../helpers/imagine.ts';
+
+const demoImage = (prompt: string, seed: number, width = 1024, height = 1024) =>
+  new DemoGenerator().generate(
+    { prompt, seed, width, height, steps: 4 },
+    { signal: new AbortController().signal },
+  );
+
+describe('Discord delivery: upload limits and the 15-minute window', () => {
+  let fake: FakeDiscord;
+  let app: Awaited<ReturnType<typeof startTestImagine>>;
+  const generator = new GatedGenerator();
+
+  beforeAll(async () => {
+    fake = await startFakeDiscord();
+    app = await startTestImagine(
+      { DISCORD_TOKEN: fake.botToken, DISCORD_API_URL: fake.apiUrl },
+      { generator },
+    );
+  });
+  afterAll(async () => {
+    generator.release();
+    await app?.stop();
+    await fake?.close();
+  });
+
+  it('re-encodes an image over the interaction’s upload limit until it fits (no 413)', async () => {
+    const limit = 60_000;
+    const original = await demoImage('a very detailed city', 11);
+    expect(original.bytes.length).toBeGreaterThan(limit);
+    const interaction = fake.commandInteraction({
+      prompt: 'a very detailed city',
+      seed: 11,
+      attachmentSizeLimit: limit,
+    });
+    fake.dispatch(interaction);
+    const final = await fake.waitFor(isImageEdit(interaction.token));
+    expect(fake.find(isEdit(interaction.token)).filter((r) => r.status === 413)).toEqual([]);
+    const file = final.files[0]!;
+    expect(file.bytes.length).toBeLessThanOrEqual(limit);
+    expect(['image/webp', 'image/jpeg']).toContain(file.contentType);
+    const meta = await sharp(file.bytes).metadata();
+    expect(['webp', 'jpeg']).toContain(meta.format);
+    expect(file.filename).toMatch(/\.(webp|jpg)$/);
+    expect(final.body?.attachments).toEqual([{ id: 0, filename: file.filename }]);
+  });
+
+  it('a 413 despite the announced limit is answered by a smaller re-encoding', async () => {
+    fake.enforcedUploadLimit = 40_000;
+    try {
+      const interaction = fake.commandInteraction({ prompt: 'lying limits', seed: 12 });
+      fake.dispatch(interaction);
+      const final = await fake.waitFor(isImageEdit(interaction.token));
+      const tooLarge = fake.find(isEdit(interaction.token)).filter((r) => r.status === 413);
+      expect(tooLarge.length).toBeGreaterThan(0);
+      expect(final.files[0]!.bytes.length).toBeLessThanOrEqual(40_000);
+    } finally {
+      fake.enforcedUploadLimit = undefined;
+    }
+  });
+
+  it('an expired interaction token falls back to a channel message that mentions the user', async () => {
+    generator.hold();
+    const interaction = fake.commandInteraction({ prompt: 'slow gpu sunrise', seed: 13 });
+    fake.dispatch(interaction);
+    await fake.waitFor((r) => isEdit(interaction.token)(r) && r.status === 200);
+    const originalId = fake.original(interaction.token)!.id;
+    fake.expireToken(interaction.token);
+    generator.release();
+    const post = await fake.waitFor(
+      (r) =>
+        r.method === 'POST' && r.path === `/api/v10/channels/${interaction.channel_id}/messages`,
+    );
+    expect(post.status).toBe(200);
+    expect(fake.find(isEdit(interaction.token)).some((r) => r.status === 401)).toBe(true);
+    const userId = interaction.member!.user.id;
+    expect(String(post.body?.content)).toContain(`<@${userId}>`);
+    expect(post.body?.allowed_mentions).toEqual({ users: [userId] });
+    expect(post.body?.message_reference).toMatchObject({ message_id: originalId });
+    expect(post.files).toHaveLength(1);
+    expect((await sharp(post.files[0]!.bytes).metadata()).format).toBe('png');
+    expect(customIdsOf(post.body)).toEqual(['reroll|1:1', 'vary|1:1']);
+    const [posted] = fake.channelMessages(interaction.channel_id);
+    expect(posted?.message_reference?.message_id).toBe(originalId);
+  });
+
+  it('past 15 minutes by the clock: straight to the channel, statuses dropped', async () => {
+    const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
+    const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
+    const interaction = fake.commandInteraction({ prompt: 'late', seed: 1 });
+    const target: DiscordTarget = {
+      platform: 'discord',
+      applicationId: fake.applicationId,
+      interactionToken: interaction.token,
+      issuedAt: Date.now() - 16 * 60 * 1000,
+      channelId: '700000000000000099',
+      userId: '500000000000000009',
+    };
+    const before = fake.requests.length;
+    const base = { jobId: 'job-late', createdAt: Date.now(), prompt: 'late', seed: 1 };
+    await deliverer.deliver(target, { ...base, state: 'generating' });
+    expect(fake.requests.length).toBe(before);
+    const image = await demoImage('late', 1, 256, 256);
+    await deliverer.deliver(target, {
+      ...base,
+      state: 'done',
+      width: 256,
+      height: 256,
+      image: { bytes: image.bytes, contentType: 'image/png' },
+    });
+    const sent = fake.requests.slice(before);
+    expect(sent.map((r) => `${r.method} ${r.path}`)).toEqual([
+      'POST /api/v10/channels/700000000000000099/messages',
+    ]);
+    expect(String(sent[0]!.body?.content)).toContain('<@500000000000000009>');
+    expect(sent[0]!.files[0]!.bytes.equals(image.bytes)).toBe(true);
+  });
+
+  it('a failed job shows the error and a Retry button carrying its seed', async () => {
+    const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
+    const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
+    const interaction = fake.commandInteraction({ prompt: 'doomed', seed: 99 });
+    // Deferred (as the adapter would), then a failure delivered for it.
+    fake.acknowledge(interaction.token, { type: 5 });
+    const target: DiscordTarget = {
+      platform: 'discord',
+      applicationId: fake.applicationId,
+      interactionToken: interaction.token,
+      issuedAt: Date.now(),
+      userId: '1',
+    };
+    await deliverer.deliver(target, {
+      jobId: 'job-failed',
+      state: 'failed',
+      createdAt: Date.now(),
+      prompt: 'doomed',
+      seed: 99,
+      width: 1344,
+      height: 768,
+      error: { code: 'GENERATOR_TIMEOUT', message: 'the GPU took too long' },
+    });
+    const message = fake.original(interaction.token)!;
+    expect(message.content).toMatch(/GENERATOR_TIMEOUT/);
+    expect(message.content).toMatch(/Retry/);
+    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry|16:9|99']);
+  });
+});

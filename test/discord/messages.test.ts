@@ -1,0 +1,125 @@
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import {
+  CUSTOM_ID_MAX,
+  decodeCustomId,
+  decodeSize,
+  encodeCustomId,
+  encodeSize,
+  sizeSpecOf,
+} from '../../bot/discord/custom-id.ts';
+import { fitImage } from '../../bot/discord/fit-image.ts';
+import {
+  doneButtons,
+  escapeMarkdown,
+  promptOf,
+  retryButtons,
+  statusLine,
+  unescapeMarkdown,
+} from '../../bot/discord/messages.ts';
+import { verifyDiscordSignature } from '../../bot/discord/verify.ts';
+import { ASPECT_SIZES } from '../../contracts/job.ts';
+import { discordSigner } from '../fakes/discord/harness.ts';
+
+describe('prompt in the embed', () => {
+  it('escapes markdown reversibly, so a click reads back exactly the prompt', () => {
+    const prompts = [
+      'plain words',
+      '**bold** _it_ ~~s~~ `code` > quote # h [link](x) <@123> :smile: a-b \\ back\\*slash',
+      '\\\\*already escaped\\*',
+    ];
+    for (const p of prompts) {
+      const escaped = escapeMarkdown(p);
+      expect(unescapeMarkdown(escaped)).toBe(p);
+      expect(promptOf({ embeds: [{ description: escaped }] })).toBe(p);
+    }
+    expect(escapeMarkdown('**x**')).toBe('\\*\\*x\\*\\*');
+    expect(promptOf({ embeds: [] })).toBeUndefined();
+  });
+});
+
+describe('custom ids', () => {
+  it('every aspect round-trips and stays within 100 characters', () => {
+    for (const [aspect, size] of Object.entries(ASPECT_SIZES)) {
+      const spec = sizeSpecOf(size.width, size.height);
+      expect(spec).toEqual({ aspect });
+      const id = encodeCustomId('retry', encodeSize(spec), 4294967295);
+      expect(id.length).toBeLessThanOrEqual(CUSTOM_ID_MAX);
+      const { name, args } = decodeCustomId(id);
+      expect(name).toBe('retry');
+      expect(decodeSize(args[0])).toEqual({ aspect });
+      expect(args[1]).toBe('4294967295');
+    }
+    expect(decodeSize(encodeSize(sizeSpecOf(1000, 640)))).toEqual({ width: 1000, height: 640 });
+    expect(decodeSize('nonsense')).toEqual({});
+    expect(() => encodeCustomId('x', 'y'.repeat(100))).toThrow();
+    expect(() => encodeCustomId('x', 'a|b')).toThrow();
+  });
+
+  it('buttons carry size (and seed for Retry)', () => {
+    const event = {
+      jobId: 'j',
+      state: 'done' as const,
+      createdAt: 0,
+      seed: 9,
+      width: 768,
+      height: 1344,
+    };
+    const ids = doneButtons(event).flatMap((r) =>
+      r.components.map((c) => 'custom_id' in c && c.custom_id),
+    );
+    expect(ids).toEqual(['reroll|9:16', 'vary|9:16']);
+    const retry = retryButtons({ ...event, state: 'failed' }).flatMap((r) =>
+      r.components.map((c) => 'custom_id' in c && c.custom_id),
+    );
+    expect(retry).toEqual(['retry|9:16|9']);
+  });
+});
+
+describe('status lines', () => {
+  it('say how many jobs are ahead', () => {
+    const base = { jobId: 'j', createdAt: 0 };
+    expect(statusLine({ ...base, state: 'queued', position: 0 })).toMatch(/next/);
+    expect(statusLine({ ...base, state: 'queued', position: 1 })).toMatch(/1 job ahead/);
+    expect(statusLine({ ...base, state: 'queued', position: 3 })).toMatch(/3 jobs ahead/);
+    expect(statusLine({ ...base, state: 'generating' })).toMatch(/Generating/);
+  });
+});
+
+describe('fitImage', () => {
+  it('keeps an image that fits, and shrinks one that cannot fit at full size', async () => {
+    const noisy = await sharp(
+      Buffer.from(Array.from({ length: 512 * 512 * 3 }, () => Math.floor(Math.random() * 256))),
+      {
+        raw: { width: 512, height: 512, channels: 3 },
+      },
+    )
+      .png()
+      .toBuffer();
+    const same = await fitImage(noisy, 'image/png', noisy.length);
+    expect(same.reencoded).toBe(false);
+    expect(same.bytes).toBe(noisy);
+    const small = await fitImage(noisy, 'image/png', 8_000);
+    expect(small.reencoded).toBe(true);
+    expect(small.bytes.length).toBeLessThanOrEqual(8_000);
+    const meta = await sharp(small.bytes).metadata();
+    expect(meta.width).toBeLessThan(512);
+  });
+});
+
+describe('verifyDiscordSignature', () => {
+  it('takes time as a parameter: fresh passes, 5 minutes and a second fails', async () => {
+    const signer = discordSigner();
+    const { discordPublicKey } = await import('../../bot/discord/verify.ts');
+    const key = discordPublicKey(signer.publicKeyHex);
+    const body = '{"type":1}';
+    const h = signer.headers(body, 1_000_000);
+    const headers = { signature: h['x-signature-ed25519'], timestamp: h['x-signature-timestamp'] };
+    expect(() =>
+      verifyDiscordSignature(key, headers, Buffer.from(body), 1_000_000_000),
+    ).not.toThrow();
+    expect(() => verifyDiscordSignature(key, headers, Buffer.from(body), 1_000_301_000)).toThrow(
+      expect.objectContaining({ code: 'STALE_SIGNATURE' }),
+    );
+  });
+});
