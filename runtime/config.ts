@@ -145,7 +145,7 @@ export const ENV = {
     doc: 'WebSocket ping interval; a socket that misses one is closed.',
   },
   WS_IDLE_SECONDS: {
-    schema: int(10, 86_400).default(900),
+    schema: int(1, 86_400).default(900),
     default: '900',
     doc: 'Close a WebSocket whose job has seen no event for this long.',
   },

@@ -16,6 +16,10 @@ export interface FakeGeneratorEndpoint {
   key: string;
   secret: string;
   mode: FakeMode;
+  /** Extra time every answer takes, ms. */
+  delayMs: number;
+  /** Most requests ever in flight at once. */
+  maxInFlight: number;
   requests: Array<{ body: Record<string, unknown>; headers: IncomingMessage['headers'] }>;
   close(): Promise<void>;
 }
@@ -33,12 +37,19 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
     key: 'wk-test-key',
     secret: 'ws-test-secret',
     mode: 'ok',
+    delayMs: 0,
+    maxInFlight: 0,
     requests: [],
     close: async () => {},
   };
   let failedOnce = false;
+  let inFlight = 0;
   const server: Server = createServer(async (req, res) => {
+    inFlight++;
+    state.maxInFlight = Math.max(state.maxInFlight, inFlight);
+    res.once('close', () => inFlight--);
     const text = await readBody(req);
+    if (state.delayMs > 0) await new Promise((r) => setTimeout(r, state.delayMs));
     // Modal's proxy auth answers 401 before the app sees the request.
     if (req.headers['modal-key'] !== state.key || req.headers['modal-secret'] !== state.secret) {
       res

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { ImagineError } from '../../contracts/errors.ts';
 import type { Job } from '../../contracts/job.ts';
@@ -164,6 +164,30 @@ describe('no job is half-created', () => {
       expect(relay.relay.tracker.queuedCount).toBe(0);
     } finally {
       await relay.close();
+    }
+  });
+});
+
+describe('WebSocket upkeep', () => {
+  it('pings waiting sockets and closes idle ones', async () => {
+    const app = await startTestImagine(
+      { WS_HEARTBEAT_SECONDS: '1', WS_IDLE_SECONDS: '2' },
+      { role: 'relay' },
+    );
+    try {
+      const res = await fetch(`${app.url}/enqueue`, json({ prompt: 'nobody will make this' }));
+      const { ws } = (await res.json()) as { ws: string };
+      const socket = new WebSocket(ws);
+      let pings = 0;
+      socket.on('ping', () => pings++);
+      const closed = await new Promise<number>((resolve) =>
+        socket.on('close', (code) => resolve(code)),
+      );
+      expect(closed).toBe(1001);
+      expect(pings).toBeGreaterThanOrEqual(1);
+      await vi.waitFor(() => expect(app.relay!.relay.hub.openSockets).toBe(0));
+    } finally {
+      await app.stop();
     }
   });
 });
