@@ -153,4 +153,34 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     expect(message.content).toMatch(/Retry/);
     expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry|16:9|99']);
   });
+
+  it('spaces status edits of one job; final states never wait', async () => {
+    const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
+    const deliverer = new DiscordDeliverer({
+      api,
+      logger: pino({ level: 'silent' }),
+      statusIntervalMs: 400,
+    });
+    const interaction = fake.commandInteraction({ prompt: 'spaced', seed: 2 });
+    fake.acknowledge(interaction.token, { type: 5 });
+    const target: DiscordTarget = {
+      platform: 'discord',
+      applicationId: fake.applicationId,
+      interactionToken: interaction.token,
+      issuedAt: Date.now(),
+      userId: '1',
+    };
+    const base = { jobId: 'job-spaced', createdAt: Date.now(), prompt: 'spaced', seed: 2 };
+    await deliverer.deliver(target, { ...base, state: 'queued', position: 2 });
+    await deliverer.deliver(target, { ...base, state: 'queued', position: 1 });
+    await deliverer.deliver(target, { ...base, state: 'expired' });
+    const edits = fake.find(isEdit(interaction.token));
+    expect(edits.map((r) => String(r.body?.content).slice(0, 9))).toEqual([
+      '⏳ Queued:',
+      '⏳ Queued:',
+      '⌛ This jo',
+    ]);
+    expect(edits[1]!.at - edits[0]!.at).toBeGreaterThanOrEqual(400);
+    expect(customIdsOf(edits[2]!.body)).toEqual(['retry||2']);
+  });
 });
