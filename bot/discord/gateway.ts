@@ -6,7 +6,7 @@
 import type { APIInteraction } from 'discord.js';
 import { Client, Events, GatewayDispatchEvents, GatewayIntentBits } from 'discord.js';
 import type { Logger } from 'pino';
-import type { Submitter } from '../submit.ts';
+import type { AdmissionPolicy, Submitter } from '../submit.ts';
 import type { DiscordApi } from './api.ts';
 import { handleInteraction, type InteractionRoutes, interactionContext } from './interactions.ts';
 
@@ -17,6 +17,7 @@ export interface DiscordGatewayOptions {
   api: DiscordApi;
   routes: InteractionRoutes;
   submit: Submitter;
+  admission?: AdmissionPolicy | undefined;
   logger: Logger;
   now?: () => number;
 }
@@ -37,7 +38,7 @@ export async function startDiscordGateway(opts: DiscordGatewayOptions): Promise<
   client.ws.on(GatewayDispatchEvents.InteractionCreate, (interaction: APIInteraction) => {
     const ctx = interactionContext(
       interaction,
-      { api: opts.api, submit: opts.submit, logger, now },
+      { api: opts.api, submit: opts.submit, admission: opts.admission, logger, now },
       (body) => opts.api.respond(interaction.id, interaction.token, body),
     );
     const p = handleInteraction(ctx, opts.routes)

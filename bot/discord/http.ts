@@ -66,6 +66,7 @@ export function discordInteractionsPlugin(opts: DiscordHttpOptions): FastifyPlug
         {
           api: opts.api,
           submit: app.relay.submit,
+          admission: app.relay.admission,
           logger: opts.logger.child({ reqId: request.id }),
           now,
         },

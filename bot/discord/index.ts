@@ -64,6 +64,7 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
               api,
               routes,
               submit: app.relay.submit,
+              admission: app.relay.admission,
               logger,
               now,
             });

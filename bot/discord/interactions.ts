@@ -16,7 +16,7 @@ import {
 } from 'discord.js';
 import type { Logger } from 'pino';
 import { asImagineError } from '../../contracts/errors.ts';
-import type { Submitter } from '../submit.ts';
+import type { AdmissionPolicy, Submitter } from '../submit.ts';
 import type { DiscordApi } from './api.ts';
 import { decodeCustomId } from './custom-id.ts';
 import { refusalText } from './messages.ts';
@@ -25,6 +25,8 @@ import { refusalText } from './messages.ts';
 export interface InteractionDeps {
   api: DiscordApi;
   submit: Submitter;
+  /** The relay's admission policy (`/imagine-admin`, `/imagine-quota` read and change it). */
+  admission?: AdmissionPolicy | undefined;
   logger: Logger;
   now: () => number;
 }
