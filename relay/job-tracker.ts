@@ -8,10 +8,35 @@ import type { JobRegistry } from '../bot/submit.ts';
 import type { Job } from '../contracts/job.ts';
 import type { JobState } from '../contracts/push.ts';
 
-/** A finished image held in memory. */
-export interface BufferedImage {
-  bytes: Buffer;
-  contentType: string;
+/**
+ * A finished image held in memory, as the chunks it arrived in: sending it to WebSockets needs
+ * no copy (one fragmented message); `bytes` joins the chunks on first use and keeps the result.
+ */
+export class BufferedImage {
+  readonly chunks: readonly Buffer[];
+  readonly size: number;
+  readonly contentType: string;
+  #bytes: Buffer | undefined;
+
+  constructor(chunks: Buffer | readonly Buffer[], contentType: string) {
+    this.chunks = Buffer.isBuffer(chunks) ? [chunks] : chunks;
+    this.size = this.chunks.reduce((n, c) => n + c.length, 0);
+    this.contentType = contentType;
+  }
+
+  /** The whole image as one buffer. */
+  get bytes(): Buffer {
+    this.#bytes ??=
+      this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    return this.#bytes;
+  }
+
+  /** The first `n` bytes (for recognising the format). */
+  head(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first && first.length >= n) return first.subarray(0, n);
+    return this.bytes.subarray(0, n);
+  }
 }
 
 /** What the relay knows of a job. */
@@ -188,13 +213,13 @@ export class JobTracker extends EventEmitter implements JobRegistry {
   }
 
   private storeImage(record: JobRecord, image: BufferedImage): void {
-    if (image.bytes.length > this.opts.maxBufferedBytes) {
+    if (image.size > this.opts.maxBufferedBytes) {
       record.imageEvicted = true;
       return;
     }
     record.image = image;
-    this.buffered.set(record.jobId, image.bytes.length);
-    this.bufferedBytesTotal += image.bytes.length;
+    this.buffered.set(record.jobId, image.size);
+    this.bufferedBytesTotal += image.size;
     // Over the cap: the oldest images go first (this one is newest, so it stays).
     for (const [id] of this.buffered) {
       if (this.bufferedBytesTotal <= this.opts.maxBufferedBytes) break;

@@ -92,14 +92,18 @@ export class WaiterHub {
           type: 'image',
           jobId: record.jobId,
           contentType: record.image.contentType,
-          bytes: record.image.bytes.length,
+          bytes: record.image.size,
           seed: record.seed,
           width: record.width,
           height: record.height,
           generationMs: record.generationMs,
         }),
       );
-      socket.send(record.image.bytes, { binary: true });
+      // One binary message, sent as the chunks it arrived in (fragments): no copy of the image.
+      const { chunks } = record.image;
+      chunks.forEach((chunk, i) => {
+        socket.send(chunk, { binary: true, fin: i === chunks.length - 1 });
+      });
     }
     if (isTerminal(record.state)) socket.close(1000, record.state);
   }

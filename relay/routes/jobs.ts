@@ -39,7 +39,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
       ...(r.image
         ? {
             contentType: r.image.contentType,
-            bytes: r.image.bytes.length,
+            bytes: r.image.size,
             image: `/jobs/${r.jobId}/image`,
           }
         : {}),

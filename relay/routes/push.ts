@@ -19,10 +19,12 @@ import {
   TIMESTAMP_HEADER,
   verifyPush,
 } from '../../contracts/push.ts';
+import { BufferedImage } from '../job-tracker.ts';
 
 interface ParsedPush {
   meta: PushMeta;
-  image?: Buffer;
+  /** The image as it arrived: chunks of the request body, never copied into one buffer. */
+  image?: Buffer[];
   legacy: boolean;
 }
 
@@ -33,7 +35,7 @@ function header(request: FastifyRequest, name: string): string | undefined {
 
 /** Feeds a multipart body, chunk by chunk, to busboy; resolves with the `meta` field and `image`. */
 function createMultipartSplitter(contentType: string, maxImage: number) {
-  const out: { meta?: string; image?: Buffer } = {};
+  const out: { meta?: string; image?: Buffer[] } = {};
   let failure: unknown;
   let settle: { resolve: (v: typeof out) => void; reject: (e: unknown) => void } | undefined;
   const fail = (err: unknown) => {
@@ -64,7 +66,7 @@ function createMultipartSplitter(contentType: string, maxImage: number) {
     );
     stream.on('end', () => {
       if (name === 'meta') out.meta = Buffer.concat(chunks).toString('utf8');
-      else if (name === 'image') out.image = Buffer.concat(chunks);
+      else if (name === 'image') out.image = chunks;
     });
   });
   parser?.on('partsLimit', () => fail(new ImagineError('INVALID_PUSH', 'too many parts')));
@@ -87,7 +89,7 @@ function createMultipartSplitter(contentType: string, maxImage: number) {
   };
 }
 
-function parseMultipart(parts: { meta?: string; image?: Buffer }): ParsedPush {
+function parseMultipart(parts: { meta?: string; image?: Buffer[] }): ParsedPush {
   if (parts.meta === undefined)
     throw new ImagineError('INVALID_PUSH', 'multipart body needs a "meta" part');
   let metaJson: unknown;
@@ -111,7 +113,7 @@ function parseLegacy(body: Buffer): ParsedPush {
   const parsed = LegacyPushSchema.safeParse(json);
   if (!parsed.success) throw new ImagineError('INVALID_PUSH', describeIssues(parsed.error));
   const image = Buffer.from(parsed.data.image, 'base64');
-  return { meta: { jobId: parsed.data.job_id, status: 'done' }, image, legacy: true };
+  return { meta: { jobId: parsed.data.job_id, status: 'done' }, image: [image], legacy: true };
 }
 
 export const pushRoutes: FastifyPluginAsync = async (app) => {
@@ -207,23 +209,26 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
     if (!push) throw new ImagineError('UNSUPPORTED_MEDIA_TYPE', 'send multipart/form-data or JSON');
     const { meta } = push;
 
-    let image: { bytes: Buffer; contentType: string } | undefined;
+    let image: BufferedImage | undefined;
     if (meta.status === 'done') {
-      if (!push.image || push.image.length === 0)
+      const received = push.image
+        ? new BufferedImage(push.image, 'application/octet-stream')
+        : undefined;
+      if (!received || received.size === 0)
         throw new ImagineError('INVALID_PUSH', 'a "done" push needs a non-empty image');
-      if (push.image.length > maxImage)
+      if (received.size > maxImage)
         throw new ImagineError(
           'PAYLOAD_TOO_LARGE',
-          `image is ${push.image.length} bytes; the limit is ${maxImage}`,
+          `image is ${received.size} bytes; the limit is ${maxImage}`,
         );
-      const sniffed = sniffImageType(push.image);
+      const sniffed = sniffImageType(received.head(16));
       if (!sniffed) throw new ImagineError('INVALID_PUSH', 'image is not PNG, JPEG or WebP');
       if (meta.contentType && meta.contentType !== sniffed)
         throw new ImagineError(
           'INVALID_PUSH',
           `meta says ${meta.contentType} but the bytes are ${sniffed}`,
         );
-      image = { bytes: push.image, contentType: sniffed };
+      image = new BufferedImage(received.chunks, sniffed);
     } else if (push.image) {
       throw new ImagineError('INVALID_PUSH', `a "${meta.status}" push carries no image`);
     }

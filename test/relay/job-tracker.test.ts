@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Job } from '../../contracts/job.ts';
-import { JobTracker } from '../../relay/job-tracker.ts';
+import { BufferedImage, JobTracker } from '../../relay/job-tracker.ts';
 
 const job = (jobId: string, createdAt = 1000): Job => ({
   v: 1,
@@ -12,7 +12,7 @@ const job = (jobId: string, createdAt = 1000): Job => ({
   expiresAt: createdAt + 60_000,
 });
 const id = (n: number) => `job-${String(n).padStart(20, '0')}`;
-const image = (size: number) => ({ bytes: Buffer.alloc(size), contentType: 'image/png' });
+const image = (size: number) => new BufferedImage(Buffer.alloc(size), 'image/png');
 
 describe('JobTracker', () => {
   it('keeps queue order and positions as jobs leave the queue', () => {

@@ -255,3 +255,51 @@ describe('POST /push (signed worker → relay intake)', () => {
     expect((await fetch(`${app.url}/healthz`)).status).toBe(200);
   });
 });
+
+describe('large images arrive intact', () => {
+  it('four 3 MiB pushes at once reach WebSocket and polling clients byte for byte', async () => {
+    const app = await startTestImagine({}, { role: 'relay' });
+    try {
+      const { randomBytes } = await import('node:crypto');
+      const images = Array.from({ length: 4 }, () =>
+        Buffer.concat([
+          Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+          randomBytes(3 * 1024 * 1024),
+        ]),
+      );
+      const jobs = await Promise.all(
+        images.map(async () => {
+          const res = await fetch(`${app.url}/enqueue`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ prompt: 'big' }),
+          });
+          return (await res.json()) as { jobId: string; ws: string };
+        }),
+      );
+      const waiting = jobs.map((j) => followJob(j.ws));
+      await new Promise((r) => setTimeout(r, 200));
+      const pushes = await Promise.all(
+        jobs.map((j, i) =>
+          sendPush(
+            app.url,
+            { jobId: j.jobId, status: 'done', contentType: 'image/png' },
+            images[i],
+          ),
+        ),
+      );
+      for (const p of pushes) expect(p.status).toBe(200);
+      const frames = await Promise.all(waiting);
+      for (const [i, got] of frames.entries()) {
+        expect(got.binaries).toHaveLength(1);
+        expect(got.binaries[0]!.equals(images[i]!)).toBe(true);
+        const polled = Buffer.from(
+          await (await fetch(`${app.url}/jobs/${jobs[i]!.jobId}/image`)).arrayBuffer(),
+        );
+        expect(polled.equals(images[i]!)).toBe(true);
+      }
+    } finally {
+      await app.stop();
+    }
+  });
+});
