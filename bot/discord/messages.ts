@@ -13,6 +13,7 @@ import {
 } from 'discord.js';
 import type { ImagineError } from '../../contracts/errors.ts';
 import type { DeliveryEvent } from '../../relay/delivery.ts';
+import { formatDuration } from '../moderation/settings.ts';
 import { encodeCustomId, encodeSize, type SizeSpec, sizeSpecOf } from './custom-id.ts';
 
 /** Component names used by imagine's buttons. */
@@ -133,9 +134,16 @@ export function failureLine(event: DeliveryEvent): string {
   return `❌ The image could not be made: ${why}. Press Retry to try again.`;
 }
 
+/** Capitalise and end with a full stop. */
+function sentence(text: string): string {
+  const t = text.trim();
+  return `${t.charAt(0).toUpperCase()}${t.slice(1)}${/[.!?]$/.test(t) ? '' : '.'}`;
+}
+
 /** A refusal or error, said to the one user (ephemeral), with what to do next. */
 export function refusalText(err: ImagineError): string {
-  const wait = err.retryAfterSeconds !== undefined ? ` in ${err.retryAfterSeconds} s` : ' soon';
+  const wait =
+    err.retryAfterSeconds !== undefined ? ` in ${formatDuration(err.retryAfterSeconds)}` : ' soon';
   switch (err.code) {
     case 'INVALID_PROMPT':
     case 'INVALID_PARAMETERS':
@@ -144,7 +152,10 @@ export function refusalText(err: ImagineError): string {
     case 'BLOCKED_CONTENT':
       return `🚫 That prompt is not allowed here (${err.message}). Try rephrasing it.`;
     case 'RATE_LIMITED':
-      return `🐢 You are going fast: ${err.message}. Try again${wait}.`;
+      // The policy's message says why, and usually when.
+      return /try again/i.test(err.message)
+        ? `🐢 ${sentence(err.message)}`
+        : `🐢 ${sentence(err.message).replace(/\.$/, '')}. Try again${wait}.`;
     case 'QUEUE_FULL':
       return `🚦 The queue is full right now. Try again${wait}.`;
     case 'CHANNEL_NOT_ALLOWED':

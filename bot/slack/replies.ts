@@ -33,7 +33,10 @@ export function adviceFor(problem: CodedProblem): string {
     case 'BLOCKED_CONTENT':
       return `That prompt isn't allowed here (${problem.message}). Rephrase it and try again.`;
     case 'RATE_LIMITED':
-      return `You've reached your image limit. Try again ${inTime(problem.retryAfterSeconds)}.`;
+      // The policy's message says which limit, and usually when it resets.
+      return /try again/i.test(problem.message)
+        ? `${problem.message.charAt(0).toUpperCase()}${problem.message.slice(1)}.`
+        : `${problem.message.replace(/\.$/, '')}. Try again ${inTime(problem.retryAfterSeconds)}.`;
     case 'QUEUE_FULL':
       return `The queue is full right now. Try again ${inTime(problem.retryAfterSeconds)}.`;
     case 'CHANNEL_NOT_ALLOWED':
