@@ -50,6 +50,9 @@ describe('configuration', () => {
     const { readFile } = await import('node:fs/promises');
     const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
     for (const key of Object.keys(ENV)) expect(readme, key).toContain(`\`${key}\``);
+    // The table is the generated one, word for word (`npm run docs:config`).
+    const { configTable } = await import('../../runtime/config-doc.ts');
+    expect(readme).toContain(configTable());
   });
 });
 
