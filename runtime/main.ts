@@ -19,7 +19,21 @@ const logger = pino({ level: config.LOG_LEVEL, base: { service: 'imagine', role:
 if (config.secretGenerated)
   logger.warn('RELAY_SECRET is not set: generated one for this run (embedded default only)');
 
-const running = await startImagine(config, { logger });
+let running: Awaited<ReturnType<typeof startImagine>>;
+try {
+  running = await startImagine(config, { logger });
+} catch (err) {
+  const e = err as NodeJS.ErrnoException;
+  const why =
+    e.code === 'EADDRINUSE'
+      ? `port ${config.PORT} on ${config.HOST} is already in use; set PORT to another port`
+      : e.code === 'EACCES'
+        ? `not allowed to listen on ${config.HOST}:${config.PORT}; set PORT above 1024`
+        : e.message;
+  logger.fatal({ err }, 'start-up failed');
+  process.stderr.write(`imagine: could not start: ${why}\n`);
+  process.exit(1);
+}
 if (running.url) {
   const demo = config.GENERATOR === 'demo' ? ' (demo generator: abstract art, not AI)' : '';
   process.stdout.write(`\n  imagine is running${demo}\n  open ${running.url}\n\n`);

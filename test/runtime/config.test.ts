@@ -94,3 +94,30 @@ describe('start-up failure', () => {
     expect(refused).toBe(true);
   });
 });
+
+describe('npm start on a busy port', () => {
+  it('says the port is in use and exits 1, without a stack trace', async () => {
+    const { createServer } = await import('node:net');
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const out = spawnSync(process.execPath, ['runtime/main.ts'], {
+        env: {
+          ...process.env,
+          HOST: '127.0.0.1',
+          PORT: String(port),
+          LOG_LEVEL: 'silent',
+          DATA_DIR: '.data/test-busy-port',
+        },
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      expect(out.status).toBe(1);
+      expect(out.stderr).toContain(`port ${port} on 127.0.0.1 is already in use`);
+      expect(out.stderr).not.toMatch(/at .*\.ts:\d+/);
+    } finally {
+      blocker.close();
+    }
+  });
+});
