@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, ENV, loadConfig } from '../../runtime/config.ts';
 
@@ -108,7 +110,7 @@ describe('npm start on a busy port', () => {
           HOST: '127.0.0.1',
           PORT: String(port),
           LOG_LEVEL: 'silent',
-          DATA_DIR: '.data/test-busy-port',
+          DATA_DIR: join(tmpdir(), 'imagine-test-busy-port'),
         },
         encoding: 'utf8',
         timeout: 20_000,
