@@ -100,15 +100,21 @@ export class FastifySlackReceiver implements Receiver {
   }
 
   private parse(rawBody: string, contentType: string): Record<string, unknown> {
+    let parsed: unknown;
     try {
-      if (contentType.startsWith('application/json')) return JSON.parse(rawBody);
-      const form = Object.fromEntries(new URLSearchParams(rawBody));
-      // Interactivity arrives as one form field holding JSON.
-      if (typeof form.payload === 'string') return JSON.parse(form.payload);
-      return form;
+      if (contentType.startsWith('application/json')) parsed = JSON.parse(rawBody);
+      else {
+        const form = Object.fromEntries(new URLSearchParams(rawBody));
+        // Interactivity arrives as one form field holding JSON.
+        parsed = typeof form.payload === 'string' ? JSON.parse(form.payload) : form;
+      }
     } catch (err) {
       throw new ImagineError('BAD_REQUEST', 'body is not a Slack request', { cause: err });
     }
+    // Signed, parseable, but not an object (null, a list, a number): still not a Slack request.
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new ImagineError('BAD_REQUEST', 'body is not a Slack request');
+    return parsed as Record<string, unknown>;
   }
 
   private async handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
