@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { ReplyTarget, SlackTarget } from '../../contracts/seal.ts';
 import type { ChatDeliverer, DeliveryEvent } from '../../relay/delivery.ts';
 import {
+  escapeMrkdwn,
   factsLine,
   failedMessage,
   GENERATING_LINE,
@@ -94,7 +95,7 @@ export class SlackDeliverer implements ChatDeliverer {
             responseUrl: target.responseUrl,
             responseUrlIssuedAt: target.responseUrlIssuedAt,
           },
-          `Your image “${truncate(prompt, 200)}” didn't make it. ${advice}`,
+          `Your image “${escapeMrkdwn(truncate(prompt, 200))}” didn't make it. ${advice}`,
           (this.opts.now ?? Date.now)(),
         );
         return;
@@ -133,7 +134,8 @@ export class SlackDeliverer implements ChatDeliverer {
         filename: `imagine-${event.seed ?? event.jobId}.${extension(image.contentType)}`,
         title: truncate(facts.prompt, 250),
         alt_text: truncate(facts.prompt, 1000),
-        initial_comment: `<@${target.userId}> ${truncate(facts.prompt, 3000)}\n${factsLine(facts)}`,
+        // The comment is mrkdwn: an unescaped prompt could ping <!channel> or hide a link.
+        initial_comment: `<@${target.userId}> ${truncate(escapeMrkdwn(facts.prompt), 3000)}\n${factsLine(facts)}`,
       });
     let upload: Awaited<ReturnType<typeof uploadOnce>>;
     try {

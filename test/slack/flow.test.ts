@@ -74,6 +74,26 @@ describe('Slack /imagine end to end (HTTP mode, fake Slack, demo generator)', ()
     cardTs = status.ts;
   });
 
+  it('a prompt cannot ping the channel or plant a link: mrkdwn is escaped everywhere it is shown', async () => {
+    const prompt = 'a fox <!channel> & <https://evil.test|free gift> 🦊';
+    const res = await postToSlackApp(
+      app.eventsUrl,
+      slashCommandForm({ text: prompt, channelId: 'C0ESCAPE', responseUrl: fake.responseUrl() }),
+    );
+    expect(res.status).toBe(200);
+    const file = await fake.waitFor(() =>
+      [...fake.files.values()].find((f) => f.channel === 'C0ESCAPE' && f.initialComment),
+    );
+    const escaped = 'a fox &lt;!channel&gt; &amp; &lt;https://evil.test|free gift&gt; 🦊';
+    expect(file.initialComment).toContain(escaped);
+    expect(file.initialComment).not.toContain('<!channel>');
+    const status = statusMessages(fake).find((m) => m.channel === 'C0ESCAPE')!;
+    const card = await resultCard(fake, status.ts);
+    expect(textOf(card.blocks)).toContain(escaped);
+    expect(card.text).not.toContain('<!channel>');
+    expect(decodeJobSpec(buttonsOf(card.blocks)[0]!.value)!.prompt).toBe(prompt);
+  });
+
   it('a click on Re-roll is answered by a fresh process (nothing kept in memory)', async () => {
     const card = fake.message(cardTs)!;
     const reroll = buttonsOf(card.blocks).find((b) => b.action_id === 'imagine_reroll')!;
