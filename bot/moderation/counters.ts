@@ -114,7 +114,17 @@ export interface ConcurrencySlots {
   acquire(key: string, limit: number, leaseMs: number): Promise<AcquireResult>;
   release(lease: SlotLease): Promise<void>;
   held(key: string): Promise<number>;
+  /**
+   * Tie a lease to the job it admitted, in the store, so whichever relay sees the job end (this
+   * one, another instance, or this one after a restart) can release it by job id.
+   */
+  bind(jobId: string, lease: SlotLease, leaseMs: number): Promise<void>;
+  /** Release the lease bound to a job; a lease bound after this (a very fast job) goes at once. */
+  releaseJob(jobId: string): Promise<void>;
 }
+
+/** How long a job's end is remembered when it is seen before its lease is bound. */
+const FINISHED_EARLY_MS = 10 * 60_000;
 
 // Leases are members of a sorted set scored by expiry; expired ones are dropped before counting.
 // TIME is Redis's clock, so instances with skewed clocks agree.
@@ -133,6 +143,29 @@ local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
+`;
+
+// A binding is `leaseId|slotsKey`; `!` marks a job that ended before it was bound.
+const BIND_LUA = `
+if redis.call('GET', KEYS[1]) == '!' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. KEYS[2], 'PX', ARGV[2])
+return 1
+`;
+const RELEASE_JOB_LUA = `
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], '!', 'PX', ARGV[1])
+  return 0
+end
+if v == '!' then return 0 end
+local bar = string.find(v, '|', 1, true)
+redis.call('ZREM', string.sub(v, bar + 1), string.sub(v, 1, bar - 1))
+redis.call('DEL', KEYS[1])
+return 1
 `;
 
 /** Slots in Redis, shared by every relay instance. */
@@ -166,11 +199,33 @@ export class RedisConcurrencySlots implements ConcurrencySlots {
   async held(key: string): Promise<number> {
     return (await this.#redis.eval(HELD_LUA, 1, `${this.#prefix}slots:${key}`)) as number;
   }
+
+  async bind(jobId: string, lease: SlotLease, leaseMs: number): Promise<void> {
+    await this.#redis.eval(
+      BIND_LUA,
+      2,
+      `${this.#prefix}slotjob:${jobId}`,
+      `${this.#prefix}slots:${lease.key}`,
+      lease.id,
+      String(Math.ceil(leaseMs)),
+    );
+  }
+
+  async releaseJob(jobId: string): Promise<void> {
+    await this.#redis.eval(
+      RELEASE_JOB_LUA,
+      1,
+      `${this.#prefix}slotjob:${jobId}`,
+      String(FINISHED_EARLY_MS),
+    );
+  }
 }
 
 /** Slots in this process's memory. */
 export class MemoryConcurrencySlots implements ConcurrencySlots {
   readonly #slots = new Map<string, Map<string, number>>();
+  /** Job id → its lease (or none: the job ended before it was bound), until when to keep it. */
+  readonly #jobs = new Map<string, { lease: SlotLease | undefined; until: number }>();
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -202,5 +257,34 @@ export class MemoryConcurrencySlots implements ConcurrencySlots {
 
   async held(key: string): Promise<number> {
     return this.#live(key).size;
+  }
+
+  #prune(): void {
+    if (this.#jobs.size < 10_000) return;
+    const now = this.#now();
+    for (const [id, entry] of this.#jobs) if (entry.until <= now) this.#jobs.delete(id);
+  }
+
+  async bind(jobId: string, lease: SlotLease, leaseMs: number): Promise<void> {
+    const entry = this.#jobs.get(jobId);
+    if (entry && entry.lease === undefined) {
+      this.#jobs.delete(jobId);
+      await this.release(lease);
+      return;
+    }
+    this.#prune();
+    this.#jobs.set(jobId, { lease, until: this.#now() + leaseMs });
+  }
+
+  async releaseJob(jobId: string): Promise<void> {
+    const entry = this.#jobs.get(jobId);
+    if (entry?.lease) {
+      this.#jobs.delete(jobId);
+      await this.release(entry.lease);
+      return;
+    }
+    if (entry) return;
+    this.#prune();
+    this.#jobs.set(jobId, { lease: undefined, until: this.#now() + FINISHED_EARLY_MS });
   }
 }

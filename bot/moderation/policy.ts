@@ -79,9 +79,6 @@ export class ModerationPolicy implements AdmissionPolicy {
   readonly #now: () => number;
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #blocklists = new Map<string, Blocklist>();
-  readonly #leases = new Map<string, { lease: SlotLease; until: number }>();
-  /** Jobs whose end was seen before their admission was confirmed (a very fast worker). */
-  readonly #finishedEarly = new Set<string>();
   readonly #finishTimes: number[] = [];
 
   constructor(opts: ModerationPolicyOptions) {
@@ -260,37 +257,19 @@ export class ModerationPolicy implements AdmissionPolicy {
   }
 
   #hold(jobId: string, lease: SlotLease): void {
-    if (this.#finishedEarly.delete(jobId)) {
-      void this.#release(lease);
-      return;
-    }
-    const now = this.#now();
-    this.#leases.set(jobId, { lease, until: now + this.#leaseMs });
-    // Leases whose end was never reported expire in the store; forget them here too.
-    if (this.#leases.size > 10_000)
-      for (const [id, held] of this.#leases) if (held.until <= now) this.#leases.delete(id);
-  }
-
-  async #release(lease: SlotLease): Promise<void> {
-    await this.#slots
-      .release(lease)
-      .catch((err) => this.#logger.warn({ err }, 'could not release a concurrency slot'));
+    // Bound in the store, not in this process: the job's end may be seen by another relay
+    // instance, or by this one after a restart.
+    void this.#slots
+      .bind(jobId, lease, this.#leaseMs)
+      .catch((err) => this.#logger.warn({ err }, 'could not bind a concurrency slot to its job'));
   }
 
   finished(jobId: string): void {
     this.#finishTimes.push(this.#now());
     if (this.#finishTimes.length > THROUGHPUT_SAMPLES) this.#finishTimes.shift();
-    const held = this.#leases.get(jobId);
-    if (held) {
-      this.#leases.delete(jobId);
-      void this.#release(held.lease);
-      return;
-    }
-    this.#finishedEarly.add(jobId);
-    if (this.#finishedEarly.size > 1000) {
-      const oldest = this.#finishedEarly.values().next().value;
-      if (oldest !== undefined) this.#finishedEarly.delete(oldest);
-    }
+    void this.#slots
+      .releaseJob(jobId)
+      .catch((err) => this.#logger.warn({ err }, 'could not release a concurrency slot'));
   }
 
   /** What a user has left in a scope (and channel), and when it resets. */

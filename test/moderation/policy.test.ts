@@ -197,3 +197,33 @@ describe('channel lists and direct messages', () => {
     }
   });
 });
+
+describe('concurrency slots shared through Redis', () => {
+  let backend: Backend;
+  beforeEach(() => {
+    backend = BACKENDS[0]![1]();
+  });
+  afterEach(async () => {
+    await backend.cleanup();
+  });
+
+  it('a job that ends on another relay instance (or after a restart) frees its slot', async () => {
+    const before = await backend.make({ concurrentPerUser: 2 });
+    const a = await before.admit(ctx({ userId: 'moved' }));
+    a.confirm('job-a');
+    const b = await before.admit(ctx({ userId: 'moved' }));
+    // The first instance is gone (restart) or simply not the one the worker pushed to.
+    const after = await backend.make({ concurrentPerUser: 2 });
+    expect((await refusal(after.admit(ctx({ userId: 'moved' })))).code).toBe('RATE_LIMITED');
+    after.finished('job-a');
+    await expect
+      .poll(async () => (await after.quota(ctx({ userId: 'moved' }).origin)).concurrent.inProgress)
+      .toBe(1);
+    // Ended elsewhere before its admission was even confirmed here.
+    after.finished('job-b');
+    b.confirm('job-b');
+    await expect
+      .poll(async () => (await after.quota(ctx({ userId: 'moved' }).origin)).concurrent.inProgress)
+      .toBe(0);
+  });
+});
