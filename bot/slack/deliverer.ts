@@ -80,27 +80,42 @@ export class SlackDeliverer implements ChatDeliverer {
           code: event.state === 'expired' ? 'JOB_EXPIRED' : 'GENERATION_FAILED',
           message: event.state === 'expired' ? 'the job expired' : 'generation failed',
         };
-        const advice = adviceFor(problem);
-        await this.setStatus(
-          target,
-          failedMessage(target.userId, this.spec(event, true), advice),
-          true,
-        );
-        await tellUser(
-          this.client,
-          this.logger,
-          {
-            channelId: target.channelId,
-            userId: target.userId,
-            responseUrl: target.responseUrl,
-            responseUrlIssuedAt: target.responseUrlIssuedAt,
-          },
-          `Your image “${escapeMrkdwn(truncate(prompt, 200))}” didn't make it. ${advice}`,
-          (this.opts.now ?? Date.now)(),
-        );
+        await this.deliverFailure(target, event, problem);
         return;
       }
     }
+  }
+
+  /** The status message shows the error and Retry, and the user is told what to do. */
+  private async deliverFailure(
+    target: SlackTarget,
+    event: DeliveryEvent,
+    problem: { code: string; message: string },
+  ): Promise<void> {
+    const prompt = event.prompt ?? '';
+    const advice = adviceFor(problem);
+    try {
+      await this.setStatus(
+        target,
+        failedMessage(target.userId, this.spec(event, true), advice),
+        true,
+      );
+    } catch (err) {
+      // The ephemeral below still reaches the user.
+      this.logger.warn({ err, channel: target.channelId }, 'slack failure card not shown');
+    }
+    await tellUser(
+      this.client,
+      this.logger,
+      {
+        channelId: target.channelId,
+        userId: target.userId,
+        responseUrl: target.responseUrl,
+        responseUrlIssuedAt: target.responseUrlIssuedAt,
+      },
+      `Your image “${escapeMrkdwn(truncate(prompt, 200))}” didn't make it. ${advice}`,
+      (this.opts.now ?? Date.now)(),
+    );
   }
 
   private spec(event: DeliveryEvent, keepSeed: boolean): JobSpec {
@@ -139,13 +154,24 @@ export class SlackDeliverer implements ChatDeliverer {
       });
     let upload: Awaited<ReturnType<typeof uploadOnce>>;
     try {
-      upload = await uploadOnce();
+      try {
+        upload = await uploadOnce();
+      } catch (err) {
+        // chat:write.public let the status message into a public channel the bot never joined;
+        // a file share needs membership, so join (channels:join) and share again.
+        if (slackError(err) !== 'not_in_channel') throw err;
+        await this.client.conversations.join({ channel: target.channelId });
+        upload = await uploadOnce();
+      }
     } catch (err) {
-      // chat:write.public let the status message into a public channel the bot never joined;
-      // a file share needs membership, so join (channels:join) and share again.
-      if (slackError(err) !== 'not_in_channel') throw err;
-      await this.client.conversations.join({ channel: target.channelId });
-      upload = await uploadOnce();
+      // Nothing else would touch the status message again: it would say "Generating…" forever.
+      this.logger.error({ err, channel: target.channelId }, 'slack image upload failed');
+      const reason = slackError(err) ?? (err instanceof Error ? err.message : String(err));
+      await this.deliverFailure(target, event, {
+        code: 'DELIVERY_FAILED',
+        message: `Slack refused the image upload (${reason})`,
+      });
+      return;
     }
     const fileId = (upload.files as Array<{ files?: Array<{ id?: string }> }> | undefined)?.[0]
       ?.files?.[0]?.id;

@@ -136,4 +136,30 @@ describe('Slack refusals and failures are told to the user, ephemerally', () => 
     // Retry reused the failed message: no second status message in the channel.
     expect(fake.messages.filter((m) => m.channel === 'C0ART' && !m.files)).toHaveLength(1);
   });
+  it('an upload Slack refuses leaves no "Generating…" behind: the card shows the error and Retry', async () => {
+    generator.failing = false;
+    fake.failNext('files.completeUploadExternal', 'restricted_action');
+    const res = await postToSlackApp(
+      app.eventsUrl,
+      slashCommandForm({
+        text: 'a paper crane',
+        responseUrl: fake.responseUrl('nofiles'),
+        channelId: 'C0NOFILES',
+      }),
+    );
+    expect(res.status).toBe(200);
+    const failed = await fake.waitFor(() =>
+      fake.messages.find(
+        (m) =>
+          m.channel === 'C0NOFILES' &&
+          !m.deleted &&
+          buttonsOf(m.blocks).some((b) => b.action_id === 'imagine_retry'),
+      ),
+    );
+    expect(textOf(failed.blocks)).toContain('restricted_action');
+    const [told] = await fake.waitFor(
+      () => responsesTo('nofiles').length > 0 && responsesTo('nofiles'),
+    );
+    expect(String(told!.body.text)).toContain('Retry');
+  });
 });
