@@ -23,8 +23,11 @@ export interface AdmissionContext {
   prompt: string;
   params: JobParams;
   origin: Origin;
-  /** Jobs queued and not yet started, as this relay sees them (for the queue-length limit). */
-  queueLength: number;
+  /**
+   * Jobs queued and not yet started, as this relay sees them (for the queue-length limit).
+   * Read at the time it is read (a getter), not when the request arrived.
+   */
+  readonly queueLength: number;
 }
 
 /** A granted admission: confirm once enqueued, cancel to give back what was taken. */
@@ -111,11 +114,16 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
   return async ({ request, origin, replyTarget }) => {
     const req = parseImagineRequest(request);
     const params = resolveParams(req, { steps: opts.defaultSteps });
+    const { registry } = opts;
     const granted = await admission.admit({
       prompt: req.prompt,
       params,
       origin,
-      queueLength: opts.registry.queuedCount,
+      // Read live: a policy checks it again after its own awaits, when parallel requests
+      // may have queued jobs meanwhile.
+      get queueLength() {
+        return registry.queuedCount;
+      },
     });
     const createdAt = now();
     const job: Job = {

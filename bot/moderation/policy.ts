@@ -79,6 +79,8 @@ export class ModerationPolicy implements AdmissionPolicy {
   readonly #now: () => number;
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #blocklists = new Map<string, Blocklist>();
+  /** Admissions granted and not yet confirmed or cancelled (on their way onto the queue). */
+  #admitting = 0;
   readonly #finishTimes: number[] = [];
 
   constructor(opts: ModerationPolicyOptions) {
@@ -174,22 +176,37 @@ export class ModerationPolicy implements AdmissionPolicy {
         `the prompt contains a blocked word or phrase ("${hit}"); rephrase it and try again`,
       );
 
-    if (ctx.queueLength >= limits.maxQueueLength) {
-      const ahead = ctx.queueLength - limits.maxQueueLength + 1;
-      const seconds = Math.min(3600, Math.max(5, Math.ceil(ahead * this.secondsPerJob())));
-      const minutes = Math.max(1, Math.ceil(seconds / 60));
-      throw new ImagineError(
-        'QUEUE_FULL',
-        `imagine is busy (${ctx.queueLength} images waiting); try again in about ${minutes} minute${minutes === 1 ? '' : 's'}`,
-        { retryAfterSeconds: seconds },
-      );
-    }
-
-    return this.#count(scopeKey, origin, limits);
+    this.#checkQueue(ctx, limits);
+    return this.#count(scopeKey, origin, limits, () => this.#checkQueue(ctx, limits));
   }
 
-  /** Take a concurrency slot, then a user and a scope window count; undo on any refusal. */
-  async #count(scopeKey: string, origin: Origin, limits: Limits): Promise<Admission> {
+  /**
+   * Refuse when the queue is full. Jobs admitted here but not yet on the queue count as queued:
+   * parallel requests all see the same queue length before any of them is enqueued.
+   */
+  #checkQueue(ctx: AdmissionContext, limits: Limits): void {
+    const waiting = ctx.queueLength + this.#admitting;
+    if (waiting < limits.maxQueueLength) return;
+    const ahead = waiting - limits.maxQueueLength + 1;
+    const seconds = Math.min(3600, Math.max(5, Math.ceil(ahead * this.secondsPerJob())));
+    const minutes = Math.max(1, Math.ceil(seconds / 60));
+    throw new ImagineError(
+      'QUEUE_FULL',
+      `imagine is busy (${waiting} images waiting); try again in about ${minutes} minute${minutes === 1 ? '' : 's'}`,
+      { retryAfterSeconds: seconds },
+    );
+  }
+
+  /**
+   * Take a concurrency slot, then a user and a scope window count; undo on any refusal.
+   * `lastCheck` runs after the last await, so nothing can slip in between it and the grant.
+   */
+  async #count(
+    scopeKey: string,
+    origin: Origin,
+    limits: Limits,
+    lastCheck: () => void,
+  ): Promise<Admission> {
     const user = origin.userId ?? 'anonymous';
     const userKey = `u:${scopeKey}:${user}`;
     const scopeCounter = `s:${scopeKey}`;
@@ -236,16 +253,20 @@ export class ModerationPolicy implements AdmissionPolicy {
       }
       undo.push(() => this.#counters.giveBack(scopeCounter, window, all.windowEndsAt));
 
+      lastCheck();
+      this.#admitting++;
       let settled = false;
       return {
         confirm: (jobId) => {
           if (settled) return;
           settled = true;
+          this.#admitting--;
           this.#hold(jobId, lease);
         },
         cancel: async () => {
           if (settled) return;
           settled = true;
+          this.#admitting--;
           await rollback();
         },
       };

@@ -1,5 +1,7 @@
+import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ModerationPolicy } from '../../bot/moderation/policy.ts';
+import { createSubmitter, type JobRegistry } from '../../bot/submit.ts';
 import { BACKENDS, type Backend, ctx, refusal } from './helpers.ts';
 
 describe.each(BACKENDS)('admission on %s', (_name, makeBackend) => {
@@ -99,6 +101,46 @@ describe.each(BACKENDS)('admission on %s', (_name, makeBackend) => {
     await expect(p.admit(ctx({ queueLength: 4 }))).resolves.toBeDefined();
     // Nothing was counted for the refusal.
     expect((await p.quota(ctx().origin)).user.used).toBe(1);
+  });
+
+  it('never queues past the maximum queue length under 50 parallel submissions', async () => {
+    const p = await policy({ maxQueueLength: 5 });
+    const queued = new Set<string>();
+    const registry: JobRegistry = {
+      registerQueued: (job) => {
+        queued.add(job.jobId);
+        return { position: queued.size - 1 };
+      },
+      get queuedCount() {
+        return queued.size;
+      },
+      forget: (id) => {
+        queued.delete(id);
+      },
+    };
+    const submit = createSubmitter({
+      queue: { send: async () => {}, depth: async () => undefined },
+      registry,
+      secret: 'x'.repeat(32),
+      defaultSteps: 4,
+      jobTtlSeconds: 900,
+      admission: p,
+      logger: pino({ level: 'silent' }),
+    });
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, (_, i) =>
+        submit({
+          request: { prompt: 'a fox in space' },
+          origin: { platform: 'discord', userId: `user-${i}`, scopeId: 'g1', channelId: 'c1' },
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
+    expect(queued.size).toBe(5);
+    for (const r of results)
+      if (r.status === 'rejected') expect((r.reason as { code: string }).code).toBe('QUEUE_FULL');
+    // The refused got their counts back: the scope counted only the five queued.
+    expect((await p.quota(ctx({ userId: 'user-0' }).origin)).scope.used).toBe(5);
   });
 
   it('refuses blocked words (built-in and configured), and no longer once built-ins are off', async () => {
