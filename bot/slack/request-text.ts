@@ -15,10 +15,22 @@ const OPTIONS: Record<string, 'aspect' | 'seed' | 'steps'> = {
   steps: 'steps',
 };
 
-/** Turn command text into an unvalidated request (`INVALID_PARAMETERS` on unknown options). */
+/**
+ * Slack sends command and message text with its three control characters as entities
+ * (`&amp;`, `&lt;`, `&gt;`); the prompt is what the user typed. `&amp;` goes last, so a typed
+ * "&lt;" (sent as `&amp;lt;`) stays "&lt;".
+ */
+export function unescapeSlackText(text: string): string {
+  return text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+}
+
+/**
+ * Turn command or DM text, as Slack sends it, into an unvalidated request
+ * (`INVALID_PARAMETERS` on unknown options).
+ */
 export function requestFromText(text: string): Record<string, unknown> {
   // Phones and macOS turn "--" into an em or en dash.
-  const tokens = text
+  const tokens = unescapeSlackText(text)
     .replace(/[\u2013\u2014](?=\w)/g, '--')
     .split(/\s+/)
     .filter(Boolean);

@@ -75,6 +75,15 @@ describe('/imagine text', () => {
     expect(requestFromText('a fox --steps=8')).toEqual({ prompt: 'a fox', steps: 8 });
   });
 
+  it('reads the text as Slack sends it: &amp; &lt; &gt; are what the user typed', () => {
+    expect(requestFromText('cats &amp; dogs &lt;3 &gt;_&lt; --seed 1')).toEqual({
+      prompt: 'cats & dogs <3 >_<',
+      seed: 1,
+    });
+    // A typed "&lt;" arrives as "&amp;lt;" and stays "&lt;".
+    expect(requestFromText('&amp;lt;').prompt).toBe('&lt;');
+  });
+
   it('accepts the em dash phones put in for "--"', () => {
     expect(requestFromText('a fox —seed 3')).toEqual({ prompt: 'a fox', seed: 3 });
   });

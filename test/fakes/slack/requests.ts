@@ -44,7 +44,12 @@ export async function postToSlackApp(
   return fetch(url, { method: 'POST', headers, body });
 }
 
-/** The form fields of a slash command. */
+/** Text as Slack sends it in commands and message events: `&`, `<`, `>` as entities. */
+export function slackEscaped(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** The form fields of a slash command (`text` as typed; escaped here as Slack does). */
 export function slashCommandForm(fields: {
   command?: string;
   text: string;
@@ -63,7 +68,7 @@ export function slashCommandForm(fields: {
     user_id: fields.userId ?? 'U0ALICE',
     user_name: fields.userName ?? 'alice',
     command: fields.command ?? '/imagine',
-    text: fields.text,
+    text: slackEscaped(fields.text),
     api_app_id: 'A0IMAGINE',
     is_enterprise_install: 'false',
     response_url: fields.responseUrl,
