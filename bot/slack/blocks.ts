@@ -68,10 +68,19 @@ export function escapeMrkdwn(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** Shorten to `max` code points with an ellipsis. */
+/**
+ * Shorten to at most `max` UTF-16 units (`.length`, the strictest way a limit can be counted)
+ * with an ellipsis, never splitting an emoji's surrogate pair. Counting code points let an
+ * escaped prompt of emoji and `&` pass as 2900 "characters" but weigh 3300.
+ */
 export function truncate(text: string, max: number): string {
-  const chars = [...text];
-  return chars.length <= max ? text : `${chars.slice(0, max - 1).join('')}…`;
+  if (text.length <= max) return text;
+  let out = '';
+  for (const char of text) {
+    if (out.length + char.length > max - 1) break;
+    out += char;
+  }
+  return `${out}…`;
 }
 
 /** A finished job's facts, for the result card and the file comment. */

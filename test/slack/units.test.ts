@@ -4,16 +4,19 @@ import {
   decodeJobSpec,
   encodeJobSpec,
   escapeMrkdwn,
+  failedMessage,
   fitsButton,
   requestFromSpec,
   resultMessage,
+  statusMessage,
+  truncate,
 } from '../../bot/slack/blocks.ts';
 import { slackCommands } from '../../bot/slack/commands/index.ts';
 import { adviceFor } from '../../bot/slack/replies.ts';
 import { requestFromText } from '../../bot/slack/request-text.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import { PROMPT_MAX_CHARS } from '../../contracts/job.ts';
-import { buttonsOf } from '../fakes/slack/requests.ts';
+import { buttonsOf, textOf } from '../fakes/slack/requests.ts';
 
 describe('button values carry the whole job spec', () => {
   it('round-trips prompts with the separator, quotes and non-ASCII', () => {
@@ -41,6 +44,22 @@ describe('button values carry the whole job spec', () => {
     const facts = { userId: 'U1', prompt: '🦊'.repeat(1000), demo: false };
     const card = resultMessage(facts, { prompt: facts.prompt }, undefined);
     expect(buttonsOf(card.blocks)).toEqual([]);
+  });
+
+  it('block text stays within 3000 UTF-16 units for any allowed prompt (emoji and escapes)', () => {
+    const prompt = `${'🦊'.repeat(400)}${'&'.repeat(600)}`;
+    const spec = { prompt, seed: 1, width: 1024, height: 1024 };
+    const facts = { userId: 'U1', prompt, seed: 1, demo: false };
+    for (const message of [
+      statusMessage('U1', prompt, 'queued'),
+      resultMessage(facts, spec, 'F1'),
+      failedMessage('U1', spec, 'advice'),
+    ]) {
+      const texts = textOf(message.blocks).split('\n');
+      for (const t of texts) expect(t.length).toBeLessThanOrEqual(3000);
+    }
+    // Never half an emoji.
+    expect(truncate('🦊🦊🦊', 4)).toBe('🦊…');
   });
 
   it('rejects values that are not ours', () => {
