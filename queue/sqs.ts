@@ -2,6 +2,8 @@
  * SQS adapter: the one file that knows `@aws-sdk/client-sqs` and `sqs-consumer`.
  * The same code path runs against AWS and against the embedded emulator.
  */
+
+import { once } from 'node:events';
 import {
   GetQueueAttributesCommand,
   type Message,
@@ -103,6 +105,19 @@ export async function resolveDeadLetterUrl(
   return `${base.origin}/${account}/${name}`;
 }
 
+/** Resolve with the promise's value, or 'timeout' after `ms`. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Options of {@link SqsJobConsumer}. */
 export interface SqsConsumerOptions {
   client: SQSClient;
@@ -114,6 +129,8 @@ export interface SqsConsumerOptions {
   logger: Logger;
   /** Seconds before a failed, retryable job becomes visible again. */
   retryDelaySeconds?: number;
+  /** On stop, how long jobs in flight may take to finish before they are handed back. */
+  drainMs?: number;
 }
 
 /**
@@ -123,6 +140,8 @@ export interface SqsConsumerOptions {
  */
 export class SqsJobConsumer implements JobConsumer {
   private consumers: Consumer[] = [];
+  /** Consumers running a job right now (the rest are long-polling). */
+  private readonly busy = new Set<Consumer>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly abort = new AbortController();
 
@@ -144,14 +163,18 @@ export class SqsJobConsumer implements JobConsumer {
         heartbeatInterval: Math.max(1, Math.floor(opts.visibilityTimeoutSeconds / 3)),
         terminateVisibilityTimeout: opts.retryDelaySeconds ?? 5,
         pollingWaitTimeMs: 0,
+        // Lets stop() wait for a job in flight to finish and its message to be deleted.
+        pollingCompleteWaitTimeMs: (opts.drainMs ?? 25_000) + 15_000,
         messageSystemAttributeNames: ['ApproximateReceiveCount'],
         handleMessage: async (message) => {
+          this.busy.add(consumer);
           const work = this.handle(message, handler);
           this.inFlight.add(work);
           try {
             return await work;
           } finally {
             this.inFlight.delete(work);
+            this.busy.delete(consumer);
           }
         },
       });
@@ -176,7 +199,9 @@ export class SqsJobConsumer implements JobConsumer {
       const attempt = Number(message.Attributes?.ApproximateReceiveCount ?? 1) || 1;
       await handler(job, { signal: this.abort.signal, attempt });
     } catch (err) {
-      if (isRetryable(err) && !this.abort.signal.aborted) throw err;
+      // Cut short by shutdown: hand the job back to the queue for another worker.
+      if (this.abort.signal.aborted) throw err;
+      if (isRetryable(err)) throw err;
       // Non-retryable failures were reported by the handler; drop the message.
       this.opts.logger.error({ err, jobId: job.jobId }, 'job failed for good');
     }
@@ -222,10 +247,26 @@ export class SqsJobConsumer implements JobConsumer {
     );
   }
 
+  /**
+   * Stop polling at once; let jobs in flight finish (and their messages be deleted) for up to
+   * `drainMs`, then abort them, which hands their messages back to the queue. No job is lost to
+   * a restart.
+   */
   async stop(): Promise<void> {
+    const drainMs = this.opts.drainMs ?? 25_000;
+    // Idle consumers are only long-polling: cut that short. Busy ones finish their job first.
+    const busy = this.consumers.filter((c) => this.busy.has(c));
+    const stopped = Promise.all(busy.map((c) => once(c, 'stopped')));
+    for (const c of this.consumers) c.stop(this.busy.has(c) ? undefined : { abort: true });
+    if ((await withTimeout(stopped, drainMs)) === 'timeout') {
+      this.opts.logger.warn(
+        { jobs: this.inFlight.size },
+        'jobs still running at shutdown: handing them back',
+      );
+      this.abort.abort();
+      await withTimeout(stopped, 10_000);
+    }
     this.abort.abort();
-    for (const c of this.consumers) c.stop({ abort: true });
-    await Promise.allSettled([...this.inFlight]);
     this.consumers = [];
   }
 }

@@ -119,6 +119,11 @@ export const ENV = {
     default: '2',
     doc: 'Jobs in flight per worker.',
   },
+  WORKER_DRAIN_SECONDS: {
+    schema: int(0, 3600).default(25),
+    default: '25',
+    doc: 'On shutdown, how long running jobs may take to finish before they are handed back to the queue for another worker.',
+  },
   JOB_TTL_SECONDS: {
     schema: int(10, 86_400).default(900),
     default: '900',

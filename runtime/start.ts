@@ -154,6 +154,7 @@ async function startParts(
         concurrency: config.WORKER_CONCURRENCY,
         visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
         waitTimeSeconds: config.SQS_WAIT_SECONDS,
+        drainMs: config.WORKER_DRAIN_SECONDS * 1000,
         logger,
       }),
       generator,

@@ -49,7 +49,6 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
     state.maxInFlight = Math.max(state.maxInFlight, inFlight);
     res.once('close', () => inFlight--);
     const text = await readBody(req);
-    if (state.delayMs > 0) await new Promise((r) => setTimeout(r, state.delayMs));
     // Modal's proxy auth answers 401 before the app sees the request.
     if (req.headers['modal-key'] !== state.key || req.headers['modal-secret'] !== state.secret) {
       res
@@ -69,6 +68,7 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
       return;
     }
     state.requests.push({ body, headers: req.headers });
+    if (state.delayMs > 0) await new Promise((r) => setTimeout(r, state.delayMs));
     switch (state.mode) {
       case 'slow':
         await new Promise((r) => setTimeout(r, 5000));
