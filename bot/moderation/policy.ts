@@ -3,6 +3,7 @@
  * queue length, then per-user concurrency and the per-user and per-scope windows. A refusal
  * names the reason and when to come back; nothing is counted for it.
  */
+import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { ImagineError } from '../../contracts/errors.ts';
 import type { Origin } from '../../contracts/job.ts';
@@ -207,8 +208,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     limits: Limits,
     lastCheck: () => void,
   ): Promise<Admission> {
-    const user = origin.userId ?? 'anonymous';
-    const userKey = `u:${scopeKey}:${user}`;
+    const userKey = `u:${scopeKey}:${rateUserOf(origin)}`;
     const scopeCounter = `s:${scopeKey}`;
     const window = limits.windowSeconds;
     if (limits.imagesPerUser === 0 || limits.imagesPerScope === 0)
@@ -298,7 +298,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     const scopeKey = scopeKeyOf(origin);
     const settings = await this.settingsOf(scopeKey);
     const limits = effectiveLimits(this.defaults, settings, origin.channelId);
-    const userKey = `u:${scopeKey}:${origin.userId ?? 'anonymous'}`;
+    const userKey = `u:${scopeKey}:${rateUserOf(origin)}`;
     try {
       const [mine, all, inProgress] = await Promise.all([
         this.#counters.peek(userKey, limits.windowSeconds),
@@ -338,6 +338,30 @@ export class ModerationPolicy implements AdmissionPolicy {
 function channelForRules(origin: Origin): string | undefined {
   if (origin.platform === 'slack' && origin.channelId?.startsWith('D')) return undefined;
   return origin.channelId;
+}
+
+/**
+ * Who a request counts against. On the web that is the client address; an IPv6 client counts by
+ * its /64 network, since one host is usually handed a whole /64 and could step through it.
+ */
+export function rateUserOf(origin: Pick<Origin, 'platform' | 'userId'>): string {
+  const user = origin.userId ?? 'anonymous';
+  if (origin.platform !== 'web' || !isIPv6(user.split('%')[0] ?? '')) return user;
+  return ipv6Network64(user.split('%')[0] ?? '');
+}
+
+/** `2001:db8:1:2:3:4:5:6` → `2001:db8:1:2::/64`; an IPv4-mapped address → the IPv4 address. */
+function ipv6Network64(ip: string): string {
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
+  if (mapped?.[1]) return mapped[1];
+  const [head = '', tail] = ip.split('::');
+  const groups = (part: string) => (part === '' ? [] : part.split(':'));
+  const left = groups(head);
+  const right = tail === undefined ? [] : groups(tail);
+  const missing = 8 - left.length - right.length;
+  const all = [...left, ...Array<string>(Math.max(0, missing)).fill('0'), ...right];
+  const prefix = all.slice(0, 4).map((g) => (Number.parseInt(g, 16) || 0).toString(16));
+  return `${prefix.join(':')}::/64`;
 }
 
 /** What users call a scope on each platform. */

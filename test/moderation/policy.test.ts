@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ModerationPolicy } from '../../bot/moderation/policy.ts';
+import { type ModerationPolicy, rateUserOf } from '../../bot/moderation/policy.ts';
 import { createSubmitter, type JobRegistry } from '../../bot/submit.ts';
 import { BACKENDS, type Backend, ctx, refusal } from './helpers.ts';
 
@@ -143,6 +143,18 @@ describe.each(BACKENDS)('admission on %s', (_name, makeBackend) => {
     expect((await p.quota(ctx({ userId: 'user-0' }).origin)).scope.used).toBe(5);
   });
 
+  it('counts web clients by address, IPv6 ones by their /64 network', async () => {
+    const p = await policy({ imagesPerUser: 2 });
+    const web = (userId: string) => ctx({ platform: 'web', scopeId: 'web', userId });
+    await p.admit(web('2001:db8:1:2::1'));
+    await p.admit(web('2001:db8:1:2:aaaa:bbbb:cccc:dddd'));
+    expect((await refusal(p.admit(web('2001:0db8:0001:0002::ffff')))).code).toBe('RATE_LIMITED');
+    await expect(p.admit(web('2001:db8:1:3::1'))).resolves.toBeDefined();
+    await p.admit(web('192.0.2.7'));
+    await p.admit(web('192.0.2.7'));
+    expect((await refusal(p.admit(web('::ffff:192.0.2.7')))).code).toBe('RATE_LIMITED');
+  });
+
   it('refuses blocked words (built-in and configured), and no longer once built-ins are off', async () => {
     const p = await policy();
     expect((await refusal(p.admit(ctx({ prompt: 'a NÚDE figure' })))).code).toBe('BLOCKED_CONTENT');
@@ -267,5 +279,19 @@ describe('concurrency slots shared through Redis', () => {
     await expect
       .poll(async () => (await after.quota(ctx({ userId: 'moved' }).origin)).concurrent.inProgress)
       .toBe(0);
+  });
+});
+
+describe('rateUserOf', () => {
+  it('keys web clients by IPv4 address or IPv6 /64, and chat users by their id', () => {
+    const web = (userId: string) => rateUserOf({ platform: 'web', userId });
+    expect(web('203.0.113.9')).toBe('203.0.113.9');
+    expect(web('::ffff:203.0.113.9')).toBe('203.0.113.9');
+    expect(web('2001:db8:a:b:1:2:3:4')).toBe('2001:db8:a:b::/64');
+    expect(web('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(web('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(web('::1')).toBe('0:0:0:0::/64');
+    expect(rateUserOf({ platform: 'discord', userId: '2001:db8::1' })).toBe('2001:db8::1');
+    expect(rateUserOf({ platform: 'web' })).toBe('anonymous');
   });
 });
