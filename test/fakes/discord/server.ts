@@ -47,6 +47,8 @@ export interface FakeMessage extends APIMessage {
 
 interface FakeInteraction {
   id: string;
+  /** When Discord created it: the initial response must come within 3 s. */
+  createdAt: number;
   token: string;
   applicationId: string;
   channelId: string;
@@ -231,6 +233,7 @@ export class FakeDiscord extends EventEmitter {
     const limit = opts.attachmentSizeLimit ?? DEFAULT_LIMIT;
     this.interactions.set(token, {
       id,
+      createdAt: Date.now(),
       token,
       applicationId: this.applicationId,
       channelId,
@@ -556,6 +559,8 @@ export class FakeDiscord extends EventEmitter {
     if (method === 'POST' && cb) {
       const i = this.interactions.get(decodeURIComponent(cb[2]!));
       if (!i || i.id !== cb[1]) throw new HttpError(404, 10062, 'Unknown interaction');
+      // Discord forgets an interaction not answered within 3 s.
+      if (Date.now() - i.createdAt > 3000) throw new HttpError(404, 10062, 'Unknown interaction');
       return { status: 204, body: this.callback(i, record.body) };
     }
     if (wm) {
@@ -665,8 +670,7 @@ export class FakeDiscord extends EventEmitter {
     const body = (record.body ?? {}) as Record<string, unknown>;
     if (typeof body.content === 'string' && body.content.length > 2000)
       throw new HttpError(400, 50035, 'content longer than 2000');
-    if (Array.isArray(body.embeds) && body.embeds.length > 10)
-      throw new HttpError(400, 50035, 'more than 10 embeds');
+    if (Array.isArray(body.embeds)) checkEmbeds(body.embeds);
     if (Array.isArray(body.components)) checkComponents(body.components);
     const files = record.files;
     const cap = Math.min(limit, this.enforcedUploadLimit ?? limit);
@@ -707,7 +711,10 @@ export class FakeDiscord extends EventEmitter {
       if (byIndex.size > 0)
         throw new HttpError(400, 50035, `files not listed in attachments: ${[...byIndex.keys()]}`);
     }
-    if (typeof body.content === 'string') msg.content = body.content;
+    if (typeof body.content === 'string') {
+      msg.content = body.content;
+      applyMentions(msg, body.content, body.allowed_mentions);
+    }
     if (Array.isArray(body.embeds)) msg.embeds = body.embeds as APIMessage['embeds'];
     if (Array.isArray(body.components))
       msg.components = body.components as NonNullable<APIMessage['components']>;
@@ -717,6 +724,57 @@ export class FakeDiscord extends EventEmitter {
     msg.loading = false;
     msg.edited_timestamp = new Date().toISOString();
   }
+}
+
+/** Discord's embed limits (characters counted here as UTF-16 units: stricter than Discord). */
+function checkEmbeds(embeds: unknown[]): void {
+  if (embeds.length > 10) throw new HttpError(400, 50035, 'more than 10 embeds');
+  let total = 0;
+  const text = (value: unknown, max: number, what: string) => {
+    if (value === undefined) return;
+    if (typeof value !== 'string') throw new HttpError(400, 50035, `${what} must be a string`);
+    if (value.length > max) throw new HttpError(400, 50035, `${what} longer than ${max}`);
+    total += value.length;
+  };
+  for (const e of embeds as Array<Record<string, unknown>>) {
+    text(e.title, 256, 'embed title');
+    text(e.description, 4096, 'embed description');
+    text((e.footer as { text?: unknown } | undefined)?.text, 2048, 'embed footer');
+    text((e.author as { name?: unknown } | undefined)?.name, 256, 'embed author name');
+    const fields = (e.fields ?? []) as Array<{ name?: unknown; value?: unknown }>;
+    if (fields.length > 25) throw new HttpError(400, 50035, 'more than 25 embed fields');
+    for (const f of fields) {
+      if (typeof f.name !== 'string' || f.name.length === 0)
+        throw new HttpError(400, 50035, 'embed field name required');
+      if (typeof f.value !== 'string' || f.value.length === 0)
+        throw new HttpError(400, 50035, 'embed field value required');
+      text(f.name, 256, 'embed field name');
+      text(f.value, 1024, 'embed field value');
+    }
+  }
+  if (total > 6000) throw new HttpError(400, 50035, 'embeds longer than 6000 in total');
+}
+
+/**
+ * Who a message's content pings, as Discord decides it: without `allowed_mentions` every
+ * mention in the content is parsed (including @everyone / @here).
+ */
+function applyMentions(msg: FakeMessage, content: string, allowed: unknown): void {
+  const am = allowed as { parse?: string[]; users?: string[]; roles?: string[] } | undefined;
+  const parses = (kind: string) => am === undefined || (am.parse ?? []).includes(kind);
+  msg.mention_everyone = /@(everyone|here)/.test(content) && parses('everyone');
+  const users = [...content.matchAll(/<@!?(\d+)>/g)].map((m) => m[1]!);
+  msg.mentions = users
+    .filter((id) => parses('users') || (am?.users ?? []).includes(id))
+    .map((id) => ({
+      id,
+      username: `user${id}`,
+      discriminator: '0',
+      global_name: null,
+      avatar: null,
+    }));
+  const roles = [...content.matchAll(/<@&(\d+)>/g)].map((m) => m[1]!);
+  msg.mention_roles = roles.filter((id) => parses('roles') || (am?.roles ?? []).includes(id));
 }
 
 function checkComponents(rows: unknown[]): void {
