@@ -8,6 +8,7 @@ import {
   type APIApplicationCommand,
   type APIInteractionResponse,
   type APIMessage,
+  InteractionResponseType,
   type RESTPatchAPIWebhookWithTokenMessageJSONBody,
   type RESTPostAPIApplicationCommandsJSONBody,
   type RESTPostAPIChannelMessageJSONBody,
@@ -35,6 +36,15 @@ export interface DiscordApiOptions {
 
 function rawFiles(files: DiscordFile[] | undefined): RawFile[] | undefined {
   return files?.map((f) => ({ name: f.name, data: f.data, contentType: f.contentType }));
+}
+
+/**
+ * Without `allowed_mentions` Discord parses every mention in `content`, @everyone included, and
+ * content can carry text that is not ours (an error echoing a prompt): ping nobody unless the
+ * call names who.
+ */
+function quiet<T extends { allowed_mentions?: unknown }>(body: T): T {
+  return body.allowed_mentions ? body : { ...body, allowed_mentions: { parse: [] } };
 }
 
 /** Discord error codes imagine reacts to. */
@@ -83,6 +93,15 @@ export function deliveryError(err: unknown): ImagineError {
   return new ImagineError('DELIVERY_FAILED', err instanceof Error ? err.message : String(err));
 }
 
+/** An interaction response whose message (if it carries one) pings nobody; see {@link quiet}. */
+export function quietResponse(body: APIInteractionResponse): APIInteractionResponse {
+  if (body.type === InteractionResponseType.ChannelMessageWithSource)
+    return { ...body, data: quiet(body.data) };
+  if (body.type === InteractionResponseType.UpdateMessage)
+    return { ...body, data: quiet(body.data ?? {}) };
+  return body;
+}
+
 /** Thin, typed wrapper over the endpoints imagine uses. */
 export class DiscordApi {
   readonly rest: REST;
@@ -96,7 +115,10 @@ export class DiscordApi {
 
   /** Answer an interaction (gateway mode; HTTP mode answers in the HTTP response). */
   async respond(interactionId: string, token: string, body: APIInteractionResponse): Promise<void> {
-    await this.rest.post(Routes.interactionCallback(interactionId, token), { body, auth: false });
+    await this.rest.post(Routes.interactionCallback(interactionId, token), {
+      body: quietResponse(body),
+      auth: false,
+    });
   }
 
   /** Fetch a message sent through the interaction webhook (`@original` by default). */
@@ -116,7 +138,7 @@ export class DiscordApi {
   ): Promise<APIMessage> {
     const raw = rawFiles(files);
     return (await this.rest.patch(Routes.webhookMessage(appId, token, messageId), {
-      body,
+      body: quiet(body),
       auth: false,
       ...(raw ? { files: raw } : {}),
     })) as APIMessage;
@@ -134,7 +156,7 @@ export class DiscordApi {
     body: RESTPostAPIWebhookWithTokenJSONBody,
   ): Promise<APIMessage> {
     return (await this.rest.post(Routes.webhook(appId, token), {
-      body,
+      body: quiet(body),
       auth: false,
     })) as APIMessage;
   }
@@ -147,7 +169,7 @@ export class DiscordApi {
   ): Promise<APIMessage> {
     const raw = rawFiles(files);
     return (await this.rest.post(Routes.channelMessages(channelId), {
-      body,
+      body: quiet(body),
       ...(raw ? { files: raw } : {}),
     })) as APIMessage;
   }

@@ -18,7 +18,14 @@ import {
   isTooLarge,
 } from './api.ts';
 import { fitImage } from './fit-image.ts';
-import { doneButtons, failureLine, jobEmbed, retryButtons, statusLine } from './messages.ts';
+import {
+  DELIVERY_FAILED,
+  doneButtons,
+  failureLine,
+  jobEmbed,
+  retryButtons,
+  statusLine,
+} from './messages.ts';
 
 /** Interaction tokens work for 15 minutes. */
 export const TOKEN_LIFETIME_MS = 15 * 60 * 1000;
@@ -133,7 +140,32 @@ export class DiscordDeliverer implements ChatDeliverer {
       return;
     }
     this.throttle.forget(event.jobId);
-    if (event.state === 'done' && event.image) return this.deliverImage(target, event, tokenAlive);
+    if (event.state === 'done' && event.image) {
+      try {
+        await this.deliverImage(target, event, tokenAlive);
+      } catch (err) {
+        // Never leave the user looking at "Generating…": say so, with Retry.
+        const failed: DeliveryEvent = {
+          ...event,
+          state: 'failed',
+          image: undefined,
+          error: { code: DELIVERY_FAILED, message: 'Discord did not accept it' },
+        };
+        await this.deliverFailure(target, failed, tokenAlive).catch((e) =>
+          this.logger.warn({ jobId: event.jobId, err: e }, 'could not report a failed delivery'),
+        );
+        throw err;
+      }
+      return;
+    }
+    await this.deliverFailure(target, event, tokenAlive);
+  }
+
+  private async deliverFailure(
+    target: DiscordTarget,
+    event: DeliveryEvent,
+    tokenAlive: boolean,
+  ): Promise<void> {
     const payload: Payload = {
       content: failureLine(event),
       embeds: [jobEmbed(event)],

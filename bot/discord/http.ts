@@ -12,7 +12,7 @@ import {
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { ImagineError } from '../../contracts/errors.ts';
-import type { DiscordApi } from './api.ts';
+import { type DiscordApi, quietResponse } from './api.ts';
 import { handleInteraction, type InteractionRoutes, interactionContext } from './interactions.ts';
 import { discordPublicKey, verifyDiscordSignature } from './verify.ts';
 
@@ -94,7 +94,9 @@ export function discordInteractionsPlugin(opts: DiscordHttpOptions): FastifyPlug
               },
         );
       }
-      return reply.header('content-type', 'application/json').send(JSON.stringify(await answer));
+      return reply
+        .header('content-type', 'application/json')
+        .send(JSON.stringify(quietResponse(await answer)));
     });
   };
 }

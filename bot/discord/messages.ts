@@ -130,8 +130,27 @@ export function statusLine(event: DeliveryEvent): string {
 export function failureLine(event: DeliveryEvent): string {
   if (event.state === 'expired')
     return '⌛ This job waited too long in the queue and expired. Press Retry to queue it again.';
-  const why = event.error ? `${event.error.message} (${event.error.code})` : 'unknown error';
+  // The push contract allows 2000 + 100 characters of error: keep within Discord's 2000 (with
+  // room for the mention a channel post adds).
+  const why = event.error
+    ? `${clip(event.error.message, WHY_MAX)} (${clip(event.error.code, 100)})`
+    : 'unknown error';
+  if (event.error?.code === DELIVERY_FAILED)
+    return `❌ The image was made but could not be delivered here: ${why}. Press Retry to try again.`;
   return `❌ The image could not be made: ${why}. Press Retry to try again.`;
+}
+
+/** The error code of a job whose image was made but could not be sent to Discord. */
+export const DELIVERY_FAILED = 'DELIVERY_FAILED';
+
+const WHY_MAX = 1500;
+
+/** At most `max` UTF-16 units (what Discord's limits are checked against, or stricter). */
+function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let cut = text.slice(0, max - 1);
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  return `${cut}…`;
 }
 
 /** Capitalise and end with a full stop. */

@@ -154,6 +154,86 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry|16:9|99']);
   });
 
+  const deferredTarget = (prompt: string, seed: number) => {
+    const interaction = fake.commandInteraction({ prompt, seed });
+    fake.acknowledge(interaction.token, { type: 5 });
+    const target: DiscordTarget = {
+      platform: 'discord',
+      applicationId: fake.applicationId,
+      interactionToken: interaction.token,
+      issuedAt: Date.now(),
+      userId: '1',
+    };
+    return { interaction, target };
+  };
+
+  it('text from outside (an error echoing the prompt) never pings @everyone, roles or users', async () => {
+    const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
+    const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
+    const prompt = '@everyone @here <@&600000000000000001> <@500000000000000077> look';
+    const { interaction, target } = deferredTarget(prompt, 3);
+    await deliverer.deliver(target, {
+      jobId: 'job-mentions',
+      state: 'failed',
+      createdAt: Date.now(),
+      prompt,
+      seed: 3,
+      error: { code: 'GENERATOR_BAD_RESPONSE', message: `generator answered HTTP 422: ${prompt}` },
+    });
+    const message = fake.original(interaction.token)!;
+    expect(message.content).toContain('@everyone');
+    expect(message.mention_everyone).toBe(false);
+    expect(message.mention_roles).toEqual([]);
+    expect(message.mentions).toEqual([]);
+  });
+
+  it('a failure with a very long error still fits in 2000 characters, Retry included', async () => {
+    const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
+    const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
+    const { interaction, target } = deferredTarget('long error', 4);
+    await deliverer.deliver(target, {
+      jobId: 'job-long-error',
+      state: 'failed',
+      createdAt: Date.now(),
+      prompt: 'long error',
+      seed: 4,
+      // The push contract allows 2000 characters of message and 100 of code.
+      error: { code: 'E'.repeat(100), message: '🦊'.repeat(1000) },
+    });
+    const message = fake.original(interaction.token)!;
+    expect(message.content.length).toBeLessThanOrEqual(2000);
+    expect(message.content).toMatch(/Press Retry/);
+    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry||4']);
+  });
+
+  it('an image that cannot be delivered still leaves the user an answer with Retry', async () => {
+    const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
+    const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
+    const { interaction, target } = deferredTarget('unsendable', 5);
+    const image = await demoImage('unsendable', 5, 256, 256);
+    fake.enforcedUploadLimit = 100;
+    try {
+      await expect(
+        deliverer.deliver(target, {
+          jobId: 'job-unsendable',
+          state: 'done',
+          createdAt: Date.now(),
+          prompt: 'unsendable',
+          seed: 5,
+          width: 256,
+          height: 256,
+          image: { bytes: image.bytes, contentType: 'image/png' },
+        }),
+      ).rejects.toMatchObject({ code: 'DELIVERY_FAILED' });
+    } finally {
+      fake.enforcedUploadLimit = undefined;
+    }
+    const message = fake.original(interaction.token)!;
+    expect(message.loading).toBe(false);
+    expect(message.content).toMatch(/could not be (made|delivered)/);
+    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry|256x256|5']);
+  });
+
   it('spaces status edits of one job; final states never wait', async () => {
     const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
     const deliverer = new DiscordDeliverer({

@@ -158,7 +158,10 @@ describe('Discord over the gateway (real discord.js against the fake)', () => {
     const interaction = fake.commandInteraction({ prompt: '   ' });
     fake.dispatch(interaction);
     const cb = await fake.waitFor((r) => r.path.includes(`/interactions/${interaction.id}/`));
-    expect(cb.body).toMatchObject({ type: 4, data: { flags: 64 } });
+    expect(cb.body).toMatchObject({
+      type: 4,
+      data: { flags: 64, allowed_mentions: { parse: [] } },
+    });
     expect(JSON.stringify(cb.body)).toMatch(/prompt is empty/);
   });
 });

@@ -95,5 +95,7 @@ describe('Discord over HTTP interactions (real Ed25519 signatures)', () => {
     const interaction = fake.commandInteraction({ prompt: 'x'.repeat(1001) });
     const res = await fake.postInteraction(endpoint(), interaction, (b) => signer.headers(b));
     expect(res.body).toMatchObject({ type: 4, data: { flags: 64 } });
+    // Pings nobody, whatever the text says.
+    expect(res.body).toMatchObject({ data: { allowed_mentions: { parse: [] } } });
   });
 });
