@@ -9,6 +9,10 @@ import { openReplyTarget } from '../contracts/seal.ts';
 import { coalesce } from './coalesce.ts';
 import { isTerminal, type JobRecord, type JobTracker, type JobUpdate } from './job-tracker.ts';
 
+/** How often queue positions are sent to chat, and to how many jobs at the head of the queue. */
+const CHAT_POSITION_INTERVAL_MS = 5000;
+const CHAT_POSITION_JOBS = 10;
+
 /** A snapshot of a job handed to a chat deliverer. */
 export interface DeliveryEvent {
   jobId: string;
@@ -62,15 +66,16 @@ export class ChatDelivery {
   /** Follow a tracker's updates. */
   attach(tracker: JobTracker): void {
     tracker.on('update', (u: JobUpdate) => this.onUpdate(u.record, u.position));
-    // Chat edits are rate limited by the platforms: positions go out at most once a second,
-    // and only to the first jobs in line.
+    // Chat edits are rate limited by the platforms (Slack: ~50 chat.update a minute per
+    // workspace): queue positions go out at most every 5 s, and only to the first jobs in line,
+    // so position edits stay under 2 a second and never delay a finished image.
     this.positions = coalesce(() => {
       for (const [jobId, position] of tracker.queuedPositions()) {
-        if (position >= 25) break;
+        if (position >= CHAT_POSITION_JOBS) break;
         const record = tracker.get(jobId);
         if (record?.replyTarget) this.onUpdate(record, position);
       }
-    }, 1000);
+    }, CHAT_POSITION_INTERVAL_MS);
     tracker.on('positions', this.positions);
   }
 

@@ -79,6 +79,8 @@ export async function tellUser(
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text }),
+        // A hung response_url must not hold up the job's later updates: fall back instead.
+        signal: AbortSignal.timeout(10_000),
       });
       if (res.ok) return;
       logger.warn({ status: res.status }, 'slack response_url refused; falling back');
