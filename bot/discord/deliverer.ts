@@ -140,9 +140,12 @@ export class DiscordDeliverer implements ChatDeliverer {
       return;
     }
     this.throttle.forget(event.jobId);
+    // Inside the safety margin the token usually still works: with no channel to fall back on,
+    // trying it beats giving up.
+    const tryToken = tokenAlive || !this.canPostToChannel(target);
     if (event.state === 'done' && event.image) {
       try {
-        await this.deliverImage(target, event, tokenAlive);
+        await this.deliverImage(target, event, tryToken);
       } catch (err) {
         // Never leave the user looking at "Generating…": say so, with Retry.
         const failed: DeliveryEvent = {
@@ -151,14 +154,18 @@ export class DiscordDeliverer implements ChatDeliverer {
           image: undefined,
           error: { code: DELIVERY_FAILED, message: 'Discord did not accept it' },
         };
-        await this.deliverFailure(target, failed, tokenAlive).catch((e) =>
+        await this.deliverFailure(target, failed, tryToken).catch((e) =>
           this.logger.warn({ jobId: event.jobId, err: e }, 'could not report a failed delivery'),
         );
         throw err;
       }
       return;
     }
-    await this.deliverFailure(target, event, tokenAlive);
+    await this.deliverFailure(target, event, tryToken);
+  }
+
+  private canPostToChannel(target: DiscordTarget): boolean {
+    return Boolean(target.channelId) && this.api.hasToken;
   }
 
   private async deliverFailure(
@@ -246,7 +253,7 @@ export class DiscordDeliverer implements ChatDeliverer {
     payload: Payload,
     files?: DiscordFile[],
   ): Promise<void> {
-    if (!target.channelId || !this.api.hasToken)
+    if (!target.channelId || !this.canPostToChannel(target))
       throw new ImagineError(
         'DELIVERY_FAILED',
         'interaction token expired and no bot token or channel to post to',

@@ -125,6 +125,34 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     expect(sent[0]!.files[0]!.bytes.equals(image.bytes)).toBe(true);
   });
 
+  it('without a bot token, a result inside the safety margin still goes through the token', async () => {
+    const api = new DiscordApi({ apiUrl: fake.apiUrl });
+    const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
+    const interaction = fake.commandInteraction({ prompt: 'just in time', seed: 6 });
+    fake.acknowledge(interaction.token, { type: 5 });
+    const target: DiscordTarget = {
+      platform: 'discord',
+      applicationId: fake.applicationId,
+      interactionToken: interaction.token,
+      // 14 min 45 s: within the 30 s margin, yet the token still works.
+      issuedAt: Date.now() - (14 * 60 + 45) * 1000,
+      channelId: interaction.channel_id,
+      userId: '1',
+    };
+    const image = await demoImage('just in time', 6, 256, 256);
+    await deliverer.deliver(target, {
+      jobId: 'job-just-in-time',
+      state: 'done',
+      createdAt: Date.now(),
+      prompt: 'just in time',
+      seed: 6,
+      width: 256,
+      height: 256,
+      image: { bytes: image.bytes, contentType: 'image/png' },
+    });
+    expect(fake.original(interaction.token)?.attachments).toHaveLength(1);
+  });
+
   it('a failed job shows the error and a Retry button carrying its seed', async () => {
     const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
     const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
