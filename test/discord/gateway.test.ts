@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { promptOf } from '../../bot/discord/messages.ts';
 import {
   customIdsOf,
   embedOf,
@@ -152,6 +153,24 @@ describe('Discord over the gateway (real discord.js against the fake)', () => {
     expect(followUps).toHaveLength(4);
     expect(followUps.every((m) => m.attachments.length === 1)).toBe(true);
     expect(fake.original(vary.token)?.content).toMatch(/4 variations/);
+  });
+
+  it('a 1000-character prompt of markdown, mentions and emoji survives the embed and a Re-roll', async () => {
+    const unit = '**@everyone** <@&1> _x_ 🦊|`#` ';
+    let prompt = '';
+    while ([...prompt].length < 1000) prompt += unit;
+    prompt = [...prompt].slice(0, 999).join('').trimEnd();
+    prompt += '!'.repeat(1000 - [...prompt].length);
+    expect([...prompt]).toHaveLength(1000);
+    const interaction = fake.commandInteraction({ prompt, seed: 8 });
+    fake.dispatch(interaction);
+    const final = await fake.waitFor(isImageEdit(interaction.token));
+    const message = fake.original(interaction.token)!;
+    expect(message.mention_everyone).toBe(false);
+    const reroll = fake.buttonInteraction(message, customIdsOf(final.body)[0]!);
+    fake.dispatch(reroll);
+    const rerolled = await fake.waitFor(isImageEdit(reroll.token));
+    expect(promptOf({ embeds: [embedOf(rerolled.body)] })).toBe(prompt);
   });
 
   it('refuses a bad prompt ephemerally, without deferring', async () => {
