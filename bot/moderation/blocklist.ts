@@ -1,6 +1,6 @@
 /**
  * Blocked words and patterns. Matching is on whole words after folding case, accents, common
- * look-alike digits and symbols (`n00d`, `a$$`), zero-width characters and punctuation or spaces
+ * look-alike digits and symbols (`n00d`, `a$$`), Cyrillic and Greek look-alike letters, zero-width characters and punctuation or spaces
  * put between letters (`n.u.d.e`, `n u d e`, `nu-de`), so `class` never matches `ass`.
  * An entry may be a phrase (`self harm`) and may carry `*` at either end (`porn*`).
  */
@@ -63,18 +63,58 @@ const UNDECOMPOSED: Record<string, string> = {
   ı: 'i',
   þ: 'th',
 };
+/** Cyrillic and Greek letters that look Latin (`nudе` with a Cyrillic `е`), after lower-casing. */
+const CONFUSABLE: Record<string, string> = {
+  а: 'a',
+  в: 'b',
+  е: 'e',
+  к: 'k',
+  м: 'm',
+  н: 'h',
+  о: 'o',
+  р: 'p',
+  с: 'c',
+  т: 't',
+  у: 'y',
+  х: 'x',
+  ѕ: 's',
+  і: 'i',
+  ј: 'j',
+  ԁ: 'd',
+  һ: 'h',
+  ԛ: 'q',
+  ԝ: 'w',
+  ү: 'y',
+  α: 'a',
+  β: 'b',
+  ε: 'e',
+  η: 'n',
+  ι: 'i',
+  κ: 'k',
+  ν: 'v',
+  ο: 'o',
+  ρ: 'p',
+  τ: 't',
+  υ: 'u',
+  χ: 'x',
+  ω: 'w',
+  ɑ: 'a',
+  ɡ: 'g',
+};
+const CONFUSABLE_CHARS = new RegExp(`[${Object.keys(CONFUSABLE).join('')}]`, 'gu');
 const ZERO_WIDTH = /[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]/gu;
 const PART = /[\p{L}\p{N}@$]+/gu;
 const LETTER = /\p{L}/u;
 
-/** Fold case and accents; drop invisible characters. Exported for tests and storage. */
+/** Fold case, accents and Latin look-alikes; drop invisible characters. For tests and storage. */
 export function foldText(s: string): string {
   return s
     .normalize('NFKD')
     .replace(/\p{M}/gu, '')
     .toLowerCase()
     .replace(ZERO_WIDTH, '')
-    .replace(/[ßæœøđðłıþ]/g, (c) => UNDECOMPOSED[c] ?? c);
+    .replace(/[ßæœøđðłıþ]/g, (c) => UNDECOMPOSED[c] ?? c)
+    .replace(CONFUSABLE_CHARS, (c) => CONFUSABLE[c] ?? c);
 }
 
 /** A word part with look-alikes mapped, when it has letters (`n00d` → `nood`; `1080` stays). */

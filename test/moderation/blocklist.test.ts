@@ -21,6 +21,8 @@ describe('blocked words', () => {
     ['look-alike digits', 'a dr4g0n', 'dragon'],
     ['stretched letters', 'a draaaaagon', 'dragon'],
     ['symbols for letters', 'kick a$$', 'ass'],
+    ['a Cyrillic look-alike letter', 'a drаgon (Cyrillic а)', 'dragon'],
+    ['Greek look-alike letters', 'a drαgοn', 'dragon'],
     ['quotes around', 'the word "ass"', 'ass'],
     ['a phrase', 'thoughts of self harm', 'self harm'],
     ['a phrase hyphenated', 'thoughts of self-harm', 'self harm'],
@@ -51,6 +53,10 @@ describe('blocked words', () => {
     expect(builtins.match('n.s.f.w art')).toBe('nsfw');
     expect(builtins.match('an Essex landscape, unisex clothing, a sextant')).toBeUndefined();
     expect(builtins.match('nudel soup, a gorgeous sunset')).toBeUndefined();
+    // Written with Cyrillic letters that look Latin; real Cyrillic and Greek text is left alone.
+    expect(builtins.match('a nudе statue')).toBe('nude');
+    expect(builtins.match('ѕех')).toBe('sex');
+    expect(builtins.match('Привет, как дела? Καλημέρα κόσμε, σεξουαλικός')).toBeUndefined();
   });
 
   it('normalises entries for storage and refuses empty ones', () => {
