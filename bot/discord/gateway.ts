@@ -4,7 +4,13 @@
  * goes through the interaction callback endpoint.
  */
 import type { APIInteraction } from 'discord.js';
-import { Client, Events, GatewayDispatchEvents, GatewayIntentBits } from 'discord.js';
+import {
+  Client,
+  Events,
+  GatewayDispatchEvents,
+  GatewayIntentBits,
+  InteractionResponseType,
+} from 'discord.js';
 import type { Logger } from 'pino';
 import type { AdmissionPolicy, Submitter } from '../submit.ts';
 import type { DiscordApi } from './api.ts';
@@ -20,6 +26,8 @@ export interface DiscordGatewayOptions {
   admission?: AdmissionPolicy | undefined;
   logger: Logger;
   now?: () => number;
+  /** Defer if a handler has not responded by then (Discord allows 3 s), as HTTP mode does. */
+  responseDeadlineMs?: number;
 }
 
 /** A connected gateway client. */
@@ -36,14 +44,33 @@ export async function startDiscordGateway(opts: DiscordGatewayOptions): Promise<
   const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: opts.apiUrl } });
   const inflight = new Set<Promise<void>>();
   client.ws.on(GatewayDispatchEvents.InteractionCreate, (interaction: APIInteraction) => {
+    let autoDeferred = false;
     const ctx = interactionContext(
       interaction,
       { api: opts.api, submit: opts.submit, admission: opts.admission, logger, now },
-      (body) => opts.api.respond(interaction.id, interaction.token, body),
+      async (body) => {
+        // Already deferred for a slow handler: its own deferral is then a no-op (a second
+        // initial response would be refused); anything else goes out as follow-ups.
+        if (autoDeferred && body.type === InteractionResponseType.DeferredChannelMessageWithSource)
+          return;
+        await opts.api.respond(interaction.id, interaction.token, body);
+      },
     );
+    // A slow handler (a settings store or Redis taking its time) must not let the token die.
+    const deadline = setTimeout(() => {
+      if (ctx.responded) return;
+      ctx
+        .respond({ type: InteractionResponseType.DeferredChannelMessageWithSource })
+        .catch((err) => logger.warn({ err }, 'could not defer a slow interaction'));
+      // Set after: `respond` hands its body to the sender synchronously.
+      autoDeferred = true;
+    }, opts.responseDeadlineMs ?? 2500);
     const p = handleInteraction(ctx, opts.routes)
       .catch((err) => logger.error({ err }, 'discord interaction failed'))
-      .finally(() => inflight.delete(p));
+      .finally(() => {
+        clearTimeout(deadline);
+        inflight.delete(p);
+      });
     inflight.add(p);
   });
   client.on(Events.ShardError, (err) => logger.warn({ err }, 'discord gateway error'));

@@ -1,5 +1,9 @@
+import pino from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DiscordApi } from '../../bot/discord/api.ts';
+import { startDiscordGateway } from '../../bot/discord/gateway.ts';
+import { routesOf, type SlashCommand, tellEphemeral } from '../../bot/discord/interactions.ts';
 import { promptOf } from '../../bot/discord/messages.ts';
 import {
   customIdsOf,
@@ -182,5 +186,47 @@ describe('Discord over the gateway (real discord.js against the fake)', () => {
       data: { flags: 64, allowed_mentions: { parse: [] } },
     });
     expect(JSON.stringify(cb.body)).toMatch(/prompt is empty/);
+  });
+});
+
+describe('Discord gateway: a slow handler', () => {
+  it('is deferred before Discord’s 3 s run out, and its answer follows, ephemeral', async () => {
+    const fake = await startFakeDiscord();
+    const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
+    const slow: SlashCommand = {
+      data: { name: 'imagine', description: 'slow' },
+      async execute(ctx) {
+        await new Promise((r) => setTimeout(r, 600));
+        await tellEphemeral(ctx, 'done at last');
+      },
+    };
+    const gateway = await startDiscordGateway({
+      token: fake.botToken,
+      apiUrl: fake.apiUrl,
+      api,
+      routes: routesOf([slow], []),
+      submit: async () => {
+        throw new Error('not used');
+      },
+      logger: pino({ level: 'silent' }),
+      responseDeadlineMs: 200,
+    });
+    try {
+      const interaction = fake.commandInteraction({ prompt: 'x' });
+      fake.dispatch(interaction);
+      const answer = await fake.waitFor(
+        (r) =>
+          r.method === 'POST' &&
+          r.path.includes(`/webhooks/`) &&
+          r.path.includes(interaction.token),
+      );
+      const callback = fake.find((r) => r.path.includes(`/interactions/${interaction.id}/`));
+      expect(callback.map((r) => [r.status, r.body?.type])).toEqual([[204, 5]]);
+      expect(answer.status).toBe(200);
+      expect(answer.body).toMatchObject({ content: 'done at last', flags: 64 });
+    } finally {
+      await gateway.stop();
+      await fake.close();
+    }
   });
 });
