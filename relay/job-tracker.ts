@@ -200,8 +200,13 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     }
     record.updatedAt = now;
     const leftQueue = this.queued.delete(jobId);
-    if (image) this.storeImage(record, image);
+    const kept = image ? this.storeImage(record, image) : true;
     this.emit('update', { record } satisfies JobUpdate);
+    // Too big to keep for late clients: the waiters and chat above still got it.
+    if (!kept) {
+      record.image = undefined;
+      record.imageEvicted = true;
+    }
     if (leftQueue) this.emit('positions');
     return { duplicate: false, record };
   }
@@ -212,12 +217,10 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     for (const id of this.queued) yield [id, i++];
   }
 
-  private storeImage(record: JobRecord, image: BufferedImage): void {
-    if (image.size > this.opts.maxBufferedBytes) {
-      record.imageEvicted = true;
-      return;
-    }
+  /** Attach the image; returns false when it is too big to keep in the buffer afterwards. */
+  private storeImage(record: JobRecord, image: BufferedImage): boolean {
     record.image = image;
+    if (image.size > this.opts.maxBufferedBytes) return false;
     this.buffered.set(record.jobId, image.size);
     this.bufferedBytesTotal += image.size;
     // Over the cap: the oldest images go first (this one is newest, so it stays).
@@ -225,6 +228,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
       if (this.bufferedBytesTotal <= this.opts.maxBufferedBytes) break;
       this.dropImage(id);
     }
+    return true;
   }
 
   private dropImage(jobId: string): void {

@@ -46,7 +46,15 @@ describe('Slack /imagine-admin and /imagine-quota end to end (fake Slack)', () =
     const id = `${command.slice(1)}-${userId}-${Math.random().toString(36).slice(2)}`;
     const res = await postToSlackApp(
       eventsUrl,
-      slashCommandForm({ command, text, userId, channelId, responseUrl: fake.responseUrl(id) }),
+      // Admin text carries Slack's own channel markup (<#C…|name>), sent unescaped as Slack does.
+      slashCommandForm({
+        command,
+        text,
+        sentText: text,
+        userId,
+        channelId,
+        responseUrl: fake.responseUrl(id),
+      }),
     );
     expect(res.status).toBe(200);
     const ackBody = await res.text();

@@ -36,6 +36,17 @@ describe('JobTracker', () => {
     expect(t.get(id(3))?.image?.bytes.length).toBe(100);
   });
 
+  it('hands an image too big to keep to the update, then lets it go', () => {
+    const t = new JobTracker({ resultTtlMs: 60_000, maxBufferedBytes: 50, jobTtlMs: 10_000 });
+    const seen: Array<number | undefined> = [];
+    t.on('update', ({ record }) => seen.push(record.image?.size));
+    t.apply(id(1), { state: 'done' }, image(100));
+    expect(seen).toEqual([100]);
+    expect(t.get(id(1))?.image).toBeUndefined();
+    expect(t.get(id(1))?.imageEvicted).toBe(true);
+    expect(t.bufferedBytes).toBe(0);
+  });
+
   it('forgets finished jobs after the TTL and expires stuck ones', () => {
     let now = 0;
     const t = new JobTracker({

@@ -49,10 +49,15 @@ export function slackEscaped(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** The form fields of a slash command (`text` as typed; escaped here as Slack does). */
+/**
+ * The form fields of a slash command. `text` is as the user typed it (escaped here as Slack
+ * does); `sentText`, when given, is sent exactly as is — for text holding Slack's own markup,
+ * such as the `<#C123|name>` a picked channel becomes.
+ */
 export function slashCommandForm(fields: {
   command?: string;
   text: string;
+  sentText?: string;
   userId?: string;
   userName?: string;
   channelId?: string;
@@ -68,7 +73,7 @@ export function slashCommandForm(fields: {
     user_id: fields.userId ?? 'U0ALICE',
     user_name: fields.userName ?? 'alice',
     command: fields.command ?? '/imagine',
-    text: slackEscaped(fields.text),
+    text: fields.sentText ?? slackEscaped(fields.text),
     api_app_id: 'A0IMAGINE',
     is_enterprise_install: 'false',
     response_url: fields.responseUrl,
