@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formBody } from '../helpers/enqueue.ts';
 import { pngOf } from '../helpers/images.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { sendPush, sendRawPush, testJobId } from '../helpers/push.ts';
@@ -135,12 +136,8 @@ describe('POST /push (signed worker → relay intake)', () => {
       async () => {
         const form = new FormData();
         form.set('image', new Blob([new Uint8Array(8)]), 'x.png');
-        const req = new Request('http://x/', { method: 'POST', body: form });
-        return sendRawPush(
-          app.url,
-          Buffer.from(await req.arrayBuffer()),
-          req.headers.get('content-type')!,
-        );
+        const { body, contentType } = await formBody(form);
+        return sendRawPush(app.url, body, contentType);
       },
       400,
       'INVALID_PUSH',
@@ -150,12 +147,8 @@ describe('POST /push (signed worker → relay intake)', () => {
       async () => {
         const form = new FormData();
         form.set('meta', '{nope');
-        const req = new Request('http://x/', { method: 'POST', body: form });
-        return sendRawPush(
-          app.url,
-          Buffer.from(await req.arrayBuffer()),
-          req.headers.get('content-type')!,
-        );
+        const { body, contentType } = await formBody(form);
+        return sendRawPush(app.url, body, contentType);
       },
       400,
       'INVALID_PUSH',

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ImagineError } from '../../contracts/errors.ts';
 import { HttpGenerator } from '../../worker/generators/http.ts';
 import { type FakeGeneratorEndpoint, startFakeGenerator } from '../fakes/generator-endpoint.ts';
+import { enqueueJob } from '../helpers/enqueue.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { followJob } from '../helpers/ws.ts';
 
@@ -119,14 +120,8 @@ describe('modal generator against a local fake of the Modal endpoint', () => {
       await app?.stop();
     });
 
-    const enqueue = async (prompt: string) =>
-      (await (
-        await fetch(`${app.url}/enqueue`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ prompt, width: 256, height: 128, seed: 5 }),
-        })
-      ).json()) as { jobId: string; ws: string; demo: boolean };
+    const enqueue = (prompt: string) =>
+      enqueueJob(app.url, prompt, { width: 256, height: 128, seed: 5 });
 
     it('delivers the generated image, not labelled as demo', async () => {
       const { ws, demo } = await enqueue('a fox in space');

@@ -1,17 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type EmbeddedSqs, startEmbeddedSqs } from '../../queue/embedded-sqs.ts';
 import { type FakeGeneratorEndpoint, startFakeGenerator } from '../fakes/generator-endpoint.ts';
+import { enqueueJob } from '../helpers/enqueue.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { followJob } from '../helpers/ws.ts';
 
-const enqueue = async (url: string, prompt: string) =>
-  (await (
-    await fetch(`${url}/enqueue`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt, width: 64, height: 64 }),
-    })
-  ).json()) as { jobId: string; ws: string };
+const enqueue = (url: string, prompt: string) => enqueueJob(url, prompt);
 
 describe('worker shutdown loses no job', () => {
   let fake: FakeGeneratorEndpoint;
