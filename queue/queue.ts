@@ -1,6 +1,6 @@
 /**
  * The queue port. Bot adapters send jobs; workers consume them. Adapters: SQS (AWS or the
- * embedded fauxqs emulator).
+ * embedded fauxqs emulator) and BullMQ (Redis, for self-hosters).
  */
 import type { Job } from '../contracts/job.ts';
 

@@ -1,0 +1,183 @@
+/**
+ * BullMQ adapter: the one file that knows `bullmq`. Jobs live in Redis, so a self-hoster with
+ * only Redis can run the relay on one machine and workers on another, without AWS. Job data is
+ * the same contract as on SQS: prompts and parameters, never images.
+ */
+import { type Job as BullJob, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import type { Logger } from 'pino';
+import { ImagineError, isRetryable } from '../contracts/errors.ts';
+import { describeIssues, type Job, JobSchema } from '../contracts/job.ts';
+import type { JobConsumer, JobHandler, JobQueue } from './queue.ts';
+
+/** How to reach a BullMQ queue. */
+export interface BullOptions {
+  redisUrl: string;
+  queueName: string;
+  /** Key prefix of the queue in Redis (BullMQ's `prefix`). */
+  prefix: string;
+}
+
+/** Finished jobs kept for inspection; older ones are removed so Redis does not grow forever. */
+const KEEP_COMPLETED = { age: 3600, count: 1000 };
+/** Failed jobs (including malformed ones, the analogue of a dead-letter queue) kept longer. */
+const KEEP_FAILED = { age: 7 * 86_400, count: 5000 };
+/** The BullMQ job name every imagine job carries. */
+const JOB_NAME = 'imagine';
+
+/** Options of {@link BullJobQueue}. */
+export interface BullQueueOptions extends BullOptions {
+  /** Attempts a job gets before it fails for good. */
+  attempts: number;
+  /** Delay before the first retry; doubles on each further retry. */
+  backoffMs: number;
+}
+
+/** Sends jobs to a BullMQ queue. The imagine job id is the BullMQ job id: a resend is a no-op. */
+export class BullJobQueue implements JobQueue {
+  private readonly queue: Queue;
+  private readonly opts: BullQueueOptions;
+
+  constructor(opts: BullQueueOptions) {
+    this.opts = opts;
+    this.queue = new Queue(opts.queueName, {
+      // A producer should fail fast when Redis is down instead of queueing commands forever.
+      connection: { url: opts.redisUrl, enableOfflineQueue: false },
+      prefix: opts.prefix,
+    });
+    this.queue.on('error', () => {
+      // Connection errors surface on the calls below as QUEUE_UNAVAILABLE.
+    });
+  }
+
+  async send(job: Job): Promise<void> {
+    try {
+      await this.queue.add(JOB_NAME, job, {
+        jobId: job.jobId,
+        attempts: this.opts.attempts,
+        backoff: { type: 'exponential', delay: this.opts.backoffMs },
+        removeOnComplete: KEEP_COMPLETED,
+        removeOnFail: KEEP_FAILED,
+      });
+    } catch (err) {
+      throw new ImagineError('QUEUE_UNAVAILABLE', 'the job queue did not accept the job', {
+        cause: err,
+      });
+    }
+  }
+
+  async depth(): Promise<number | undefined> {
+    try {
+      return await this.queue.getWaitingCount();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Close the Redis connection. */
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}
+
+/** Options of {@link BullJobConsumer}. */
+export interface BullConsumerOptions extends BullOptions {
+  concurrency: number;
+  logger: Logger;
+  /** On stop, how long jobs in flight may take to finish before they are handed back. */
+  drainMs?: number;
+}
+
+/** Resolve with the promise's value, or 'timeout' after `ms`. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Consumes jobs with a BullMQ `Worker` running `concurrency` jobs at once. A malformed job is
+ * failed at once without retries (it stays in the failed set for inspection, the analogue of the
+ * SQS dead-letter queue) and never crashes the worker.
+ */
+export class BullJobConsumer implements JobConsumer {
+  private worker: Worker | undefined;
+  private readonly abort = new AbortController();
+  private readonly opts: BullConsumerOptions;
+
+  constructor(opts: BullConsumerOptions) {
+    this.opts = opts;
+  }
+
+  start(handler: JobHandler): void {
+    const { opts } = this;
+    const worker = new Worker(opts.queueName, (job, token) => this.handle(job, token, handler), {
+      connection: { url: opts.redisUrl },
+      prefix: opts.prefix,
+      concurrency: opts.concurrency,
+      // Also bounds jobs added by other producers without removal options.
+      removeOnComplete: KEEP_COMPLETED,
+      removeOnFail: KEEP_FAILED,
+    });
+    worker.on('error', (err) => {
+      if (!this.abort.signal.aborted) opts.logger.warn({ err }, 'bullmq worker error');
+    });
+    worker.on('failed', (job, err) => {
+      if (err instanceof UnrecoverableError) return;
+      opts.logger.warn({ err, jobId: job?.id }, 'job attempt failed');
+    });
+    this.worker = worker;
+  }
+
+  private async handle(bullJob: BullJob, token: string | undefined, handler: JobHandler) {
+    const job = this.parse(bullJob);
+    // Unrecoverable: straight to the failed set, no retries, the worker carries on.
+    if (!job) throw new UnrecoverableError('malformed job');
+    try {
+      await handler(job, { signal: this.abort.signal, attempt: bullJob.attemptsMade + 1 });
+    } catch (err) {
+      if (this.abort.signal.aborted) {
+        // Cut short by shutdown: back to the queue for another worker, not counted as a failure.
+        await bullJob.moveToWait(token);
+        throw new WaitingError();
+      }
+      if (isRetryable(err)) throw err;
+      // Non-retryable failures were reported by the handler; the job is done with.
+      this.opts.logger.error({ err, jobId: job.jobId }, 'job failed for good');
+    }
+  }
+
+  private parse(bullJob: BullJob): Job | undefined {
+    const result = JobSchema.safeParse(bullJob.data);
+    if (result.success) return result.data;
+    this.opts.logger.error(
+      { bullJobId: bullJob.id, problems: describeIssues(result.error) },
+      'queue job is not a valid job',
+    );
+    return undefined;
+  }
+
+  /**
+   * Stop taking jobs at once; let jobs in flight finish for up to `drainMs`, then abort them,
+   * which moves them back to the waiting list for another worker. No job is lost to a restart.
+   */
+  async stop(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    this.worker = undefined;
+    const closed = worker.close();
+    if ((await withTimeout(closed, this.opts.drainMs ?? 25_000)) === 'timeout') {
+      this.opts.logger.warn('jobs still running at shutdown: handing them back');
+      this.abort.abort();
+      // A job that ignores the abort keeps its lock until it expires; BullMQ's stalled-job check
+      // then moves it back to the waiting list.
+      await withTimeout(closed, 10_000);
+    }
+    this.abort.abort();
+  }
+}
