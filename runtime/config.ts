@@ -79,6 +79,30 @@ export const ENV = {
     doc: 'Seconds a received job stays invisible; extended while it runs.',
   },
   SQS_WAIT_SECONDS: { schema: int(0, 20).default(20), default: '20', doc: 'Long-poll wait.' },
+  // The queue backend: SQS (AWS or embedded) or BullMQ on Redis for self-hosters.
+  QUEUE_BACKEND: {
+    schema: z.enum(['sqs', 'bullmq']).default('sqs'),
+    default: 'sqs',
+    doc: '`sqs` (AWS SQS, or the embedded emulator when SQS_QUEUE_URL is unset) or `bullmq` (BullMQ on the Redis at REDIS_URL: self-hosting without AWS).',
+  },
+  BULLMQ_QUEUE: {
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,100}$/, 'must be 1-100 letters, digits, `_`, `.` or `-`')
+      .default('imagine-jobs'),
+    default: 'imagine-jobs',
+    doc: 'BullMQ queue name (its keys live under REDIS_KEY_PREFIX). Same value on relay and worker.',
+  },
+  BULLMQ_ATTEMPTS: {
+    schema: int(1, 100).default(3),
+    default: '3',
+    doc: 'BullMQ: attempts a job gets before it fails for good (the user is told on the last one). Same value on relay and worker.',
+  },
+  BULLMQ_BACKOFF_SECONDS: {
+    schema: int(0, 3600).default(5),
+    default: '5',
+    doc: 'BullMQ: delay before the first retry of a failed attempt; doubles on each further retry.',
+  },
   GENERATOR: {
     schema: z.enum(['demo', 'modal', 'http']).default('demo'),
     default: 'demo',
@@ -279,7 +303,7 @@ type Parsed = { [K in EnvKey]: z.output<(typeof ENV)[K]['schema']> };
 /** The frozen configuration every part receives. */
 export interface Config extends Omit<Parsed, 'RELAY_SECRET'> {
   RELAY_SECRET: string;
-  /** True when no external queue is configured: embedded SQS, generated secret allowed. */
+  /** True when no external queue is configured (SQS without a URL): embedded SQS, generated secret allowed. */
   embedded: boolean;
   /** True when RELAY_SECRET was generated for this run. */
   secretGenerated: boolean;
@@ -315,14 +339,23 @@ export function loadConfig(
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const parsed = out as Parsed;
-  const embedded = parsed.SQS_QUEUE_URL === undefined;
+  const bullmq = parsed.QUEUE_BACKEND === 'bullmq';
+  const embedded = !bullmq && parsed.SQS_QUEUE_URL === undefined;
   if (parsed.GENERATOR !== 'demo' && !parsed.MODAL_FLUX_URL)
     problems.push(`MODAL_FLUX_URL: required when GENERATOR=${parsed.GENERATOR}`);
+  if (bullmq && !parsed.REDIS_URL)
+    problems.push('REDIS_URL: required when QUEUE_BACKEND=bullmq (the queue lives in Redis)');
+  if (bullmq && parsed.SQS_QUEUE_URL)
+    problems.push('SQS_QUEUE_URL: not used when QUEUE_BACKEND=bullmq; unset one of them');
   if (!parsed.RELAY_SECRET && !embedded)
-    problems.push('RELAY_SECRET: required (32+ characters) when SQS_QUEUE_URL is set');
+    problems.push(
+      bullmq
+        ? 'RELAY_SECRET: required (32+ characters) when QUEUE_BACKEND=bullmq'
+        : 'RELAY_SECRET: required (32+ characters) when SQS_QUEUE_URL is set',
+    );
   if (parsed.ROLE !== 'all' && embedded)
     problems.push(
-      `ROLE=${parsed.ROLE}: a split relay/worker needs a shared queue; set SQS_QUEUE_URL`,
+      `ROLE=${parsed.ROLE}: a split relay/worker needs a shared queue; set SQS_QUEUE_URL or QUEUE_BACKEND=bullmq with REDIS_URL`,
     );
   if (problems.length > 0) throw new ConfigError(problems);
   const secretGenerated = !parsed.RELAY_SECRET;

@@ -8,7 +8,9 @@ import type { Logger } from 'pino';
 import { type ChatAdapter, chatAdaptersFromConfig } from '../bot/adapters.ts';
 import { admissionFromConfig } from '../bot/moderation/index.ts';
 import type { AdmissionPolicy } from '../bot/submit.ts';
+import { BullJobConsumer, BullJobQueue } from '../queue/bullmq.ts';
 import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
+import type { JobConsumer, JobQueue } from '../queue/queue.ts';
 import {
   createSqsClient,
   resolveDeadLetterUrl,
@@ -40,7 +42,10 @@ export interface Running {
   url: string | undefined;
   relay: FastifyInstance | undefined;
   worker: RunningWorker | undefined;
-  sqs: { client: SQSClient; queueUrl: string; deadLetterUrl: string | undefined };
+  /** Which queue backend this process uses. */
+  queueBackend: Config['QUEUE_BACKEND'];
+  /** The SQS parts, when the backend is SQS. */
+  sqs: { client: SQSClient; queueUrl: string; deadLetterUrl: string | undefined } | undefined;
   stop(): Promise<void>;
 }
 
@@ -68,30 +73,7 @@ async function startParts(
   const { logger } = opts;
   const role = opts.role ?? config.ROLE;
 
-  let queueUrl: string;
-  let deadLetterUrl = config.SQS_DLQ_URL;
-  let client: SQSClient;
-  if (config.embedded) {
-    const sqs = await startEmbeddedSqs({
-      region: config.AWS_REGION,
-      maxReceiveCount: config.SQS_MAX_RECEIVE_COUNT,
-      visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
-    });
-    stops.push(sqs.stop);
-    queueUrl = sqs.queueUrl;
-    deadLetterUrl = sqs.deadLetterUrl;
-    client = createSqsClient({
-      region: sqs.region,
-      endpoint: sqs.endpoint,
-      credentials: sqs.credentials,
-    });
-    logger.info({ endpoint: sqs.endpoint }, 'embedded SQS emulator (fauxqs) started');
-  } else {
-    queueUrl = config.SQS_QUEUE_URL!;
-    client = createSqsClient({ region: config.AWS_REGION, endpoint: config.SQS_ENDPOINT });
-  }
-  stops.push(async () => client.destroy());
-
+  const queue = await startQueue(config, logger, stops);
   const generator = opts.generator ?? generatorFromConfig(config);
   let relay: FastifyInstance | undefined;
   let url: string | undefined;
@@ -113,7 +95,7 @@ async function startParts(
     }
     relay = await buildRelay({
       config,
-      queue: new SqsJobQueue(client, queueUrl),
+      queue: queue.jobs,
       logger,
       generatorName: generator.name,
       admission,
@@ -138,29 +120,14 @@ async function startParts(
 
   let worker: RunningWorker | undefined;
   if (role === 'all' || role === 'worker') {
-    if (!deadLetterUrl) {
-      deadLetterUrl = await resolveDeadLetterUrl(client, queueUrl).catch((err) => {
-        logger.warn({ err }, 'could not read the queue’s redrive policy');
-        return undefined;
-      });
-    }
     const port = relay ? (relay.server.address() as { port: number }).port : config.PORT;
     const relayUrl = config.RELAY_URL ?? `http://127.0.0.1:${port}`;
     worker = startWorker({
-      consumer: new SqsJobConsumer({
-        client,
-        queueUrl,
-        deadLetterUrl,
-        concurrency: config.WORKER_CONCURRENCY,
-        visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
-        waitTimeSeconds: config.SQS_WAIT_SECONDS,
-        drainMs: config.WORKER_DRAIN_SECONDS * 1000,
-        logger,
-      }),
+      consumer: await queue.consumer(),
       generator,
       relayUrl,
       secret: config.RELAY_SECRET,
-      maxAttempts: config.SQS_MAX_RECEIVE_COUNT,
+      maxAttempts: queue.maxAttempts,
       logger,
     });
     const w = worker;
@@ -173,10 +140,103 @@ async function startParts(
     url,
     relay,
     worker,
-    sqs: { client, queueUrl, deadLetterUrl },
+    queueBackend: config.QUEUE_BACKEND,
+    sqs: queue.sqs,
     stop() {
       stopped ??= stopAll();
       return stopped;
     },
+  };
+}
+
+/** The queue a configuration names: where jobs go, and how a worker takes them. */
+interface StartedQueue {
+  jobs: JobQueue;
+  consumer(): Promise<JobConsumer>;
+  /** Attempts a job gets before a retryable failure is final. */
+  maxAttempts: number;
+  sqs: Running['sqs'];
+}
+
+/** Connect to (or, embedded, start) the configured queue backend; its stops go on `stops`. */
+async function startQueue(
+  config: Readonly<Config>,
+  logger: Logger,
+  stops: Array<() => Promise<void>>,
+): Promise<StartedQueue> {
+  if (config.QUEUE_BACKEND === 'bullmq') {
+    const where = {
+      redisUrl: config.REDIS_URL!,
+      queueName: config.BULLMQ_QUEUE,
+      prefix: `${config.REDIS_KEY_PREFIX}bull`,
+    };
+    const jobs = new BullJobQueue({
+      ...where,
+      attempts: config.BULLMQ_ATTEMPTS,
+      backoffMs: config.BULLMQ_BACKOFF_SECONDS * 1000,
+    });
+    stops.push(() => jobs.close());
+    logger.info({ queue: config.BULLMQ_QUEUE }, 'BullMQ queue on Redis');
+    return {
+      jobs,
+      consumer: async () =>
+        new BullJobConsumer({
+          ...where,
+          concurrency: config.WORKER_CONCURRENCY,
+          drainMs: config.WORKER_DRAIN_SECONDS * 1000,
+          logger,
+        }),
+      maxAttempts: config.BULLMQ_ATTEMPTS,
+      sqs: undefined,
+    };
+  }
+
+  let queueUrl: string;
+  let deadLetterUrl = config.SQS_DLQ_URL;
+  let client: SQSClient;
+  if (config.embedded) {
+    const sqs = await startEmbeddedSqs({
+      region: config.AWS_REGION,
+      maxReceiveCount: config.SQS_MAX_RECEIVE_COUNT,
+      visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
+    });
+    stops.push(sqs.stop);
+    queueUrl = sqs.queueUrl;
+    deadLetterUrl = sqs.deadLetterUrl;
+    client = createSqsClient({
+      region: sqs.region,
+      endpoint: sqs.endpoint,
+      credentials: sqs.credentials,
+    });
+    logger.info({ endpoint: sqs.endpoint }, 'embedded SQS emulator (fauxqs) started');
+  } else {
+    queueUrl = config.SQS_QUEUE_URL!;
+    client = createSqsClient({ region: config.AWS_REGION, endpoint: config.SQS_ENDPOINT });
+  }
+  const sqsClient = client;
+  stops.push(async () => sqsClient.destroy());
+  const sqs = { client, queueUrl, deadLetterUrl };
+  return {
+    jobs: new SqsJobQueue(client, queueUrl),
+    consumer: async () => {
+      if (!sqs.deadLetterUrl) {
+        sqs.deadLetterUrl = await resolveDeadLetterUrl(sqsClient, queueUrl).catch((err) => {
+          logger.warn({ err }, 'could not read the queue’s redrive policy');
+          return undefined;
+        });
+      }
+      return new SqsJobConsumer({
+        client: sqsClient,
+        queueUrl,
+        deadLetterUrl: sqs.deadLetterUrl,
+        concurrency: config.WORKER_CONCURRENCY,
+        visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
+        waitTimeSeconds: config.SQS_WAIT_SECONDS,
+        drainMs: config.WORKER_DRAIN_SECONDS * 1000,
+        logger,
+      });
+    },
+    maxAttempts: config.SQS_MAX_RECEIVE_COUNT,
+    sqs,
   };
 }

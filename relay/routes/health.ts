@@ -8,7 +8,12 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     ok: true,
     generator: relay.generator.name,
     demo: relay.generator.demo,
-    queue: relay.config.embedded ? 'embedded-sqs' : 'sqs',
+    queue:
+      relay.config.QUEUE_BACKEND === 'bullmq'
+        ? 'bullmq'
+        : relay.config.embedded
+          ? 'embedded-sqs'
+          : 'sqs',
     uptimeSeconds: Math.round((Date.now() - started) / 1000),
     jobs: relay.tracker.size,
     queued: relay.tracker.queuedCount,

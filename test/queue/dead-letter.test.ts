@@ -13,7 +13,7 @@ describe('malformed queue messages go to the dead-letter queue', () => {
   });
 
   it('moves non-JSON and schema-violating messages to the DLQ and keeps working', async () => {
-    const { client, queueUrl, deadLetterUrl } = app.sqs;
+    const { client, queueUrl, deadLetterUrl } = app.sqs!;
     expect(deadLetterUrl).toBeTruthy();
     const bad = ['this is not json', JSON.stringify({ v: 1, jobId: 'x', prompt: 5 })];
     for (const body of bad)
@@ -50,7 +50,8 @@ describe('malformed queue messages go to the dead-letter queue', () => {
 
   it('resolves the dead-letter queue from the redrive policy when not configured', async () => {
     const { resolveDeadLetterUrl } = await import('../../queue/sqs.ts');
-    const url = await resolveDeadLetterUrl(app.sqs.client, app.sqs.queueUrl);
-    expect(url).toBe(app.sqs.deadLetterUrl);
+    const sqs = app.sqs!;
+    const url = await resolveDeadLetterUrl(sqs.client, sqs.queueUrl);
+    expect(url).toBe(sqs.deadLetterUrl);
   });
 });
