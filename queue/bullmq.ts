@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { ImagineError, isRetryable } from '../contracts/errors.ts';
 import { describeIssues, type Job, JobSchema } from '../contracts/job.ts';
 import type { JobConsumer, JobHandler, JobQueue } from './queue.ts';
+import { withTimeout } from './with-timeout.ts';
 
 /** How to reach a BullMQ queue. */
 export interface BullOptions {
@@ -85,19 +86,6 @@ export interface BullConsumerOptions extends BullOptions {
   logger: Logger;
   /** On stop, how long jobs in flight may take to finish before they are handed back. */
   drainMs?: number;
-}
-
-/** Resolve with the promise's value, or 'timeout' after `ms`. */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -15,6 +15,7 @@ import { Consumer } from 'sqs-consumer';
 import { ImagineError, isRetryable } from '../contracts/errors.ts';
 import { describeIssues, type Job, JobSchema } from '../contracts/job.ts';
 import type { JobConsumer, JobHandler, JobQueue } from './queue.ts';
+import { withTimeout } from './with-timeout.ts';
 
 /** How to reach a queue. */
 export interface SqsOptions {
@@ -103,19 +104,6 @@ export async function resolveDeadLetterUrl(
   const [, , , , account, name] = arn.split(':');
   const base = new URL(queueUrl);
   return `${base.origin}/${account}/${name}`;
-}
-
-/** Resolve with the promise's value, or 'timeout' after `ms`. */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Options of {@link SqsJobConsumer}. */
