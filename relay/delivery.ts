@@ -65,7 +65,11 @@ export class ChatDelivery {
 
   /** Follow a tracker's updates. */
   attach(tracker: JobTracker): void {
-    tracker.on('update', (u: JobUpdate) => this.onUpdate(u.record, u.position));
+    tracker.on('update', (u: JobUpdate) => {
+      // Another relay instance received that push and delivers it; delivering here too would
+      // post twice.
+      if (!u.remote) this.onUpdate(u.record, u.position);
+    });
     // Chat edits are rate limited by the platforms (Slack: ~50 chat.update a minute per
     // workspace): queue positions go out at most every 5 s, and only to the first jobs in line,
     // so position edits stay under 2 a second and never delay a finished image.

@@ -58,18 +58,31 @@ export interface JobRecord {
   image?: BufferedImage | undefined;
   /** The image was evicted from the buffer (TTL or byte cap). */
   imageEvicted?: boolean;
+  /** The last change came from another relay instance, which then owns the job's side effects. */
+  remote?: boolean;
 }
 
 /** A reported change to a job: its new state and whatever else the report says. */
 export type JobChange = { state: JobState } & {
-  [K in Exclude<keyof JobRecord, 'jobId' | 'image' | 'state'>]?: JobRecord[K] | undefined;
+  [K in Exclude<keyof JobRecord, 'jobId' | 'image' | 'state' | 'remote'>]?:
+    | JobRecord[K]
+    | undefined;
 };
+
+/** A queued job as another relay instance announced it (no reply target: it delivers). */
+export type RemoteQueued = Pick<JobRecord, 'jobId' | 'createdAt'> &
+  Partial<Pick<JobRecord, 'platform' | 'prompt' | 'seed' | 'width' | 'height'>>;
 
 /** A change to a job, as emitted to the hub and chat delivery. */
 export interface JobUpdate {
   record: JobRecord;
   /** Queued jobs ahead, when the job is queued. */
   position?: number;
+  /**
+   * The change came from another relay instance: update waiters, but chat delivery, metrics
+   * and admission already happened there.
+   */
+  remote?: boolean;
 }
 
 /** Options of {@link JobTracker}. */
@@ -89,7 +102,8 @@ export function isTerminal(state: JobState): boolean {
 }
 
 /**
- * Emits `update` (JobUpdate) on every state change and `positions` when the queued order moved.
+ * Emits `update` (JobUpdate) on every state change, `positions` when the queued order moved and
+ * `forgotten` ({ jobId, remote }) when a queued job is dropped because it could not be sent.
  */
 export class JobTracker extends EventEmitter implements JobRegistry {
   private readonly jobs = new Map<string, JobRecord>();
@@ -100,6 +114,8 @@ export class JobTracker extends EventEmitter implements JobRegistry {
   private bufferedBytesTotal = 0;
   private readonly now: () => number;
   private sweeper: NodeJS.Timeout | undefined;
+  /** Callers waiting for a job this instance does not know yet (see {@link whenKnown}). */
+  private readonly arrivals = new Map<string, Set<(record: JobRecord) => void>>();
 
   private readonly opts: JobTrackerOptions;
 
@@ -165,31 +181,78 @@ export class JobTracker extends EventEmitter implements JobRegistry {
       height: job.params.height,
       replyTarget: job.replyTarget,
     };
-    this.jobs.set(job.jobId, record);
-    this.queued.add(job.jobId);
-    const position = this.queued.size - 1;
-    this.emit('update', { record, position } satisfies JobUpdate);
-    return { position };
+    return { position: this.addQueued(record, false) };
   }
 
-  forget(jobId: string): void {
-    this.jobs.delete(jobId);
+  /** Record a job another relay instance queued (fan-out), so clients here can follow it. */
+  learnQueued(info: RemoteQueued): void {
+    if (this.jobs.has(info.jobId)) return;
+    this.addQueued({ ...info, state: 'queued', updatedAt: this.now() }, true);
+  }
+
+  private addQueued(record: JobRecord, remote: boolean): number {
+    if (remote) record.remote = true;
+    this.jobs.set(record.jobId, record);
+    this.queued.add(record.jobId);
+    const position = this.queued.size - 1;
+    this.emit('update', { record, position, ...(remote ? { remote } : {}) } satisfies JobUpdate);
+    this.announce(record);
+    return position;
+  }
+
+  forget(jobId: string, opts: { remote?: boolean } = {}): void {
+    const known = this.jobs.delete(jobId);
     if (this.queued.delete(jobId)) this.emit('positions');
     this.dropImage(jobId);
+    if (known) this.emit('forgotten', { jobId, remote: opts.remote === true });
   }
 
   /**
-   * Apply a state change reported by a worker. Returns `duplicate: true` (and changes nothing)
-   * when the job is already final: SQS is at-least-once, so pushes can repeat.
+   * The job's record, waiting up to `timeoutMs` for it to become known: with fan-out, a client
+   * may ask this instance about a job a moment before the event announcing it arrives.
+   */
+  async whenKnown(jobId: string, timeoutMs: number): Promise<JobRecord | undefined> {
+    const known = this.jobs.get(jobId);
+    if (known || timeoutMs <= 0) return known;
+    return new Promise((resolve) => {
+      let waiting = this.arrivals.get(jobId);
+      if (!waiting) {
+        waiting = new Set();
+        this.arrivals.set(jobId, waiting);
+      }
+      const set = waiting;
+      const done = (record: JobRecord | undefined) => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (set.size === 0 && this.arrivals.get(jobId) === set) this.arrivals.delete(jobId);
+        resolve(record);
+      };
+      const timer = setTimeout(() => done(undefined), timeoutMs);
+      set.add(done);
+    });
+  }
+
+  private announce(record: JobRecord): void {
+    const waiting = this.arrivals.get(record.jobId);
+    if (waiting) for (const resolve of [...waiting]) resolve(record);
+  }
+
+  /**
+   * Apply a state change reported by a worker (or, `remote`, by another relay instance).
+   * Returns `duplicate: true` (and changes nothing) when the job is already final: SQS is
+   * at-least-once, so pushes can repeat.
    */
   apply(
     jobId: string,
     change: JobChange,
     image?: BufferedImage,
+    opts: { remote?: boolean } = {},
   ): { duplicate: boolean; record: JobRecord } {
     const now = this.now();
+    const remote = opts.remote === true;
     let record = this.jobs.get(jobId);
     if (record && isTerminal(record.state)) return { duplicate: true, record };
+    const learned = !record;
     if (!record) {
       // A job queued through another instance, or before a restart: learn it from the push.
       record = { jobId, state: change.state, createdAt: change.createdAt ?? now, updatedAt: now };
@@ -199,9 +262,12 @@ export class JobTracker extends EventEmitter implements JobRegistry {
       if (value !== undefined) (record as unknown as Record<string, unknown>)[key] = value;
     }
     record.updatedAt = now;
+    if (remote) record.remote = true;
+    else delete record.remote;
     const leftQueue = this.queued.delete(jobId);
     const kept = image ? this.storeImage(record, image) : true;
-    this.emit('update', { record } satisfies JobUpdate);
+    this.emit('update', { record, ...(remote ? { remote } : {}) } satisfies JobUpdate);
+    if (learned) this.announce(record);
     // Too big to keep for late clients: the waiters and chat above still got it.
     if (!kept) {
       record.image = undefined;
@@ -253,10 +319,16 @@ export class JobTracker extends EventEmitter implements JobRegistry {
           this.jobs.delete(record.jobId);
         }
       } else if (now - record.createdAt > this.opts.jobTtlMs) {
-        this.apply(record.jobId, {
-          state: 'expired',
-          error: { code: 'JOB_EXPIRED', message: 'the job was not finished in time' },
-        });
+        // A job last changed by another instance is expired there, with its side effects.
+        this.apply(
+          record.jobId,
+          {
+            state: 'expired',
+            error: { code: 'JOB_EXPIRED', message: 'the job was not finished in time' },
+          },
+          undefined,
+          { remote: record.remote === true },
+        );
       }
     }
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Job } from '../../contracts/job.ts';
-import { BufferedImage, JobTracker } from '../../relay/job-tracker.ts';
+import { BufferedImage, JobTracker, type JobUpdate } from '../../relay/job-tracker.ts';
 
 const job = (jobId: string, createdAt = 1000): Job => ({
   v: 1,
@@ -73,5 +73,50 @@ describe('JobTracker', () => {
     expect(t.apply(id(1), { state: 'done' }, image(10)).duplicate).toBe(false);
     expect(t.apply(id(1), { state: 'failed' }).duplicate).toBe(true);
     expect(t.get(id(1))?.state).toBe('done');
+  });
+
+  it('marks changes from other relay instances as remote, and leaves their expiry to them', () => {
+    let now = 1000;
+    const t = new JobTracker({
+      resultTtlMs: 60_000,
+      maxBufferedBytes: 1000,
+      jobTtlMs: 5000,
+      now: () => now,
+    });
+    // Records are live objects: note each update as it was emitted.
+    const updates: Array<[string, string, boolean]> = [];
+    t.on('update', (u: JobUpdate) =>
+      updates.push([u.record.jobId, u.record.state, u.remote === true]),
+    );
+    t.registerQueued(job(id(1)));
+    t.learnQueued({ jobId: id(2), createdAt: 1000 });
+    expect(t.position(id(2))).toBe(1);
+    t.learnQueued({ jobId: id(1), createdAt: 1000 }); // already known: ignored
+    t.apply(id(1), { state: 'generating' }, undefined, { remote: true });
+    t.apply(id(2), { state: 'generating' });
+    expect(updates).toEqual([
+      [id(1), 'queued', false],
+      [id(2), 'queued', true],
+      [id(1), 'generating', true],
+      [id(2), 'generating', false],
+    ]);
+    now += 10_000;
+    t.sweep();
+    // Both expire; only the one last changed here is expired as this instance's own change.
+    expect(updates.slice(4)).toEqual([
+      [id(1), 'expired', true],
+      [id(2), 'expired', false],
+    ]);
+  });
+
+  it('hands a job learned after the question to whoever waits for it', async () => {
+    const t = new JobTracker({ resultTtlMs: 60_000, maxBufferedBytes: 1000, jobTtlMs: 10_000 });
+    const pending = t.whenKnown(id(1), 60_000);
+    const other = t.whenKnown(id(2), 60_000);
+    t.learnQueued({ jobId: id(1), createdAt: 1000 });
+    expect((await pending)?.state).toBe('queued');
+    t.apply(id(2), { state: 'done' }, image(10), { remote: true });
+    expect((await other)?.state).toBe('done');
+    expect(await t.whenKnown(id(3), 0)).toBeUndefined();
   });
 });
