@@ -16,6 +16,7 @@ import type { JobQueue } from '../queue/queue.ts';
 import type { Config } from '../runtime/config.ts';
 import { coalesce } from './coalesce.ts';
 import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
+import type { JobFanout } from './fanout.ts';
 import { JobTracker, type JobUpdate } from './job-tracker.ts';
 import { createMetrics, type RelayMetrics } from './metrics.ts';
 import { registerOriginPolicy } from './origins.ts';
@@ -40,6 +41,8 @@ export interface RelayDeps {
   plugins?: FastifyPluginAsync[];
   /** Name of the generator the workers run, shown to users ("demo" is labelled as such). */
   generatorName?: string;
+  /** Job events shared with other relay instances (Redis pub/sub); closed with the app. */
+  fanout?: JobFanout;
 }
 
 /** Shared state decorated onto the instance. */
@@ -52,6 +55,8 @@ export interface RelayState {
   submit: Submitter;
   admission: AdmissionPolicy | undefined;
   generator: { name: string; demo: boolean };
+  /** Fan-out between relay instances, when configured. */
+  fanout: JobFanout | undefined;
 }
 
 declare module 'fastify' {
@@ -118,8 +123,10 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     ...(deps.admission ? { admission: deps.admission } : {}),
   });
 
-  tracker.on('update', ({ record, position }: JobUpdate) => {
+  tracker.on('update', ({ record, position, remote }: JobUpdate) => {
     hub.publish(record, position);
+    // Counted, and the admission slot released, on the instance the change came from.
+    if (remote) return;
     if (record.state === 'queued') metrics.jobs.inc({ outcome: 'queued' });
     if (record.state === 'done' || record.state === 'failed' || record.state === 'expired') {
       metrics.jobs.inc({ outcome: record.state });
@@ -132,10 +139,12 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     }
   }, 250);
   tracker.on('positions', broadcastPositions);
+  deps.fanout?.attach(tracker);
   tracker.start();
   app.addHook('onClose', async () => {
     broadcastPositions.cancel();
     tracker.stop();
+    await deps.fanout?.close();
     await delivery.drain();
   });
 
@@ -148,6 +157,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     submit,
     admission: deps.admission,
     generator,
+    fanout: deps.fanout,
   } satisfies RelayState);
 
   app.setErrorHandler((err, request, reply) => {

@@ -19,6 +19,7 @@ import {
 } from '../queue/sqs.ts';
 import { buildRelay } from '../relay/app.ts';
 import type { ChatDeliverer } from '../relay/delivery.ts';
+import { JobFanout } from '../relay/fanout.ts';
 import type { Generator } from '../worker/generator.ts';
 import { generatorFromConfig } from '../worker/generators/index.ts';
 import { type RunningWorker, startWorker } from '../worker/worker.ts';
@@ -93,6 +94,18 @@ async function startParts(
       stops.push(() => moderation.close());
       admission = moderation;
     }
+    let fanout: JobFanout | undefined;
+    if (config.REDIS_URL) {
+      const f = new JobFanout({
+        redisUrl: config.REDIS_URL,
+        prefix: config.REDIS_KEY_PREFIX,
+        logger,
+        maxImageBytes: config.PUSH_MAX_BYTES,
+      });
+      stops.push(() => f.close());
+      await f.ready;
+      fanout = f;
+    }
     relay = await buildRelay({
       config,
       queue: queue.jobs,
@@ -101,6 +114,7 @@ async function startParts(
       admission,
       deliverers,
       plugins,
+      ...(fanout ? { fanout } : {}),
     });
     await relay.listen({ host: config.HOST, port: config.PORT });
     const address = relay.server.address();

@@ -3,12 +3,32 @@ import type { FastifyPluginAsync } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
 import { extensionFor } from '../../contracts/image-types.ts';
 import { JOB_ID_PATTERN } from '../../contracts/job.ts';
+import type { RelayState } from '../app.ts';
 import type { JobRecord } from '../job-tracker.ts';
 
+/**
+ * How long a relay with fan-out waits for the event announcing a job it does not know yet: a
+ * client may reach this instance just before the event from the instance that queued the job.
+ */
+export const FANOUT_GRACE_MS = 2000;
+
+/** A job's record; with fan-out, waits briefly for one not known here yet. */
+export async function lookupJob(
+  relay: Pick<RelayState, 'tracker' | 'fanout'>,
+  jobId: string,
+): Promise<JobRecord | undefined> {
+  const known = relay.tracker.get(jobId);
+  if (known || !relay.fanout) return known;
+  return relay.tracker.whenKnown(jobId, FANOUT_GRACE_MS);
+}
+
 /** Look a job up by id from a URL parameter, or throw the right 4xx. */
-export function findJob(lookup: (id: string) => JobRecord | undefined, jobId: string): JobRecord {
+export async function findJob(
+  lookup: (id: string) => JobRecord | undefined | Promise<JobRecord | undefined>,
+  jobId: string,
+): Promise<JobRecord> {
   if (!JOB_ID_PATTERN.test(jobId)) throw new ImagineError('INVALID_JOB_ID', 'job id is malformed');
-  const record = lookup(jobId);
+  const record = await lookup(jobId);
   if (!record)
     throw new ImagineError(
       'JOB_NOT_FOUND',
@@ -19,10 +39,10 @@ export function findJob(lookup: (id: string) => JobRecord | undefined, jobId: st
 
 export const jobRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
-  const lookup = (id: string) => relay.tracker.get(id);
+  const lookup = (id: string) => lookupJob(relay, id);
 
   app.get<{ Params: { jobId: string } }>('/jobs/:jobId', async (request, reply) => {
-    const r = findJob(lookup, request.params.jobId);
+    const r = await findJob(lookup, request.params.jobId);
     const expired = r.state === 'done' && !r.image;
     reply.header('cache-control', 'no-store');
     return {
@@ -50,7 +70,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
   });
 
   app.get<{ Params: { jobId: string } }>('/jobs/:jobId/image', async (request, reply) => {
-    const r = findJob(lookup, request.params.jobId);
+    const r = await findJob(lookup, request.params.jobId);
     if (r.state === 'failed')
       throw new ImagineError('JOB_FAILED', r.error?.message ?? 'the job failed');
     if (r.state === 'expired' || (r.state === 'done' && !r.image))

@@ -1,6 +1,7 @@
 /** `GET /ws?jobId=...`: a WebSocket that follows one job to its image. */
 import type { FastifyPluginAsync } from 'fastify';
 import { JOB_ID_PATTERN } from '../../contracts/job.ts';
+import { lookupJob } from './jobs.ts';
 
 export const wsRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
@@ -21,7 +22,7 @@ export const wsRoutes: FastifyPluginAsync = async (app) => {
               message: 'jobId query parameter is missing or malformed',
             },
           });
-        if (!relay.tracker.get(jobId))
+        if (!(await lookupJob(relay, jobId)))
           return reply
             .status(404)
             .send({ error: { code: 'JOB_NOT_FOUND', message: 'no such job' } });
