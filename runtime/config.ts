@@ -243,7 +243,7 @@ export const ENV = {
   REDIS_URL: {
     schema: optionalString,
     default: '',
-    doc: 'Redis for rate limits and moderation settings (shared between instances). Unset: memory limits and an embedded SQLite settings file.',
+    doc: 'Redis for rate limits, moderation settings and the job events relay instances share over pub/sub (so several relays can run). Unset: memory limits, an embedded SQLite settings file and one relay.',
   },
   DATA_DIR: {
     schema: z.string().min(1).default('.data'),
