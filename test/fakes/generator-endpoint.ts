@@ -21,6 +21,10 @@ export interface FakeGeneratorEndpoint {
   /** Most requests ever in flight at once. */
   maxInFlight: number;
   requests: Array<{ body: Record<string, unknown>; headers: IncomingMessage['headers'] }>;
+  /** Configuration that points a worker at this fake (`GENERATOR=http`). */
+  env(): Record<string, string>;
+  /** How many generations of `prompt` were started. */
+  started(prompt: string): number;
   close(): Promise<void>;
 }
 
@@ -40,6 +44,13 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
     delayMs: 0,
     maxInFlight: 0,
     requests: [],
+    env: () => ({
+      GENERATOR: 'http',
+      MODAL_FLUX_URL: state.url,
+      MODAL_KEY: state.key,
+      MODAL_SECRET: state.secret,
+    }),
+    started: (prompt) => state.requests.filter((r) => r.body.prompt === prompt).length,
     close: async () => {},
   };
   let failedOnce = false;

@@ -33,13 +33,8 @@ function isolatedQueue() {
 
 describe('BullMQ backend', () => {
   let fake: FakeGeneratorEndpoint;
-  const generatorEnv = () => ({
-    GENERATOR: 'http',
-    MODAL_FLUX_URL: fake.url,
-    MODAL_KEY: fake.key,
-    MODAL_SECRET: fake.secret,
-  });
-  const started = (prompt: string) => fake.requests.filter((r) => r.body.prompt === prompt).length;
+  const generatorEnv = () => fake.env();
+  const started = (prompt: string) => fake.started(prompt);
   const cleanups: Array<() => Promise<unknown>> = [];
 
   beforeAll(async () => {

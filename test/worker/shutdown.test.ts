@@ -9,13 +9,8 @@ const enqueue = (url: string, prompt: string) => enqueueJob(url, prompt);
 
 describe('worker shutdown loses no job', () => {
   let fake: FakeGeneratorEndpoint;
-  const generatorEnv = () => ({
-    GENERATOR: 'http',
-    MODAL_FLUX_URL: fake.url,
-    MODAL_KEY: fake.key,
-    MODAL_SECRET: fake.secret,
-  });
-  const started = (prompt: string) => fake.requests.filter((r) => r.body.prompt === prompt).length;
+  const generatorEnv = () => fake.env();
+  const started = (prompt: string) => fake.started(prompt);
 
   beforeAll(async () => {
     fake = await startFakeGenerator();
