@@ -1,19 +1,7 @@
 /** Benchmark helpers: run imagine in a child process (as `npm start` does) and summarise timings. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-
-/** A free loopback port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../test/helpers/net.ts';
 
 /** Limits lifted: a benchmark is one client sending many jobs. */
 export const UNLIMITED = {

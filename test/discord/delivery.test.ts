@@ -93,6 +93,20 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     expect(posted?.message_reference?.message_id).toBe(originalId);
   });
 
+  /** An interaction deferred as the adapter does, and its reply target. */
+  const deferredTarget = (prompt: string, seed: number) => {
+    const interaction = fake.commandInteraction({ prompt, seed });
+    fake.acknowledge(interaction.token, { type: 5 });
+    const target: DiscordTarget = {
+      platform: 'discord',
+      applicationId: fake.applicationId,
+      interactionToken: interaction.token,
+      issuedAt: Date.now(),
+      userId: '1',
+    };
+    return { interaction, target };
+  };
+
   it('past 15 minutes by the clock: straight to the channel, statuses dropped', async () => {
     const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
     const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
@@ -156,16 +170,8 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
   it('a failed job shows the error and a Retry button carrying its seed', async () => {
     const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
     const deliverer = new DiscordDeliverer({ api, logger: pino({ level: 'silent' }) });
-    const interaction = fake.commandInteraction({ prompt: 'doomed', seed: 99 });
     // Deferred (as the adapter would), then a failure delivered for it.
-    fake.acknowledge(interaction.token, { type: 5 });
-    const target: DiscordTarget = {
-      platform: 'discord',
-      applicationId: fake.applicationId,
-      interactionToken: interaction.token,
-      issuedAt: Date.now(),
-      userId: '1',
-    };
+    const { interaction, target } = deferredTarget('doomed', 99);
     await deliverer.deliver(target, {
       jobId: 'job-failed',
       state: 'failed',
@@ -181,19 +187,6 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     expect(message.content).toMatch(/Retry/);
     expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry|16:9|99']);
   });
-
-  const deferredTarget = (prompt: string, seed: number) => {
-    const interaction = fake.commandInteraction({ prompt, seed });
-    fake.acknowledge(interaction.token, { type: 5 });
-    const target: DiscordTarget = {
-      platform: 'discord',
-      applicationId: fake.applicationId,
-      interactionToken: interaction.token,
-      issuedAt: Date.now(),
-      userId: '1',
-    };
-    return { interaction, target };
-  };
 
   it('text from outside (an error echoing the prompt) never pings @everyone, roles or users', async () => {
     const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
@@ -269,15 +262,7 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
       logger: pino({ level: 'silent' }),
       statusIntervalMs: 400,
     });
-    const interaction = fake.commandInteraction({ prompt: 'spaced', seed: 2 });
-    fake.acknowledge(interaction.token, { type: 5 });
-    const target: DiscordTarget = {
-      platform: 'discord',
-      applicationId: fake.applicationId,
-      interactionToken: interaction.token,
-      issuedAt: Date.now(),
-      userId: '1',
-    };
+    const { interaction, target } = deferredTarget('spaced', 2);
     const base = { jobId: 'job-spaced', createdAt: Date.now(), prompt: 'spaced', seed: 2 };
     await deliverer.deliver(target, { ...base, state: 'queued', position: 2 });
     await deliverer.deliver(target, { ...base, state: 'queued', position: 1 });

@@ -4,7 +4,6 @@
  * clients; chat delivery happens once; without Redis a relay carries on alone.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { openAdmission } from '../../bot/submit.ts';
@@ -15,6 +14,7 @@ import type { Generator } from '../../worker/generator.ts';
 import { enqueueJob } from '../helpers/enqueue.ts';
 import { pngOf } from '../helpers/images.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
+import { freePort } from '../helpers/net.ts';
 import { sendPush } from '../helpers/push.ts';
 import { type Followed, followJob } from '../helpers/ws.ts';
 
@@ -179,12 +179,7 @@ describe('relay fan-out over Redis', () => {
   });
 
   it('keeps serving the whole flow locally when Redis cannot be reached', async () => {
-    const closedPort = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as { port: number };
-        server.close(() => resolve(port));
-      });
-    });
+    const closedPort = await freePort();
     // Moderation would refuse to start without its Redis; fan-out must not.
     const app = await start(
       { REDIS_URL: `redis://127.0.0.1:${closedPort}` },

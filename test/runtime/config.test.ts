@@ -61,11 +61,9 @@ describe('configuration', () => {
 describe('start-up failure', () => {
   it('stops what had started when a later part fails', async () => {
     const { startTestImagine } = await import('../helpers/imagine.ts');
-    const { createServer, connect } = await import('node:net');
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise<void>((r) => probe.close(() => r()));
+    const { connect } = await import('node:net');
+    const { freePort } = await import('../helpers/net.ts');
+    const port = await freePort();
     const stopped: string[] = [];
     await expect(
       startTestImagine(

@@ -92,6 +92,17 @@ describe('Slack refusals and failures are told to the user, ephemerally', () => 
     expect(app.relay!.relay.tracker.queuedCount).toBe(0);
   });
 
+  /** The live status message in `channel` that turned into a failure card (it has Retry). */
+  const failedCardIn = (channel: string) =>
+    fake.waitFor(() =>
+      fake.messages.find(
+        (m) =>
+          m.channel === channel &&
+          !m.deleted &&
+          buttonsOf(m.blocks).some((b) => b.action_id === 'imagine_retry'),
+      ),
+    );
+
   it('a failed job shows the error and Retry; Retry re-runs it in the same message', async () => {
     const res = await postToSlackApp(
       app.eventsUrl,
@@ -102,14 +113,7 @@ describe('Slack refusals and failures are told to the user, ephemerally', () => 
       }),
     );
     expect(res.status).toBe(200);
-    const failed = await fake.waitFor(() =>
-      fake.messages.find(
-        (m) =>
-          m.channel === 'C0ART' &&
-          !m.deleted &&
-          buttonsOf(m.blocks).some((b) => b.action_id === 'imagine_retry'),
-      ),
-    );
+    const failed = await failedCardIn('C0ART');
     expect(textOf(failed.blocks)).toContain('GENERATION_FAILED');
     const [told] = await fake.waitFor(
       () => responsesTo('fails').length > 0 && responsesTo('fails'),
@@ -148,14 +152,7 @@ describe('Slack refusals and failures are told to the user, ephemerally', () => 
       }),
     );
     expect(res.status).toBe(200);
-    const failed = await fake.waitFor(() =>
-      fake.messages.find(
-        (m) =>
-          m.channel === 'C0NOFILES' &&
-          !m.deleted &&
-          buttonsOf(m.blocks).some((b) => b.action_id === 'imagine_retry'),
-      ),
-    );
+    const failed = await failedCardIn('C0NOFILES');
     expect(textOf(failed.blocks)).toContain('restricted_action');
     const [told] = await fake.waitFor(
       () => responsesTo('nofiles').length > 0 && responsesTo('nofiles'),
