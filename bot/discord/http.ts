@@ -12,6 +12,7 @@ import {
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { ImagineError } from '../../contracts/errors.ts';
+import { header } from '../../relay/headers.ts';
 import { type DiscordApi, quietResponse } from './api.ts';
 import { handleInteraction, type InteractionRoutes, interactionContext } from './interactions.ts';
 import { discordPublicKey, verifyDiscordSignature } from './verify.ts';
@@ -38,13 +39,12 @@ export function discordInteractionsPlugin(opts: DiscordHttpOptions): FastifyPlug
     );
     app.post('/discord/interactions', { bodyLimit: 1024 * 1024 }, async (request, reply) => {
       const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-      const header = (name: string) => {
-        const v = request.headers[name];
-        return Array.isArray(v) ? v[0] : v;
-      };
       verifyDiscordSignature(
         key,
-        { signature: header('x-signature-ed25519'), timestamp: header('x-signature-timestamp') },
+        {
+          signature: header(request, 'x-signature-ed25519'),
+          timestamp: header(request, 'x-signature-timestamp'),
+        },
         raw,
         now(),
       );

@@ -16,6 +16,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ImagineError } from '../../contracts/errors.ts';
 import type { RelayState } from '../../relay/app.ts';
+import { header } from '../../relay/headers.ts';
 
 /** Slack's replay window, both ways. */
 const MAX_SKEW_SECONDS = 5 * 60;
@@ -32,11 +33,6 @@ export interface FastifySlackReceiverOptions {
   now?: () => number;
   /** Called with the relay when the plugin is registered on it. */
   onRelay?: (relay: RelayState) => void;
-}
-
-function header(request: FastifyRequest, name: string): string | undefined {
-  const v = request.headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }
 
 /** Bolt's `Receiver` whose transport is a Fastify plugin. */

@@ -6,7 +6,7 @@
  * the image itself), and nothing is acted on unless the signature matches.
  */
 import { Busboy, type BusboyInstance } from '@fastify/busboy';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
 import { describeIssues } from '../../contracts/job.ts';
@@ -19,6 +19,7 @@ import {
   TIMESTAMP_HEADER,
   verifyPush,
 } from '../../contracts/push.ts';
+import { header } from '../headers.ts';
 import { BufferedImage } from '../job-tracker.ts';
 
 interface ParsedPush {
@@ -26,11 +27,6 @@ interface ParsedPush {
   /** The image as it arrived: chunks of the request body, never copied into one buffer. */
   image?: Buffer[];
   legacy: boolean;
-}
-
-function header(request: FastifyRequest, name: string): string | undefined {
-  const v = request.headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }
 
 /** Feeds a multipart body, chunk by chunk, to busboy; resolves with the `meta` field and `image`. */
