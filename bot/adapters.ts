@@ -5,8 +5,8 @@
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import type { ChatDeliverer } from '../relay/delivery.ts';
-import type { Config } from '../runtime/config.ts';
+import type { Config } from '../contracts/config.ts';
+import type { ChatDeliverer } from '../contracts/delivery.ts';
 
 /** One chat platform's adapter. */
 export interface ChatAdapter {
@@ -15,7 +15,7 @@ export interface ChatAdapter {
   deliverer?: ChatDeliverer;
   /** HTTP receivers (`/discord/interactions`, `/slack/events`). */
   plugin?: FastifyPluginAsync;
-  /** Called once the relay listens: connect gateways / sockets. `app.relay.submit` enqueues. */
+  /** Called once the relay listens: connect gateways / sockets. `app.frontDoor.submit` enqueues. */
   start?(app: FastifyInstance): Promise<void>;
   stop?(): Promise<void>;
 }

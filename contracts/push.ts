@@ -86,6 +86,13 @@ export const JOB_STATES = ['queued', 'generating', 'done', 'failed', 'expired'] 
 /** A job's state. */
 export type JobState = (typeof JOB_STATES)[number];
 
+const TERMINAL: ReadonlySet<JobState> = new Set(['done', 'failed', 'expired']);
+
+/** Whether a state is final. */
+export function isTerminal(state: JobState): boolean {
+  return TERMINAL.has(state);
+}
+
 /** The `meta` part of a multipart push. */
 export const PushMetaSchema = z.object({
   jobId: z.string().regex(JOB_ID_PATTERN),

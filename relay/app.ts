@@ -10,10 +10,11 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { type AdmissionPolicy, createSubmitter, type Submitter } from '../bot/submit.ts';
+import type { Config } from '../contracts/config.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
 import type { JobQueue } from '../queue/queue.ts';
-import type { Config } from '../runtime/config.ts';
+import type { FrontDoor } from '../submit/front-door.ts';
+import { type AdmissionPolicy, createSubmitter, type Submitter } from '../submit/submit.ts';
 import { coalesce } from './coalesce.ts';
 import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
 import type { JobFanout } from './fanout.ts';
@@ -159,6 +160,11 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     generator,
     fanout: deps.fanout,
   } satisfies RelayState);
+  app.decorate('frontDoor', {
+    submit,
+    admission: deps.admission,
+    generator,
+  } satisfies FrontDoor);
 
   app.setErrorHandler((err, request, reply) => {
     if (err instanceof ImagineError) {

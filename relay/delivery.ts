@@ -4,6 +4,7 @@
  * are overtaken while a delivery is in flight are skipped; final states never are.
  */
 import type { Logger } from 'pino';
+import type { ChatDeliverer, DeliveryEvent } from '../contracts/delivery.ts';
 import type { ReplyTarget } from '../contracts/seal.ts';
 import { openReplyTarget } from '../contracts/seal.ts';
 import { coalesce } from './coalesce.ts';
@@ -13,27 +14,7 @@ import { isTerminal, type JobRecord, type JobTracker, type JobUpdate } from './j
 const CHAT_POSITION_INTERVAL_MS = 5000;
 const CHAT_POSITION_JOBS = 10;
 
-/** A snapshot of a job handed to a chat deliverer. */
-export interface DeliveryEvent {
-  jobId: string;
-  state: JobRecord['state'];
-  position?: number | undefined;
-  prompt?: string | undefined;
-  seed?: number | undefined;
-  width?: number | undefined;
-  height?: number | undefined;
-  createdAt: number;
-  generationMs?: number | undefined;
-  generator?: string | undefined;
-  error?: { code: string; message: string } | undefined;
-  image?: { bytes: Buffer; contentType: string } | undefined;
-}
-
-/** Delivers job events to one chat platform. */
-export interface ChatDeliverer {
-  readonly platform: ReplyTarget['platform'];
-  deliver(target: ReplyTarget, event: DeliveryEvent): Promise<void>;
-}
+export type { ChatDeliverer, DeliveryEvent };
 
 interface Lane {
   running: boolean;

@@ -4,9 +4,9 @@
  * Nothing touches disk.
  */
 import { EventEmitter } from 'node:events';
-import type { JobRegistry } from '../bot/submit.ts';
 import type { Job } from '../contracts/job.ts';
-import type { JobState } from '../contracts/push.ts';
+import { isTerminal, type JobState } from '../contracts/push.ts';
+import type { JobRegistry } from '../submit/submit.ts';
 
 /**
  * A finished image held in memory, as the chunks it arrived in: sending it to WebSockets needs
@@ -94,12 +94,7 @@ export interface JobTrackerOptions {
   now?: () => number;
 }
 
-const TERMINAL: ReadonlySet<JobState> = new Set(['done', 'failed', 'expired']);
-
-/** Whether a state is final. */
-export function isTerminal(state: JobState): boolean {
-  return TERMINAL.has(state);
-}
+export { isTerminal };
 
 /**
  * Emits `update` (JobUpdate) on every state change, `positions` when the queued order moved and

@@ -1,5 +1,5 @@
 /** README's configuration table, made from the one ENV definition: `npm run docs:config`. */
-import { ENV } from './config.ts';
+import { ENV } from '../contracts/config.ts';
 
 /** The markdown table of every variable. */
 export function configTable(): string {

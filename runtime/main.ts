@@ -1,6 +1,6 @@
 /** Entry point: `npm start [all|relay|worker]`. */
 import pino from 'pino';
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, loadConfig } from '../contracts/config.ts';
 import { startImagine } from './start.ts';
 
 const roleArg = process.argv[2];

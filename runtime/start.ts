@@ -6,8 +6,8 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { type ChatAdapter, chatAdaptersFromConfig } from '../bot/adapters.ts';
-import { admissionFromConfig } from '../bot/moderation/index.ts';
-import type { AdmissionPolicy } from '../bot/submit.ts';
+import type { Config } from '../contracts/config.ts';
+import { admissionFromConfig } from '../moderation/index.ts';
 import { BullJobConsumer, BullJobQueue } from '../queue/bullmq.ts';
 import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import type { JobConsumer, JobQueue } from '../queue/queue.ts';
@@ -20,10 +20,10 @@ import {
 import { buildRelay } from '../relay/app.ts';
 import type { ChatDeliverer } from '../relay/delivery.ts';
 import { JobFanout } from '../relay/fanout.ts';
+import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
 import { generatorFromConfig } from '../worker/generators/index.ts';
 import { type RunningWorker, startWorker } from '../worker/worker.ts';
-import type { Config } from './config.ts';
 
 /** Options beyond configuration: injected parts for tests and chat adapters. */
 export interface StartOptions {

@@ -6,10 +6,10 @@
  */
 import type { APIMessage } from 'discord.js';
 import type { Logger } from 'pino';
+import type { ChatDeliverer, DeliveryEvent } from '../../contracts/delivery.ts';
 import { ImagineError } from '../../contracts/errors.ts';
+import { isTerminal } from '../../contracts/push.ts';
 import type { DiscordTarget, ReplyTarget } from '../../contracts/seal.ts';
-import type { ChatDeliverer, DeliveryEvent } from '../../relay/delivery.ts';
-import { isTerminal } from '../../relay/job-tracker.ts';
 import {
   type DiscordApi,
   type DiscordFile,

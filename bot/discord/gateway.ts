@@ -12,7 +12,7 @@ import {
   InteractionResponseType,
 } from 'discord.js';
 import type { Logger } from 'pino';
-import type { AdmissionPolicy, Submitter } from '../submit.ts';
+import type { AdmissionPolicy, Submitter } from '../../submit/submit.ts';
 import type { DiscordApi } from './api.ts';
 import { handleInteraction, type InteractionRoutes, interactionContext } from './interactions.ts';
 

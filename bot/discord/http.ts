@@ -12,7 +12,7 @@ import {
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { ImagineError } from '../../contracts/errors.ts';
-import { header } from '../../relay/headers.ts';
+import { header } from '../../contracts/headers.ts';
 import { type DiscordApi, quietResponse } from './api.ts';
 import { handleInteraction, type InteractionRoutes, interactionContext } from './interactions.ts';
 import { discordPublicKey, verifyDiscordSignature } from './verify.ts';
@@ -65,8 +65,8 @@ export function discordInteractionsPlugin(opts: DiscordHttpOptions): FastifyPlug
         interaction,
         {
           api: opts.api,
-          submit: app.relay.submit,
-          admission: app.relay.admission,
+          submit: app.frontDoor.submit,
+          admission: app.frontDoor.admission,
           logger: opts.logger.child({ reqId: request.id }),
           now,
         },

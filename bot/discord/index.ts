@@ -63,8 +63,8 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
               apiUrl: opts.apiUrl,
               api,
               routes,
-              submit: app.relay.submit,
-              admission: app.relay.admission,
+              submit: app.frontDoor.submit,
+              admission: app.frontDoor.admission,
               logger,
               now,
             });

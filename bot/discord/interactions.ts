@@ -16,7 +16,7 @@ import {
 } from 'discord.js';
 import type { Logger } from 'pino';
 import { asImagineError } from '../../contracts/errors.ts';
-import type { AdmissionPolicy, Submitter } from '../submit.ts';
+import type { AdmissionPolicy, Submitter } from '../../submit/submit.ts';
 import type { DiscordApi } from './api.ts';
 import { decodeCustomId } from './custom-id.ts';
 import { refusalText } from './messages.ts';

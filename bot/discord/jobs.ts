@@ -7,7 +7,7 @@ import type { APIInteraction, APIUser } from 'discord.js';
 import { asImagineError } from '../../contracts/errors.ts';
 import type { Origin } from '../../contracts/job.ts';
 import type { DiscordTarget } from '../../contracts/seal.ts';
-import type { Submitted } from '../submit.ts';
+import type { Submitted } from '../../submit/submit.ts';
 import type { InteractionContext } from './interactions.ts';
 import { tellEphemeral } from './interactions.ts';
 import { refusalText } from './messages.ts';

@@ -11,9 +11,9 @@ import {
   ButtonStyle,
   ComponentType,
 } from 'discord.js';
+import type { DeliveryEvent } from '../../contracts/delivery.ts';
 import type { ImagineError } from '../../contracts/errors.ts';
-import type { DeliveryEvent } from '../../relay/delivery.ts';
-import { formatDuration } from '../moderation/settings.ts';
+import { formatDuration } from '../../moderation/settings.ts';
 import { encodeCustomId, encodeSize, type SizeSpec, sizeSpecOf } from './custom-id.ts';
 
 /** Component names used by imagine's buttons. */

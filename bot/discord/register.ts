@@ -10,7 +10,7 @@ import {
   PermissionFlagsBits,
   Routes,
 } from 'discord.js';
-import { loadConfig } from '../../runtime/config.ts';
+import { loadConfig } from '../../contracts/config.ts';
 import { DiscordApi } from './api.ts';
 import { slashCommands } from './commands/index.ts';
 

@@ -8,8 +8,8 @@ import { App, LogLevel, type Receiver, SocketModeReceiver } from '@slack/bolt';
 import type { Logger as SlackLogger } from '@slack/logger';
 import { WebClient, type WebClientOptions } from '@slack/web-api';
 import type { Logger } from 'pino';
-import type { RelayState } from '../../relay/app.ts';
-import type { Config } from '../../runtime/config.ts';
+import type { Config } from '../../contracts/config.ts';
+import type { FrontDoor } from '../../submit/front-door.ts';
 import type { ChatAdapter } from '../adapters.ts';
 import { slackActions } from './actions/index.ts';
 import { slackCommands } from './commands/index.ts';
@@ -70,8 +70,8 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
   const logger = opts.logger.child({ adapter: 'slack' });
   const clientOptions = slackClientOptions({ ...opts, logger });
   const client = new WebClient(opts.botToken, clientOptions);
-  let relay: RelayState | undefined;
-  const attach = (r: RelayState) => {
+  let relay: FrontDoor | undefined;
+  const attach = (r: FrontDoor) => {
     relay = r;
   };
   const env: SlackEnv = {
@@ -177,7 +177,7 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
     deliverer,
     ...(httpReceiver ? { plugin: httpReceiver.plugin } : {}),
     async start(app) {
-      attach(app.relay);
+      attach(app.frontDoor);
       try {
         await bolt.init();
       } catch (err) {

@@ -10,8 +10,8 @@
 import type { types } from '@slack/bolt';
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
+import type { ChatDeliverer, DeliveryEvent } from '../../contracts/delivery.ts';
 import type { ReplyTarget, SlackTarget } from '../../contracts/seal.ts';
-import type { ChatDeliverer, DeliveryEvent } from '../../relay/delivery.ts';
 import {
   escapeMrkdwn,
   factsLine,

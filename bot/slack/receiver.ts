@@ -15,8 +15,8 @@ import {
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ImagineError } from '../../contracts/errors.ts';
-import type { RelayState } from '../../relay/app.ts';
-import { header } from '../../relay/headers.ts';
+import { header } from '../../contracts/headers.ts';
+import type { FrontDoor } from '../../submit/front-door.ts';
 
 /** Slack's replay window, both ways. */
 const MAX_SKEW_SECONDS = 5 * 60;
@@ -32,7 +32,7 @@ export interface FastifySlackReceiverOptions {
   /** Time is a parameter, so signature windows are testable. */
   now?: () => number;
   /** Called with the relay when the plugin is registered on it. */
-  onRelay?: (relay: RelayState) => void;
+  onRelay?: (relay: FrontDoor) => void;
 }
 
 /** Bolt's `Receiver` whose transport is a Fastify plugin. */
@@ -45,7 +45,7 @@ export class FastifySlackReceiver implements Receiver {
   constructor(opts: FastifySlackReceiverOptions) {
     this.opts = opts;
     this.plugin = async (app) => {
-      opts.onRelay?.(app.relay);
+      opts.onRelay?.(app.frontDoor);
       // Encapsulated: these parsers keep the raw text for this route only.
       app.removeAllContentTypeParsers();
       app.addContentTypeParser(

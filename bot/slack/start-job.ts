@@ -6,7 +6,7 @@
  */
 import { asImagineError, ImagineError } from '../../contracts/errors.ts';
 import type { SlackTarget } from '../../contracts/seal.ts';
-import { parseImagineRequest } from '../submit.ts';
+import { parseImagineRequest } from '../../submit/submit.ts';
 import { queuedLine, statusMessage } from './blocks.ts';
 import { adviceFor, tellUser } from './replies.ts';
 import type { SlackEnv } from './types.ts';

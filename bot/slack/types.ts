@@ -13,14 +13,14 @@ import type {
 } from '@slack/bolt';
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
-import type { RelayState } from '../../relay/app.ts';
+import type { FrontDoor } from '../../submit/front-door.ts';
 
 /** What every Slack module is handed besides its payload. */
 export interface SlackEnv {
   /** The bot's Web API client (SLACK_API_URL, Retry-After honoured). */
   client: WebClient;
   /** The relay this adapter runs in: `submit`, `config`, `generator`. Throws before attach. */
-  relay(): RelayState;
+  relay(): FrontDoor;
   logger: Logger;
   now(): number;
 }

@@ -8,6 +8,7 @@
 import { Busboy, type BusboyInstance } from '@fastify/busboy';
 import type { FastifyPluginAsync } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
+import { header } from '../../contracts/headers.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
 import { describeIssues } from '../../contracts/job.ts';
 import {
@@ -19,7 +20,6 @@ import {
   TIMESTAMP_HEADER,
   verifyPush,
 } from '../../contracts/push.ts';
-import { header } from '../headers.ts';
 import { BufferedImage } from '../job-tracker.ts';
 
 interface ParsedPush {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { loadConfig } from '../../runtime/config.ts';
+import { loadConfig } from '../../contracts/config.ts';
 import { type Running, type StartOptions, startImagine } from '../../runtime/start.ts';
 
 /** A secret for tests (32+ chars). */

@@ -4,9 +4,9 @@ import {
   runAdminCommand,
   runAdminText,
   runQuotaCommand,
-} from '../../bot/moderation/admin.ts';
-import { discordCanModerate, type ModeratorEvidence } from '../../bot/moderation/permissions.ts';
-import type { ModerationPolicy } from '../../bot/moderation/policy.ts';
+} from '../../moderation/admin.ts';
+import { discordCanModerate, type ModeratorEvidence } from '../../moderation/permissions.ts';
+import type { ModerationPolicy } from '../../moderation/policy.ts';
 import { BACKENDS, type Backend, ctx, refusal } from './helpers.ts';
 
 const MANAGE_GUILD = String(1n << 5n);

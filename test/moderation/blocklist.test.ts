@@ -3,7 +3,7 @@ import {
   BUILTIN_BLOCKED_WORDS,
   compileBlocklist,
   normaliseBlockedEntry,
-} from '../../bot/moderation/blocklist.ts';
+} from '../../moderation/blocklist.ts';
 
 describe('blocked words', () => {
   const list = compileBlocklist(['dragon', 'ass', 'self harm', 'porn*', '*phobe', 'Crème Brûlée']);

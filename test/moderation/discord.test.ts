@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { APIChatInputApplicationCommandInteraction } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { slashCommands } from '../../bot/discord/commands/index.ts';
-import { asModeration } from '../../bot/moderation/index.ts';
+import { asModeration } from '../../moderation/index.ts';
 import { discordSigner } from '../fakes/discord/harness.ts';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.ts';
 import { startTestImagine } from '../helpers/imagine.ts';

@@ -6,17 +6,17 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { inject } from 'vitest';
+import type { JobParams, Origin } from '../../contracts/job.ts';
 import {
   MemoryConcurrencySlots,
   RedisConcurrencySlots,
   WindowCounters,
-} from '../../bot/moderation/counters.ts';
-import { ModerationPolicy } from '../../bot/moderation/policy.ts';
-import { RedisSettingsStore } from '../../bot/moderation/redis-store.ts';
-import type { Limits } from '../../bot/moderation/settings.ts';
-import { SqliteSettingsStore } from '../../bot/moderation/sqlite-store.ts';
-import type { AdmissionContext } from '../../bot/submit.ts';
-import type { JobParams, Origin } from '../../contracts/job.ts';
+} from '../../moderation/counters.ts';
+import { ModerationPolicy } from '../../moderation/policy.ts';
+import { RedisSettingsStore } from '../../moderation/redis-store.ts';
+import type { Limits } from '../../moderation/settings.ts';
+import { SqliteSettingsStore } from '../../moderation/sqlite-store.ts';
+import type { AdmissionContext } from '../../submit/submit.ts';
 
 /** Defaults roomy enough that a test only meets the limit it sets. */
 export const ROOMY: Limits = {

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type ModerationPolicy, rateUserOf } from '../../bot/moderation/policy.ts';
-import { createSubmitter, type JobRegistry } from '../../bot/submit.ts';
+import { type ModerationPolicy, rateUserOf } from '../../moderation/policy.ts';
+import { createSubmitter, type JobRegistry } from '../../submit/submit.ts';
 import { BACKENDS, type Backend, ctx, refusal } from './helpers.ts';
 
 describe.each(BACKENDS)('admission on %s', (_name, makeBackend) => {

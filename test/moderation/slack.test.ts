@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asModeration } from '../../bot/moderation/index.ts';
+import { asModeration } from '../../moderation/index.ts';
 import { FAKE_TEAM_ID } from '../fakes/slack/fake-slack.ts';
 import { postToSlackApp, slashCommandForm } from '../fakes/slack/requests.ts';
 import { startTestImagine } from '../helpers/imagine.ts';

@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { loadConfig } from '../../contracts/config.ts';
 import type { Job } from '../../contracts/job.ts';
 import { BullJobQueue } from '../../queue/bullmq.ts';
-import { loadConfig } from '../../runtime/config.ts';
 import { type FakeGeneratorEndpoint, startFakeGenerator } from '../fakes/generator-endpoint.ts';
 import { enqueueJob } from '../helpers/enqueue.ts';
 import { startTestImagine, TEST_SECRET } from '../helpers/imagine.ts';

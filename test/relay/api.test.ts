@@ -1,10 +1,10 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
+import { loadConfig } from '../../contracts/config.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import type { Job } from '../../contracts/job.ts';
 import { buildRelay } from '../../relay/app.ts';
-import { loadConfig } from '../../runtime/config.ts';
 import { startTestImagine, TEST_SECRET } from '../helpers/imagine.ts';
 
 const json = (body: unknown) => ({

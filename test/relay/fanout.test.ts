@@ -6,10 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
-import { openAdmission } from '../../bot/submit.ts';
 import type { ReplyTarget } from '../../contracts/seal.ts';
 import type { ChatDeliverer, DeliveryEvent } from '../../relay/delivery.ts';
 import { decodeJobEvent, encodeJobEvent } from '../../relay/fanout.ts';
+import { openAdmission } from '../../submit/submit.ts';
 import type { Generator } from '../../worker/generator.ts';
 import { enqueueJob } from '../helpers/enqueue.ts';
 import { pngOf } from '../helpers/images.ts';

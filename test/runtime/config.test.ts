@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, ENV, loadConfig } from '../../runtime/config.ts';
+import { ConfigError, ENV, loadConfig } from '../../contracts/config.ts';
 
 describe('configuration', () => {
   it('runs on embedded defaults with a generated secret', () => {

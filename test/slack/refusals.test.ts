@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJobSpec } from '../../bot/slack/blocks.ts';
-import type { AdmissionPolicy } from '../../bot/submit.ts';
 import { ImagineError } from '../../contracts/errors.ts';
+import type { AdmissionPolicy } from '../../submit/submit.ts';
 import type { GenerateRequest, Generator } from '../../worker/generator.ts';
 import { DemoGenerator } from '../../worker/generators/demo.ts';
 import {

@@ -1,5 +1,5 @@
 /** Pick the generator named by configuration. */
-import type { Config } from '../../runtime/config.ts';
+import type { Config } from '../../contracts/config.ts';
 import type { Generator } from '../generator.ts';
 import { DemoGenerator } from './demo.ts';
 import { HttpGenerator } from './http.ts';

@@ -12,10 +12,10 @@ import {
   ChannelType,
   InteractionContextType,
 } from 'discord.js';
-import { type AdminCommand, parseLimitChange } from '../../moderation/admin.ts';
-import { asModeration, runAdminCommand } from '../../moderation/index.ts';
-import { DISCORD_MODERATOR_PERMISSIONS } from '../../moderation/permissions.ts';
-import { LIMIT_FIELDS, type LimitChanges } from '../../moderation/settings.ts';
+import { type AdminCommand, parseLimitChange } from '../../../moderation/admin.ts';
+import { asModeration, runAdminCommand } from '../../../moderation/index.ts';
+import { DISCORD_MODERATOR_PERMISSIONS } from '../../../moderation/permissions.ts';
+import { LIMIT_FIELDS, type LimitChanges } from '../../../moderation/settings.ts';
 import type { SlashCommand } from '../interactions.ts';
 import { tellEphemeral } from '../interactions.ts';
 import { interactionUser } from '../jobs.ts';

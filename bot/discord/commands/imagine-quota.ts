@@ -1,5 +1,5 @@
 /** `/imagine-quota`: how many images the user has left here, and when the window resets. */
-import { asModeration, runQuotaCommand } from '../../moderation/index.ts';
+import { asModeration, runQuotaCommand } from '../../../moderation/index.ts';
 import type { SlashCommand } from '../interactions.ts';
 import { tellEphemeral } from '../interactions.ts';
 import { originOf } from '../jobs.ts';

@@ -6,7 +6,7 @@ import {
 } from 'discord.js';
 import { ImagineError } from '../../../contracts/errors.ts';
 import { ASPECT_RATIOS, PROMPT_MAX_CHARS } from '../../../contracts/job.ts';
-import { parseImagineRequest } from '../../submit.ts';
+import { parseImagineRequest } from '../../../submit/submit.ts';
 import type { SlashCommand } from '../interactions.ts';
 import { tellEphemeral } from '../interactions.ts';
 import { submitJob } from '../jobs.ts';

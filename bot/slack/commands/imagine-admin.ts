@@ -4,8 +4,8 @@
  * SLACK_ADMIN_USERS; the logic is platform-neutral (bot/moderation/admin.ts). Answers are
  * ephemeral.
  */
-import { asModeration, runAdminText } from '../../moderation/index.ts';
-import type { SlackUserRole } from '../../moderation/permissions.ts';
+import { asModeration, runAdminText } from '../../../moderation/index.ts';
+import type { SlackUserRole } from '../../../moderation/permissions.ts';
 import type { SlackCommand } from '../types.ts';
 
 /** Said when the relay runs a custom admission policy instead of the moderation one. */

@@ -3,8 +3,8 @@
  * turn their payloads into an {@link AdminCommand} plus the caller's {@link ModeratorEvidence};
  * everything else (permission, validation, the change, its audit line, the answer) is here.
  */
-import { type ErrorCode, ImagineError } from '../../contracts/errors.ts';
-import type { Origin } from '../../contracts/job.ts';
+import { type ErrorCode, ImagineError } from '../contracts/errors.ts';
+import type { Origin } from '../contracts/job.ts';
 import {
   BLOCKED_ENTRIES_MAX,
   BLOCKED_ENTRY_MAX_CHARS,

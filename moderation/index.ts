@@ -5,8 +5,8 @@
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Config } from '../../runtime/config.ts';
-import type { AdmissionPolicy } from '../submit.ts';
+import type { Config } from '../contracts/config.ts';
+import type { AdmissionPolicy } from '../submit/submit.ts';
 import { MemoryConcurrencySlots, RedisConcurrencySlots, WindowCounters } from './counters.ts';
 import { ModerationPolicy } from './policy.ts';
 import { RedisSettingsStore } from './redis-store.ts';

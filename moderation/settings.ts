@@ -3,8 +3,9 @@
  * under, how per-scope and per-channel overrides combine with configured defaults, and the
  * names moderators use for them in commands.
  */
-import type { Origin } from '../../contracts/job.ts';
-import type { Config } from '../../runtime/config.ts';
+
+import type { Config } from '../contracts/config.ts';
+import type { Origin } from '../contracts/job.ts';
 
 /** Every setting a moderator can change, per scope or per channel. */
 export interface Limits {

@@ -5,9 +5,9 @@
  */
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { ImagineError } from '../../contracts/errors.ts';
-import type { Origin } from '../../contracts/job.ts';
-import type { Admission, AdmissionContext, AdmissionPolicy } from '../submit.ts';
+import { ImagineError } from '../contracts/errors.ts';
+import type { Origin } from '../contracts/job.ts';
+import type { Admission, AdmissionContext, AdmissionPolicy } from '../submit/submit.ts';
 import { type Blocklist, BUILTIN_BLOCKED_WORDS, compileBlocklist } from './blocklist.ts';
 import type { ConcurrencySlots, SlotLease, WindowCounters } from './counters.ts';
 import {

@@ -1,0 +1,20 @@
+/**
+ * What a chat adapter's receivers need of the server they are mounted on: the submit path, the
+ * admission policy and the generator's name. The relay decorates its Fastify instance with it
+ * as `frontDoor`, so adapters in bot/ never reach into the relay's own state.
+ */
+import type { AdmissionPolicy, Submitter } from './submit.ts';
+
+/** The submit path and moderation, as a front end sees them. */
+export interface FrontDoor {
+  submit: Submitter;
+  admission: AdmissionPolicy | undefined;
+  /** The generator the workers run ("demo" is labelled as such to users). */
+  generator: { name: string; demo: boolean };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    frontDoor: FrontDoor;
+  }
+}
