@@ -24,3 +24,62 @@ export const ASPECT_SIZES = {
 export type AspectRatio = keyof typeof ASPECT_SIZES;
 /** The aspect names, for choices in commands and the page. */
 export const ASPECT_RATIOS = Object.keys(ASPECT_SIZES) as AspectRatio[];
+
+/** The tasks a job can ask of a generator. */
+export const JOB_TASKS = ['generate', 'vary', 'upscale'] as const;
+/** One of {@link JOB_TASKS}. */
+export type JobTask = (typeof JOB_TASKS)[number];
+
+/** Most images one job makes (the grid). */
+export const IMAGE_COUNT_MAX = 4;
+/** Images a request makes when neither it nor a server/channel setting says otherwise. */
+export const IMAGE_COUNT_DEFAULT = 4;
+
+/**
+ * Vary strengths (image-to-image denoising strength, 0 keeps the input, 1 ignores it), named
+ * as Midjourney's "Vary (Subtle)" and "Vary (Strong)" buttons. Strong is the default, as
+ * Midjourney's high variation mode is.
+ */
+export const VARY_STRENGTHS = { subtle: 0.35, strong: 0.75 } as const;
+/** A named vary strength. */
+export type VaryPreset = keyof typeof VARY_STRENGTHS;
+/** The strength of a vary that names none. */
+export const VARY_DEFAULT: VaryPreset = 'strong';
+/** How much detail an upscale adds over the enlarged input (image-to-image strength). */
+export const UPSCALE_STRENGTH = 0.3;
+
+/** Largest side of a generated or varied image. */
+export const IMAGE_MAX_SIDE = 2048;
+/** Largest side of an upscaled image (an upscale doubles both sides). */
+export const UPSCALE_MAX_SIDE = 4096;
+
+/** The seed of image `index` of a job whose base seed is `seed`: `(seed + index) mod 2^32`. */
+export function imageSeed(seed: number, index: number): number {
+  return (seed + index) % 2 ** 32;
+}
+
+/** The seeds of the `count` images of a job with base seed `seed`. */
+export function imageSeeds(seed: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => imageSeed(seed, i));
+}
+
+/** The size an upscale of a `width`×`height` image makes, or undefined when it would be too big. */
+export function upscaleSize(
+  width: number,
+  height: number,
+): { width: number; height: number } | undefined {
+  const w = width * 2;
+  const h = height * 2;
+  return w <= UPSCALE_MAX_SIDE && h <= UPSCALE_MAX_SIDE ? { width: w, height: h } : undefined;
+}
+
+/**
+ * The size a vary of a `width`×`height` image makes: the same aspect, scaled down so no side is
+ * over {@link IMAGE_MAX_SIDE}, both sides rounded to multiples of 16 (at least 64).
+ */
+export function varySize(width: number, height: number): { width: number; height: number } {
+  const scale = Math.min(1, IMAGE_MAX_SIDE / Math.max(width, height));
+  const side = (n: number) =>
+    Math.max(64, Math.min(IMAGE_MAX_SIDE, Math.round((n * scale) / 16) * 16));
+  return { width: side(width), height: side(height) };
+}

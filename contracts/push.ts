@@ -7,7 +7,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ImagineError } from './errors.ts';
-import { JOB_ID_PATTERN } from './job.ts';
+import { IMAGE_TYPES } from './image-types.ts';
+import { IMAGE_COUNT_MAX, JOB_ID_PATTERN, JOB_TASKS } from './job.ts';
 
 /** Header carrying the signing time, unix seconds. */
 export const TIMESTAMP_HEADER = 'x-imagine-timestamp';
@@ -93,14 +94,68 @@ export function isTerminal(state: JobState): boolean {
   return TERMINAL.has(state);
 }
 
-/** The `meta` part of a multipart push. */
+/** One image of a push, described in `meta.images` in the order of the `image` parts. */
+export const PushImageSchema = z
+  .object({
+    contentType: z.enum(IMAGE_TYPES),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32 - 1),
+    width: z.number().int().positive().max(16384),
+    height: z.number().int().positive().max(16384),
+  })
+  .strict();
+/** One image of a push. */
+export type PushImage = z.infer<typeof PushImageSchema>;
+
+/** What a result was made from: a vary's or upscale's source image (no reference, no bytes). */
+export const PushSourceSchema = z
+  .object({
+    jobId: z.string().regex(JOB_ID_PATTERN).optional(),
+    index: z
+      .number()
+      .int()
+      .min(0)
+      .max(IMAGE_COUNT_MAX - 1)
+      .optional(),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32 - 1)
+      .optional(),
+    width: z.number().int().positive().optional(),
+    height: z.number().int().positive().optional(),
+  })
+  .strict();
+/** What a result was made from. */
+export type PushSource = z.infer<typeof PushSourceSchema>;
+
+/**
+ * The `meta` part of a multipart push. A `done` push carries its images as file parts named
+ * `image`, in order, and `images` describes each (seed, size, type) in the same order. A push
+ * without `images` is the single-image shape: one `image` part described by the top-level
+ * `contentType`/`seed`/`width`/`height` (workers written before the creative loop).
+ * `task`, `count`, `steps`, `strength` and `source` echo the job, so a relay that learns the
+ * job from its push (after a restart) can still offer buttons that re-create it.
+ */
 export const PushMetaSchema = z.object({
   jobId: z.string().regex(JOB_ID_PATTERN),
   status: z.enum(['generating', 'done', 'failed', 'expired']),
-  contentType: z.enum(['image/png', 'image/jpeg', 'image/webp']).optional(),
+  contentType: z.enum(IMAGE_TYPES).optional(),
+  /** The job's base seed (image i has `(seed + i) mod 2^32`). */
   seed: z.number().int().min(0).optional(),
+  /** Size of each output image. */
   width: z.number().int().positive().optional(),
   height: z.number().int().positive().optional(),
+  task: z.enum(JOB_TASKS).optional(),
+  count: z.number().int().min(1).max(IMAGE_COUNT_MAX).optional(),
+  steps: z.number().int().min(1).max(50).optional(),
+  strength: z.number().gt(0).max(1).optional(),
+  source: PushSourceSchema.optional(),
+  images: z.array(PushImageSchema).min(1).max(IMAGE_COUNT_MAX).optional(),
   prompt: z.string().max(4000).optional(),
   generator: z.string().max(100).optional(),
   /** Milliseconds the generator took. */

@@ -85,7 +85,17 @@ export class ChatDelivery {
       generationMs: record.generationMs,
       generator: record.generator ?? this.defaultGenerator,
       error: record.error,
-      image: record.image,
+      images: record.image
+        ? [
+            {
+              bytes: record.image.bytes,
+              contentType: record.image.contentType,
+              seed: record.seed ?? 0,
+              width: record.width ?? 0,
+              height: record.height ?? 0,
+            },
+          ]
+        : undefined,
     };
     let lane = this.lanes.get(record.jobId);
     if (!lane) {

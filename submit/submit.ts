@@ -13,7 +13,7 @@ import {
   type JobParams,
   newJobId,
   type Origin,
-  resolveParams,
+  resolveRequest,
 } from '../contracts/job.ts';
 import { type ReplyTarget, sealReplyTarget } from '../contracts/seal.ts';
 import type { JobQueue } from '../queue/queue.ts';
@@ -69,6 +69,8 @@ export interface SubmitterOptions {
   registry: JobRegistry;
   secret: string;
   defaultSteps: number;
+  /** Images a request makes when it names no count (the server/channel setting aside). */
+  defaultCount?: number;
   jobTtlSeconds: number;
   admission?: AdmissionPolicy;
   logger: Logger;
@@ -113,7 +115,10 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
   const now = opts.now ?? Date.now;
   return async ({ request, origin, replyTarget }) => {
     const req = parseImagineRequest(request);
-    const params = resolveParams(req, { steps: opts.defaultSteps });
+    const { task, count, params, input, strength } = resolveRequest(req, {
+      steps: opts.defaultSteps,
+      count: opts.defaultCount ?? 1,
+    });
     const { registry } = opts;
     const granted = await admission.admit({
       prompt: req.prompt,
@@ -129,8 +134,12 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
     const job: Job = {
       v: 1,
       jobId: newJobId(),
+      task,
+      count,
       prompt: req.prompt,
       params,
+      ...(input ? { input } : {}),
+      ...(strength !== undefined ? { strength } : {}),
       origin,
       createdAt,
       expiresAt: createdAt + opts.jobTtlSeconds * 1000,

@@ -1,16 +1,43 @@
-/** The generator port: turn a prompt and parameters into image bytes. */
+/**
+ * The generator port: turn a task, a prompt and parameters (and, for a vary or upscale, an input
+ * image) into `count` images in one call.
+ */
 import type { ImageType } from '../contracts/image-types.ts';
+import type { JobTask } from '../contracts/job.ts';
 
-/** What a generator is asked for. */
-export interface GenerateRequest {
-  prompt: string;
+/** The input image of a vary or upscale, fetched and checked by the worker. */
+export interface GeneratorInput {
+  bytes: Buffer;
+  contentType: ImageType;
+  /** Its size in pixels (decoded, not claimed). */
   width: number;
   height: number;
-  seed: number;
-  steps: number;
 }
 
-/** What a generator returns. */
+/**
+ * What a generator is asked for.
+ * - `generate`: text to image, `seeds.length` images of `width`×`height`.
+ * - `vary`: image to image from `input`, guided by the prompt, `strength` in (0, 1] (0.35
+ *   "subtle", 0.75 "strong"); each output is `width`×`height`.
+ * - `upscale`: one image of `width`×`height` (twice the input's sides) with detail added over
+ *   the enlarged input at `strength`, not a plain resample.
+ */
+export interface GenerateRequest {
+  task: JobTask;
+  prompt: string;
+  /** Size of every output image. */
+  width: number;
+  height: number;
+  /** One seed per image, in order: `count` is `seeds.length` (1–4). */
+  seeds: number[];
+  steps: number;
+  /** Required for `vary` and `upscale`, absent for `generate`. */
+  input?: GeneratorInput | undefined;
+  /** Image-to-image strength of a `vary` or `upscale`. */
+  strength?: number | undefined;
+}
+
+/** One image a generator made. */
 export interface GeneratedImage {
   bytes: Buffer;
   contentType: ImageType;
@@ -23,5 +50,6 @@ export interface GeneratedImage {
 export interface Generator {
   /** Short name shown to users ("demo", "modal", "http"). */
   readonly name: string;
-  generate(request: GenerateRequest, options: { signal: AbortSignal }): Promise<GeneratedImage>;
+  /** Make `request.seeds.length` images, in the order of the seeds, in one call. */
+  generate(request: GenerateRequest, options: { signal: AbortSignal }): Promise<GeneratedImage[]>;
 }

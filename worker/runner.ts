@@ -4,8 +4,8 @@
  * user is told instead: no job dies without a word.
  */
 import type { Logger } from 'pino';
-import { asImagineError, isRetryable } from '../contracts/errors.ts';
-import type { Job } from '../contracts/job.ts';
+import { asImagineError, ImagineError, isRetryable } from '../contracts/errors.ts';
+import { type Job, jobSeeds } from '../contracts/job.ts';
 import type { Generator } from './generator.ts';
 import type { RelayPusher } from './push-client.ts';
 
@@ -61,14 +61,17 @@ export function createJobRunner(
       log.warn({ err }, 'could not report generating');
     });
     const started = performance.now();
-    let image: Awaited<ReturnType<Generator['generate']>>;
+    let images: Awaited<ReturnType<Generator['generate']>>;
     try {
-      image = await opts.generator.generate(
+      if (job.task !== 'generate')
+        throw new ImagineError('GENERATION_FAILED', `this worker cannot ${job.task} images yet`);
+      images = await opts.generator.generate(
         {
+          task: job.task,
           prompt: job.prompt,
           width: job.params.width,
           height: job.params.height,
-          seed: job.params.seed,
+          seeds: jobSeeds(job),
           steps: job.params.steps,
         },
         { signal },
@@ -89,6 +92,8 @@ export function createJobRunner(
       return;
     }
     const generationMs = performance.now() - started;
+    // Until the relay takes N images per push, the first one is delivered.
+    const image = images[0]!;
     await opts.pusher.push(
       {
         ...base(job),

@@ -143,7 +143,7 @@ export class DiscordDeliverer implements ChatDeliverer {
     // Inside the safety margin the token usually still works: with no channel to fall back on,
     // trying it beats giving up.
     const tryToken = tokenAlive || !this.canPostToChannel(target);
-    if (event.state === 'done' && event.image) {
+    if (event.state === 'done' && event.images?.[0]) {
       try {
         await this.deliverImage(target, event, tryToken);
       } catch (err) {
@@ -151,7 +151,7 @@ export class DiscordDeliverer implements ChatDeliverer {
         const failed: DeliveryEvent = {
           ...event,
           state: 'failed',
-          image: undefined,
+          images: undefined,
           error: { code: DELIVERY_FAILED, message: 'Discord did not accept it' },
         };
         await this.deliverFailure(target, failed, tryToken).catch((e) =>
@@ -194,7 +194,7 @@ export class DiscordDeliverer implements ChatDeliverer {
     event: DeliveryEvent,
     tokenAlive: boolean,
   ): Promise<void> {
-    const image = event.image!;
+    const image = event.images![0]!;
     let limit = target.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_LIMIT;
     for (let attempt = 0; attempt < 3; attempt++) {
       const fit = await fitImage(image.bytes, image.contentType, limit);

@@ -128,7 +128,7 @@ export class SlackDeliverer implements ChatDeliverer {
   }
 
   private async deliverImage(target: SlackTarget, event: DeliveryEvent): Promise<void> {
-    const image = event.image;
+    const image = event.images?.[0];
     if (!image) throw new Error('a done event without an image');
     const facts = {
       userId: target.userId,

@@ -53,10 +53,10 @@ describe('contracts', () => {
     expect(a.equals(b)).toBe(true);
     expect(a.equals(c)).toBe(false);
     expect(a.equals(d)).toBe(false);
-    const img = await new DemoGenerator().generate(
-      { prompt: 'fox', seed: 1, width: 1024, height: 1024, steps: 4 },
+    const [img] = await new DemoGenerator().generate(
+      { task: 'generate', prompt: 'fox', seeds: [1], width: 1024, height: 1024, steps: 4 },
       { signal: new AbortController().signal },
     );
-    expect(img.bytes.subarray(1, 4).toString()).toBe('PNG');
+    expect(img!.bytes.subarray(1, 4).toString()).toBe('PNG');
   });
 });

@@ -9,11 +9,13 @@ import { customIdsOf, GatedGenerator, isEdit, isImageEdit } from '../fakes/disco
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 
-const demoImage = (prompt: string, seed: number, width = 1024, height = 1024) =>
-  new DemoGenerator().generate(
-    { prompt, seed, width, height, steps: 4 },
-    { signal: new AbortController().signal },
-  );
+const demoImage = async (prompt: string, seed: number, width = 1024, height = 1024) =>
+  (
+    await new DemoGenerator().generate(
+      { task: 'generate', prompt, seeds: [seed], width, height, steps: 4 },
+      { signal: new AbortController().signal },
+    )
+  )[0]!;
 
 describe('Discord delivery: upload limits and the 15-minute window', () => {
   let fake: FakeDiscord;
@@ -129,7 +131,9 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
       state: 'done',
       width: 256,
       height: 256,
-      image: { bytes: image.bytes, contentType: 'image/png' },
+      images: [
+        { bytes: image.bytes, contentType: 'image/png', seed: image.seed, width: 256, height: 256 },
+      ],
     });
     const sent = fake.requests.slice(before);
     expect(sent.map((r) => `${r.method} ${r.path}`)).toEqual([
@@ -162,7 +166,9 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
       seed: 6,
       width: 256,
       height: 256,
-      image: { bytes: image.bytes, contentType: 'image/png' },
+      images: [
+        { bytes: image.bytes, contentType: 'image/png', seed: image.seed, width: 256, height: 256 },
+      ],
     });
     expect(fake.original(interaction.token)?.attachments).toHaveLength(1);
   });
@@ -243,7 +249,15 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
           seed: 5,
           width: 256,
           height: 256,
-          image: { bytes: image.bytes, contentType: 'image/png' },
+          images: [
+            {
+              bytes: image.bytes,
+              contentType: 'image/png',
+              seed: image.seed,
+              width: 256,
+              height: 256,
+            },
+          ],
         }),
       ).rejects.toMatchObject({ code: 'DELIVERY_FAILED' });
     } finally {

@@ -112,13 +112,14 @@ describe('relay fan-out over Redis', () => {
     const png = await pngOf(32, 32, { r: 200, g: 20, b: 90 });
     const fixed: Generator = {
       name: 'fixed',
-      generate: async (req) => ({
-        bytes: png,
-        contentType: 'image/png',
-        seed: req.seed,
-        width: req.width,
-        height: req.height,
-      }),
+      generate: async (req) =>
+        req.seeds.map((seed) => ({
+          bytes: png,
+          contentType: 'image/png',
+          seed,
+          width: req.width,
+          height: req.height,
+        })),
     };
     const a = await start(env, { role: 'relay' });
     const b = await start(env, { role: 'relay' });
@@ -172,7 +173,7 @@ describe('relay fan-out over Redis', () => {
 
     expect(chatA.events.map((e) => e.state)).toEqual(['queued']);
     expect(chatB.events.map((e) => e.state)).toEqual(['generating', 'done']);
-    expect(chatB.events[1]!.image?.bytes.equals(png)).toBe(true);
+    expect(chatB.events[1]!.images?.[0]?.bytes.equals(png)).toBe(true);
     // Outcomes are counted once, where the push arrived.
     expect(await doneCount(a.url)).toBe(0);
     expect(await doneCount(b.url)).toBe(1);

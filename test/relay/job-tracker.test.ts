@@ -5,6 +5,8 @@ import { BufferedImage, JobTracker, type JobUpdate } from '../../relay/job-track
 const job = (jobId: string, createdAt = 1000): Job => ({
   v: 1,
   jobId,
+  task: 'generate',
+  count: 1,
   prompt: 'p',
   params: { width: 64, height: 64, seed: 1, steps: 4 },
   origin: { platform: 'web' },

@@ -40,7 +40,11 @@ async function startFakeGenerator(): Promise<{
       seed: number;
       steps: number;
     };
-    const image = await demo.generate(params, { signal: AbortSignal.timeout(10_000) });
+    const [image] = await demo.generate(
+      { task: 'generate', ...params, seeds: [params.seed] },
+      { signal: AbortSignal.timeout(10_000) },
+    );
+    if (!image) throw new Error('no image');
     res.writeHead(200, { 'content-type': image.contentType }).end(image.bytes);
   });
   await listen(server);

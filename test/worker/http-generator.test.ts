@@ -1,13 +1,21 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ImagineError } from '../../contracts/errors.ts';
+import type { GenerateRequest } from '../../worker/generator.ts';
 import { HttpGenerator } from '../../worker/generators/http.ts';
 import { type FakeGeneratorEndpoint, startFakeGenerator } from '../fakes/generator-endpoint.ts';
 import { enqueueJob } from '../helpers/enqueue.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { followJob } from '../helpers/ws.ts';
 
-const request = { prompt: 'a lighthouse at dusk', width: 128, height: 64, seed: 99, steps: 4 };
+const request: GenerateRequest = {
+  task: 'generate',
+  prompt: 'a lighthouse at dusk',
+  width: 128,
+  height: 64,
+  seeds: [99],
+  steps: 4,
+};
 
 describe('modal generator against a local fake of the Modal endpoint', () => {
   let fake: FakeGeneratorEndpoint;
@@ -43,12 +51,19 @@ describe('modal generator against a local fake of the Modal endpoint', () => {
   });
 
   it('sends the prompt and parameters with proxy-auth headers and returns the image', async () => {
-    const image = await make().generate(request, { signal: new AbortController().signal });
+    const [image] = await make().generate(request, { signal: new AbortController().signal });
+    if (!image) throw new Error('no image');
     expect(image.contentType).toBe('image/png');
     expect(image.seed).toBe(99);
     const meta = await sharp(image.bytes).metadata();
     expect([meta.width, meta.height]).toEqual([128, 64]);
-    expect(fake.requests[0]?.body).toEqual(request);
+    expect(fake.requests[0]?.body).toEqual({
+      prompt: request.prompt,
+      width: 128,
+      height: 64,
+      seed: 99,
+      steps: 4,
+    });
     expect(fake.requests[0]?.headers['modal-key']).toBe(fake.key);
   });
 

@@ -1,11 +1,18 @@
 /**
  * The demo generator: not AI. Deterministic abstract art from (prompt, seed): soft colour fields
  * from a palette picked by hashing both, rendered to PNG with sharp. Fast enough to make the
- * pipeline itself the thing being measured.
+ * pipeline itself the thing being measured. Every task is honest about what it is:
+ * - generate: the colour fields of (prompt, seed).
+ * - vary: the input image blended with the colour fields of (prompt, seed) by `strength`, then
+ *   its hues turned by a seeded angle scaled by `strength`: a visible, seeded transform of the
+ *   input, not image-to-image AI.
+ * - upscale: the input enlarged 2× (Lanczos), sharpened, and seeded fine grain added at
+ *   `strength`: new high-frequency pixels that a resample alone would not have.
  */
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
-import type { GeneratedImage, GenerateRequest, Generator } from '../generator.ts';
+import { ImagineError } from '../../contracts/errors.ts';
+import type { GeneratedImage, GenerateRequest, Generator, GeneratorInput } from '../generator.ts';
 
 /** A small seeded PRNG (mulberry32). */
 function prng(seed: number): () => number {
@@ -27,9 +34,12 @@ function hsl(h: number, s: number, l: number): [number, number, number] {
 }
 
 /** Render raw RGB pixels for a request (exported for tests of determinism). */
-export function renderDemoPixels(
-  req: Pick<GenerateRequest, 'prompt' | 'seed' | 'width' | 'height'>,
-): Buffer {
+export function renderDemoPixels(req: {
+  prompt: string;
+  seed: number;
+  width: number;
+  height: number;
+}): Buffer {
   const digest = createHash('sha256').update(`${req.seed}\u0000${req.prompt}`).digest();
   const rand = prng(digest.readUInt32LE(0));
   const { width, height } = req;
@@ -72,6 +82,64 @@ export function renderDemoPixels(
   return out;
 }
 
+async function png(pixels: Buffer, width: number, height: number): Promise<Buffer> {
+  return sharp(pixels, { raw: { width, height, channels: 3 } })
+    .png({ compressionLevel: 6, adaptiveFiltering: false })
+    .toBuffer();
+}
+
+/** The input as raw RGB pixels of exactly `width`×`height` (cover fit, centred). */
+async function inputPixels(input: GeneratorInput, width: number, height: number): Promise<Buffer> {
+  return sharp(input.bytes)
+    .rotate()
+    .resize(width, height, { fit: 'cover', kernel: 'lanczos3' })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer();
+}
+
+/** Vary: blend the input with (prompt, seed)'s colour fields, then turn hues by a seeded angle. */
+async function vary(req: GenerateRequest, input: GeneratorInput, seed: number): Promise<Buffer> {
+  const { width, height } = req;
+  const strength = req.strength ?? 0.75;
+  const base = await inputPixels(input, width, height);
+  const art = renderDemoPixels({ prompt: req.prompt, seed, width, height });
+  const mix = 0.6 * strength;
+  const out = Buffer.allocUnsafe(base.length);
+  for (let i = 0; i < base.length; i++) out[i] = base[i]! * (1 - mix) + art[i]! * mix;
+  const rand = prng(seed ^ 0x5eed);
+  const hue = Math.round((rand() * 2 - 1) * 120 * strength);
+  return sharp(out, { raw: { width, height, channels: 3 } })
+    .modulate({ hue })
+    .png({ compressionLevel: 6, adaptiveFiltering: false })
+    .toBuffer();
+}
+
+/** Upscale: enlarge to width×height, sharpen, and add seeded fine grain at `strength`. */
+async function upscale(req: GenerateRequest, input: GeneratorInput, seed: number): Promise<Buffer> {
+  const { width, height } = req;
+  const strength = req.strength ?? 0.3;
+  const enlarged = await sharp(input.bytes)
+    .rotate()
+    .resize(width, height, { fit: 'cover', kernel: 'lanczos3' })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .sharpen({ sigma: 1 })
+    .raw()
+    .toBuffer();
+  const rand = prng(seed);
+  const amplitude = 40 * strength;
+  for (let p = 0; p < enlarged.length; p += 3) {
+    const grain = (rand() - 0.5) * amplitude;
+    for (let c = 0; c < 3; c++) {
+      const v = enlarged[p + c]! + grain;
+      enlarged[p + c] = Math.max(0, Math.min(255, v));
+    }
+  }
+  return png(enlarged, width, height);
+}
+
 /** The built-in demo generator. */
 export class DemoGenerator implements Generator {
   readonly name = 'demo';
@@ -79,21 +147,30 @@ export class DemoGenerator implements Generator {
   async generate(
     req: GenerateRequest,
     { signal }: { signal: AbortSignal },
-  ): Promise<GeneratedImage> {
+  ): Promise<GeneratedImage[]> {
     signal.throwIfAborted();
-    const pixels = renderDemoPixels(req);
-    const bytes = await sharp(pixels, {
-      raw: { width: req.width, height: req.height, channels: 3 },
-    })
-      .png({ compressionLevel: 6, adaptiveFiltering: false })
-      .toBuffer();
-    signal.throwIfAborted();
-    return {
-      bytes,
-      contentType: 'image/png',
-      seed: req.seed,
-      width: req.width,
-      height: req.height,
-    };
+    if (req.task !== 'generate' && !req.input)
+      throw new ImagineError('GENERATION_FAILED', `a ${req.task} needs an input image`);
+    const images: GeneratedImage[] = [];
+    for (const seed of req.seeds) {
+      const bytes =
+        req.task === 'vary'
+          ? await vary(req, req.input!, seed)
+          : req.task === 'upscale'
+            ? await upscale(req, req.input!, seed)
+            : await png(
+                renderDemoPixels({
+                  prompt: req.prompt,
+                  seed,
+                  width: req.width,
+                  height: req.height,
+                }),
+                req.width,
+                req.height,
+              );
+      signal.throwIfAborted();
+      images.push({ bytes, contentType: 'image/png', seed, width: req.width, height: req.height });
+    }
+    return images;
   }
 }

@@ -60,7 +60,13 @@ export class HttpGenerator implements Generator {
   async generate(
     req: GenerateRequest,
     { signal }: { signal: AbortSignal },
-  ): Promise<GeneratedImage> {
+  ): Promise<GeneratedImage[]> {
+    const seed = req.seeds[0];
+    if (seed === undefined || req.seeds.length !== 1 || req.task !== 'generate')
+      throw new ImagineError(
+        'GENERATION_FAILED',
+        'the HTTP generator makes one generated image per call (count, vary and upscale come with the creative loop)',
+      );
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const combined = AbortSignal.any([signal, timeout]);
     const headers: Record<string, string> = {
@@ -77,7 +83,7 @@ export class HttpGenerator implements Generator {
           prompt: req.prompt,
           width: req.width,
           height: req.height,
-          seed: req.seed,
+          seed,
           steps: req.steps,
         }),
         signal: combined,
@@ -112,14 +118,15 @@ export class HttpGenerator implements Generator {
           `generator answered ${bytes.length} bytes that are not PNG, JPEG or WebP`,
         );
       const seedHeader = Number(response.headers.get('x-seed'));
-      return {
-        bytes,
-        contentType,
-        seed:
-          Number.isInteger(seedHeader) && response.headers.has('x-seed') ? seedHeader : req.seed,
-        width: req.width,
-        height: req.height,
-      };
+      return [
+        {
+          bytes,
+          contentType,
+          seed: Number.isInteger(seedHeader) && response.headers.has('x-seed') ? seedHeader : seed,
+          width: req.width,
+          height: req.height,
+        },
+      ];
     } catch (err) {
       if (err instanceof ImagineError) throw err;
       if (timeout.aborted)

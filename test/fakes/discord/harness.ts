@@ -21,7 +21,7 @@ export class GatedGenerator implements Generator {
     this.gate = undefined;
   }
 
-  async generate(req: GenerateRequest, opts: { signal: AbortSignal }): Promise<GeneratedImage> {
+  async generate(req: GenerateRequest, opts: { signal: AbortSignal }): Promise<GeneratedImage[]> {
     if (this.gate) await this.gate.promise;
     return this.inner.generate(req, opts);
   }
