@@ -188,6 +188,16 @@ export const ENV = {
     default: 'false',
     doc: 'Trust X-Forwarded-For (set behind Fly.io or another proxy) for client IPs.',
   },
+  HTTP_REQUEST_TIMEOUT_SECONDS: {
+    schema: int(1, 3600).default(30),
+    default: '30',
+    doc: 'A request (headers and body) must arrive within this long, or it is answered 408 and its connection closed. WebSockets are not affected once upgraded.',
+  },
+  HTTP_IDLE_TIMEOUT_SECONDS: {
+    schema: int(1, 3600).default(10),
+    default: '10',
+    doc: 'A connection that sends nothing for this long while its request is still arriving, or between requests, is closed (a half-sent body is cut). A request being answered is not cut.',
+  },
   // Chat platforms (see README: Discord, Slack).
   DISCORD_TOKEN: {
     schema: optionalString,

@@ -16,6 +16,7 @@ import type { JobQueue } from '../queue/queue.ts';
 import type { FrontDoor } from '../submit/front-door.ts';
 import { type AdmissionPolicy, createSubmitter, type Submitter } from '../submit/submit.ts';
 import { coalesce } from './coalesce.ts';
+import { cutIdleConnections, isClientFault, SampledLog } from './connection-limits.ts';
 import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
 import type { JobFanout } from './fanout.ts';
 import { JobTracker, type JobUpdate } from './job-tracker.ts';
@@ -97,7 +98,22 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // Node's defaults are "never": a client could hold a connection (and a half-sent body) open
+    // for good. The whole request must arrive within requestTimeout (checked every second), and
+    // a connection silent for connectionTimeout is cut unless its request is being answered.
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_SECONDS * 1000,
+    connectionTimeout: config.HTTP_IDLE_TIMEOUT_SECONDS * 1000,
+    keepAliveTimeout: Math.min(config.HTTP_IDLE_TIMEOUT_SECONDS * 1000, 72_000),
+    // Node only honours these when the server is created with them (setting them later leaves
+    // headersTimeout at 60 s, above requestTimeout, and nothing is cut).
+    http: {
+      connectionsCheckingInterval: 1000,
+      requestTimeout: config.HTTP_REQUEST_TIMEOUT_SECONDS * 1000,
+      headersTimeout: config.HTTP_REQUEST_TIMEOUT_SECONDS * 1000,
+    },
   });
+  cutIdleConnections(app.server);
+  const clientFaults = new SampledLog(app.log);
 
   const generatorName = deps.generatorName ?? config.GENERATOR;
   const tracker = new JobTracker({
@@ -173,6 +189,16 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
       return reply.status(err.statusCode).send(err.toBody());
     }
     const e = err as { code?: string; statusCode?: number; message: string };
+    if (isClientFault(err) || request.raw.destroyed) {
+      // The client went away mid-request (an aborted upload): nothing to answer, nothing wrong.
+      clientFaults.write(
+        'debug',
+        `http:${e.code ?? e.message}`,
+        { url: request.url.split('?')[0], code: e.code },
+        'client aborted the request',
+      );
+      return reply.status(400).send({ error: { code: 'BAD_REQUEST', message: 'request aborted' } });
+    }
     const code = fastifyErrorCode(e);
     if (code) {
       return reply.status(ERROR_CODES[code]).send({ error: { code, message: e.message } });
@@ -191,6 +217,20 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
 
   await app.register(websocket, {
     options: { maxPayload: 4096 },
+    // A bad frame (or a client vanishing) ends that one connection; it is the client's fault, so
+    // it is logged at info, once per class a minute, never once per frame or connection.
+    errorHandler: (err, socket, request) => {
+      const e = err as { code?: string; message: string };
+      if (isClientFault(err))
+        clientFaults.write(
+          'info',
+          `ws:${e.code ?? e.message}`,
+          { code: e.code, reason: e.message, url: request.url.split('?')[0] },
+          'websocket closed: client error',
+        );
+      else request.log.warn({ err }, 'websocket error');
+      socket.terminate();
+    },
   });
   await registerOriginPolicy(app, config);
   await app.register(healthRoutes);
