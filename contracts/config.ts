@@ -184,9 +184,17 @@ export const ENV = {
     doc: 'Comma-separated origins allowed for CORS and WebSocket upgrades.',
   },
   TRUST_PROXY: {
-    schema: bool.default(false),
+    schema: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .regex(/^(true|false|1|0|yes|no|fly|[1-9])$/, 'must be false, fly, true or a hop count 1-9')
+      .default('false')
+      .transform((v): false | 'fly' | number =>
+        v === 'fly' ? 'fly' : v === 'false' || v === '0' || v === 'no' ? false : Number(v) || 1,
+      ),
     default: 'false',
-    doc: 'Trust X-Forwarded-For (set behind Fly.io or another proxy) for client IPs.',
+    doc: "Where the client address (the web page's rate-limit identity) comes from behind a proxy. `false`: the connection. `fly`: the `Fly-Client-IP` header Fly.io's proxy sets. `true` or a number N: the address N proxies back in X-Forwarded-For (`true` = 1: the entry your own proxy appended; entries a client wrote itself are never used).",
   },
   HTTP_REQUEST_TIMEOUT_SECONDS: {
     schema: int(1, 3600).default(30),

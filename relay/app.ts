@@ -15,6 +15,7 @@ import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.t
 import type { JobQueue } from '../queue/queue.ts';
 import type { FrontDoor } from '../submit/front-door.ts';
 import { type AdmissionPolicy, createSubmitter, type Submitter } from '../submit/submit.ts';
+import { trustedHops } from './client-address.ts';
 import { coalesce } from './coalesce.ts';
 import { cutIdleConnections, isClientFault, SampledLog } from './connection-limits.ts';
 import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
@@ -93,7 +94,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; typing it so keeps the instance type plain.
     loggerInstance: deps.logger as FastifyBaseLogger,
-    trustProxy: config.TRUST_PROXY,
+    trustProxy: trustedHops(config.TRUST_PROXY),
     bodyLimit: 64 * 1024,
     requestIdHeader: 'x-request-id',
     logController: new LogController({ disableRequestLogging: true }),

@@ -1,6 +1,7 @@
 /** `POST /enqueue`: the web page's (and any HTTP client's) way in. */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { asImagineError, ImagineError } from '../../contracts/errors.ts';
+import { clientAddress } from '../client-address.ts';
 
 /** The public base URL of this relay as the client sees it. */
 export function publicBase(request: FastifyRequest, configured: string | undefined): URL {
@@ -18,7 +19,11 @@ export const enqueueRoutes: FastifyPluginAsync = async (app) => {
     try {
       submitted = await relay.submit({
         request: request.body,
-        origin: { platform: 'web', userId: request.ip, scopeId: 'web' },
+        origin: {
+          platform: 'web',
+          userId: clientAddress(request, relay.config.TRUST_PROXY),
+          scopeId: 'web',
+        },
       });
     } catch (err) {
       const e = asImagineError(err);
