@@ -206,6 +206,16 @@ export const ENV = {
     default: '10',
     doc: 'A connection that sends nothing for this long while its request is still arriving, or between requests, is closed (a half-sent body is cut). A request being answered is not cut.',
   },
+  METRICS_TOKEN: {
+    schema: z.string().min(16, 'must be at least 16 characters').optional(),
+    default: '',
+    doc: '`GET /metrics` requires `Authorization: Bearer <token>`. Unset (and no METRICS_PORT): `/metrics` answers only direct loopback requests, never proxied ones.',
+  },
+  METRICS_PORT: {
+    schema: int(1, 65535).optional(),
+    default: '',
+    doc: "Serve `/metrics` on this port of HOST instead (a listener of its own, for a private scraper such as Fly's `[metrics]`); the public port then has no `/metrics`.",
+  },
   // Chat platforms (see README: Discord, Slack).
   DISCORD_TOKEN: {
     schema: optionalString,

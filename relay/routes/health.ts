@@ -1,8 +1,58 @@
-/** `GET /healthz` and `GET /metrics`. */
+/** `GET /healthz` and `GET /metrics` (guarded: a token, loopback only, or a listener of its own). */
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { FastifyPluginAsync } from 'fastify';
+import type { Config } from '../../contracts/config.ts';
+import { ImagineError } from '../../contracts/errors.ts';
+import type { RelayMetrics } from '../metrics.ts';
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+/** Headers a proxy adds: a loopback peer carrying them is relaying a stranger's request. */
+const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'fly-client-ip', 'x-real-ip'];
+
+/** Whether a request may read the metrics (the same rule on both listeners). */
+export function metricsAllowed(
+  raw: IncomingMessage,
+  token: string | undefined,
+): 'ok' | 'MISSING_SIGNATURE' | 'FORBIDDEN' {
+  if (token) {
+    const given = /^Bearer (.+)$/i.exec(raw.headers.authorization ?? '')?.[1];
+    if (!given) return 'MISSING_SIGNATURE';
+    const a = Buffer.from(given);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b) ? 'ok' : 'FORBIDDEN';
+  }
+  const direct = PROXY_HEADERS.every((h) => raw.headers[h] === undefined);
+  return direct && LOOPBACK.test(raw.socket.remoteAddress ?? '') ? 'ok' : 'FORBIDDEN';
+}
+
+/** A listener serving only `GET /metrics` (for `METRICS_PORT`). */
+export function metricsListener(metrics: RelayMetrics, token: string | undefined): Server {
+  return createServer((req, res) => {
+    const send = (status: number, body: string, type = 'application/json') => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+      res.end(body);
+    };
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics')
+      return send(404, JSON.stringify({ error: { code: 'NOT_FOUND', message: 'only /metrics' } }));
+    const verdict = token ? metricsAllowed(req, token) : 'ok';
+    if (verdict !== 'ok')
+      return send(
+        verdict === 'FORBIDDEN' ? 403 : 401,
+        JSON.stringify({
+          error: { code: verdict, message: 'send Authorization: Bearer <METRICS_TOKEN>' },
+        }),
+      );
+    metrics.registry.metrics().then(
+      (text) => send(200, text, metrics.registry.contentType),
+      () => send(503, JSON.stringify({ error: { code: 'INTERNAL', message: 'no metrics' } })),
+    );
+  });
+}
 
 export const healthRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
+  const config: Readonly<Config> = relay.config;
   const started = Date.now();
   app.get('/healthz', async () => ({
     ok: true,
@@ -19,8 +69,35 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     queued: relay.tracker.queuedCount,
     websockets: relay.hub.openSockets,
   }));
-  app.get('/metrics', async (_request, reply) => {
+
+  if (config.METRICS_PORT !== undefined) {
+    const listener = metricsListener(relay.metrics, config.METRICS_TOKEN);
+    listener.requestTimeout = config.HTTP_REQUEST_TIMEOUT_SECONDS * 1000;
+    app.addHook('onListen', async () => {
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen(config.METRICS_PORT, config.HOST, () => resolve());
+      });
+      app.log.info({ port: config.METRICS_PORT }, 'metrics listener started');
+    });
+    app.addHook('onClose', async () => {
+      if (listener.listening) await new Promise((r) => listener.close(r));
+    });
+    return;
+  }
+  app.get('/metrics', async (request, reply) => {
+    const verdict = metricsAllowed(request.raw, config.METRICS_TOKEN);
+    if (verdict === 'MISSING_SIGNATURE')
+      throw new ImagineError('MISSING_SIGNATURE', 'send Authorization: Bearer <METRICS_TOKEN>');
+    if (verdict === 'FORBIDDEN')
+      throw new ImagineError(
+        'FORBIDDEN',
+        config.METRICS_TOKEN
+          ? 'wrong metrics token'
+          : 'metrics are served to loopback only; set METRICS_TOKEN or METRICS_PORT to scrape them',
+      );
     reply.header('content-type', relay.metrics.registry.contentType);
+    reply.header('cache-control', 'no-store');
     return relay.metrics.registry.metrics();
   });
 };
