@@ -36,6 +36,8 @@ export async function chatAdaptersFromConfig(ctx: AdapterContext): Promise<ChatA
         token: ctx.config.DISCORD_TOKEN,
         publicKey: ctx.config.DISCORD_PUBLIC_KEY,
         apiUrl: ctx.config.DISCORD_API_URL,
+        redisUrl: ctx.config.REDIS_URL,
+        redisKeyPrefix: ctx.config.REDIS_KEY_PREFIX,
         logger: ctx.logger,
       }),
     );

@@ -10,11 +10,15 @@ import {
   GatewayDispatchEvents,
   GatewayIntentBits,
   InteractionResponseType,
+  MessageFlags,
 } from 'discord.js';
 import type { Logger } from 'pino';
+import { asImagineError } from '../../contracts/errors.ts';
 import type { AdmissionPolicy, Submitter } from '../../submit/submit.ts';
 import type { DiscordApi } from './api.ts';
+import { type InteractionClaims, MemoryClaims } from './claims.ts';
 import { handleInteraction, type InteractionRoutes, interactionContext } from './interactions.ts';
+import { parseInteraction, replyHandleOf } from './payload.ts';
 
 /** Options of {@link startDiscordGateway}. */
 export interface DiscordGatewayOptions {
@@ -28,6 +32,11 @@ export interface DiscordGatewayOptions {
   now?: () => number;
   /** Defer if a handler has not responded by then (Discord allows 3 s), as HTTP mode does. */
   responseDeadlineMs?: number;
+  /**
+   * Who answers an interaction every session receives: the first instance to claim its id
+   * (shared through Redis when several relays run). Default: this process only.
+   */
+  claims?: InteractionClaims;
 }
 
 /** A connected gateway client. */
@@ -43,7 +52,47 @@ export async function startDiscordGateway(opts: DiscordGatewayOptions): Promise<
   // Guilds is the only intent needed (no privileged ones): interactions arrive regardless.
   const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: opts.apiUrl } });
   const inflight = new Set<Promise<void>>();
-  client.ws.on(GatewayDispatchEvents.InteractionCreate, (interaction: APIInteraction) => {
+  const claims = opts.claims ?? new MemoryClaims(now);
+  const track = (p: Promise<void>) => {
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+  };
+  client.ws.on(GatewayDispatchEvents.InteractionCreate, (raw: unknown) => {
+    let interaction: APIInteraction;
+    try {
+      interaction = parseInteraction(raw);
+    } catch (err) {
+      track(refuseMalformed(raw, err));
+      return;
+    }
+    track(
+      claims.claim(interaction.id).then((mine) => {
+        if (mine) return answer(interaction);
+        // Every gateway session receives each interaction: another relay claimed this one.
+        logger.debug({ interactionId: interaction.id }, 'interaction claimed by another instance');
+      }),
+    );
+  });
+
+  /** A payload that fails the edge checks: say so to the user when it can be answered at all. */
+  async function refuseMalformed(raw: unknown, err: unknown): Promise<void> {
+    const coded = asImagineError(err);
+    logger.warn({ err: coded }, 'malformed discord interaction');
+    const handle = replyHandleOf(raw);
+    if (!handle) return;
+    if (!(await claims.claim(handle.id))) return;
+    await opts.api
+      .respond(handle.id, handle.token, {
+        type: InteractionResponseType.ChannelMessageWithSource,
+        data: {
+          content: `⚠️ Discord sent something imagine cannot read (${coded.message}).`,
+          flags: MessageFlags.Ephemeral,
+        },
+      })
+      .catch((e) => logger.warn({ err: e }, 'could not answer a malformed interaction'));
+  }
+
+  function answer(interaction: APIInteraction): Promise<void> {
     let autoDeferred = false;
     const ctx = interactionContext(
       interaction,
@@ -65,14 +114,10 @@ export async function startDiscordGateway(opts: DiscordGatewayOptions): Promise<
       // Set after: `respond` hands its body to the sender synchronously.
       autoDeferred = true;
     }, opts.responseDeadlineMs ?? 2500);
-    const p = handleInteraction(ctx, opts.routes)
+    return handleInteraction(ctx, opts.routes)
       .catch((err) => logger.error({ err }, 'discord interaction failed'))
-      .finally(() => {
-        clearTimeout(deadline);
-        inflight.delete(p);
-      });
-    inflight.add(p);
-  });
+      .finally(() => clearTimeout(deadline));
+  }
   client.on(Events.ShardError, (err) => logger.warn({ err }, 'discord gateway error'));
   const ready = new Promise<void>((resolve) => client.once(Events.ClientReady, () => resolve()));
   await client.login(opts.token);

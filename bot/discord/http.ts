@@ -7,6 +7,7 @@ import {
   type APIInteraction,
   type APIInteractionResponse,
   InteractionResponseType,
+  InteractionType,
   MessageFlags,
 } from 'discord.js';
 import type { FastifyPluginAsync } from 'fastify';
@@ -14,7 +15,9 @@ import type { Logger } from 'pino';
 import { ImagineError } from '../../contracts/errors.ts';
 import { header } from '../../contracts/headers.ts';
 import { type DiscordApi, quietResponse } from './api.ts';
+import { type InteractionClaims, MemoryClaims } from './claims.ts';
 import { handleInteraction, type InteractionRoutes, interactionContext } from './interactions.ts';
+import { parseInteraction } from './payload.ts';
 import { discordPublicKey, verifyDiscordSignature } from './verify.ts';
 
 /** Options of {@link discordInteractionsPlugin}. */
@@ -26,12 +29,18 @@ export interface DiscordHttpOptions {
   now?: () => number;
   /** Answer with a deferral if a handler has not responded by then (Discord allows 3 s). */
   responseDeadlineMs?: number;
+  /** Seen interaction ids: a signed interaction sent again is answered, not handled again. */
+  claims?: InteractionClaims;
 }
+
+/** Said to a signed interaction that was already handled (a replay, or a second delivery). */
+export const ALREADY_HANDLED = 'This interaction was already handled.';
 
 /** The Fastify plugin serving `POST /discord/interactions`. */
 export function discordInteractionsPlugin(opts: DiscordHttpOptions): FastifyPluginAsync {
   const key = discordPublicKey(opts.publicKey);
   const now = opts.now ?? Date.now;
+  const claims = opts.claims ?? new MemoryClaims(now);
   return async (app) => {
     // Encapsulated: only this plugin's routes see JSON bodies as raw bytes.
     app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) =>
@@ -48,12 +57,23 @@ export function discordInteractionsPlugin(opts: DiscordHttpOptions): FastifyPlug
         raw,
         now(),
       );
-      let interaction: APIInteraction;
+      let body: unknown;
       try {
-        interaction = JSON.parse(raw.toString('utf8')) as APIInteraction;
+        body = JSON.parse(raw.toString('utf8'));
       } catch (err) {
         throw new ImagineError('INVALID_JSON', 'body is not JSON', { cause: err });
       }
+      // Signed but malformed: a 400 naming the field, before any handler reads it.
+      const interaction: APIInteraction = parseInteraction(body);
+      if (interaction.type !== InteractionType.Ping && !(await claims.claim(interaction.id)))
+        return reply.header('content-type', 'application/json').send(
+          JSON.stringify(
+            quietResponse({
+              type: InteractionResponseType.ChannelMessageWithSource,
+              data: { content: ALREADY_HANDLED, flags: MessageFlags.Ephemeral },
+            }),
+          ),
+        );
 
       const { promise: answer, resolve: answerWith } =
         Promise.withResolvers<APIInteractionResponse>();

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { ChatAdapter } from '../adapters.ts';
 import { DiscordApi } from './api.ts';
+import { interactionClaims } from './claims.ts';
 import { slashCommands } from './commands/index.ts';
 import { componentHandlers } from './components/index.ts';
 import { DiscordDeliverer, type DiscordDelivererOptions } from './deliverer.ts';
@@ -24,6 +25,9 @@ export interface DiscordAdapterOptions {
   now?: () => number;
   /** Dispatch tables; defaults to every command and component module. */
   routes?: InteractionRoutes;
+  /** Shared Redis: interaction claims (one relay answers each interaction). */
+  redisUrl?: string | undefined;
+  redisKeyPrefix?: string | undefined;
   /** Deliverer tuning (throttle, token margin). */
   delivery?: Omit<DiscordDelivererOptions, 'api' | 'logger' | 'now'>;
 }
@@ -41,6 +45,12 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
   const routes = opts.routes ?? defaultDiscordRoutes();
   let gateway: DiscordGateway | undefined;
   const token = opts.token;
+  const claims = interactionClaims({
+    redisUrl: opts.redisUrl,
+    keyPrefix: opts.redisKeyPrefix,
+    logger,
+    now,
+  });
   return {
     name: 'discord',
     deliverer: new DiscordDeliverer({ api, logger, now, ...opts.delivery }),
@@ -52,6 +62,7 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
             routes,
             now,
             logger,
+            claims,
           }),
         }
       : {}),
@@ -67,6 +78,7 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
               admission: app.frontDoor.admission,
               logger,
               now,
+              claims,
             });
           },
         }
@@ -74,6 +86,7 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
     async stop() {
       await gateway?.stop();
       gateway = undefined;
+      await claims.close();
     },
   };
 }

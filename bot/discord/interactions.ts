@@ -3,6 +3,7 @@
  * `respond` for the initial response. Commands are dispatched by name, buttons by the name at
  * the head of their `custom_id`. Anything that goes wrong is said to the user, ephemerally.
  */
+import { DiscordAPIError } from '@discordjs/rest';
 import {
   type APIChatInputApplicationCommandInteraction,
   type APIInteraction,
@@ -40,6 +41,31 @@ export interface InteractionContext<I extends APIInteraction = APIInteraction> {
   readonly responded: boolean;
   /** True when the initial response was a deferral (the original message exists). */
   readonly deferred: boolean;
+  /**
+   * Set when Discord refused the initial response: `taken` (40060, another instance answered
+   * first: the original message is theirs) or `gone` (10062, too late or unknown). Nothing more
+   * may be sent for this interaction, and nothing may be deleted.
+   */
+  readonly lost: 'taken' | 'gone' | undefined;
+}
+
+/** Discord's codes for an initial response that cannot be given. */
+const ALREADY_ACKNOWLEDGED = 40060;
+const UNKNOWN_INTERACTION = 10062;
+
+/** The initial response was refused: another instance has the interaction, or it is gone. */
+export class InteractionLost extends Error {
+  readonly reason: 'taken' | 'gone';
+  constructor(reason: 'taken' | 'gone', cause: unknown) {
+    super(
+      reason === 'taken'
+        ? 'interaction already acknowledged (another instance answered it)'
+        : 'interaction unknown or expired before it was answered',
+      { cause },
+    );
+    this.name = 'InteractionLost';
+    this.reason = reason;
+  }
 }
 
 /** A slash command: its registration data and its handler. One module each. */
@@ -79,6 +105,7 @@ export function interactionContext(
 ): InteractionContext {
   let responded = false;
   let deferred = false;
+  let lost: 'taken' | 'gone' | undefined;
   return {
     interaction,
     deps,
@@ -88,12 +115,26 @@ export function interactionContext(
     get deferred() {
       return deferred;
     },
+    get lost() {
+      return lost;
+    },
     async respond(body) {
+      if (lost) throw new InteractionLost(lost, undefined);
       responded = true;
       deferred =
         body.type === InteractionResponseType.DeferredChannelMessageWithSource ||
         body.type === InteractionResponseType.DeferredMessageUpdate;
-      await send(body);
+      try {
+        await send(body);
+      } catch (err) {
+        const code = err instanceof DiscordAPIError ? err.code : undefined;
+        if (code === ALREADY_ACKNOWLEDGED || code === UNKNOWN_INTERACTION) {
+          lost = code === ALREADY_ACKNOWLEDGED ? 'taken' : 'gone';
+          deferred = false;
+          throw new InteractionLost(lost, err);
+        }
+        throw err;
+      }
     },
   };
 }
@@ -105,6 +146,8 @@ export async function tellEphemeral(
   opts: { keepOriginal?: boolean } = {},
 ): Promise<void> {
   const { interaction, deps } = ctx;
+  // Refused initial response: the message (if any) belongs to whoever answered; say nothing.
+  if (ctx.lost) return;
   if (!ctx.responded) {
     await ctx.respond({
       type: InteractionResponseType.ChannelMessageWithSource,
@@ -160,6 +203,14 @@ export async function handleInteraction(
     }
     if (!ctx.responded) await tellEphemeral(ctx, 'This interaction is not supported.');
   } catch (err) {
+    if (err instanceof InteractionLost) {
+      // Not a failure of ours: another instance has it (40060), or it timed out (10062).
+      deps.logger[err.reason === 'taken' ? 'info' : 'warn'](
+        { interactionId: interaction.id, reason: err.reason },
+        err.message,
+      );
+      return;
+    }
     const coded = asImagineError(err);
     deps.logger.error({ err, interactionId: interaction.id }, 'discord interaction failed');
     await tellEphemeral(ctx, refusalText(coded)).catch((e) =>

@@ -3,7 +3,7 @@
  * needs (application id, token, channel, guild, user, message id, upload limit), so any relay
  * instance can deliver it.
  */
-import type { APIInteraction, APIUser } from 'discord.js';
+import { type APIInteraction, type APIUser, ChannelType } from 'discord.js';
 import { asImagineError } from '../../contracts/errors.ts';
 import type { Origin } from '../../contracts/job.ts';
 import type { DiscordTarget } from '../../contracts/seal.ts';
@@ -17,10 +17,28 @@ export function interactionUser(interaction: APIInteraction): APIUser | undefine
   return interaction.member?.user ?? interaction.user;
 }
 
+const THREAD_TYPES: ReadonlySet<number> = new Set([
+  ChannelType.AnnouncementThread,
+  ChannelType.PublicThread,
+  ChannelType.PrivateThread,
+]);
+
+/**
+ * The channel moderation judges: a thread's parent, since moderators allow, deny and set limits
+ * on channels, and a thread belongs to its channel (a denied channel is denied in its threads,
+ * an allowed one allowed). Replies still go to the thread itself.
+ */
+export function rulesChannelOf(interaction: APIInteraction): string | undefined {
+  const channel = interaction.channel;
+  if (channel && THREAD_TYPES.has(channel.type) && 'parent_id' in channel && channel.parent_id)
+    return channel.parent_id;
+  return channel?.id ?? interaction.channel_id;
+}
+
 /** The job's origin, for limits and logs: the scope is the guild (or the DM channel). */
 export function originOf(interaction: APIInteraction): Origin {
   const user = interactionUser(interaction);
-  const channelId = interaction.channel?.id ?? interaction.channel_id;
+  const channelId = rulesChannelOf(interaction);
   return {
     platform: 'discord',
     ...(user ? { userId: user.id, userName: user.global_name ?? user.username } : {}),

@@ -14,10 +14,14 @@ import { loadConfig } from '../../contracts/config.ts';
 import { DiscordApi } from './api.ts';
 import { slashCommands } from './commands/index.ts';
 
-/** What the bot needs in a channel: see it, post, embed, attach, reply to messages. */
+/**
+ * What the bot needs in a channel: see it, post (in threads too: a result after the 15-minute
+ * window is a bot message, and threads need their own permission), embed, attach, reply.
+ */
 export const BOT_PERMISSIONS =
   PermissionFlagsBits.ViewChannel |
   PermissionFlagsBits.SendMessages |
+  PermissionFlagsBits.SendMessagesInThreads |
   PermissionFlagsBits.EmbedLinks |
   PermissionFlagsBits.AttachFiles |
   PermissionFlagsBits.ReadMessageHistory;

@@ -38,7 +38,9 @@ describe('command registration', () => {
       'bot',
     ]);
     // View Channel, Send Messages, Embed Links, Attach Files, Read Message History.
-    expect(url.searchParams.get('permissions')).toBe(String(1024 + 2048 + 16384 + 32768 + 65536));
+    expect(url.searchParams.get('permissions')).toBe(
+      String(1024 + 2048 + 16384 + 32768 + 65536 + 2 ** 38),
+    );
   });
 
   it('`npm run discord:register` registers globally and prints the invite', async () => {

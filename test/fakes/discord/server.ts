@@ -1,11 +1,16 @@
 /**
  * A local fake Discord that the real discord.js client and @discordjs/rest run against
  * unchanged: REST under `/api/v10` (interaction callbacks, webhook message edits with strict
- * multipart checks, follow-ups, channel messages, command registration, 429 with Retry-After)
- * and a gateway (`GET /gateway/bot` → a loopback WebSocket speaking HELLO / IDENTIFY / READY /
- * heartbeat / INTERACTION_CREATE).
+ * multipart checks, follow-ups, channel messages, guilds, command registration) and a gateway
+ * (`GET /gateway/bot` → a loopback WebSocket speaking HELLO / IDENTIFY / READY / heartbeat /
+ * INTERACTION_CREATE). As strict as Discord's docs: the initial response within 3 s (HTTP mode
+ * cuts the request), tokens that die 15 minutes after the interaction on a clock the test
+ * moves, one initial response (40060 for a second), every gateway session receives each
+ * interaction, 10008 for a deleted message, channel posts checked against the bot's
+ * permissions there (threads need SEND_MESSAGES_IN_THREADS), upload limits by boost tier, and
+ * per-route rate-limit buckets announced in `X-RateLimit-*` headers (429 when overrun).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -47,6 +52,8 @@ export interface FakeMessage extends APIMessage {
 
 interface FakeInteraction {
   id: string;
+  /** True when Discord gave up waiting (no initial response within 3 s). */
+  failed: boolean;
   /** When Discord created it: the initial response must come within 3 s. */
   createdAt: number;
   token: string;
@@ -72,14 +79,48 @@ class HttpError extends Error {
 }
 
 const DISCORD_EPOCH = 1420070400000n;
-const DEFAULT_LIMIT = 10 * 1024 * 1024;
+const MIB = 1024 * 1024;
+const DEFAULT_LIMIT = 10 * MIB;
+/** Upload limit of a guild by boost tier (premium_tier 0-3). */
+export const BOOST_TIER_LIMITS = [10 * MIB, 10 * MIB, 50 * MIB, 100 * MIB] as const;
+/** Interaction tokens work this long after the interaction. */
+export const TOKEN_LIFETIME_MS = 15 * 60 * 1000;
+/** The initial response must come within this. */
+export const INITIAL_RESPONSE_MS = 3000;
+
+/** Permission bits the fake checks on channel posts. */
+export const PERMISSIONS = {
+  viewChannel: 1n << 10n,
+  sendMessages: 1n << 11n,
+  embedLinks: 1n << 14n,
+  attachFiles: 1n << 15n,
+  readMessageHistory: 1n << 16n,
+  sendMessagesInThreads: 1n << 38n,
+} as const;
+/** What a bot invited with the right permissions holds in a channel. */
+const FULL_TEXT_PERMISSIONS = Object.values(PERMISSIONS).reduce((a, b) => a | b, 0n);
+
+/** A channel the fake knows: its type, parent (threads) and the bot's permissions in it. */
+export interface FakeChannel {
+  id: string;
+  guildId: string;
+  /** 0 text, 5 announcement, 10/11/12 threads. */
+  type: number;
+  parentId?: string | undefined;
+  name: string;
+  botPermissions: bigint;
+}
+
+const THREAD_TYPES = new Set([10, 11, 12]);
 
 /** Options of {@link startFakeDiscord}. */
 export interface FakeDiscordOptions {
   applicationId?: string;
   botToken?: string;
-  /** Upload limit for channel messages (bytes). */
+  /** Upload limit for channel messages (bytes); default: the guild's, by boost tier. */
   channelUploadLimit?: number;
+  /** Requests per route bucket per window (default 5 per 2 s, Discord's usual message routes). */
+  routeLimit?: { limit: number; windowMs: number };
 }
 
 /** The fake. */
@@ -110,7 +151,14 @@ export class FakeDiscord extends EventEmitter {
     match: (method: string, path: string) => boolean;
     retryAfter: number;
   }> = [];
-  private readonly channelUploadLimit: number;
+  private readonly channelUploadLimit: number | undefined;
+  private readonly routeLimit: { limit: number; windowMs: number };
+  private readonly buckets = new Map<string, { remaining: number; resetAt: number }>();
+  /** Channels by id (threads included); unknown channels are plain text channels. */
+  readonly channels = new Map<string, FakeChannel>();
+  /** Guild boost tiers by guild id (0 when unknown). */
+  readonly guildTiers = new Map<string, number>();
+  private clockOffsetMs = 0;
   /** HTTP-mode interactions whose response Discord has not read yet, by token. */
   private readonly pendingAcks = new Map<string, Promise<void>>();
 
@@ -118,7 +166,67 @@ export class FakeDiscord extends EventEmitter {
     super();
     this.applicationId = opts.applicationId ?? '800000000000000001';
     this.botToken = opts.botToken ?? `fake-bot-token.${randomBytes(8).toString('hex')}`;
-    this.channelUploadLimit = opts.channelUploadLimit ?? DEFAULT_LIMIT;
+    this.channelUploadLimit = opts.channelUploadLimit;
+    this.routeLimit = opts.routeLimit ?? { limit: 5, windowMs: 2000 };
+  }
+
+  /** Discord's clock: real time, moved on by {@link advance}. */
+  now(): number {
+    return Date.now() + this.clockOffsetMs;
+  }
+
+  /** Move Discord's clock forward (tokens expire 15 minutes after their interaction). */
+  advance(ms: number): void {
+    this.clockOffsetMs += ms;
+  }
+
+  /** Register a thread under a channel; the bot's permissions there default to full text ones. */
+  addThread(opts: {
+    parentId: string;
+    guildId?: string;
+    type?: 10 | 11 | 12;
+    botPermissions?: bigint;
+  }): FakeChannel {
+    const channel: FakeChannel = {
+      id: this.snowflake(),
+      guildId: opts.guildId ?? '600000000000000001',
+      type: opts.type ?? 11,
+      parentId: opts.parentId,
+      name: 'a thread',
+      botPermissions: opts.botPermissions ?? FULL_TEXT_PERMISSIONS,
+    };
+    this.channels.set(channel.id, channel);
+    return channel;
+  }
+
+  /** Set the bot's permissions in a channel (creating it as a text channel if unknown). */
+  setBotPermissions(channelId: string, bits: bigint): void {
+    this.channels.set(channelId, { ...this.channelOf(channelId), botPermissions: bits });
+  }
+
+  private channelOf(channelId: string, guildId = '600000000000000001'): FakeChannel {
+    return (
+      this.channels.get(channelId) ?? {
+        id: channelId,
+        guildId,
+        type: 0,
+        name: 'art',
+        botPermissions: FULL_TEXT_PERMISSIONS,
+      }
+    );
+  }
+
+  /** What a bot message in this guild may carry, by its boost tier. */
+  guildUploadLimit(guildId: string | undefined): number {
+    if (this.channelUploadLimit !== undefined) return this.channelUploadLimit;
+    const tier = guildId ? (this.guildTiers.get(guildId) ?? 0) : 0;
+    return BOOST_TIER_LIMITS[tier] ?? DEFAULT_LIMIT;
+  }
+
+  /** A user (or moderator) deletes a message: edits of it answer 10008 from now on. */
+  deleteMessage(messageId: string): void {
+    const msg = this.messages.get(messageId);
+    if (msg) msg.deleted = true;
   }
 
   /** Base URL for `DISCORD_API_URL` / `rest: { api }` (without the version). */
@@ -230,10 +338,12 @@ export class FakeDiscord extends EventEmitter {
     const token = `itoken.${randomBytes(24).toString('base64url')}`;
     const channelId = opts.channelId ?? '700000000000000001';
     const guildId = opts.guildId ?? '600000000000000001';
-    const limit = opts.attachmentSizeLimit ?? DEFAULT_LIMIT;
+    const channel = this.channelOf(channelId, guildId);
+    const limit = opts.attachmentSizeLimit ?? this.guildUploadLimit(guildId);
     this.interactions.set(token, {
       id,
-      createdAt: Date.now(),
+      failed: false,
+      createdAt: this.now(),
       token,
       applicationId: this.applicationId,
       channelId,
@@ -258,7 +368,7 @@ export class FakeDiscord extends EventEmitter {
       version: 1,
       locale: 'en-US',
       guild_locale: 'en-US',
-      app_permissions: '117760',
+      app_permissions: String(channel.botPermissions),
       entitlements: [],
       authorizing_integration_owners: { '0': guildId },
       context: 0,
@@ -266,7 +376,13 @@ export class FakeDiscord extends EventEmitter {
       guild_id: guildId,
       guild: { id: guildId, locale: 'en-US', features: [] },
       channel_id: channelId,
-      channel: { id: channelId, type: 0, guild_id: guildId, name: 'art' },
+      channel: {
+        id: channelId,
+        type: channel.type,
+        guild_id: guildId,
+        name: channel.name,
+        ...(channel.parentId ? { parent_id: channel.parentId } : {}),
+      },
       member: {
         user,
         roles: [],
@@ -326,24 +442,36 @@ export class FakeDiscord extends EventEmitter {
    */
   async postInteraction(
     endpoint: string,
-    interaction: { token: string },
+    interaction: { token: string } | string,
     headers: (body: string) => Record<string, string>,
-  ): Promise<{ status: number; body: unknown }> {
-    const raw = JSON.stringify(interaction);
+  ): Promise<{ status: number; body: unknown; timedOut: boolean }> {
+    const raw = typeof interaction === 'string' ? interaction : JSON.stringify(interaction);
+    const token = typeof interaction === 'string' ? tokenOf(interaction) : interaction.token;
     const { promise, resolve } = Promise.withResolvers<void>();
-    this.pendingAcks.set(interaction.token, promise);
+    if (token) this.pendingAcks.set(token, promise);
+    const i = token ? this.interactions.get(token) : undefined;
     try {
-      const res = await fetch(endpoint, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers(raw) },
-        body: raw,
-      });
-      const body = (await res.json()) as unknown;
-      const i = this.interactions.get(interaction.token);
+      let res: Response;
+      let body: unknown;
+      try {
+        // Discord waits 3 s for the response, then tells the user the interaction failed.
+        res = await fetch(endpoint, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers(raw) },
+          body: raw,
+          signal: AbortSignal.timeout(INITIAL_RESPONSE_MS),
+        });
+        body = (await res.json()) as unknown;
+      } catch (err) {
+        if ((err as Error).name !== 'TimeoutError') throw err;
+        if (i && i.responseType === undefined) i.failed = true;
+        return { status: 0, body: undefined, timedOut: true };
+      }
       if (res.status === 200 && i && i.responseType === undefined) this.callback(i, body);
-      return { status: res.status, body };
+      else if (i && i.responseType === undefined) i.failed = true;
+      return { status: res.status, body, timedOut: false };
     } finally {
-      this.pendingAcks.delete(interaction.token);
+      if (token) this.pendingAcks.delete(token);
       resolve();
     }
   }
@@ -443,6 +571,7 @@ export class FakeDiscord extends EventEmitter {
           body: { message: 'You are being rate limited.', retry_after: retryAfter, global: false },
         });
       }
+      headers = this.takeFromBucket(method, path);
       await this.parseBody(req, raw, record);
       const token = /^\/api\/v10\/webhooks\/\d+\/([^/]+)/.exec(path)?.[1];
       if (token) await this.pendingAcks.get(decodeURIComponent(token));
@@ -456,7 +585,7 @@ export class FakeDiscord extends EventEmitter {
       } else {
         status = err.status;
         payload = err.body;
-        headers = err.headers;
+        headers = { ...headers, ...err.headers };
       }
     }
     record.status = status;
@@ -468,6 +597,49 @@ export class FakeDiscord extends EventEmitter {
     res.end(payload === undefined ? undefined : JSON.stringify(payload));
     this.emit('request', record);
   }
+
+  /**
+   * Per-route buckets, as Discord keys them: the route with its major parameter (channel, guild,
+   * webhook + token, interaction), minor ids (message ids) folded. Every answer carries the
+   * bucket's `X-RateLimit-*` headers; a request beyond the limit gets 429 with `Retry-After`.
+   */
+  private takeFromBucket(method: string, path: string): Record<string, string> {
+    const route = `${method} ${path.replace(/\/messages\/\d+/, '/messages/:id')}`;
+    const t = Date.now();
+    let bucket = this.buckets.get(route);
+    if (!bucket || bucket.resetAt <= t) {
+      bucket = { remaining: this.routeLimit.limit, resetAt: t + this.routeLimit.windowMs };
+      this.buckets.set(route, bucket);
+    }
+    const resetAfter = (bucket.resetAt - t) / 1000;
+    const hash = createHash('sha1')
+      .update(route.replace(/\d{5,}|itoken\.[\w-]+/g, ':major'))
+      .digest('hex')
+      .slice(0, 16);
+    const headers: Record<string, string> = {
+      'x-ratelimit-limit': String(this.routeLimit.limit),
+      'x-ratelimit-reset': (bucket.resetAt / 1000).toFixed(3),
+      'x-ratelimit-reset-after': resetAfter.toFixed(3),
+      'x-ratelimit-bucket': hash,
+    };
+    if (bucket.remaining <= 0) {
+      this.overruns.push(route);
+      throw Object.assign(new HttpError(429, 0, 'You are being rate limited.'), {
+        headers: {
+          ...headers,
+          'x-ratelimit-remaining': '0',
+          'retry-after': String(Math.max(1, Math.ceil(resetAfter))),
+          'x-ratelimit-scope': 'user',
+        },
+        body: { message: 'You are being rate limited.', retry_after: resetAfter, global: false },
+      });
+    }
+    bucket.remaining -= 1;
+    return { ...headers, 'x-ratelimit-remaining': String(bucket.remaining) };
+  }
+
+  /** Routes on which a client sent more than its bucket allowed (it ignored the headers). */
+  readonly overruns: string[] = [];
 
   private async parseBody(req: IncomingMessage, raw: Buffer, record: RecordedRequest) {
     const type = req.headers['content-type'] ?? '';
@@ -511,8 +683,23 @@ export class FakeDiscord extends EventEmitter {
   private interaction(appId: string, token: string): FakeInteraction {
     const i = this.interactions.get(token);
     if (!i || i.applicationId !== appId) throw new HttpError(404, 10015, 'Unknown Webhook');
-    if (i.expired) throw new HttpError(401, 50027, 'Invalid Webhook Token');
+    if (i.expired || this.now() - i.createdAt > TOKEN_LIFETIME_MS)
+      throw new HttpError(401, 50027, 'Invalid Webhook Token');
+    // Never answered in time: the token never became a webhook.
+    if (i.failed) throw new HttpError(404, 10015, 'Unknown Webhook');
     return i;
+  }
+
+  /** The bot may post in a channel only with the permissions Discord would check there. */
+  private checkChannelPost(channel: FakeChannel, record: RecordedRequest): void {
+    const has = (bit: bigint) => (channel.botPermissions & bit) === bit;
+    if (!has(PERMISSIONS.viewChannel)) throw new HttpError(403, 50001, 'Missing Access');
+    const send = THREAD_TYPES.has(channel.type)
+      ? PERMISSIONS.sendMessagesInThreads
+      : PERMISSIONS.sendMessages;
+    if (!has(send)) throw new HttpError(403, 50013, 'Missing Permissions');
+    if (record.files.length > 0 && !has(PERMISSIONS.attachFiles))
+      throw new HttpError(403, 50013, 'Missing Permissions');
   }
 
   private route(
@@ -560,7 +747,10 @@ export class FakeDiscord extends EventEmitter {
       const i = this.interactions.get(decodeURIComponent(cb[2]!));
       if (!i || i.id !== cb[1]) throw new HttpError(404, 10062, 'Unknown interaction');
       // Discord forgets an interaction not answered within 3 s.
-      if (Date.now() - i.createdAt > 3000) throw new HttpError(404, 10062, 'Unknown interaction');
+      if (i.failed || this.now() - i.createdAt > INITIAL_RESPONSE_MS) {
+        i.failed = i.responseType === undefined;
+        throw new HttpError(404, 10062, 'Unknown interaction');
+      }
       return { status: 204, body: this.callback(i, record.body) };
     }
     if (wm) {
@@ -595,10 +785,28 @@ export class FakeDiscord extends EventEmitter {
       i.followUps.add(msg.id);
       return { status: 200, body: this.plain(msg) };
     }
+    const guild = m(/^\/api\/v10\/guilds\/(\d+)$/);
+    if (method === 'GET' && guild) {
+      this.requireBot(req);
+      const id = guild[1]!;
+      return {
+        status: 200,
+        body: {
+          id,
+          name: 'art club',
+          premium_tier: this.guildTiers.get(id) ?? 0,
+          features: [],
+          roles: [],
+          emojis: [],
+        },
+      };
+    }
     if (method === 'POST' && ch) {
       this.requireBot(req);
+      const channel = this.channelOf(ch[1]!);
+      this.checkChannelPost(channel, record);
       const msg = this.newMessage(ch[1]!, false);
-      this.applyEdit(msg, record, this.channelUploadLimit);
+      this.applyEdit(msg, record, this.guildUploadLimit(channel.guildId));
       const ref = (record.body as { message_reference?: { message_id?: string } })
         .message_reference;
       if (ref?.message_id)
@@ -797,6 +1005,16 @@ function checkComponents(rows: unknown[]): void {
       if (ids.has(c.custom_id)) throw new HttpError(400, 50035, 'duplicate custom_id');
       ids.add(c.custom_id);
     }
+  }
+}
+
+/** The token of a raw (possibly malformed) interaction body, if it has one. */
+function tokenOf(raw: string): string | undefined {
+  try {
+    const token = (JSON.parse(raw) as { token?: unknown }).token;
+    return typeof token === 'string' ? token : undefined;
+  } catch {
+    return undefined;
   }
 }
 
