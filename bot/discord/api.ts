@@ -6,6 +6,7 @@
 import { DiscordAPIError, type RawFile, REST } from '@discordjs/rest';
 import {
   type APIApplicationCommand,
+  type APIGuild,
   type APIInteractionResponse,
   type APIMessage,
   InteractionResponseType,
@@ -54,7 +55,27 @@ export const DISCORD_ERRORS = {
   unknownInteraction: 10062,
   invalidWebhookToken: 50027,
   requestEntityTooLarge: 40005,
+  missingAccess: 50001,
+  missingPermissions: 50013,
+  alreadyAcknowledged: 40060,
 } as const;
+
+/**
+ * Whether a webhook call says the interaction's webhook or message is gone for good: any 404
+ * (10008 message deleted, 10015 unknown webhook, 10062 unknown interaction) or a dead token.
+ * Calling that webhook again cannot succeed.
+ */
+export function isWebhookGone(err: unknown): boolean {
+  return isTokenGone(err) || (err instanceof DiscordAPIError && err.status === 404);
+}
+
+/** Whether Discord refused a channel post for the bot's permissions there (50001 / 50013). */
+export function isMissingPermission(err: unknown): boolean {
+  return (
+    err instanceof DiscordAPIError &&
+    (err.code === DISCORD_ERRORS.missingAccess || err.code === DISCORD_ERRORS.missingPermissions)
+  );
+}
 
 /** Whether an error says the interaction token no longer works (expired or unknown). */
 export function isTokenGone(err: unknown): boolean {
@@ -172,6 +193,11 @@ export class DiscordApi {
       body: quiet(body),
       ...(raw ? { files: raw } : {}),
     })) as APIMessage;
+  }
+
+  /** A guild, with the bot token (its `premium_tier` decides what bot messages may carry). */
+  async getGuild(guildId: string): Promise<APIGuild> {
+    return (await this.rest.get(Routes.guild(guildId))) as APIGuild;
   }
 
   /** Replace the application's commands, globally or in one guild (instant). */

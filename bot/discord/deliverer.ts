@@ -10,12 +10,15 @@ import type { ChatDeliverer, DeliveryEvent } from '../../contracts/delivery.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import { isTerminal } from '../../contracts/push.ts';
 import type { DiscordTarget, ReplyTarget } from '../../contracts/seal.ts';
+import { DiscordAPIError } from '@discordjs/rest';
 import {
+  DISCORD_ERRORS,
   type DiscordApi,
   type DiscordFile,
   deliveryError,
-  isTokenGone,
+  isMissingPermission,
   isTooLarge,
+  isWebhookGone,
 } from './api.ts';
 import { fitImage } from './fit-image.ts';
 import {
@@ -31,6 +34,16 @@ import {
 export const TOKEN_LIFETIME_MS = 15 * 60 * 1000;
 /** Default upload limit when the interaction did not say (10 MiB). */
 export const DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024;
+/**
+ * What a bot message in a guild may carry, by the guild's boost tier (`premium_tier` 0-3).
+ * An interaction's `attachment_size_limit` is the better of the user's Nitro and the guild's
+ * boost, so it can exceed what a channel post accepts.
+ */
+export const GUILD_UPLOAD_LIMITS = [10, 10, 50, 100].map((mib) => mib * 1024 * 1024);
+/** How long a guild's upload limit is trusted before it is asked again. */
+const GUILD_LIMIT_TTL_MS = 10 * 60 * 1000;
+/** Most jobs whose webhook is remembered as gone (the oldest are forgotten first). */
+const GONE_MAX = 10_000;
 
 /** Options of {@link DiscordDeliverer}. */
 export interface DiscordDelivererOptions {
@@ -104,6 +117,9 @@ export class DiscordDeliverer implements ChatDeliverer {
   private readonly now: () => number;
   private readonly throttle: StatusThrottle;
   private readonly tokenMarginMs: number;
+  /** Jobs whose interaction webhook answered 404 or a dead token: never called again. */
+  private readonly webhookGone = new Set<string>();
+  private readonly guildLimits = new Map<string, { limit: number; at: number }>();
 
   constructor(opts: DiscordDelivererOptions) {
     this.api = opts.api;
@@ -123,6 +139,8 @@ export class DiscordDeliverer implements ChatDeliverer {
       await this.deliverToDiscord(target, event);
     } catch (err) {
       throw deliveryError(err);
+    } finally {
+      if (isTerminal(event.state)) this.webhookGone.delete(event.jobId);
     }
   }
 
@@ -130,22 +148,26 @@ export class DiscordDeliverer implements ChatDeliverer {
     const tokenAlive = this.now() < target.issuedAt + TOKEN_LIFETIME_MS - this.tokenMarginMs;
     if (!isTerminal(event.state)) {
       // A status nobody can see any more is not worth a channel message.
-      if (!tokenAlive) return;
+      if (!tokenAlive || this.webhookGone.has(event.jobId)) return;
       await this.throttle.wait(event.jobId);
-      await this.edit(target, {
-        content: statusLine(event),
-        embeds: [jobEmbed(event)],
-        components: [],
-      });
+      try {
+        await this.edit(target, {
+          content: statusLine(event),
+          embeds: [jobEmbed(event)],
+          components: [],
+        });
+      } catch (err) {
+        if (!this.noteWebhookGone(event.jobId, err)) throw err;
+      }
       return;
     }
     this.throttle.forget(event.jobId);
     // Inside the safety margin the token usually still works: with no channel to fall back on,
     // trying it beats giving up.
-    const tryToken = tokenAlive || !this.canPostToChannel(target);
+    const viaWebhook = tokenAlive || !this.canPostToChannel(target);
     if (event.state === 'done' && event.images?.[0]) {
       try {
-        await this.deliverImage(target, event, tryToken);
+        await this.deliverImage(target, event, viaWebhook);
       } catch (err) {
         // Never leave the user looking at "Generating…": say so, with Retry.
         const failed: DeliveryEvent = {
@@ -154,82 +176,178 @@ export class DiscordDeliverer implements ChatDeliverer {
           images: undefined,
           error: { code: DELIVERY_FAILED, message: 'Discord did not accept it' },
         };
-        await this.deliverFailure(target, failed, tryToken).catch((e) =>
+        await this.deliverFailure(target, failed, viaWebhook).catch((e) =>
           this.logger.warn({ jobId: event.jobId, err: e }, 'could not report a failed delivery'),
         );
         throw err;
       }
       return;
     }
-    await this.deliverFailure(target, event, tryToken);
+    await this.deliverFailure(target, event, viaWebhook);
   }
 
   private canPostToChannel(target: DiscordTarget): boolean {
     return Boolean(target.channelId) && this.api.hasToken;
   }
 
+  /**
+   * Remember that a job's webhook is gone (404: message deleted, webhook or interaction
+   * unknown; or a dead token) so it is never called again for that job. False for other errors.
+   */
+  private noteWebhookGone(jobId: string, err: unknown): boolean {
+    if (!isWebhookGone(err)) return false;
+    if (this.webhookGone.size >= GONE_MAX) {
+      const oldest = this.webhookGone.values().next().value;
+      if (oldest !== undefined) this.webhookGone.delete(oldest);
+    }
+    this.webhookGone.add(jobId);
+    const deleted = err instanceof DiscordAPIError && err.code === DISCORD_ERRORS.unknownMessage;
+    this.logger.info(
+      { jobId, discordCode: err instanceof DiscordAPIError ? err.code : undefined },
+      deleted
+        ? "the job's message was deleted; the result goes to the channel if it can"
+        : 'interaction webhook gone; the result goes to the channel if it can',
+    );
+    return true;
+  }
+
   private async deliverFailure(
     target: DiscordTarget,
     event: DeliveryEvent,
-    tokenAlive: boolean,
+    viaWebhook: boolean,
   ): Promise<void> {
     const payload: Payload = {
       content: failureLine(event),
       embeds: [jobEmbed(event)],
       components: retryButtons(event),
     };
-    if (tokenAlive) {
-      try {
-        await this.edit(target, payload);
-        return;
-      } catch (err) {
-        if (!isTokenGone(err)) throw err;
-      }
-    }
-    await this.toChannel(target, payload);
+    await this.sendFinal(target, event.jobId, viaWebhook, async () => ({ payload }));
   }
 
   private async deliverImage(
     target: DiscordTarget,
     event: DeliveryEvent,
-    tokenAlive: boolean,
+    viaWebhook: boolean,
   ): Promise<void> {
     const image = event.images![0]!;
-    let limit = target.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_LIMIT;
+    // The webhook edit may carry what the interaction announced; a bot message in the channel
+    // only what the guild's boost tier allows.
+    const limits: Record<Route, number | undefined> = {
+      webhook: target.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_LIMIT,
+      channel: undefined,
+    };
+    let last: { route: Route; limit: number; size: number } | undefined;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const fit = await fitImage(image.bytes, image.contentType, limit);
-      if (fit.reencoded)
-        this.logger.info(
-          { jobId: event.jobId, from: image.bytes.length, to: fit.bytes.length, limit },
-          'image re-encoded to fit the upload limit',
-        );
-      const name = `imagine-${event.seed ?? event.jobId}.${fit.ext}`;
-      const file: DiscordFile = { name, data: fit.bytes, contentType: fit.contentType };
-      const payload: Payload = {
-        content: '',
-        embeds: [jobEmbed(event, name)],
-        components: doneButtons(event),
-        attachments: [{ id: 0, filename: name }],
-      };
       try {
-        if (tokenAlive) {
-          try {
-            await this.edit(target, payload, [file]);
-            return;
-          } catch (err) {
-            if (!isTokenGone(err)) throw err;
-            this.logger.info({ jobId: event.jobId }, 'interaction token gone; posting to channel');
-          }
-        }
-        await this.toChannel(target, payload, [file]);
+        await this.sendFinal(target, event.jobId, viaWebhook, async (route) => {
+          const limit = (limits[route] ??= await this.guildUploadLimit(target.guildId));
+          const fit = await fitImage(image.bytes, image.contentType, limit);
+          if (fit.reencoded)
+            this.logger.info(
+              { jobId: event.jobId, from: image.bytes.length, to: fit.bytes.length, limit, route },
+              'image re-encoded to fit the upload limit',
+            );
+          last = { route, limit, size: fit.bytes.length };
+          const name = `imagine-${event.seed ?? event.jobId}.${fit.ext}`;
+          const file: DiscordFile = { name, data: fit.bytes, contentType: fit.contentType };
+          return {
+            payload: {
+              content: '',
+              embeds: [jobEmbed(event, name)],
+              components: doneButtons(event),
+              attachments: [{ id: 0, filename: name }],
+            },
+            files: [file],
+          };
+        });
         return;
       } catch (err) {
         // The limit we were told was wrong (or the channel's is lower): halve it and go again.
-        if (!isTooLarge(err)) throw err;
-        limit = Math.floor(Math.min(limit, fit.bytes.length) / 2);
+        if (!isTooLarge(err) || !last) throw err;
+        limits[last.route] = Math.floor(Math.min(last.limit, last.size) / 2);
       }
     }
     throw new ImagineError('DELIVERY_FAILED', 'image still too large after re-encoding');
+  }
+
+  /**
+   * Send a final message: through the interaction webhook while it works, else to the channel
+   * with the bot token. A webhook that answered 404 is never called again; a channel post the
+   * bot lacks permissions for falls back to the webhook while its token may still live.
+   */
+  private async sendFinal(
+    target: DiscordTarget,
+    jobId: string,
+    viaWebhook: boolean,
+    message: (route: Route) => Promise<{ payload: Payload; files?: DiscordFile[] }>,
+  ): Promise<void> {
+    if (viaWebhook && !this.webhookGone.has(jobId)) {
+      const { payload, files } = await message('webhook');
+      try {
+        await this.edit(target, payload, files);
+        return;
+      } catch (err) {
+        if (!this.noteWebhookGone(jobId, err)) throw err;
+      }
+    }
+    if (!this.canPostToChannel(target)) {
+      if (this.webhookGone.has(jobId)) {
+        // Nothing left to answer through: stop here rather than try the same 404 again.
+        this.logger.warn(
+          { jobId },
+          'interaction message gone and no bot token or channel to post to; result not delivered',
+        );
+        return;
+      }
+      throw new ImagineError(
+        'DELIVERY_FAILED',
+        'interaction token expired and no bot token or channel to post to',
+      );
+    }
+    const { payload, files } = await message('channel');
+    try {
+      await this.toChannel(target, payload, files);
+    } catch (err) {
+      if (!isMissingPermission(err)) throw err;
+      const code = (err as DiscordAPIError).code;
+      this.logger.error(
+        { jobId, channelId: target.channelId, guildId: target.guildId, discordCode: code },
+        `the bot may not post in channel ${target.channelId} (${code === DISCORD_ERRORS.missingAccess ? 'Missing Access: View Channel' : 'Missing Permissions: Send Messages (Send Messages in Threads in a thread) or Attach Files'}); grant it there or re-invite with the URL npm run discord:register prints`,
+      );
+      // The token may still work (we leave a safety margin before its end): tell the user there.
+      const stillAlive =
+        !this.webhookGone.has(jobId) && this.now() < target.issuedAt + TOKEN_LIFETIME_MS;
+      if (!viaWebhook && stillAlive) {
+        const answer = await message('webhook');
+        try {
+          await this.edit(target, answer.payload, answer.files);
+          return;
+        } catch (e) {
+          if (!this.noteWebhookGone(jobId, e)) throw e;
+        }
+      }
+      throw new ImagineError(
+        'DELIVERY_FAILED',
+        `Discord refused the channel post: the bot lacks permissions in channel ${target.channelId}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** The upload limit of a bot message in a guild, by its boost tier (10 MiB when unknown). */
+  private async guildUploadLimit(guildId: string | undefined): Promise<number> {
+    if (!guildId) return DEFAULT_ATTACHMENT_LIMIT;
+    const known = this.guildLimits.get(guildId);
+    if (known && this.now() - known.at < GUILD_LIMIT_TTL_MS) return known.limit;
+    let limit = DEFAULT_ATTACHMENT_LIMIT;
+    try {
+      const guild = await this.api.getGuild(guildId);
+      limit = GUILD_UPLOAD_LIMITS[guild.premium_tier] ?? DEFAULT_ATTACHMENT_LIMIT;
+    } catch (err) {
+      this.logger.warn({ guildId, err }, 'could not read the guild; assuming a 10 MiB upload limit');
+    }
+    this.guildLimits.set(guildId, { limit, at: this.now() });
+    return limit;
   }
 
   private edit(
@@ -253,11 +371,7 @@ export class DiscordDeliverer implements ChatDeliverer {
     payload: Payload,
     files?: DiscordFile[],
   ): Promise<void> {
-    if (!target.channelId || !this.canPostToChannel(target))
-      throw new ImagineError(
-        'DELIVERY_FAILED',
-        'interaction token expired and no bot token or channel to post to',
-      );
+    if (!target.channelId) throw new ImagineError('DELIVERY_FAILED', 'no channel to post to');
     await this.api.channelMessage(
       target.channelId,
       {
@@ -272,3 +386,6 @@ export class DiscordDeliverer implements ChatDeliverer {
     );
   }
 }
+
+/** Where a final message goes: the interaction webhook, or the channel with the bot token. */
+type Route = 'webhook' | 'channel';

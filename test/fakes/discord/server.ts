@@ -339,6 +339,7 @@ export class FakeDiscord extends EventEmitter {
     const channelId = opts.channelId ?? '700000000000000001';
     const guildId = opts.guildId ?? '600000000000000001';
     const channel = this.channelOf(channelId, guildId);
+    this.channels.set(channelId, channel);
     const limit = opts.attachmentSizeLimit ?? this.guildUploadLimit(guildId);
     this.interactions.set(token, {
       id,
@@ -398,6 +399,7 @@ export class FakeDiscord extends EventEmitter {
   /** A `/imagine` interaction (register it and get the payload to dispatch or POST). */
   commandInteraction(opts: {
     prompt: string;
+    guildId?: string;
     aspect?: string;
     seed?: number;
     userId?: string;
