@@ -26,11 +26,18 @@ import { startTestImagine } from '../helpers/imagine.ts';
 
 const MIB = 1024 * 1024;
 
-const demoImage = (prompt: string, seed: number, side = 256) =>
-  new DemoGenerator().generate(
-    { prompt, seed, width: side, height: side, steps: 4 },
-    { signal: new AbortController().signal },
-  );
+const demoImage = async (prompt: string, seed: number, side = 256) =>
+  (
+    await new DemoGenerator().generate(
+      { task: 'generate', prompt, seeds: [seed], width: side, height: side, steps: 4 },
+      { signal: new AbortController().signal },
+    )
+  )[0]!;
+
+/** The images of a done event: one, of `bytes`. */
+const one = (bytes: Buffer, contentType = 'image/png') => [
+  { bytes, contentType, seed: 1, width: 256, height: 256 },
+];
 
 /** A PNG that cannot be compressed: random pixels, stored (about 12.6 MB at 2048²). */
 async function bigPng(): Promise<Buffer> {
@@ -121,10 +128,7 @@ describe('Discord delivery against the platform’s rules', () => {
     await d.deliver(target, event('job-deleted', 'generating'));
     const image = await demoImage('deleted midway', 1);
     const postsBefore = channelPosts(interaction.channel_id).length;
-    await d.deliver(
-      target,
-      event('job-deleted', 'done', { image: { bytes: image.bytes, contentType: 'image/png' } }),
-    );
+    await d.deliver(target, event('job-deleted', 'done', { images: one(image.bytes) }));
     const calls = webhookCalls(interaction.token);
     expect(calls.map((r) => r.status)).toEqual([200, 404]);
     const posts = channelPosts(interaction.channel_id).slice(postsBefore);
@@ -153,10 +157,7 @@ describe('Discord delivery against the platform’s rules', () => {
       attachmentSizeLimit: 500 * MIB,
     });
     const before = channelPosts(interaction.channel_id).length;
-    await d.deliver(
-      target,
-      event('job-tier-0', 'done', { image: { bytes, contentType: 'image/png' } }),
-    );
+    await d.deliver(target, event('job-tier-0', 'done', { images: one(bytes) }));
     const posts = channelPosts(interaction.channel_id).slice(before);
     expect(posts.map((r) => r.status)).toEqual([200]);
     expect(posts[0]!.files[0]!.bytes.length).toBeLessThanOrEqual(10 * MIB);
@@ -176,10 +177,7 @@ describe('Discord delivery against the platform’s rules', () => {
       channelId: '700000000000000033',
     });
     const before = channelPosts(interaction.channel_id).length;
-    await d.deliver(
-      boosted,
-      event('job-tier-3', 'done', { image: { bytes, contentType: 'image/png' } }),
-    );
+    await d.deliver(boosted, event('job-tier-3', 'done', { images: one(bytes) }));
     const posts = channelPosts(interaction.channel_id).slice(before);
     expect(posts.map((r) => r.status)).toEqual([200]);
     expect(posts[0]!.files[0]!.bytes.equals(bytes)).toBe(true);
@@ -198,10 +196,7 @@ describe('Discord delivery against the platform’s rules', () => {
       issuedAt: Date.now() - (14 * 60 + 45) * 1000,
     });
     const image = await demoImage('thread art', 2);
-    await d.deliver(
-      target,
-      event('job-thread', 'done', { image: { bytes: image.bytes, contentType: 'image/png' } }),
-    );
+    await d.deliver(target, event('job-thread', 'done', { images: one(image.bytes) }));
     expect(channelPosts(thread.id).map((r) => [r.status, r.body])).toMatchObject([[403, {}]]);
     const edit = fake.find(isEdit(interaction.token)).at(-1)!;
     expect(edit.status).toBe(200);
@@ -226,7 +221,7 @@ describe('Discord delivery against the platform’s rules', () => {
       d.deliver(
         target,
         event('job-thread-late', 'done', {
-          image: { bytes: image.bytes, contentType: 'image/png' },
+          images: one(image.bytes),
         }),
       ),
     ).rejects.toMatchObject({ code: 'DELIVERY_FAILED' });
@@ -240,10 +235,7 @@ describe('Discord delivery against the platform’s rules', () => {
     fake.advance(TOKEN_LIFETIME_MS + 1000);
     try {
       const image = await demoImage('clock skew', 4);
-      await d.deliver(
-        target,
-        event('job-clock', 'done', { image: { bytes: image.bytes, contentType: 'image/png' } }),
-      );
+      await d.deliver(target, event('job-clock', 'done', { images: one(image.bytes) }));
     } finally {
       fake.advance(-(TOKEN_LIFETIME_MS + 1000));
     }
