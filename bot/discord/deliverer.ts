@@ -4,13 +4,14 @@
  * with its embed and buttons. Past the 15-minute token window the result goes to the channel
  * through the bot token instead, replying to / mentioning the user.
  */
+
+import { DiscordAPIError } from '@discordjs/rest';
 import type { APIMessage } from 'discord.js';
 import type { Logger } from 'pino';
 import type { ChatDeliverer, DeliveryEvent } from '../../contracts/delivery.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import { isTerminal } from '../../contracts/push.ts';
 import type { DiscordTarget, ReplyTarget } from '../../contracts/seal.ts';
-import { DiscordAPIError } from '@discordjs/rest';
 import {
   DISCORD_ERRORS,
   type DiscordApi,
@@ -240,7 +241,8 @@ export class DiscordDeliverer implements ChatDeliverer {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         await this.sendFinal(target, event.jobId, viaWebhook, async (route) => {
-          const limit = (limits[route] ??= await this.guildUploadLimit(target.guildId));
+          const limit = limits[route] ?? (await this.guildUploadLimit(target.guildId));
+          limits[route] = limit;
           const fit = await fitImage(image.bytes, image.contentType, limit);
           if (fit.reencoded)
             this.logger.info(
@@ -344,7 +346,10 @@ export class DiscordDeliverer implements ChatDeliverer {
       const guild = await this.api.getGuild(guildId);
       limit = GUILD_UPLOAD_LIMITS[guild.premium_tier] ?? DEFAULT_ATTACHMENT_LIMIT;
     } catch (err) {
-      this.logger.warn({ guildId, err }, 'could not read the guild; assuming a 10 MiB upload limit');
+      this.logger.warn(
+        { guildId, err },
+        'could not read the guild; assuming a 10 MiB upload limit',
+      );
     }
     this.guildLimits.set(guildId, { limit, at: this.now() });
     return limit;
