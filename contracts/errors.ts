@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   BLOCKED_CONTENT: 422,
+  /** The scope's output-safety setting blocked the generated image. */
+  SAFETY_BLOCKED: 422,
   CHANNEL_NOT_ALLOWED: 403,
   RATE_LIMITED: 429,
   QUEUE_FULL: 503,
@@ -35,6 +37,8 @@ export const ERROR_CODES = {
   GENERATOR_TOO_LARGE: 502,
   GENERATOR_UNAVAILABLE: 503,
   GENERATION_FAILED: 500,
+  /** The safety classifier could not judge the image (it is then not delivered). */
+  SAFETY_CHECK_FAILED: 500,
   DELIVERY_FAILED: 502,
   INTERNAL: 500,
 } as const;

@@ -1,0 +1,74 @@
+/**
+ * Output safety, the contract: the policy a job carries from its scope's settings to the worker,
+ * and the verdict the worker pushes with each image so the relay and chat delivery act on it.
+ */
+import { z } from 'zod';
+
+/** What a scope does with an image the classifier flags. */
+export const SAFETY_MODES = ['off', 'spoiler', 'review', 'block'] as const;
+/** A safety mode. */
+export type SafetyMode = (typeof SAFETY_MODES)[number];
+
+/** What happens to one image. */
+export const SAFETY_ACTIONS = ['deliver', 'spoiler', 'review', 'block'] as const;
+/** A safety action. */
+export type SafetyAction = (typeof SAFETY_ACTIONS)[number];
+
+/** The classifier models bundled in `nsfwjs`, by the name configuration uses. */
+export const SAFETY_MODELS = ['mobilenet_v2', 'mobilenet_v2_mid', 'inception_v3'] as const;
+/** A bundled model. */
+export type SafetyModel = (typeof SAFETY_MODELS)[number];
+
+/** The tfjs backends that install from npm and run on the CPU. */
+export const SAFETY_BACKENDS = ['wasm', 'cpu'] as const;
+/** A tfjs backend. */
+export type SafetyBackend = (typeof SAFETY_BACKENDS)[number];
+
+/** The default `SAFETY_THRESHOLD`: demo images score at most ~0.14 with MobileNetV2. */
+export const DEFAULT_SAFETY_THRESHOLD = 0.6;
+
+/** The policy resolved at submission (scope, channel, age-restricted channel) and queued. */
+export const SafetyPolicySchema = z.object({
+  mode: z.enum(SAFETY_MODES),
+  /** An image whose score is at or above this is flagged (0 flags everything). */
+  threshold: z.number().min(0).max(1),
+  /** Where `review` holds images (a channel of the same scope); absent: review blocks. */
+  reviewChannelId: z.string().max(100).optional(),
+});
+/** A job's safety policy. */
+export type SafetyPolicy = z.infer<typeof SafetyPolicySchema>;
+
+/** What was decided about one image, pushed beside it. */
+export const SafetyVerdictSchema = z.object({
+  action: z.enum(SAFETY_ACTIONS),
+  mode: z.enum(SAFETY_MODES),
+  threshold: z.number().min(0).max(1),
+  /** The score judged: the larger of the classifier's and the generator's own. */
+  score: z.number().min(0).max(1).optional(),
+  /** The classifier's score, and what it is (`nsfwjs/mobilenet_v2@wasm`). */
+  classifierScore: z.number().min(0).max(1).optional(),
+  classifier: z.string().max(100).optional(),
+  /** The generator's own score, when it returned one. */
+  generatorScore: z.number().min(0).max(1).optional(),
+  reviewChannelId: z.string().max(100).optional(),
+});
+/** A pushed safety verdict. */
+export type SafetyVerdict = z.infer<typeof SafetyVerdictSchema>;
+
+/**
+ * Decide one image: under the threshold (or with safety off) it is delivered; over it, the mode
+ * says what happens. A `review` with no review channel to hold it in blocks instead: the image
+ * must not reach the channel unseen.
+ */
+export function decideSafety(policy: SafetyPolicy, score: number | undefined): SafetyAction {
+  if (policy.mode === 'off' || score === undefined) return 'deliver';
+  if (score < policy.threshold) return 'deliver';
+  if (policy.mode === 'review' && policy.reviewChannelId === undefined) return 'block';
+  return policy.mode;
+}
+
+/** Combine the classifier's score with a generator's own: the larger wins. */
+export function combineScores(...scores: Array<number | undefined>): number | undefined {
+  const known = scores.filter((s): s is number => s !== undefined && Number.isFinite(s));
+  return known.length === 0 ? undefined : Math.min(1, Math.max(0, ...known));
+}
