@@ -4,6 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import {
+  DEFAULT_SAFETY_THRESHOLD,
+  SAFETY_BACKENDS,
+  SAFETY_MODELS,
+  SAFETY_MODES,
+} from './safety.ts';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z
@@ -322,6 +328,47 @@ export const ENV = {
     schema: optionalString,
     default: '',
     doc: 'Comma-separated words or phrases blocked everywhere, in addition to per-server lists (`*` at either end: prefix/suffix match).',
+  },
+  // Output safety: every generated image is classified in the worker before anyone sees it.
+  SAFETY: {
+    schema: z.enum(SAFETY_MODES).default('spoiler'),
+    default: 'spoiler',
+    doc: 'What happens to an image the safety classifier flags, unless a server/workspace/channel says otherwise (`/imagine-admin set safety=…`): `off` (not classified), `spoiler` (Discord spoiler, blurred on Slack and the web), `review` (held for a moderator in the review channel; blocks where none is set) or `block`.',
+  },
+  SAFETY_THRESHOLD: {
+    schema: z.coerce.number().min(0).max(1).default(DEFAULT_SAFETY_THRESHOLD),
+    default: String(DEFAULT_SAFETY_THRESHOLD),
+    doc: "Default score (0–1: the classifier's Porn + Hentai + Sexy, or a generator's own if higher) at or above which an image is flagged. 0 flags every image.",
+  },
+  SAFETY_AGE_RESTRICTED: {
+    schema: z.enum(SAFETY_MODES).optional(),
+    default: '(as SAFETY)',
+    doc: 'Default safety in Discord channels marked age-restricted (NSFW); moderators can change it with `nsfw_safety`.',
+  },
+  SAFETY_WEB: {
+    schema: z.enum(SAFETY_MODES).optional(),
+    default: '(as SAFETY)',
+    doc: "Safety on the web page (its own scope; `review` blocks there, having no moderators' channel).",
+  },
+  SAFETY_MODEL: {
+    schema: z.enum(SAFETY_MODELS).default('mobilenet_v2'),
+    default: 'mobilenet_v2',
+    doc: 'The NSFWJS model the worker classifies with (weights ship in the npm package): `mobilenet_v2`, `mobilenet_v2_mid` or `inception_v3` (see README: output safety, for cost).',
+  },
+  SAFETY_BACKEND: {
+    schema: z.enum(SAFETY_BACKENDS).default('wasm'),
+    default: 'wasm',
+    doc: 'TensorFlow.js backend of the classifier: `wasm` (WebAssembly, ~10× faster) or `cpu` (plain JavaScript).',
+  },
+  SAFETY_REVIEW_TTL_SECONDS: {
+    schema: int(60, 7 * 86_400).default(86_400),
+    default: '86400',
+    doc: "How long an image held for review stays in the relay's memory; a moderator clicking later is told it expired.",
+  },
+  SAFETY_REVIEW_MAX_BYTES: {
+    schema: int(0, 4 * 1024 ** 3).default(128 * 1024 * 1024),
+    default: '134217728',
+    doc: 'Cap on the bytes of images held for review in memory; oldest go first.',
   },
 } as const;
 

@@ -24,6 +24,7 @@ import {
   type VaryPreset,
   varySize,
 } from './limits.ts';
+import { SafetyPolicySchema } from './safety.ts';
 
 export {
   ASPECT_RATIOS,
@@ -124,6 +125,8 @@ export const OriginSchema = z.object({
   userName: z.string().max(200).optional(),
   scopeId: z.string().max(200).optional(),
   channelId: z.string().max(200).optional(),
+  /** The channel is marked age-restricted (Discord NSFW). */
+  ageRestricted: z.boolean().optional(),
 });
 /** Where a job came from. */
 export type Origin = z.infer<typeof OriginSchema>;
@@ -243,6 +246,8 @@ export const JobSchema = z
     expiresAt: z.number().int().positive(),
     /** Sealed reply target (see `seal.ts`): opaque to the worker, opened by the relay. */
     replyTarget: z.string().max(8192).optional(),
+    /** Output safety for this job's images, resolved from its scope and channel at submission. */
+    safety: SafetyPolicySchema.optional(),
   })
   .superRefine((job, ctx) => {
     for (const issue of taskIssues(job)) ctx.addIssue({ code: 'custom', message: issue });

@@ -10,7 +10,7 @@ import type { AdmissionPolicy } from '../submit/submit.ts';
 import { MemoryConcurrencySlots, RedisConcurrencySlots, WindowCounters } from './counters.ts';
 import { ModerationPolicy } from './policy.ts';
 import { RedisSettingsStore } from './redis-store.ts';
-import { defaultLimitsFromConfig } from './settings.ts';
+import { defaultLimitsFromConfig, webDefaultsFromConfig } from './settings.ts';
 import { SqliteSettingsStore } from './sqlite-store.ts';
 
 export type { AdminCommand, AdminReply, AdminRequest } from './admin.ts';
@@ -37,6 +37,7 @@ export async function admissionFromConfig(
   const prefix = config.REDIS_KEY_PREFIX;
   const common = {
     defaults: defaultLimitsFromConfig(config),
+    webDefaults: webDefaultsFromConfig(config),
     extraBlockedWords: commaList(config.BLOCKED_WORDS),
     slackAdminUsers: commaList(config.SLACK_ADMIN_USERS),
     // As long as the relay keeps a job's record: queued wait, retries and generation.

@@ -17,6 +17,7 @@ import {
   formatDuration,
   type Limits,
   type ScopeSettings,
+  safetyPolicyOf,
   scopeKeyOf,
 } from './settings.ts';
 import type { SettingsChange, SettingsStore } from './store.ts';
@@ -36,6 +37,8 @@ export interface ModerationPolicyOptions {
   extraBlockedWords?: string[];
   /** Slack user ids allowed to moderate besides workspace admins and owners. */
   slackAdminUsers?: string[];
+  /** Defaults of the web page's scope that differ from every scope's (`SAFETY_WEB`). */
+  webDefaults?: Partial<Limits>;
   /** How long a concurrency slot is held if its job's end is never seen (crash, lost push). */
   leaseMs: number;
   logger: Logger;
@@ -70,6 +73,7 @@ function secondsFromMs(ms: number): number {
 /** Moderation and rate limits for every front end; also the data behind the admin commands. */
 export class ModerationPolicy implements AdmissionPolicy {
   readonly defaults: Limits;
+  readonly webDefaults: Limits;
   readonly store: SettingsStore;
   readonly slackAdminUsers: readonly string[];
   readonly #counters: WindowCounters;
@@ -86,6 +90,7 @@ export class ModerationPolicy implements AdmissionPolicy {
 
   constructor(opts: ModerationPolicyOptions) {
     this.defaults = Object.freeze({ ...opts.defaults });
+    this.webDefaults = Object.freeze({ ...opts.defaults, ...(opts.webDefaults ?? {}) });
     this.store = opts.store;
     this.slackAdminUsers = Object.freeze([...(opts.slackAdminUsers ?? [])]);
     this.#counters = opts.counters;
@@ -95,6 +100,26 @@ export class ModerationPolicy implements AdmissionPolicy {
     this.#logger = opts.logger;
     this.#now = opts.now ?? Date.now;
     this.#onClose = opts.onClose;
+  }
+
+  /** The defaults a scope starts from (the web page has its own). */
+  defaultsFor(scopeKey: string): Limits {
+    return scopeKey.startsWith('web:') ? this.webDefaults : this.defaults;
+  }
+
+  /**
+   * Write an output-safety decision or a moderator's review action to the scope's audit log
+   * (who, which job; never the image). Best effort: a store failure is logged, not thrown.
+   */
+  async note(scopeKey: string, audit: AuditEntry): Promise<void> {
+    try {
+      await this.store.apply(scopeKey, { kind: 'note' }, audit);
+    } catch (err) {
+      this.#logger.warn(
+        { err, scope: scopeKey, action: audit.action },
+        'could not write audit line',
+      );
+    }
   }
 
   /** The stored overrides of a scope, wrapping store failures into a coded 503. */
@@ -161,7 +186,7 @@ export class ModerationPolicy implements AdmissionPolicy {
           : '/imagine is not enabled in this channel',
       );
     }
-    const limits = effectiveLimits(this.defaults, settings, origin.channelId);
+    const limits = effectiveLimits(this.defaultsFor(scopeKey), settings, origin.channelId);
 
     const side = Math.max(params.width, params.height);
     if (side > limits.maxImageSide)
@@ -178,7 +203,10 @@ export class ModerationPolicy implements AdmissionPolicy {
       );
 
     this.#checkQueue(ctx, limits);
-    return this.#count(scopeKey, origin, limits, () => this.#checkQueue(ctx, limits));
+    const admission = await this.#count(scopeKey, origin, limits, () =>
+      this.#checkQueue(ctx, limits),
+    );
+    return { ...admission, safety: safetyPolicyOf(limits, origin.ageRestricted) };
   }
 
   /**
@@ -297,7 +325,7 @@ export class ModerationPolicy implements AdmissionPolicy {
   async quota(origin: Origin): Promise<Quota> {
     const scopeKey = scopeKeyOf(origin);
     const settings = await this.settingsOf(scopeKey);
-    const limits = effectiveLimits(this.defaults, settings, origin.channelId);
+    const limits = effectiveLimits(this.defaultsFor(scopeKey), settings, origin.channelId);
     const userKey = `u:${scopeKey}:${rateUserOf(origin)}`;
     try {
       const [mine, all, inProgress] = await Promise.all([

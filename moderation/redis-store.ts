@@ -98,6 +98,8 @@ export class RedisSettingsStore implements SettingsStore {
       case 'channels-clear':
         tx.del(this.#key(scopeKey, 'allow'), this.#key(scopeKey, 'deny'));
         break;
+      case 'note':
+        break;
     }
     tx.lpush(this.#key(scopeKey, 'audit'), JSON.stringify(audit));
     tx.ltrim(this.#key(scopeKey, 'audit'), 0, AUDIT_KEEP - 1);

@@ -6,6 +6,7 @@
 
 import type { Config } from '../contracts/config.ts';
 import type { Origin } from '../contracts/job.ts';
+import { SAFETY_MODES, type SafetyMode, type SafetyPolicy } from '../contracts/safety.ts';
 
 /** Every setting a moderator can change, per scope or per channel. */
 export interface Limits {
@@ -23,6 +24,14 @@ export interface Limits {
   maxImageSide: number;
   /** Whether the built-in blocked words apply. */
   builtinBlockedWords: boolean;
+  /** What happens to a generated image the safety classifier flags. */
+  safety: SafetyMode;
+  /** Score (0–1) at or above which an image is flagged; 0 flags every image. */
+  safetyThreshold: number;
+  /** Safety in age-restricted (NSFW) channels; `same` follows {@link Limits.safety}. */
+  safetyAgeRestricted: SafetyMode | 'same';
+  /** Where `review` holds flagged images for moderators (a channel id); '' = none. */
+  reviewChannel: string;
 }
 
 /** A key of {@link Limits}. */
@@ -67,6 +76,31 @@ export function defaultLimitsFromConfig(config: Readonly<Config>): Limits {
     maxQueueLength: config.LIMIT_QUEUE_LENGTH,
     maxImageSide: config.LIMIT_IMAGE_SIDE,
     builtinBlockedWords: config.BLOCKED_WORDS_BUILTIN,
+    safety: config.SAFETY,
+    safetyThreshold: config.SAFETY_THRESHOLD,
+    safetyAgeRestricted: config.SAFETY_AGE_RESTRICTED ?? 'same',
+    reviewChannel: '',
+  };
+}
+
+/** The defaults of the web page's scope: like every scope's, with `SAFETY_WEB` if set. */
+export function webDefaultsFromConfig(config: Readonly<Config>): Partial<Limits> {
+  return config.SAFETY_WEB === undefined ? {} : { safety: config.SAFETY_WEB };
+}
+
+/**
+ * The safety policy a job runs under: the channel's mode (the age-restricted one in an NSFW
+ * channel, when set), its threshold, and the review channel.
+ */
+export function safetyPolicyOf(limits: Limits, ageRestricted: boolean | undefined): SafetyPolicy {
+  const mode =
+    ageRestricted === true && limits.safetyAgeRestricted !== 'same'
+      ? limits.safetyAgeRestricted
+      : limits.safety;
+  return {
+    mode,
+    threshold: limits.safetyThreshold,
+    ...(limits.reviewChannel === '' ? {} : { reviewChannelId: limits.reviewChannel }),
   };
 }
 
@@ -99,6 +133,8 @@ interface LimitField<K extends LimitKey> {
   describe: string;
   parse(raw: string): Limits[K] | undefined;
   format(value: Limits[K]): string;
+  /** Whether a stored value (JSON) is a valid value. */
+  valid(value: unknown): boolean;
   min?: number;
   max?: number;
 }
@@ -148,8 +184,31 @@ function intField<K extends LimitKey>(
       return (Number.isInteger(n) && n >= min && n <= max ? n : undefined) as Limits[K] | undefined;
     },
     format: (v) => String(v),
+    valid: (v) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max,
   };
 }
+
+function modeField<K extends 'safety' | 'safetyAgeRestricted'>(
+  key: K,
+  name: string,
+  describe: string,
+  extra: readonly string[],
+): LimitField<K> {
+  const values: readonly string[] = [...SAFETY_MODES, ...extra];
+  return {
+    key,
+    name,
+    describe,
+    parse: (raw) => {
+      const v = raw.trim().toLowerCase();
+      return (values.includes(v) ? v : undefined) as Limits[K] | undefined;
+    },
+    format: (v) => String(v),
+    valid: (v) => typeof v === 'string' && values.includes(v),
+  };
+}
+
+const CHANNEL_ID = /^<#([A-Za-z0-9]{1,40})(?:\|[^>]*)?>$|^([A-Z][A-Z0-9]{5,40}|\d{5,25})$/;
 
 /** The settings moderators can change, by the name they use in commands. */
 export const LIMIT_FIELDS = [
@@ -166,6 +225,8 @@ export const LIMIT_FIELDS = [
       return s !== undefined && s >= 10 && s <= 7 * 86_400 ? s : undefined;
     },
     format: (v: number) => formatDuration(v),
+    valid: (v: unknown) =>
+      typeof v === 'number' && Number.isInteger(v) && v >= 10 && v <= 7 * 86_400,
   } satisfies LimitField<'windowSeconds'>,
   intField('concurrentPerUser', 'concurrent', 'jobs per user at once', 1, 1000),
   intField('maxQueueLength', 'max_queue', 'refuse beyond this many queued jobs', 1, 1_000_000),
@@ -181,7 +242,47 @@ export const LIMIT_FIELDS = [
       return undefined;
     },
     format: (v: boolean) => (v ? 'on' : 'off'),
+    valid: (v: unknown) => typeof v === 'boolean',
   } satisfies LimitField<'builtinBlockedWords'>,
+  modeField(
+    'safety',
+    'safety',
+    'flagged images: off, spoiler, review (moderators approve) or block',
+    [],
+  ),
+  {
+    key: 'safetyThreshold',
+    name: 'safety_threshold',
+    describe: 'classifier score (0–1) from which an image is flagged; 0 flags all',
+    min: 0,
+    max: 1,
+    parse: (raw: string) => {
+      const text = raw.trim();
+      const n = text.endsWith('%') ? Number(text.slice(0, -1)) / 100 : Number(text);
+      return text !== '' && Number.isFinite(n) && n >= 0 && n <= 1 ? n : undefined;
+    },
+    format: (v: number) => String(Number(v.toFixed(3))),
+    valid: (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1,
+  } satisfies LimitField<'safetyThreshold'>,
+  modeField(
+    'safetyAgeRestricted',
+    'nsfw_safety',
+    'safety in age-restricted (NSFW) channels; same = as safety',
+    ['same'],
+  ),
+  {
+    key: 'reviewChannel',
+    name: 'review_channel',
+    describe: 'channel where review holds flagged images for moderators (none = review blocks)',
+    parse: (raw: string) => {
+      const v = raw.trim();
+      if (v.toLowerCase() === 'none') return '';
+      const m = CHANNEL_ID.exec(v);
+      return m ? (m[1] ?? m[2]) : undefined;
+    },
+    format: (v: string) => (v === '' ? 'none' : `<#${v}>`),
+    valid: (v: unknown) => typeof v === 'string' && (v === '' || CHANNEL_ID.test(v)),
+  } satisfies LimitField<'reviewChannel'>,
 ] as const;
 
 /** The field a command name refers to. */
@@ -205,12 +306,5 @@ export function limitName(key: LimitKey): string {
 /** Whether a stored value is a valid value for its key (stores hold JSON). */
 export function isValidLimit(key: string, value: unknown): value is Limits[LimitKey] {
   const field = LIMIT_FIELDS.find((f) => f.key === key);
-  if (!field) return false;
-  if (field.key === 'builtinBlockedWords') return typeof value === 'boolean';
-  return (
-    typeof value === 'number' &&
-    Number.isInteger(value) &&
-    value >= (field.min ?? 0) &&
-    value <= (field.max ?? Number.MAX_SAFE_INTEGER)
-  );
+  return field?.valid(value) === true;
 }

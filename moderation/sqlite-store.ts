@@ -116,6 +116,8 @@ export class SqliteSettingsStore implements SettingsStore {
         case 'channels-clear':
           db.prepare('DELETE FROM channels WHERE scope = ?').run(scopeKey);
           break;
+        case 'note':
+          break;
       }
       db.prepare(
         'INSERT INTO audit (scope, at, actor_id, actor_name, action) VALUES (?, ?, ?, ?, ?)',

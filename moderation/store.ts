@@ -12,7 +12,9 @@ export type SettingsChange =
   | { kind: 'words-remove'; words: string[] }
   | { kind: 'channel-allow'; channelId: string }
   | { kind: 'channel-deny'; channelId: string }
-  | { kind: 'channels-clear' };
+  | { kind: 'channels-clear' }
+  /** No change: an audit line only (output-safety decisions, moderators' approvals). */
+  | { kind: 'note' };
 
 /** Most audit lines kept per scope (older ones go first). */
 export const AUDIT_KEEP = 200;

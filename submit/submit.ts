@@ -15,6 +15,7 @@ import {
   type Origin,
   resolveRequest,
 } from '../contracts/job.ts';
+import type { SafetyPolicy } from '../contracts/safety.ts';
 import { type ReplyTarget, sealReplyTarget } from '../contracts/seal.ts';
 import type { JobQueue } from '../queue/queue.ts';
 
@@ -34,6 +35,8 @@ export interface AdmissionContext {
 export interface Admission {
   confirm(jobId: string): void;
   cancel(): Promise<void>;
+  /** The output-safety policy the job's images are judged under (the worker's default if absent). */
+  safety?: SafetyPolicy;
 }
 
 /**
@@ -144,6 +147,7 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
       createdAt,
       expiresAt: createdAt + opts.jobTtlSeconds * 1000,
       ...(replyTarget ? { replyTarget: sealReplyTarget(opts.secret, replyTarget) } : {}),
+      ...(granted.safety ? { safety: granted.safety } : {}),
     };
     // Registered before sending: a fast worker may report on the job before send() returns.
     const { position } = opts.registry.registerQueued(job);

@@ -44,6 +44,10 @@ export function originOf(interaction: APIInteraction): Origin {
     ...(user ? { userId: user.id, userName: user.global_name ?? user.username } : {}),
     ...(interaction.guild_id ? { scopeId: interaction.guild_id } : {}),
     ...(channelId ? { channelId } : {}),
+    // Age-restricted channels may have their own output-safety setting.
+    ...(interaction.channel && 'nsfw' in interaction.channel && interaction.channel.nsfw === true
+      ? { ageRestricted: true }
+      : {}),
   };
 }
 

@@ -27,6 +27,10 @@ export const ROOMY: Limits = {
   maxQueueLength: 1000,
   maxImageSide: 2048,
   builtinBlockedWords: true,
+  safety: 'spoiler',
+  safetyThreshold: 0.6,
+  safetyAgeRestricted: 'same',
+  reviewChannel: '',
 };
 
 /** A policy and how to reopen its store as after a restart. */

@@ -12,6 +12,7 @@ import {
   ChannelType,
   InteractionContextType,
 } from 'discord.js';
+import { SAFETY_MODES } from '../../../contracts/safety.ts';
 import { type AdminCommand, parseLimitChange } from '../../../moderation/admin.ts';
 import { asModeration, runAdminCommand } from '../../../moderation/index.ts';
 import { DISCORD_MODERATOR_PERMISSIONS } from '../../../moderation/permissions.ts';
@@ -82,6 +83,31 @@ const SET_OPTIONS: APIApplicationCommandBasicOption[] = [
     type: ApplicationCommandOptionType.Boolean,
     name: 'builtin_words',
     description: 'Use the built-in blocked words',
+  },
+  {
+    type: ApplicationCommandOptionType.String,
+    name: 'safety',
+    description: 'What happens to an image the safety classifier flags',
+    choices: SAFETY_MODES.map((m) => ({ name: m, value: m })),
+  },
+  {
+    type: ApplicationCommandOptionType.Number,
+    name: 'safety_threshold',
+    description: 'Classifier score (0–1) from which an image is flagged; 0 flags all',
+    min_value: 0,
+    max_value: 1,
+  },
+  {
+    type: ApplicationCommandOptionType.String,
+    name: 'nsfw_safety',
+    description: 'Safety in age-restricted (NSFW) channels; same = as safety',
+    choices: [...SAFETY_MODES, 'same'].map((m) => ({ name: m, value: m })),
+  },
+  {
+    type: ApplicationCommandOptionType.Channel,
+    name: 'review_channel',
+    description: 'Where review holds flagged images for moderators',
+    channel_types: [ChannelType.GuildText],
   },
   {
     type: ApplicationCommandOptionType.String,
@@ -161,7 +187,7 @@ export function adminCommandFromOptions(top: Option[]): AdminCommand {
 export const imagineAdminCommand: SlashCommand = {
   data: {
     name: 'imagine-admin',
-    description: 'Moderators: limits, blocked words and channels for /imagine',
+    description: 'Moderators: limits, output safety, blocked words and channels for /imagine',
     default_member_permissions: DISCORD_MODERATOR_PERMISSIONS,
     contexts: [InteractionContextType.Guild],
     options: [
@@ -174,7 +200,7 @@ export const imagineAdminCommand: SlashCommand = {
       {
         type: ApplicationCommandOptionType.Subcommand,
         name: 'set',
-        description: 'Change limits for the server, or for one channel',
+        description: 'Change limits and output safety for the server, or for one channel',
         options: SET_OPTIONS,
       },
       {
