@@ -211,8 +211,10 @@ describe('Slack direct messages and the App Home (HTTP mode)', () => {
     );
     expect(submit.status).toBe(200);
     const file = await fake.waitFor(() =>
-      [...fake.files.values()].find((f) => f.channel === 'U0CAROL' && f.bytes),
+      [...fake.files.values()].find((f) => f.channel === fake.dmOf('U0CAROL') && f.bytes),
     );
+    // Posted to the user id, the status landed in the DM Slack opened for it (a D… id).
+    expect(fake.dmOf('U0CAROL')).toMatch(/^D/);
     const meta = await sharp(file.bytes!).metadata();
     expect([meta.width, meta.height]).toEqual([768, 1344]);
   });

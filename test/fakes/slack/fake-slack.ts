@@ -4,6 +4,16 @@
  * would see: messages (with blocks), ephemerals, uploaded files and their bytes, response_url
  * posts, published Home views. It can answer 429 with `Retry-After` and fail any method once.
  * With `appToken`, `apps.connections.open` hands out a loopback Socket Mode WebSocket.
+ *
+ * As strict as Slack's docs, on a clock the test controls (`advance`):
+ * - method tiers: more calls of a method in a minute than its tier allows get 429 with
+ *   `Retry-After` (seconds until the window has room);
+ * - `chat.postMessage` to a user id opens (or reuses) the DM and answers with its `D…` id;
+ * - `files.getUploadURLExternal` reads the alt text from `alt_txt` only;
+ * - an `image` block's `slack_file` must name an uploaded png/jpg/jpeg/gif, and block ids are
+ *   unique in a message and new in each version of it (`invalid_blocks` otherwise);
+ * - a response_url takes 5 posts within 30 minutes of being issued (404 `used_url` /
+ *   `expired_url` after that).
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -62,7 +72,34 @@ export interface FakeSlackOptions {
   appToken?: string;
   teamId?: string;
   users?: FakeUser[];
+  /** Enforce method tiers (default true). */
+  tiers?: boolean;
 }
+
+/**
+ * Calls a minute per method, from Slack's method reference (Tier 3: 50, Tier 4: 100).
+ * `chat.postMessage` is a special tier (about one a second per channel, bursts allowed) and
+ * `auth.test` is not limited here.
+ */
+export const FAKE_METHOD_TIERS: Readonly<Record<string, number>> = {
+  'chat.update': 50,
+  'chat.delete': 50,
+  'conversations.join': 50,
+  'chat.postEphemeral': 100,
+  'files.getUploadURLExternal': 100,
+  'files.completeUploadExternal': 100,
+  'files.info': 100,
+  'users.info': 100,
+  'views.open': 100,
+  'views.publish': 100,
+};
+
+/** How long and how often Slack honours a response_url. */
+export const RESPONSE_URL_LIFETIME_MS = 30 * 60 * 1000;
+export const RESPONSE_URL_MAX_USES = 5;
+
+/** File types an image block's slack_file preview accepts. */
+const PREVIEW_TYPES = new Set(['png', 'jpg', 'jpeg', 'gif']);
 
 /** Defaults for tests. */
 export const FAKE_BOT_TOKEN = 'xoxb-fake-bot-token';
@@ -139,6 +176,8 @@ export class FakeSlack extends EventEmitter {
   readonly files = new Map<string, FakeFile>();
   /** Bodies POSTed to response URLs, by response URL id. */
   readonly responses: Array<{ id: string; body: Record<string, unknown> }> = [];
+  /** Posts to response URLs the fake refused (used up or expired). */
+  readonly refusedResponses: Array<{ id: string; error: string }> = [];
   readonly homeViews: Array<{ userId: string; view: Record<string, unknown> }> = [];
   readonly openedViews: Array<{ triggerId: string; view: Record<string, unknown> }> = [];
   readonly users = new Map<string, FakeUser>();
@@ -154,6 +193,17 @@ export class FakeSlack extends EventEmitter {
   >();
   private seq = 0;
   private clock = 1_700_000_000;
+  /** Added to Date.now(): `advance(ms)` moves the fake's time. */
+  private offsetMs = 0;
+  private readonly enforceTiers: boolean;
+  /** When each method was called (fake time, ms), for the tiers. */
+  private readonly methodCalls = new Map<string, number[]>();
+  /** response_url ids: when issued, how often used. */
+  private readonly responseUrls = new Map<string, { issuedAt: number; uses: number }>();
+  /** DM channel id by user id. */
+  readonly dms = new Map<string, string>();
+  /** Every block id each message has carried, by ts. */
+  private readonly blockIdsSeen = new Map<string, Set<string>>();
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private port = 0;
@@ -163,6 +213,7 @@ export class FakeSlack extends EventEmitter {
     this.botToken = opts.botToken ?? FAKE_BOT_TOKEN;
     this.appToken = opts.appToken ?? FAKE_APP_TOKEN;
     this.teamId = opts.teamId ?? FAKE_TEAM_ID;
+    this.enforceTiers = opts.tiers ?? true;
     for (const u of opts.users ?? []) this.users.set(u.id, u);
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err) => json(res, 500, { ok: false, error: String(err) }));
@@ -193,9 +244,35 @@ export class FakeSlack extends EventEmitter {
     return `http://127.0.0.1:${this.port}/api/`;
   }
 
-  /** A fresh response_url the fake records posts to. */
+  /** A fresh response_url the fake records posts to, issued now (fake time). */
   responseUrl(id = `r${++this.seq}`): string {
+    if (!this.responseUrls.has(id)) this.responseUrls.set(id, { issuedAt: this.now(), uses: 0 });
     return `http://127.0.0.1:${this.port}/response/${id}`;
+  }
+
+  /** The fake's time (ms): the wall clock plus whatever `advance` added. */
+  now(): number {
+    return Date.now() + this.offsetMs;
+  }
+
+  /** Move the fake's clock forward (response_url lifetimes, method tier windows). */
+  advance(ms: number): void {
+    this.offsetMs += ms;
+  }
+
+  /** The DM channel the fake opened for `userId`. */
+  dmOf(userId: string): string {
+    let channel = this.dms.get(userId);
+    if (!channel) {
+      channel = `D${userId.replace(/^[UW]/, '')}`;
+      this.dms.set(userId, channel);
+    }
+    return channel;
+  }
+
+  /** How many 429s the fake answered for `method` (tiers and rateLimitNext together). */
+  rateLimited(method: string): number {
+    return this.callsOf(method).filter((c) => c.status === 429).length;
   }
 
   /** Answer the next `count` calls of `method` with 429 and `Retry-After: seconds`. */
@@ -281,6 +358,46 @@ export class FakeSlack extends EventEmitter {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
+  /** Seconds to wait when `method` is over its tier now; otherwise counts the call. */
+  private tierWait(method: string): number | undefined {
+    const limit = FAKE_METHOD_TIERS[method];
+    if (!this.enforceTiers || limit === undefined) return undefined;
+    const now = this.now();
+    const times = (this.methodCalls.get(method) ?? []).filter((t) => t > now - 60_000);
+    this.methodCalls.set(method, times);
+    if (times.length >= limit) return Math.max(1, Math.ceil((times[0]! + 60_000 - now) / 1000));
+    times.push(now);
+    return undefined;
+  }
+
+  /** Slack's checks of image blocks and block ids; `previous` are the message's earlier ids. */
+  private checkMessageBlocks(blocks: unknown[], ts?: string): string | undefined {
+    const bad = checkBlocks(blocks);
+    if (bad) return bad;
+    const ids = new Set<string>();
+    const seen = ts ? this.blockIdsSeen.get(ts) : undefined;
+    for (const block of blocks as Array<Record<string, unknown>>) {
+      if (typeof block?.block_id === 'string') {
+        if (ids.has(block.block_id) || seen?.has(block.block_id)) return 'invalid_blocks';
+        ids.add(block.block_id);
+      }
+      if (block?.type === 'image' && block.slack_file) {
+        const ref = block.slack_file as { id?: string };
+        const file = ref.id ? this.files.get(ref.id) : undefined;
+        const type = file?.filename.split('.').pop()?.toLowerCase() ?? '';
+        if (!file || !PREVIEW_TYPES.has(type)) return 'invalid_blocks';
+      }
+    }
+    return undefined;
+  }
+
+  private rememberBlockIds(ts: string, blocks: unknown[]): void {
+    const seen = this.blockIdsSeen.get(ts) ?? new Set<string>();
+    for (const block of blocks as Array<Record<string, unknown>>)
+      if (typeof block?.block_id === 'string') seen.add(block.block_id);
+    this.blockIdsSeen.set(ts, seen);
+  }
+
   private nextTs(): string {
     this.clock += 1;
     return `${this.clock}.${String(++this.seq).padStart(6, '0')}`;
@@ -293,6 +410,21 @@ export class FakeSlack extends EventEmitter {
       if (url.pathname.startsWith('/upload/')) return await this.upload(url, req, body, res);
       if (url.pathname.startsWith('/response/')) {
         const id = url.pathname.slice('/response/'.length);
+        const issued = this.responseUrls.get(id) ?? { issuedAt: this.now(), uses: 0 };
+        this.responseUrls.set(id, issued);
+        const refusal =
+          this.now() - issued.issuedAt >= RESPONSE_URL_LIFETIME_MS
+            ? 'expired_url'
+            : issued.uses >= RESPONSE_URL_MAX_USES
+              ? 'used_url'
+              : undefined;
+        if (refusal) {
+          this.refusedResponses.push({ id, error: refusal });
+          res.writeHead(404, { 'content-type': 'text/plain' });
+          res.end(refusal);
+          return;
+        }
+        issued.uses += 1;
         this.responses.push({ id, body: JSON.parse(body.toString('utf8')) });
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end('ok');
@@ -303,6 +435,16 @@ export class FakeSlack extends EventEmitter {
       const args = parseArgs(body, String(req.headers['content-type'] ?? ''));
       const call: FakeCall = { method, args, at: Date.now(), status: 200 };
       this.calls.push(call);
+      const tierWait = this.tierWait(method);
+      if (tierWait !== undefined) {
+        call.status = 429;
+        return json(
+          res,
+          429,
+          { ok: false, error: 'ratelimited' },
+          { 'retry-after': String(tierWait) },
+        );
+      }
       const limited = this.rateLimits.get(method);
       if (limited && limited.length > 0) {
         const seconds = limited.shift()!;
@@ -345,11 +487,13 @@ export class FakeSlack extends EventEmitter {
       case 'apps.connections.open':
         return { ok: true, url: `ws://127.0.0.1:${this.port}/socket` };
       case 'chat.postMessage': {
-        const channel = String(args.channel ?? '');
+        let channel = String(args.channel ?? '');
         if (!channel) return { ok: false, error: 'channel_not_found' };
+        // A user id as the channel is the app's DM with that user: Slack answers with its D… id.
+        if (/^[UW]/.test(channel)) channel = this.dmOf(channel);
         const blocks = jsonArg<unknown[]>(args.blocks, []);
         if (!args.text && blocks.length === 0) return { ok: false, error: 'no_text' };
-        const bad = checkBlocks(blocks);
+        const bad = this.checkMessageBlocks(blocks);
         if (bad) return { ok: false, error: bad };
         const message: FakeMessage = {
           channel,
@@ -361,6 +505,7 @@ export class FakeSlack extends EventEmitter {
           ...(args.thread_ts ? { threadTs: String(args.thread_ts) } : {}),
         };
         this.messages.push(message);
+        this.rememberBlockIds(message.ts, blocks);
         return { ok: true, channel, ts: message.ts, message: { ...message } };
       }
       case 'chat.update': {
@@ -370,9 +515,10 @@ export class FakeSlack extends EventEmitter {
         if (!message) return { ok: false, error: 'message_not_found' };
         const blocks = jsonArg<unknown[] | undefined>(args.blocks, undefined);
         if (blocks) {
-          const bad = checkBlocks(blocks);
+          const bad = this.checkMessageBlocks(blocks, message.ts);
           if (bad) return { ok: false, error: bad };
           message.blocks = blocks;
+          this.rememberBlockIds(message.ts, blocks);
         }
         if (args.text !== undefined) message.text = String(args.text);
         message.updates += 1;
@@ -402,7 +548,8 @@ export class FakeSlack extends EventEmitter {
           id,
           filename: String(args.filename),
           length,
-          ...(args.alt_text ? { altText: String(args.alt_text) } : {}),
+          // Slack's argument is alt_txt; an alt_text is ignored, as Slack ignores it.
+          ...(args.alt_txt ? { altText: String(args.alt_txt) } : {}),
           permalink: `https://fake.slack.test/files/${id}`,
         });
         return { ok: true, upload_url: `http://127.0.0.1:${this.port}/upload/${id}`, file_id: id };

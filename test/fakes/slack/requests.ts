@@ -28,6 +28,10 @@ export interface PostOptions {
   /** Replace the signature (bad-signature tests). */
   signature?: string;
   contentType?: string;
+  /** More headers, e.g. an Events API retry's `x-slack-retry-num`. */
+  headers?: Record<string, string>;
+  /** Slack gives up on an app after 3 s: pass `AbortSignal.timeout(3000)` to model it. */
+  signal?: AbortSignal;
 }
 
 /** POST a raw body to the app's events URL the way Slack does. */
@@ -41,7 +45,13 @@ export async function postToSlackApp(
     ...slackSignatureHeaders(opts.secret ?? TEST_SIGNING_SECRET, body, opts.timestamp),
   };
   if (opts.signature !== undefined) headers['x-slack-signature'] = opts.signature;
-  return fetch(url, { method: 'POST', headers, body });
+  Object.assign(headers, opts.headers);
+  return fetch(url, {
+    method: 'POST',
+    headers,
+    body,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
 }
 
 /** Text as Slack sends it in commands and message events: `&`, `<`, `>` as entities. */
@@ -160,4 +170,23 @@ export function textOf(blocks: unknown[]): string {
   };
   walk(blocks);
   return out.join('\n');
+}
+
+/** An Events API body as Slack sends it (JSON), with a given or fresh `event_id`. */
+export function eventCallbackBody(event: Record<string, unknown>, eventId?: string): string {
+  return JSON.stringify({
+    type: 'event_callback',
+    token: 'deprecated-verification-token',
+    team_id: FAKE_TEAM_ID,
+    api_app_id: 'A0IMAGINE',
+    event,
+    event_id: eventId ?? `Ev${Math.random().toString(36).slice(2)}`,
+    event_time: Math.floor(Date.now() / 1000),
+    authorizations: [{ team_id: FAKE_TEAM_ID, user_id: 'UBOT0FAKE', is_bot: true }],
+  });
+}
+
+/** The headers of Slack's `n`th repeat of an event it thinks was not answered in time. */
+export function eventRetryHeaders(n: number, reason = 'http_timeout'): Record<string, string> {
+  return { 'x-slack-retry-num': String(n), 'x-slack-retry-reason': reason };
 }
