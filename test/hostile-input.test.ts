@@ -51,6 +51,68 @@ const FORM_BODIES = [
   '%%%',
 ];
 
+/** Signed Slack bodies that parse but are not what Slack sends: each must be a 4xx, not a crash. */
+const SLACK_MALFORMED: Array<{ body: string; json?: boolean }> = [
+  { body: `payload=${encodeURIComponent('{"type":"shortcut"}')}` },
+  {
+    body: `payload=${encodeURIComponent('{"type":"shortcut","callback_id":"x","trigger_id":"t"}')}`,
+  },
+  {
+    body: `payload=${encodeURIComponent('{"type":"message_action","callback_id":"imagine_from_image","trigger_id":"t","user":{"id":"U1"}}')}`,
+  },
+  {
+    body: `payload=${encodeURIComponent('{"type":"message_action","callback_id":"imagine_from_image","trigger_id":"t","user":{"id":"U1"},"channel":{"id":"C1"},"message":null}')}`,
+  },
+  { body: `payload=${encodeURIComponent('{"type":"view_submission"}')}` },
+  {
+    body: `payload=${encodeURIComponent('{"type":"view_submission","user":{"id":"U1"},"view":null}')}`,
+  },
+  {
+    body: `payload=${encodeURIComponent('{"type":"view_submission","user":{"id":"U1"},"view":{"callback_id":"imagine_dialog","state":{"values":null}}}')}`,
+  },
+  {
+    body: `payload=${encodeURIComponent('{"type":"block_actions","user":{"id":"U1"},"actions":null}')}`,
+  },
+  {
+    body: `payload=${encodeURIComponent('{"type":"block_actions","user":{"id":"U1"},"actions":[null]}')}`,
+  },
+  {
+    body: `payload=${encodeURIComponent('{"type":"block_actions","user":null,"actions":[{"action_id":"imagine_reroll","type":"button"}]}')}`,
+  },
+  {
+    body: `payload=${encodeURIComponent('{"type":"block_actions","user":{"id":"U1"},"actions":[{"action_id":"imagine_reroll","type":"button","value":"v1|x|y|z|p"}],"container":null}')}`,
+  },
+  {
+    body: `payload=${encodeURIComponent('{"type":"block_actions","user":{"id":["U1"]},"actions":[{"action_id":"imagine_retry","type":"button"}]}')}`,
+  },
+  { body: `payload=${encodeURIComponent('{"type":"interactive_message"}')}` },
+  { body: `payload=${encodeURIComponent('{"type":42}')}` },
+  { body: 'command=%2Fimagine&text=a+fox' },
+  { body: 'command=%2Fimagine&text=a+fox&user_id=U1&channel_id=C1' },
+  { body: 'command=imagine&text=a+fox&user_id=U1&channel_id=C1&team_id=T1' },
+  { body: 'command=%2Fimagine-admin&text=set+x%3D1&user_id=U1&channel_id=C1&team_id=T1' },
+  { body: 'command=%2Fimagine-quota&user_id=U1&channel_id=C1&team_id=T1' },
+  { body: '{"type":"event_callback","event":null}', json: true },
+  { body: '{"type":"event_callback","event_id":"Ev1","event":null}', json: true },
+  { body: '{"type":"event_callback","event_id":"Ev2","event":{}}', json: true },
+  { body: '{"type":"event_callback","event_id":"Ev3","event":{"type":"message"}}', json: true },
+  {
+    body: '{"type":"event_callback","event_id":"Ev4","event":{"type":"message","channel_type":"im","channel":null,"user":"U1","text":"a fox"}}',
+    json: true,
+  },
+  {
+    body: '{"type":"event_callback","event_id":"Ev5","event":{"type":"app_home_opened","user":null,"tab":"home"}}',
+    json: true,
+  },
+  { body: '{"type":"event_callback","event_id":["Ev6"],"event":{"type":"message"}}', json: true },
+  { body: '{"type":"url_verification"}', json: true },
+  { body: '{"type":"url_verification","challenge":{"a":1}}', json: true },
+  { body: '{"type":"app_rate_limited","minute_rate_limited":1}', json: true },
+  { body: '{"type":"block_actions"}', json: true },
+  { body: '{"command":null}', json: true },
+  { body: '{"ssl_check":"1"}', json: true },
+];
+
 describe('hostile input never gets a 5xx', () => {
   let fakeDiscord: FakeDiscord;
   let fakeSlack: FakeSlack;
@@ -134,6 +196,29 @@ describe('hostile input never gets a 5xx', () => {
         await postToSlackApp(`${app.url}/slack/events`, body, { contentType: 'application/json' }),
       );
     }
+  });
+
+  it('POST /slack/events: signed but malformed Slack payloads are refused with a 4xx', async () => {
+    for (const { body, json } of SLACK_MALFORMED) {
+      await expectHandled(
+        `slack malformed ${body.slice(0, 80)}`,
+        await postToSlackApp(
+          `${app.url}/slack/events`,
+          body,
+          json ? { contentType: 'application/json' } : {},
+        ),
+      );
+    }
+    // The edge says what is wrong, in the shared error shape.
+    const res = await postToSlackApp(
+      `${app.url}/slack/events`,
+      '{"type":"event_callback","event_id":"Ev7","event":null}',
+      { contentType: 'application/json' },
+    );
+    expect(res.status).toBe(400);
+    const error = ((await res.json()) as { error: { code: string; message: string } }).error;
+    expect(error.code).toBe('BAD_REQUEST');
+    expect(error.message).toContain('event');
   });
 
   it('GET routes with odd paths and queries', async () => {

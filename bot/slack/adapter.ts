@@ -14,10 +14,12 @@ import type { ChatAdapter } from '../adapters.ts';
 import { slackActions } from './actions/index.ts';
 import { slackCommands } from './commands/index.ts';
 import { SlackDeliverer } from './deliverer.ts';
+import { MemorySeenEvents, RedisSeenEvents, type SeenEvents } from './event-ids.ts';
 import { registerAppHome } from './events/app-home.ts';
 import { registerDirectMessages } from './events/direct-message.ts';
+import { SlackRateBudget } from './rate-budget.ts';
 import { FastifySlackReceiver } from './receiver.ts';
-import { adviceFor, tellUser } from './replies.ts';
+import { adviceFor, ResponseUrlTracker, tellUser } from './replies.ts';
 import type { SlackAction, SlackCommand, SlackEnv } from './types.ts';
 
 /** Options of {@link createSlackAdapter}. */
@@ -34,6 +36,10 @@ export interface SlackAdapterOptions {
   /** Web API retries (429s are always waited out for `Retry-After`). */
   retryConfig?: WebClientOptions['retryConfig'];
   now?: () => number;
+  /** Where Events API ids are remembered (repeats start no second job); memory by default. */
+  seenEvents?: SeenEvents;
+  /** Counts Web API calls against Slack's method tiers. */
+  budget?: SlackRateBudget;
 }
 
 /** Bolt and the web-api client log through pino. */
@@ -70,6 +76,18 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
   const logger = opts.logger.child({ adapter: 'slack' });
   const clientOptions = slackClientOptions({ ...opts, logger });
   const client = new WebClient(opts.botToken, clientOptions);
+  // Droppable status edits: a 429 is thrown at once (and the edit dropped) instead of pausing
+  // this client's queue, which is its own, so results on `client` never wait behind one.
+  const droppableClient = new WebClient(opts.botToken, {
+    ...clientOptions,
+    rejectRateLimitedCalls: true,
+    retryConfig: { retries: 0 },
+    timeout: 10_000,
+  });
+  const now = opts.now ?? Date.now;
+  const budget = opts.budget ?? new SlackRateBudget({ now });
+  const responseUrls = new ResponseUrlTracker();
+  const seenEvents = opts.seenEvents ?? new MemorySeenEvents();
   let relay: FrontDoor | undefined;
   const attach = (r: FrontDoor) => {
     relay = r;
@@ -77,7 +95,8 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
   const env: SlackEnv = {
     client,
     logger,
-    now: opts.now ?? Date.now,
+    now,
+    responseUrls,
     relay() {
       if (!relay) throw new Error('the Slack adapter is not attached to a relay yet');
       return relay;
@@ -115,6 +134,16 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
   bolt.error(async (err) => {
     logger.error({ err }, 'slack listener error');
   });
+  // Events API repeats (X-Slack-Retry-Num, same event_id) were already handled: the first
+  // delivery was acked, so the repeat is acked (Bolt does, before middleware) and dropped.
+  bolt.use(async ({ body, next }) => {
+    const eventId = (body as { event_id?: unknown }).event_id;
+    if (typeof eventId === 'string' && !(await seenEvents.firstTime(eventId))) {
+      logger.info({ eventId }, 'slack event repeated; already handled');
+      return;
+    }
+    await next();
+  });
 
   for (const command of opts.commands ?? slackCommands) {
     bolt.command(command.name, async ({ command: payload, ack, respond }) => {
@@ -131,6 +160,7 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
             responseUrl: payload.response_url,
           },
           adviceFor({ code: 'INTERNAL', message: 'the command failed' }),
+          { responseUrls },
         );
       }
     });
@@ -158,6 +188,7 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
             responseUrl: body.response_url,
           },
           adviceFor({ code: 'INTERNAL', message: 'the button failed' }),
+          { responseUrls },
         );
       }
     });
@@ -167,9 +198,12 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
 
   const deliverer = new SlackDeliverer({
     client,
+    droppableClient,
     logger,
+    budget,
+    responseUrls,
+    now,
     isDemo: (generator) => (generator ?? relay?.generator.name) === 'demo',
-    ...(opts.now ? { now: opts.now } : {}),
   });
 
   return {
@@ -189,6 +223,7 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
     },
     async stop() {
       if (socketMode) await bolt.stop();
+      await seenEvents.close();
     },
   };
 }
@@ -206,5 +241,8 @@ export function slackAdapterFromConfig(
     appToken: config.SLACK_APP_TOKEN,
     apiUrl: config.SLACK_API_URL,
     logger,
+    ...(config.REDIS_URL
+      ? { seenEvents: new RedisSeenEvents(config.REDIS_URL, config.REDIS_KEY_PREFIX, logger) }
+      : {}),
   });
 }

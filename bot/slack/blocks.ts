@@ -3,6 +3,7 @@
  * Variations) or failure (Retry). Every button carries the whole job spec in its value, so a
  * click works on any relay instance, however long after and however many restarts since.
  */
+import { randomBytes } from 'node:crypto';
 import type { types } from '@slack/bolt';
 import { ASPECT_SIZES, type AspectRatio } from '../../contracts/job.ts';
 
@@ -83,6 +84,45 @@ export function truncate(text: string, max: number): string {
   return `${out}…`;
 }
 
+/**
+ * Escape user text for mrkdwn and fit it in `max` UTF-16 units of *escaped* text: the cut is
+ * made in the raw text, so it never falls inside an entity (`&amp;`) or a surrogate pair, and
+ * an escaped prompt of `&`s cannot grow past the limit it was measured against.
+ */
+export function escapeTruncated(text: string, max: number): string {
+  const escaped = escapeMrkdwn(text);
+  if (escaped.length <= max) return escaped;
+  let out = '';
+  for (const char of text) {
+    const piece = escapeMrkdwn(char);
+    if (out.length + piece.length > max - 1) break;
+    out += piece;
+  }
+  return `${out}…`;
+}
+
+/** The most a section or context text may hold (Slack: 3000; kept under it). */
+const TEXT_MAX = 2900;
+
+/**
+ * `prefix + prompt + suffix` within `max`, the prompt escaped and shortened: the prefix and
+ * suffix (mentions, markup) are never cut.
+ */
+export function withPrompt(prefix: string, prompt: string, suffix = '', max = TEXT_MAX): string {
+  return `${prefix}${escapeTruncated(prompt, Math.max(1, max - prefix.length - suffix.length))}${suffix}`;
+}
+
+/**
+ * A block id for one version of a message: Slack asks for a new block_id each time a message
+ * is updated (a reused one can keep a client showing the old block).
+ */
+export function versionedBlockId(name: string): string {
+  return `${name}.${randomBytes(6).toString('base64url')}`;
+}
+
+/** Image types Slack renders in an `image` block's `slack_file` preview. */
+export const PREVIEW_FILETYPES = new Set(['png', 'jpg', 'jpeg', 'gif']);
+
 /** A finished job's facts, for the result card and the file comment. */
 export interface ResultFacts {
   userId: string;
@@ -104,12 +144,14 @@ export function factsLine(f: Omit<ResultFacts, 'userId' | 'prompt'>): string {
   return parts.join(' · ');
 }
 
+/** A section of text already escaped and within {@link TEXT_MAX}. */
 function promptSection(text: string): Block {
-  return { type: 'section', text: { type: 'mrkdwn', text: truncate(text, 2900) } };
+  return { type: 'section', text: { type: 'mrkdwn', text } };
 }
 
+/** A context line of our own text (no user text in it, so it is safe to shorten). */
 function context(text: string): Block {
-  return { type: 'context', elements: [{ type: 'mrkdwn', text: truncate(text, 2900) }] };
+  return { type: 'context', elements: [{ type: 'mrkdwn', text: truncate(text, TEXT_MAX) }] };
 }
 
 /** The status message while a job waits or runs. */
@@ -118,7 +160,7 @@ export function statusMessage(
   prompt: string,
   line: string,
 ): { text: string; blocks: Block[] } {
-  const head = `<@${userId}> is imagining: *${escapeMrkdwn(prompt)}*`;
+  const head = withPrompt(`<@${userId}> is imagining: *`, prompt, '*');
   return { text: `${head} — ${line}`, blocks: [promptSection(head), context(line)] };
 }
 
@@ -137,7 +179,7 @@ export function resultMessage(
   spec: JobSpec,
   fileId: string | undefined,
 ): { text: string; blocks: Block[] } {
-  const head = `<@${f.userId}> imagined: *${escapeMrkdwn(f.prompt)}*`;
+  const head = withPrompt(`<@${f.userId}> imagined: *`, f.prompt, '*');
   const value = encodeJobSpec(spec);
   const blocks: Block[] = [promptSection(head)];
   if (fileId)
@@ -150,7 +192,7 @@ export function resultMessage(
   if (!fitsButton(value)) return { text: `${head} — ${factsLine(f)}`, blocks };
   blocks.push({
     type: 'actions',
-    block_id: 'imagine_result',
+    block_id: versionedBlockId('imagine_result'),
     elements: [
       {
         type: 'button',
@@ -175,7 +217,7 @@ export function failedMessage(
   spec: JobSpec,
   advice: string,
 ): { text: string; blocks: Block[] } {
-  const head = `<@${userId}>'s image failed: *${escapeMrkdwn(spec.prompt)}*`;
+  const head = withPrompt(`<@${userId}>'s image failed: *`, spec.prompt, '*');
   const value = encodeJobSpec(spec);
   if (!fitsButton(value))
     return {
@@ -189,7 +231,7 @@ export function failedMessage(
       context(`:warning: ${advice}`),
       {
         type: 'actions',
-        block_id: 'imagine_failed',
+        block_id: versionedBlockId('imagine_failed'),
         elements: [
           {
             type: 'button',

@@ -1,8 +1,13 @@
 /**
  * Slack delivery: keeps the job's status message current (queued · N ahead → generating),
- * then uploads the image from memory with `filesUploadV2` into the status message's thread
- * (beside it in DMs) and turns the status message into the result card: preview, facts,
- * Re-roll and Variations. A failure turns it into the error with Retry and tells the user.
+ * then uploads the image from memory into the status message's thread (beside it in DMs) and
+ * turns the status message into the result card: preview, facts, Re-roll and Variations. A
+ * failure turns it into the error with Retry and tells the user.
+ *
+ * Rate tiers: status edits are droppable. They go through a client that does not wait out a
+ * 429 (so the shared client's queue is never paused for one) and only while the method's
+ * budget has room; an edit that would show the same line again is skipped. Results and
+ * failures use the shared client and wait only for their own method's room.
  *
  * Why the thread: in a busy channel each job stays one message (the card, with an inline
  * preview), and re-rolls and variations gather under it instead of flooding the channel.
@@ -13,7 +18,7 @@ import type { Logger } from 'pino';
 import type { ChatDeliverer, DeliveryEvent } from '../../contracts/delivery.ts';
 import type { ReplyTarget, SlackTarget } from '../../contracts/seal.ts';
 import {
-  escapeMrkdwn,
+  escapeTruncated,
   factsLine,
   failedMessage,
   GENERATING_LINE,
@@ -22,54 +27,74 @@ import {
   resultMessage,
   statusMessage,
   truncate,
+  withPrompt,
 } from './blocks.ts';
-import { adviceFor, tellUser } from './replies.ts';
+import { type SlackCallPriority, SlackRateBudget } from './rate-budget.ts';
+import { adviceFor, ResponseUrlTracker, tellUser } from './replies.ts';
+import { previewable, uploadFiles } from './upload.ts';
 
 /** Options of {@link SlackDeliverer}. */
 export interface SlackDelivererOptions {
+  /** The shared client: waits out 429s (results and failures go through it). */
   client: WebClient;
+  /** A client that rejects a 429 at once instead of pausing (droppable status edits). */
+  droppableClient?: WebClient;
   logger: Logger;
   /** Whether the generator is the demo one (labelled as such). */
   isDemo(generator: string | undefined): boolean;
   now?: () => number;
-}
-
-function extension(contentType: string): string {
-  if (contentType === 'image/jpeg') return 'jpg';
-  if (contentType === 'image/webp') return 'webp';
-  return 'png';
+  budget?: SlackRateBudget;
+  responseUrls?: ResponseUrlTracker;
 }
 
 function slackError(err: unknown): string | undefined {
   return (err as { data?: { error?: string } } | null)?.data?.error;
 }
 
+/** How many status messages' last shown line is remembered (to skip repeats). */
+const SHOWN_MAX = 2000;
+
 /** Delivers job events into Slack conversations. */
 export class SlackDeliverer implements ChatDeliverer {
   readonly platform = 'slack' as const;
   private readonly client: WebClient;
+  private readonly droppable: WebClient;
   private readonly logger: Logger;
   private readonly opts: SlackDelivererOptions;
+  private readonly budget: SlackRateBudget;
+  private readonly responseUrls: ResponseUrlTracker;
+  /** The context line each status message shows now, by ts. */
+  private readonly shown = new Map<string, string>();
 
   constructor(opts: SlackDelivererOptions) {
     this.client = opts.client;
+    this.droppable = opts.droppableClient ?? opts.client;
     this.logger = opts.logger;
     this.opts = opts;
+    this.budget = opts.budget ?? new SlackRateBudget(opts.now ? { now: opts.now } : {});
+    this.responseUrls = opts.responseUrls ?? new ResponseUrlTracker();
+  }
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
   }
 
   async deliver(target: ReplyTarget, event: DeliveryEvent): Promise<void> {
     if (target.platform !== 'slack') return;
     const prompt = event.prompt ?? '';
     switch (event.state) {
-      case 'queued':
-        await this.setStatus(
-          target,
-          statusMessage(target.userId, prompt, queuedLine(event.position)),
-          false,
-        );
+      case 'queued': {
+        const line = queuedLine(event.position);
+        await this.editStatus(target, statusMessage(target.userId, prompt, line), line, 'position');
         return;
+      }
       case 'generating':
-        await this.setStatus(target, statusMessage(target.userId, prompt, GENERATING_LINE), false);
+        await this.editStatus(
+          target,
+          statusMessage(target.userId, prompt, GENERATING_LINE),
+          GENERATING_LINE,
+          'progress',
+        );
         return;
       case 'done':
         await this.deliverImage(target, event);
@@ -84,6 +109,51 @@ export class SlackDeliverer implements ChatDeliverer {
         return;
       }
     }
+  }
+
+  /**
+   * A droppable status edit: skipped when the message already shows `line`, when the tier's
+   * share for `priority` is spent, or when Slack answers 429 (the budget then holds the method
+   * for Retry-After). Never waits, so it never holds up a result.
+   */
+  private async editStatus(
+    target: SlackTarget,
+    message: { text: string; blocks: types.KnownBlock[] },
+    line: string,
+    priority: Exclude<SlackCallPriority, 'final'>,
+  ): Promise<void> {
+    const ts = target.statusTs;
+    if (!ts) return;
+    if (this.shown.get(ts) === line) return;
+    if (!this.budget.tryTake('chat.update', priority)) {
+      this.logger.debug({ channel: target.channelId, priority }, 'slack status edit dropped');
+      return;
+    }
+    try {
+      await this.droppable.chat.update({
+        channel: target.channelId,
+        ts,
+        text: message.text,
+        blocks: message.blocks,
+      });
+      this.remember(ts, line);
+    } catch (err) {
+      const retryAfter = (err as { code?: string; retryAfter?: number }).retryAfter;
+      if ((err as { code?: string }).code === 'slack_webapi_rate_limited_error') {
+        this.budget.pause('chat.update', retryAfter ?? 60);
+        this.logger.warn({ retryAfter }, 'slack chat.update rate limited; status edits paused');
+        return;
+      }
+      // A deleted status message is posted again only for final states.
+      if (slackError(err) === 'message_not_found') return;
+      throw err;
+    }
+  }
+
+  private remember(ts: string, line: string): void {
+    this.shown.delete(ts);
+    this.shown.set(ts, line);
+    if (this.shown.size > SHOWN_MAX) this.shown.delete(this.shown.keys().next().value!);
   }
 
   /** The status message shows the error and Retry, and the user is told what to do. */
@@ -113,8 +183,8 @@ export class SlackDeliverer implements ChatDeliverer {
         responseUrl: target.responseUrl,
         responseUrlIssuedAt: target.responseUrlIssuedAt,
       },
-      `Your image “${escapeMrkdwn(truncate(prompt, 200))}” didn't make it. ${advice}`,
-      (this.opts.now ?? Date.now)(),
+      `Your image “${escapeTruncated(prompt, 200)}” didn't make it. ${advice}`,
+      { now: this.now(), responseUrls: this.responseUrls },
     );
   }
 
@@ -140,28 +210,37 @@ export class SlackDeliverer implements ChatDeliverer {
       demo: this.opts.isDemo(event.generator),
     };
     const threadTs = target.inline ? target.threadTs : (target.threadTs ?? target.statusTs);
-    const uploadOnce = () =>
-      this.client.filesUploadV2({
-        ...(threadTs
-          ? { channel_id: target.channelId, thread_ts: threadTs }
-          : { channel_id: target.channelId }),
-        file: image.bytes,
-        filename: `imagine-${event.seed ?? event.jobId}.${extension(image.contentType)}`,
-        title: truncate(facts.prompt, 250),
-        alt_text: truncate(facts.prompt, 1000),
-        // The comment is mrkdwn: an unescaped prompt could ping <!channel> or hide a link.
-        initial_comment: `<@${target.userId}> ${truncate(escapeMrkdwn(facts.prompt), 3000)}\n${factsLine(facts)}`,
-      });
-    let upload: Awaited<ReturnType<typeof uploadOnce>>;
+    // WebP gets no slack_file preview: re-encoded as PNG, it does.
+    const preview = await previewable(image.bytes, image.contentType);
+    const file = {
+      bytes: preview?.bytes ?? image.bytes,
+      filename: `imagine-${event.seed ?? event.jobId}.${preview?.extension ?? 'webp'}`,
+      title: truncate(facts.prompt, 250),
+      altText: truncate(facts.prompt, 1000),
+    };
+    const share = {
+      channelId: target.channelId,
+      threadTs,
+      // The comment is mrkdwn: an unescaped prompt could ping <!channel> or hide a link.
+      initialComment: withPrompt(
+        `<@${target.userId}> `,
+        facts.prompt,
+        `\n${factsLine(facts)}`,
+        3000,
+      ),
+    };
+    const uploadOnce = () => uploadFiles(this.client, this.budget, share, [file]);
+    let uploaded: Awaited<ReturnType<typeof uploadOnce>>;
     try {
       try {
-        upload = await uploadOnce();
+        uploaded = await uploadOnce();
       } catch (err) {
         // chat:write.public let the status message into a public channel the bot never joined;
         // a file share needs membership, so join (channels:join) and share again.
         if (slackError(err) !== 'not_in_channel') throw err;
+        await this.budget.take('conversations.join');
         await this.client.conversations.join({ channel: target.channelId });
-        upload = await uploadOnce();
+        uploaded = await uploadOnce();
       }
     } catch (err) {
       // Nothing else would touch the status message again: it would say "Generating…" forever.
@@ -173,8 +252,7 @@ export class SlackDeliverer implements ChatDeliverer {
       });
       return;
     }
-    const fileId = (upload.files as Array<{ files?: Array<{ id?: string }> }> | undefined)?.[0]
-      ?.files?.[0]?.id;
+    const fileId = preview ? uploaded[0]?.id : undefined;
     // Re-roll keeps prompt and size and draws a new seed.
     const spec = this.spec(event, true);
     const card = resultMessage(facts, spec, fileId);
@@ -189,8 +267,8 @@ export class SlackDeliverer implements ChatDeliverer {
   }
 
   /**
-   * Update the status message; if it is gone (deleted by a user) and this matters (a final
-   * state), post the message afresh so the user still gets the buttons.
+   * Update the status message to a final state; if it is gone (deleted by a user), post the
+   * message afresh so the user still gets the buttons.
    */
   private async setStatus(
     target: SlackTarget,
@@ -200,12 +278,14 @@ export class SlackDeliverer implements ChatDeliverer {
     const { blocks } = message;
     if (target.statusTs) {
       try {
+        await this.budget.take('chat.update');
         await this.client.chat.update({
           channel: target.channelId,
           ts: target.statusTs,
           text: message.text,
           blocks,
         });
+        this.shown.delete(target.statusTs);
         return;
       } catch (err) {
         if (slackError(err) !== 'message_not_found') throw err;

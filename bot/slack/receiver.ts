@@ -17,11 +17,15 @@ import type { Logger } from 'pino';
 import { ImagineError } from '../../contracts/errors.ts';
 import { header } from '../../contracts/headers.ts';
 import type { FrontDoor } from '../../submit/front-door.ts';
+import { checkSlackBody } from './payloads.ts';
 
 /** Slack's replay window, both ways. */
 const MAX_SKEW_SECONDS = 5 * 60;
-/** How long a listener may take to ack before the request is answered for it. */
-const ACK_TIMEOUT_MS = 3_500;
+/**
+ * How long a listener may take to ack before the request is answered for it. Slack gives up
+ * after 3 s (and retries events), so the fallback must land well inside that, network included.
+ */
+export const ACK_TIMEOUT_MS = 2_000;
 
 /** Options of {@link FastifySlackReceiver}. */
 export interface FastifySlackReceiverOptions {
@@ -33,6 +37,8 @@ export interface FastifySlackReceiverOptions {
   now?: () => number;
   /** Called with the relay when the plugin is registered on it. */
   onRelay?: (relay: FrontDoor) => void;
+  /** The fallback ack's delay (tests); {@link ACK_TIMEOUT_MS} by default. */
+  ackTimeoutMs?: number;
 }
 
 /** Bolt's `Receiver` whose transport is a Fastify plugin. */
@@ -120,9 +126,16 @@ export class FastifySlackReceiver implements Receiver {
       header(request, 'x-slack-request-timestamp'),
       header(request, 'x-slack-signature'),
     );
-    const body = this.parse(rawBody, header(request, 'content-type') ?? '');
-    if (body.ssl_check) return reply.status(200).send();
-    if (body.type === 'url_verification') return reply.send({ challenge: body.challenge });
+    const parsed = this.parse(rawBody, header(request, 'content-type') ?? '');
+    if (parsed.ssl_check) return reply.status(200).send();
+    if (parsed.type === 'url_verification') {
+      if (typeof parsed.challenge !== 'string')
+        throw new ImagineError('BAD_REQUEST', 'url_verification without a challenge');
+      return reply.send({ challenge: parsed.challenge });
+    }
+    // Signed is not the same as well formed: a body no listener could read is a 400 here.
+    const { kind, body } = checkSlackBody(parsed);
+    if (kind === 'rate_limited') return reply.status(200).send();
     const bolt = this.bolt;
     if (!bolt) throw new ImagineError('NOT_READY', 'Slack app is not initialised yet');
 
@@ -138,7 +151,7 @@ export class FastifySlackReceiver implements Receiver {
           'slack request not acked in time',
         );
         resolve(reply.status(200).send());
-      }, ACK_TIMEOUT_MS);
+      }, this.opts.ackTimeoutMs ?? ACK_TIMEOUT_MS);
       const event: ReceiverEvent = {
         body,
         ...(retryNum ? { retryNum: Number(retryNum) } : {}),

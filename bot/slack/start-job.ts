@@ -56,6 +56,7 @@ export async function startSlackJob(
         responseUrl: place.responseUrl,
       },
       text,
+      { now: env.now(), responseUrls: env.responseUrls },
     );
 
   let prompt: string;

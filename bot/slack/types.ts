@@ -14,6 +14,7 @@ import type {
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import type { FrontDoor } from '../../submit/front-door.ts';
+import type { ResponseUrlTracker } from './replies.ts';
 
 /** What every Slack module is handed besides its payload. */
 export interface SlackEnv {
@@ -23,6 +24,8 @@ export interface SlackEnv {
   relay(): FrontDoor;
   logger: Logger;
   now(): number;
+  /** Uses of each response_url (Slack: 5 within 30 minutes). */
+  responseUrls: ResponseUrlTracker;
 }
 
 /** Arguments of a slash command handler. */

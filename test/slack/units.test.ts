@@ -4,6 +4,7 @@ import {
   decodeJobSpec,
   encodeJobSpec,
   escapeMrkdwn,
+  escapeTruncated,
   failedMessage,
   fitsButton,
   requestFromSpec,
@@ -60,6 +61,42 @@ describe('button values carry the whole job spec', () => {
     }
     // Never half an emoji.
     expect(truncate('🦊🦊🦊', 4)).toBe('🦊…');
+  });
+
+  it('a long prompt is cut before escaping: never through an entity, never the mention or closing markup', () => {
+    const prompt = `${'a'.repeat(5)}${'&'.repeat(995)}`;
+    const spec = { prompt, seed: 1, width: 1024, height: 1024 };
+    const facts = { userId: 'U1', prompt, seed: 1, demo: false };
+    for (const message of [
+      statusMessage('U1', prompt, 'queued'),
+      resultMessage(facts, spec, 'F1'),
+      failedMessage('U1', spec, 'advice'),
+    ]) {
+      const head = textOf(message.blocks).split('\n')[0]!;
+      expect(head.length).toBeLessThanOrEqual(3000);
+      expect(head).toMatch(/^<@U1>[^*]*\*a{5}(&amp;)+…\*$/);
+    }
+    expect(escapeTruncated('a&b', 6)).toBe('a…');
+    expect(escapeTruncated('a&bc', 7)).toBe('a&amp;…');
+    expect(escapeTruncated('<!here>', 50)).toBe('&lt;!here&gt;');
+    expect(escapeTruncated('🦊&🦊', 4)).toBe('🦊…');
+  });
+
+  it('each version of a card gets new block ids', () => {
+    const spec = { prompt: 'p', seed: 1 };
+    const facts = { userId: 'U1', prompt: 'p', demo: false };
+    const ids = (blocks: unknown[]) =>
+      (blocks as Array<{ block_id?: string }>).map((b) => b.block_id).filter(Boolean);
+    const a = [
+      ...ids(resultMessage(facts, spec, 'F1').blocks),
+      ...ids(failedMessage('U1', spec, 'x').blocks),
+    ];
+    const b = [
+      ...ids(resultMessage(facts, spec, 'F1').blocks),
+      ...ids(failedMessage('U1', spec, 'x').blocks),
+    ];
+    expect(a.length).toBeGreaterThan(0);
+    for (const id of b) expect(a).not.toContain(id);
   });
 
   it('rejects values that are not ours', () => {

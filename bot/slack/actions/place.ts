@@ -48,6 +48,7 @@ export async function specOf(args: SlackActionArgs): Promise<JobSpec | undefined
     args.env.logger,
     { channelId, userId: args.body.user.id, responseUrl: args.body.response_url },
     "This button doesn't carry a prompt I can read. Run `/imagine <prompt>` again.",
+    { responseUrls: args.env.responseUrls },
   );
   return undefined;
 }

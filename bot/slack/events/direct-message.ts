@@ -26,14 +26,16 @@ export function registerDirectMessages(bolt: App, env: SlackEnv): void {
     const text = (m.text ?? '').trim();
     const place = { channelId: m.channel, userId: m.user, inline: true, teamId: m.team };
     if (!text) {
-      await tellUser(env.client, env.logger, place, USAGE);
+      await tellUser(env.client, env.logger, place, USAGE, { responseUrls: env.responseUrls });
       return;
     }
     let request: Record<string, unknown>;
     try {
       request = requestFromText(text);
     } catch (err) {
-      await tellUser(env.client, env.logger, place, adviceFor(asImagineError(err)));
+      await tellUser(env.client, env.logger, place, adviceFor(asImagineError(err)), {
+        responseUrls: env.responseUrls,
+      });
       return;
     }
     await startSlackJob(env, place, request);
