@@ -34,13 +34,15 @@ class PickyGenerator implements Generator {
   async generate(req: GenerateRequest, opts: { signal: AbortSignal }) {
     if (req.prompt.includes('fail'))
       throw new ImagineError('GENERATION_FAILED', 'the model crashed');
-    const image = await this.demo.generate(req, opts);
-    if (!req.prompt.includes('webp')) return image;
-    return {
-      ...image,
-      bytes: await sharp(image.bytes).webp().toBuffer(),
-      contentType: 'image/webp' as const,
-    };
+    const images = await this.demo.generate(req, opts);
+    if (!req.prompt.includes('webp')) return images;
+    return Promise.all(
+      images.map(async (image) => ({
+        ...image,
+        bytes: await sharp(image.bytes).webp().toBuffer(),
+        contentType: 'image/webp' as const,
+      })),
+    );
   }
 }
 

@@ -57,6 +57,8 @@ describe('Slack rate tiers: status edits are budgeted, results never wait behind
     return { platform: 'slack', channelId: channel, userId: 'U0ALICE', statusTs: res.ts! };
   };
 
+  const image = () => ({ bytes: png, contentType: 'image/png', seed: 7, width: 64, height: 64 });
+
   const event = (jobId: string, over: Partial<DeliveryEvent>): DeliveryEvent => ({
     jobId,
     state: 'queued',
@@ -89,10 +91,7 @@ describe('Slack rate tiers: status edits are budgeted, results never wait behind
     expect(positionEdits).toBeLessThanOrEqual(25);
     // Then every job finishes while those edits still count: each result still goes out.
     for (const job of jobs)
-      await slack.deliver(
-        job.target,
-        event(job.id, { state: 'done', image: { bytes: png, contentType: 'image/png' } }),
-      );
+      await slack.deliver(job.target, event(job.id, { state: 'done', images: [image()] }));
     expect(fake.rateLimited('chat.update')).toBe(0);
     for (const job of jobs) {
       const card = fake.message(job.target.statusTs!)!;
@@ -109,10 +108,7 @@ describe('Slack rate tiers: status edits are budgeted, results never wait behind
     fake.rateLimitNext('chat.update', 60);
     await slack.deliver(waiting, event('waiting', { position: 3 }));
     expect(fake.rateLimited('chat.update')).toBeGreaterThan(0);
-    const done = slack.deliver(
-      finished,
-      event('finished', { state: 'done', image: { bytes: png, contentType: 'image/png' } }),
-    );
+    const done = slack.deliver(finished, event('finished', { state: 'done', images: [image()] }));
     // The image is shared while chat.update is still held for 60 s: nothing paused the client.
     const file = await fake.waitFor(
       () => [...fake.files.values()].find((f) => f.channel === 'C0LIMIT' && f.bytes),
