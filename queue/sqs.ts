@@ -88,22 +88,44 @@ export class SqsJobQueue implements JobQueue {
   }
 }
 
+/** What a queue's RedrivePolicy says: where dead letters go, and after how many receives. */
+export interface RedrivePolicy {
+  deadLetterUrl?: string | undefined;
+  /** Receives before SQS moves a message to the dead-letter queue (AWS: 1–1000). */
+  maxReceiveCount?: number | undefined;
+}
+
+/**
+ * Read a queue's RedrivePolicy. On AWS the queue's own `maxReceiveCount` decides when a job
+ * leaves for the dead-letter queue, whatever imagine's configuration says.
+ */
+export async function readRedrivePolicy(
+  client: SQSClient,
+  queueUrl: string,
+): Promise<RedrivePolicy> {
+  const out = await client.send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }),
+  );
+  const policy = out.Attributes?.RedrivePolicy;
+  if (!policy) return {};
+  const parsed = JSON.parse(policy) as { deadLetterTargetArn?: unknown; maxReceiveCount?: unknown };
+  // AWS returns maxReceiveCount as a number, some emulators as a string.
+  const count = Number(parsed.maxReceiveCount);
+  const maxReceiveCount = Number.isInteger(count) && count >= 1 ? count : undefined;
+  const arn = typeof parsed.deadLetterTargetArn === 'string' ? parsed.deadLetterTargetArn : '';
+  if (!arn) return { maxReceiveCount };
+  // arn:aws:sqs:REGION:ACCOUNT:NAME → same endpoint as the job queue, /ACCOUNT/NAME
+  const [, , , , account, name] = arn.split(':');
+  const base = new URL(queueUrl);
+  return { deadLetterUrl: `${base.origin}/${account}/${name}`, maxReceiveCount };
+}
+
 /** Find a queue's dead-letter queue URL from its RedrivePolicy. */
 export async function resolveDeadLetterUrl(
   client: SQSClient,
   queueUrl: string,
 ): Promise<string | undefined> {
-  const out = await client.send(
-    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }),
-  );
-  const policy = out.Attributes?.RedrivePolicy;
-  if (!policy) return undefined;
-  const arn = (JSON.parse(policy) as { deadLetterTargetArn?: string }).deadLetterTargetArn;
-  if (!arn) return undefined;
-  // arn:aws:sqs:REGION:ACCOUNT:NAME → same endpoint as the job queue, /ACCOUNT/NAME
-  const [, , , , account, name] = arn.split(':');
-  const base = new URL(queueUrl);
-  return `${base.origin}/${account}/${name}`;
+  return (await readRedrivePolicy(client, queueUrl)).deadLetterUrl;
 }
 
 /** Options of {@link SqsJobConsumer}. */

@@ -13,7 +13,8 @@ import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import type { JobConsumer, JobQueue } from '../queue/queue.ts';
 import {
   createSqsClient,
-  resolveDeadLetterUrl,
+  type RedrivePolicy,
+  readRedrivePolicy,
   SqsJobConsumer,
   SqsJobQueue,
 } from '../queue/sqs.ts';
@@ -136,12 +137,13 @@ async function startParts(
   if (role === 'all' || role === 'worker') {
     const port = relay ? (relay.server.address() as { port: number }).port : config.PORT;
     const relayUrl = config.RELAY_URL ?? `http://127.0.0.1:${port}`;
+    const { consumer, maxAttempts } = await queue.consumer();
     worker = startWorker({
-      consumer: await queue.consumer(),
+      consumer,
       generator,
       relayUrl,
       secret: config.RELAY_SECRET,
-      maxAttempts: queue.maxAttempts,
+      maxAttempts,
       logger,
     });
     const w = worker;
@@ -166,9 +168,8 @@ async function startParts(
 /** The queue a configuration names: where jobs go, and how a worker takes them. */
 interface StartedQueue {
   jobs: JobQueue;
-  consumer(): Promise<JobConsumer>;
-  /** Attempts a job gets before a retryable failure is final. */
-  maxAttempts: number;
+  /** A consumer, and the attempts a job gets before a retryable failure is final. */
+  consumer(): Promise<{ consumer: JobConsumer; maxAttempts: number }>;
   sqs: Running['sqs'];
 }
 
@@ -193,14 +194,15 @@ async function startQueue(
     logger.info({ queue: config.BULLMQ_QUEUE }, 'BullMQ queue on Redis');
     return {
       jobs,
-      consumer: async () =>
-        new BullJobConsumer({
+      consumer: async () => ({
+        consumer: new BullJobConsumer({
           ...where,
           concurrency: config.WORKER_CONCURRENCY,
           drainMs: config.WORKER_DRAIN_SECONDS * 1000,
           logger,
         }),
-      maxAttempts: config.BULLMQ_ATTEMPTS,
+        maxAttempts: config.BULLMQ_ATTEMPTS,
+      }),
       sqs: undefined,
     };
   }
@@ -233,13 +235,26 @@ async function startQueue(
   return {
     jobs: new SqsJobQueue(client, queueUrl),
     consumer: async () => {
-      if (!sqs.deadLetterUrl) {
-        sqs.deadLetterUrl = await resolveDeadLetterUrl(sqsClient, queueUrl).catch((err) => {
-          logger.warn({ err }, 'could not read the queue’s redrive policy');
-          return undefined;
-        });
-      }
-      return new SqsJobConsumer({
+      // The queue's own redrive policy decides when a job goes to the dead-letter queue, so the
+      // worker's "last attempt: tell the user" follows its maxReceiveCount; the setting is the
+      // fallback for a queue without one (or whose attributes cannot be read).
+      const policy = await readRedrivePolicy(sqsClient, queueUrl).catch((err) => {
+        logger.warn({ err }, 'could not read the queue’s redrive policy');
+        return {} as RedrivePolicy;
+      });
+      sqs.deadLetterUrl ??= policy.deadLetterUrl;
+      const maxAttempts = policy.maxReceiveCount ?? config.SQS_MAX_RECEIVE_COUNT;
+      if (policy.maxReceiveCount === undefined)
+        logger.warn(
+          { maxAttempts },
+          'the job queue has no redrive maxReceiveCount: using SQS_MAX_RECEIVE_COUNT',
+        );
+      else if (policy.maxReceiveCount !== config.SQS_MAX_RECEIVE_COUNT && !config.embedded)
+        logger.info(
+          { maxAttempts, SQS_MAX_RECEIVE_COUNT: config.SQS_MAX_RECEIVE_COUNT },
+          'the queue’s redrive maxReceiveCount decides the attempts',
+        );
+      const consumer = new SqsJobConsumer({
         client: sqsClient,
         queueUrl,
         deadLetterUrl: sqs.deadLetterUrl,
@@ -249,8 +264,8 @@ async function startQueue(
         drainMs: config.WORKER_DRAIN_SECONDS * 1000,
         logger,
       });
+      return { consumer, maxAttempts };
     },
-    maxAttempts: config.SQS_MAX_RECEIVE_COUNT,
     sqs,
   };
 }
