@@ -36,8 +36,8 @@ export const ENV = {
   PORT: { schema: int(0, 65535).default(8080), default: '8080', doc: 'Port the relay listens on.' },
   PUBLIC_URL: {
     schema: url.optional(),
-    default: '(from the request)',
-    doc: 'Public base URL of the relay, used in links it hands out.',
+    default: '(from the request; on Fly.io https://$FLY_APP_NAME.fly.dev)',
+    doc: 'Public base URL of the relay, used in links it hands out, and the page’s own origin.',
   },
   RELAY_SECRET: {
     schema: z.string().min(32, 'must be at least 32 characters').optional(),
@@ -46,8 +46,20 @@ export const ENV = {
   },
   RELAY_URL: {
     schema: url.optional(),
-    default: 'http://127.0.0.1:$PORT',
+    default:
+      'http://127.0.0.1:$PORT (a Fly.io worker: http://relay.process.$FLY_APP_NAME.internal:$PORT)',
     doc: 'Where the worker pushes results.',
+  },
+  FLY_APP_NAME: {
+    schema: z
+      .string()
+      .regex(
+        /^[a-z0-9][a-z0-9-]{0,62}$/,
+        'must be a Fly.io app name (lowercase letters, digits, `-`)',
+      )
+      .optional(),
+    default: '(set by Fly.io)',
+    doc: 'The Fly.io app this machine belongs to (Fly sets it). When PUBLIC_URL or RELAY_URL is unset, they are derived from it, so a renamed app needs no edits.',
   },
   LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -77,7 +89,7 @@ export const ENV = {
   SQS_MAX_RECEIVE_COUNT: {
     schema: int(1, 1000).default(3),
     default: '3',
-    doc: 'Embedded queue: receives before a job goes to the dead-letter queue.',
+    doc: 'Receives before a job goes to the dead-letter queue: the embedded queue is made with it. For an existing queue the worker reads its redrive policy’s `maxReceiveCount` instead (this value only when the queue has none), so the last attempt always tells the user.',
   },
   SQS_VISIBILITY_TIMEOUT: {
     schema: int(5, 43200).default(60),
@@ -434,8 +446,19 @@ export function loadConfig(
     );
   if (problems.length > 0) throw new ConfigError(problems);
   const secretGenerated = !parsed.RELAY_SECRET;
+  // On Fly.io the app's own name gives both addresses, whatever the app is called: the public
+  // https://<app>.fly.dev, and, for a worker, the relay process group on the private network.
+  const fly = parsed.FLY_APP_NAME;
+  const PUBLIC_URL = parsed.PUBLIC_URL ?? (fly ? `https://${fly}.fly.dev` : undefined);
+  const RELAY_URL =
+    parsed.RELAY_URL ??
+    (fly && parsed.ROLE === 'worker'
+      ? `http://relay.process.${fly}.internal:${parsed.PORT}`
+      : undefined);
   return Object.freeze({
     ...parsed,
+    PUBLIC_URL,
+    RELAY_URL,
     RELAY_SECRET: parsed.RELAY_SECRET ?? randomBytes(32).toString('base64url'),
     embedded,
     secretGenerated,
