@@ -1,10 +1,19 @@
 /**
- * A local stand-in for the Flux endpoint on Modal (which cannot be reached from here): the same
- * HTTP contract as worker/modal/flux_app.py — POST JSON {prompt, width, height, seed, steps} with
- * Modal-Key / Modal-Secret proxy-auth headers, answered with image bytes — plus switchable
- * misbehaviours for tests.
+ * A local stand-in for the Flux endpoint on Modal (which cannot be reached from here): the
+ * contract of worker/modal/flux_core.py — POST JSON {prompt, width, height, seed, steps,
+ * deadline?} answered with image bytes, a request whose deadline has passed answered 504 without
+ * generating — behind what Modal's web layer does in front of it:
+ * - proxy auth: every request (the result URL too) without the right Modal-Key / Modal-Secret
+ *   gets 401 before the app sees it;
+ * - cold start: the first request after a scale-to-zero waits `coldStartMs` for the container;
+ * - Modal's 150 s limit (`resultRedirectMs` here, scaled down): an answer not ready by then is
+ *   a 303 to a result URL on the same origin (`?__modal_function_call_id=fc-…`); a GET there
+ *   waits for the same call's answer, or is redirected again after another period, and starts
+ *   nothing new. The generation goes on when the client goes away, as on Modal.
+ * Plus switchable misbehaviours for tests.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 
 /** How the fake answers the next requests. */
@@ -16,16 +25,37 @@ export interface FakeGeneratorEndpoint {
   key: string;
   secret: string;
   mode: FakeMode;
-  /** Extra time every answer takes, ms. */
+  /** Extra time every generation takes, ms. */
   delayMs: number;
+  /** How long a container takes to start after a scale-to-zero (0: always warm). */
+  coldStartMs: number;
+  /** Modal's 150 s web-request limit, scaled down: past it, 303 to the result URL (0: never). */
+  resultRedirectMs: number;
+  /** Destroy the connection of the next GET on a result URL (a dropped connection). */
+  dropNextResultPoll: boolean;
+  /** Send the 303s to this origin instead of the endpoint's own (a hostile or broken proxy). */
+  redirectOrigin: string | undefined;
   /** Most requests ever in flight at once. */
   maxInFlight: number;
+  /** Requests that reached the app (POSTs with a JSON body), late ones included. */
   requests: Array<{ body: Record<string, unknown>; headers: IncomingMessage['headers'] }>;
+  /** GETs on result URLs that reached the app, with their headers. */
+  resultPolls: Array<{ url: string; headers: IncomingMessage['headers'] }>;
+  /** Requests the app refused because their deadline had passed (no GPU used). */
+  lateRefusals: number;
   /** Configuration that points a worker at this fake (`GENERATOR=http`). */
   env(): Record<string, string>;
-  /** How many generations of `prompt` were started. */
+  /** How many generations of `prompt` were started (GPU work begun). */
   started(prompt: string): number;
+  /** The next request waits for a cold start again. */
+  scaleToZero(): void;
   close(): Promise<void>;
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: string | Buffer;
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -34,37 +64,140 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+function send(res: ServerResponse, answer: Answer): void {
+  if (res.destroyed) return;
+  res.writeHead(answer.status, answer.headers).end(answer.body);
+}
+
 /** Start the fake on 127.0.0.1:0. */
 export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
+  const generations: string[] = [];
   const state: FakeGeneratorEndpoint = {
     url: '',
     key: 'wk-test-key',
     secret: 'ws-test-secret',
     mode: 'ok',
     delayMs: 0,
+    coldStartMs: 0,
+    resultRedirectMs: 0,
+    dropNextResultPoll: false,
+    redirectOrigin: undefined,
     maxInFlight: 0,
     requests: [],
+    resultPolls: [],
+    lateRefusals: 0,
     env: () => ({
       GENERATOR: 'http',
       MODAL_FLUX_URL: state.url,
       MODAL_KEY: state.key,
       MODAL_SECRET: state.secret,
     }),
-    started: (prompt) => state.requests.filter((r) => r.body.prompt === prompt).length,
+    started: (prompt) => generations.filter((p) => p === prompt).length,
+    scaleToZero: () => {
+      booted = undefined;
+    },
     close: async () => {},
   };
   let failedOnce = false;
   let inFlight = 0;
+  let booted: Promise<unknown> | undefined;
+  let nextCall = 0;
+  const calls = new Map<string, Promise<Answer>>();
+
+  /** What flux_core.py does with a valid request: one generation, its answer. */
+  const generate = async (body: Record<string, unknown>): Promise<Answer> => {
+    generations.push(String(body.prompt));
+    if (state.delayMs > 0) await sleep(state.delayMs);
+    switch (state.mode) {
+      case 'slow':
+        await sleep(5000);
+        break;
+      case 'garbage':
+        return {
+          status: 200,
+          headers: { 'content-type': 'image/png' },
+          body: '<html>definitely not a png</html>',
+        };
+      case 'huge':
+        return {
+          status: 200,
+          headers: { 'content-type': 'image/png' },
+          body: Buffer.alloc(3 * 1024 * 1024, 7),
+        };
+      case 'unavailable':
+        return { status: 503, headers: { 'content-type': 'text/plain' }, body: 'no GPU available' };
+      case 'fail-once':
+        if (!failedOnce) {
+          failedOnce = true;
+          return {
+            status: 500,
+            headers: { 'content-type': 'text/plain' },
+            body: 'CUDA out of memory',
+          };
+        }
+        break;
+      default:
+        break;
+    }
+    const width = Number(body.width) || 64;
+    const height = Number(body.height) || 64;
+    const seed = Number(body.seed) || 0;
+    const png = await sharp({
+      create: { width, height, channels: 3, background: { r: seed % 256, g: 100, b: 150 } },
+    })
+      .png()
+      .toBuffer();
+    return {
+      status: 200,
+      headers: { 'content-type': 'image/png', 'x-seed': String(seed) },
+      body: png,
+    };
+  };
+
+  /** Modal's web layer: the answer if it comes in time, else a 303 to the call's result URL. */
+  const answerOrRedirect = async (res: ServerResponse, id: string, answer: Promise<Answer>) => {
+    if (state.resultRedirectMs <= 0) return send(res, await answer);
+    const ready = await Promise.race([answer, sleep(state.resultRedirectMs, undefined)]);
+    if (ready) return send(res, ready);
+    const origin = state.redirectOrigin ?? new URL(state.url).origin;
+    send(res, {
+      status: 303,
+      headers: { location: `${origin}/?__modal_function_call_id=${id}` },
+      body: '',
+    });
+  };
+
   const server: Server = createServer(async (req, res) => {
     inFlight++;
     state.maxInFlight = Math.max(state.maxInFlight, inFlight);
     res.once('close', () => inFlight--);
     const text = await readBody(req);
-    // Modal's proxy auth answers 401 before the app sees the request.
+    // Modal's proxy auth answers 401 before any container sees the request.
     if (req.headers['modal-key'] !== state.key || req.headers['modal-secret'] !== state.secret) {
       res
         .writeHead(401, { 'content-type': 'text/plain' })
         .end('modal-http: missing or invalid credentials');
+      return;
+    }
+    if (state.coldStartMs > 0) {
+      booted ??= sleep(state.coldStartMs);
+      await booted;
+    }
+    const url = new URL(req.url ?? '/', 'http://fake.invalid');
+    const callId = url.searchParams.get('__modal_function_call_id');
+    if (req.method === 'GET' && callId !== null) {
+      const answer = calls.get(callId);
+      if (!answer) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('unknown function call');
+        return;
+      }
+      state.resultPolls.push({ url: req.url ?? '', headers: req.headers });
+      if (state.dropNextResultPoll) {
+        state.dropNextResultPoll = false;
+        req.socket.destroy();
+        return;
+      }
+      await answerOrRedirect(res, callId, answer);
       return;
     }
     if (req.method !== 'POST') {
@@ -75,47 +208,24 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
     try {
       body = JSON.parse(text);
     } catch {
-      res.writeHead(422, { 'content-type': 'application/json' }).end('{"detail":"invalid JSON"}');
+      res
+        .writeHead(422, { 'content-type': 'application/json' })
+        .end('{"detail":"body must be JSON"}');
       return;
     }
     state.requests.push({ body, headers: req.headers });
-    if (state.delayMs > 0) await new Promise((r) => setTimeout(r, state.delayMs));
-    switch (state.mode) {
-      case 'slow':
-        await new Promise((r) => setTimeout(r, 5000));
-        break;
-      case 'garbage':
-        res
-          .writeHead(200, { 'content-type': 'image/png' })
-          .end('<html>definitely not a png</html>');
-        return;
-      case 'huge':
-        res.writeHead(200, { 'content-type': 'image/png' });
-        res.end(Buffer.alloc(3 * 1024 * 1024, 7));
-        return;
-      case 'unavailable':
-        res.writeHead(503, { 'content-type': 'text/plain' }).end('no GPU available');
-        return;
-      case 'fail-once':
-        if (!failedOnce) {
-          failedOnce = true;
-          res.writeHead(500, { 'content-type': 'text/plain' }).end('CUDA out of memory');
-          return;
-        }
-        break;
-      default:
-        break;
+    // flux_core.py: a caller that has already given up gets no generation.
+    if (typeof body.deadline === 'number' && Date.now() / 1000 >= body.deadline) {
+      state.lateRefusals++;
+      res
+        .writeHead(504, { 'content-type': 'application/json' })
+        .end('{"detail":"the caller\'s deadline passed before generation started"}');
+      return;
     }
-    if (res.destroyed) return;
-    const width = Number(body.width) || 64;
-    const height = Number(body.height) || 64;
-    const seed = Number(body.seed) || 0;
-    const png = await sharp({
-      create: { width, height, channels: 3, background: { r: seed % 256, g: 100, b: 150 } },
-    })
-      .png()
-      .toBuffer();
-    res.writeHead(200, { 'content-type': 'image/png', 'x-seed': String(seed) }).end(png);
+    const id = `fc-${++nextCall}`;
+    const answer = generate(body);
+    calls.set(id, answer);
+    await answerOrRedirect(res, id, answer);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };

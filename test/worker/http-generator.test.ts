@@ -1,5 +1,7 @@
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ImagineError } from '../../contracts/errors.ts';
 import type { GenerateRequest } from '../../worker/generator.ts';
 import { HttpGenerator } from '../../worker/generators/http.ts';
@@ -48,6 +50,13 @@ describe('modal generator against a local fake of the Modal endpoint', () => {
   beforeEach(() => {
     fake.mode = 'ok';
     fake.requests.length = 0;
+    fake.resultPolls.length = 0;
+    fake.delayMs = 0;
+    fake.coldStartMs = 0;
+    fake.resultRedirectMs = 0;
+    fake.redirectOrigin = undefined;
+    fake.dropNextResultPoll = false;
+    fake.lateRefusals = 0;
   });
 
   it('sends the prompt and parameters with proxy-auth headers and returns the image', async () => {
@@ -57,14 +66,80 @@ describe('modal generator against a local fake of the Modal endpoint', () => {
     expect(image.seed).toBe(99);
     const meta = await sharp(image.bytes).metadata();
     expect([meta.width, meta.height]).toEqual([128, 64]);
+    const before = Date.now() / 1000;
     expect(fake.requests[0]?.body).toEqual({
       prompt: request.prompt,
       width: 128,
       height: 64,
       seed: 99,
       steps: 4,
+      deadline: expect.any(Number),
     });
+    // When this client stops waiting (timeoutMs 10 000 from the call).
+    const deadline = fake.requests[0]?.body.deadline as number;
+    expect(deadline).toBeGreaterThan(before);
+    expect(deadline).toBeLessThanOrEqual(before + 10);
     expect(fake.requests[0]?.headers['modal-key']).toBe(fake.key);
+  });
+
+  describe('Modal’s web layer', () => {
+    const generate = (prompt: string, overrides: Parameters<typeof make>[0] = {}) =>
+      make(overrides).generate({ ...request, prompt }, { signal: new AbortController().signal });
+
+    it('follows the 303 to the result URL (past the 150 s limit, scaled down) to the one generation’s image', async () => {
+      fake.resultRedirectMs = 100;
+      fake.delayMs = 450; // POST → 303, GET → 303, ..., GET → the image
+      const [image] = await generate('a lighthouse past the limit');
+      expect(image?.seed).toBe(99);
+      expect(fake.started('a lighthouse past the limit')).toBe(1);
+      expect(fake.resultPolls.length).toBeGreaterThanOrEqual(2);
+      // Proxy auth applies to the result URL too.
+      for (const poll of fake.resultPolls) expect(poll.headers['modal-secret']).toBe(fake.secret);
+    });
+
+    it('asks the result URL again after a dropped connection instead of starting a second generation', async () => {
+      fake.resultRedirectMs = 100;
+      fake.delayMs = 350;
+      fake.dropNextResultPoll = true;
+      const [image] = await generate('a lighthouse on a flaky line');
+      expect(image?.seed).toBe(99);
+      expect(fake.started('a lighthouse on a flaky line')).toBe(1);
+      expect(fake.resultPolls.length).toBeGreaterThanOrEqual(2);
+    });
+
+    it('does not follow a redirect to another origin with the credentials', async () => {
+      const elsewhere: Array<IncomingMessage['headers']> = [];
+      const other = createServer((req, res) => {
+        elsewhere.push(req.headers);
+        res.writeHead(404).end();
+      });
+      await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+      try {
+        fake.resultRedirectMs = 50;
+        fake.delayMs = 300;
+        fake.redirectOrigin = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+        expect(await codeOf(generate('a lighthouse elsewhere'))).toBe('GENERATOR_BAD_RESPONSE');
+        expect(elsewhere).toEqual([]);
+      } finally {
+        await new Promise((resolve) => other.close(resolve));
+      }
+    });
+
+    it('a cold start longer than the client waits: the abandoned request uses no GPU', async () => {
+      fake.scaleToZero();
+      fake.coldStartMs = 1500;
+      expect(await codeOf(generate('a lighthouse after a cold start', { timeoutMs: 300 }))).toBe(
+        'GENERATOR_TIMEOUT',
+      );
+      // The container comes up and reaches the request after its deadline: refused, not run.
+      await vi.waitFor(() => expect(fake.requests).toHaveLength(1), { timeout: 10_000 });
+      expect(fake.lateRefusals).toBe(1);
+      expect(fake.started('a lighthouse after a cold start')).toBe(0);
+      // Warm now: the next attempt (the queue's retry) gets the image.
+      const [image] = await generate('a lighthouse after a cold start');
+      expect(image?.seed).toBe(99);
+      expect(fake.started('a lighthouse after a cold start')).toBe(1);
+    });
   });
 
   it('wrong credentials → GENERATOR_AUTH', async () => {
@@ -160,6 +235,16 @@ describe('modal generator against a local fake of the Modal endpoint', () => {
       // Attempted once per allowed receive, then reported.
       expect(fake.requests.filter((r) => r.body.prompt === 'no gpu today')).toHaveLength(2);
     });
+
+    it('a cold start longer than the worker waits: the queue’s retry gets the image, the GPU runs once', async () => {
+      fake.scaleToZero();
+      fake.coldStartMs = 2500; // GENERATOR_TIMEOUT_MS is 1000 here
+      const { ws } = await enqueue('a slow container');
+      const got = await followJob(ws, 30_000);
+      expect(got.binaries).toHaveLength(1);
+      expect(fake.lateRefusals).toBe(1);
+      expect(fake.started('a slow container')).toBe(1);
+    }, 40_000);
 
     it('a non-retryable failure (bad credentials) is reported at once', async () => {
       const realSecret = fake.secret;

@@ -1,8 +1,16 @@
 /**
- * The HTTP generator: POST JSON `{prompt, width, height, seed, steps}` to an endpoint that
- * answers with image bytes. With Modal credentials it is the Flux-on-Modal generator
+ * The HTTP generator: POST JSON `{prompt, width, height, seed, steps, deadline}` to an endpoint
+ * that answers with image bytes. With Modal credentials it is the Flux-on-Modal generator
  * (`Modal-Key` / `Modal-Secret` proxy auth). Every failure is a coded error.
+ *
+ * Modal answers a web request still running after 150 s with a 303 to the call's result URL;
+ * a GET there waits for the same call (and may be redirected again). Those redirects are
+ * followed here, same origin only (the credentials go with them), and a dropped connection to a
+ * result URL is retried there: re-POSTing would start a second generation.
+ * `deadline` (Unix seconds) is when this client stops waiting; the Modal app uses no GPU for a
+ * request that reaches it later and stops a running one at its next step.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ImagineError } from '../../contracts/errors.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
 import type { GeneratedImage, GenerateRequest, Generator } from '../generator.ts';
@@ -44,6 +52,11 @@ async function readCapped(
   return Buffer.concat(chunks, total);
 }
 
+/** Redirects followed for one call: Modal re-redirects a result URL every 150 s. */
+const MAX_REDIRECTS = 40;
+/** Reconnections to a result URL after a dropped connection. */
+const RESULT_RECONNECTS = 3;
+
 /** Calls an HTTP image endpoint (Flux on Modal, or any service speaking the same contract). */
 export class HttpGenerator implements Generator {
   readonly name: string;
@@ -55,6 +68,75 @@ export class HttpGenerator implements Generator {
     this.opts = opts;
     this.name = opts.name;
     this.fetch = opts.fetch ?? fetch;
+  }
+
+  /**
+   * POST the request and follow redirects by hand: same origin only, a 303 (Modal's result URL)
+   * as a GET, and a result URL whose connection drops is asked again rather than re-POSTed.
+   */
+  private async call(
+    body: string,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const origin = new URL(this.opts.url).origin;
+    let url = new URL(this.opts.url);
+    let response = await this.fetch(url, {
+      method: 'POST',
+      headers,
+      body,
+      signal,
+      redirect: 'manual',
+    });
+    for (let redirects = 0; [301, 302, 303, 307, 308].includes(response.status); redirects++) {
+      await response.body?.cancel().catch(() => {});
+      const location = response.headers.get('location');
+      if (!location)
+        throw new ImagineError(
+          'GENERATOR_BAD_RESPONSE',
+          `generator answered HTTP ${response.status} without a Location`,
+        );
+      const next = new URL(location, url);
+      if (next.origin !== origin)
+        throw new ImagineError(
+          'GENERATOR_BAD_RESPONSE',
+          `generator redirected to ${next.origin}, another origin; not following it with the credentials`,
+        );
+      if (redirects >= MAX_REDIRECTS)
+        throw new ImagineError(
+          'GENERATOR_BAD_RESPONSE',
+          `generator redirected more than ${MAX_REDIRECTS} times`,
+        );
+      url = next;
+      // 307/308 repeat the POST where they point; 301/302/303 (Modal's result URL) become a GET.
+      response =
+        response.status === 307 || response.status === 308
+          ? await this.fetch(url, { method: 'POST', headers, body, signal, redirect: 'manual' })
+          : await this.getResult(url, headers, signal);
+    }
+    return response;
+  }
+
+  /** GET a result URL; it can be asked again without starting a new generation. */
+  private async getResult(
+    url: URL,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const { 'content-type': _, ...getHeaders } = headers;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.fetch(url, {
+          method: 'GET',
+          headers: getHeaders,
+          signal,
+          redirect: 'manual',
+        });
+      } catch (err) {
+        if (signal.aborted || attempt >= RESULT_RECONNECTS) throw err;
+        await sleep(200 * 2 ** attempt, undefined, { signal });
+      }
+    }
   }
 
   async generate(
@@ -76,19 +158,18 @@ export class HttpGenerator implements Generator {
     if (this.opts.modalKey) headers['modal-key'] = this.opts.modalKey;
     if (this.opts.modalSecret) headers['modal-secret'] = this.opts.modalSecret;
     try {
-      const response = await this.fetch(this.opts.url, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({
+      const response = await this.call(
+        JSON.stringify({
           prompt: req.prompt,
           width: req.width,
           height: req.height,
           seed,
           steps: req.steps,
+          deadline: (Date.now() + this.opts.timeoutMs) / 1000,
         }),
-        signal: combined,
-        redirect: 'follow',
-      });
+        headers,
+        combined,
+      );
       if (response.status === 401 || response.status === 403) {
         await response.body?.cancel();
         throw new ImagineError(
