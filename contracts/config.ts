@@ -144,7 +144,7 @@ export const ENV = {
   GENERATOR_TIMEOUT_MS: {
     schema: int(1000, 900_000).default(180_000),
     default: '180000',
-    doc: 'Abort a generation after this long.',
+    doc: 'Abort a generation after this long (the HTTP/Modal generator sends the moment as `deadline`, so the endpoint can stop work nobody waits for).',
   },
   GENERATOR_MAX_BYTES: {
     schema: int(1024, 100 * 1024 * 1024).default(20 * 1024 * 1024),
