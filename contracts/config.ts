@@ -122,9 +122,9 @@ export const ENV = {
     doc: 'BullMQ: delay before the first retry of a failed attempt; doubles on each further retry.',
   },
   GENERATOR: {
-    schema: z.enum(['demo', 'modal', 'http']).default('demo'),
+    schema: z.enum(['demo', 'modal', 'http', 'a1111']).default('demo'),
     default: 'demo',
-    doc: '`demo` (built-in abstract art, not AI), `modal` (Flux on Modal) or `http` (any endpoint speaking the same contract).',
+    doc: '`demo` (built-in abstract art, not AI), `modal` (Flux on Modal), `http` (any endpoint speaking the same contract) or `a1111` (AUTOMATIC1111 / Forge). See README: Generators.',
   },
   MODAL_FLUX_URL: {
     schema: url.optional(),
@@ -150,6 +150,44 @@ export const ENV = {
     schema: int(1024, 100 * 1024 * 1024).default(20 * 1024 * 1024),
     default: '20971520',
     doc: 'Largest image accepted from the generator.',
+  },
+  // Generator backends people already run (README: Generators).
+  A1111_URL: {
+    schema: url.optional(),
+    default: '',
+    doc: 'AUTOMATIC1111 / Forge web UI started with `--api` (`http://gpu:7860`). Required for `a1111`.',
+  },
+  A1111_AUTH: {
+    schema: optionalString.refine((v) => v === undefined || /^[^:]+:.+$/.test(v), {
+      message: 'must be user:password, as given to --api-auth',
+    }),
+    default: '',
+    doc: '`user:password` of its `--api-auth` (HTTP basic auth).',
+  },
+  A1111_MODEL: {
+    schema: optionalString,
+    default: '(the loaded one)',
+    doc: 'Checkpoint title to use (`sd_model_checkpoint`, as `/sdapi/v1/sd-models` lists it).',
+  },
+  A1111_SAMPLER: {
+    schema: z.string().min(1).default('Euler'),
+    default: 'Euler',
+    doc: 'Sampler name (as `/sdapi/v1/samplers` lists it).',
+  },
+  A1111_SCHEDULER: {
+    schema: optionalString,
+    default: "(the server's)",
+    doc: 'Scheduler name (A1111 1.9+ / Forge: `Simple` for Flux).',
+  },
+  A1111_CFG_SCALE: {
+    schema: z.coerce.number().min(1).max(30).default(7),
+    default: '7',
+    doc: 'CFG scale (`1` for Flux schnell).',
+  },
+  A1111_UPSCALER: {
+    schema: z.string().min(1).default('R-ESRGAN 4x+'),
+    default: 'R-ESRGAN 4x+',
+    doc: 'Upscaler for upscales (`/sdapi/v1/extra-single-image`), as `/sdapi/v1/upscalers` lists it.',
   },
   DEFAULT_STEPS: {
     schema: int(1, 50).default(4),
@@ -428,7 +466,9 @@ export function loadConfig(
   const parsed = out as Parsed;
   const bullmq = parsed.QUEUE_BACKEND === 'bullmq';
   const embedded = !bullmq && parsed.SQS_QUEUE_URL === undefined;
-  if (parsed.GENERATOR !== 'demo' && !parsed.MODAL_FLUX_URL)
+  if (parsed.GENERATOR === 'a1111' && !parsed.A1111_URL)
+    problems.push('A1111_URL: required when GENERATOR=a1111');
+  if ((parsed.GENERATOR === 'modal' || parsed.GENERATOR === 'http') && !parsed.MODAL_FLUX_URL)
     problems.push(`MODAL_FLUX_URL: required when GENERATOR=${parsed.GENERATOR}`);
   if (bullmq && !parsed.REDIS_URL)
     problems.push('REDIS_URL: required when QUEUE_BACKEND=bullmq (the queue lives in Redis)');

@@ -36,6 +36,8 @@ export const ERROR_CODES = {
   GENERATOR_BAD_RESPONSE: 502,
   GENERATOR_TOO_LARGE: 502,
   GENERATOR_UNAVAILABLE: 503,
+  /** The backend refused the request itself (a bad workflow, an input it rejects): no retry. */
+  GENERATOR_REJECTED: 502,
   GENERATION_FAILED: 500,
   /** The safety classifier could not judge the image (it is then not delivered). */
   SAFETY_CHECK_FAILED: 500,

@@ -46,10 +46,31 @@ export interface GeneratedImage {
   height: number;
 }
 
+/**
+ * How far a generation has got, as the backend reports it: step `step` of `steps` over the whole
+ * call (every image of it), with the backend's latest preview when it sends one. The runner
+ * forwards these to the relay (progress and cancel, issue 11); adapters call it at most once per
+ * backend report and never after `generate` settles.
+ */
+export interface GenerateProgress {
+  step: number;
+  steps: number;
+  preview?: { bytes: Buffer; contentType: ImageType };
+}
+
+/**
+ * Options of one generator call. `signal` is the cancel: adapters stop the backend's work on
+ * abort (A1111 interrupt, ComfyUI interrupt and queue delete, Replicate cancel) and reject.
+ */
+export interface GenerateOptions {
+  signal: AbortSignal;
+  onProgress?: (progress: GenerateProgress) => void;
+}
+
 /** Anything that makes images. Errors are `ImagineError`s with `GENERATOR_*` codes. */
 export interface Generator {
-  /** Short name shown to users ("demo", "modal", "http"). */
+  /** Short name shown to users ("demo", "modal", "http", "a1111", ...). */
   readonly name: string;
   /** Make `request.seeds.length` images, in the order of the seeds, in one call. */
-  generate(request: GenerateRequest, options: { signal: AbortSignal }): Promise<GeneratedImage[]>;
+  generate(request: GenerateRequest, options: GenerateOptions): Promise<GeneratedImage[]>;
 }
