@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { BackendListSchema } from './backends.ts';
 import {
   DEFAULT_SAFETY_THRESHOLD,
   SAFETY_BACKENDS,
@@ -152,6 +153,31 @@ export const ENV = {
     doc: 'Largest image accepted from the generator.',
   },
   // Generator backends people already run (README: Generators).
+  GENERATORS: {
+    schema: optionalString
+      .transform((v, ctx) => {
+        if (v === undefined) return undefined;
+        try {
+          return JSON.parse(v) as unknown;
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'must be a JSON array of backends' });
+          return z.NEVER;
+        }
+      })
+      .pipe(BackendListSchema.optional()),
+    default: '',
+    doc: 'Several backends at once, replacing GENERATOR: a JSON array of `{"name", "type", "url", "priority", "weight", "tasks", "maxSide", "maxCount", "models", …}` (README: Several backends).',
+  },
+  GENERATOR_FAILURES_TO_OPEN: {
+    schema: int(1, 100).default(2),
+    default: '2',
+    doc: 'With GENERATORS: consecutive retryable failures that mark a backend unhealthy.',
+  },
+  GENERATOR_COOLDOWN_SECONDS: {
+    schema: int(1, 3600).default(30),
+    default: '30',
+    doc: 'With GENERATORS: how long an unhealthy backend is skipped before one trial job.',
+  },
   A1111_URL: {
     schema: url.optional(),
     default: '',
@@ -466,6 +492,16 @@ export function loadConfig(
   const parsed = out as Parsed;
   const bullmq = parsed.QUEUE_BACKEND === 'bullmq';
   const embedded = !bullmq && parsed.SQS_QUEUE_URL === undefined;
+  for (const [i, b] of (parsed.GENERATORS ?? []).entries()) {
+    const needsUrl = {
+      a1111: 'A1111_URL',
+      http: 'MODAL_FLUX_URL',
+      modal: 'MODAL_FLUX_URL',
+    } as const;
+    const fallback = needsUrl[b.type as keyof typeof needsUrl];
+    if (fallback && !b.url && !parsed[fallback])
+      problems.push(`GENERATORS[${i}] (${b.name}): type ${b.type} needs "url" (or ${fallback})`);
+  }
   if (parsed.GENERATOR === 'a1111' && !parsed.A1111_URL)
     problems.push('A1111_URL: required when GENERATOR=a1111');
   if ((parsed.GENERATOR === 'modal' || parsed.GENERATOR === 'http') && !parsed.MODAL_FLUX_URL)

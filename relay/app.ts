@@ -10,6 +10,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
+import type { BackendHealth } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
 import type { JobQueue } from '../queue/queue.ts';
@@ -46,6 +47,8 @@ export interface RelayDeps {
   generatorName?: string;
   /** Job events shared with other relay instances (Redis pub/sub); closed with the app. */
   fanout?: JobFanout;
+  /** Health of the generator backends, when a worker routing over several runs in this process. */
+  backends?: BackendHealth;
 }
 
 /** Shared state decorated onto the instance. */
@@ -60,6 +63,8 @@ export interface RelayState {
   generator: { name: string; demo: boolean };
   /** Fan-out between relay instances, when configured. */
   fanout: JobFanout | undefined;
+  /** Generator backends of the worker in this process, when it routes over several. */
+  backends: BackendHealth | undefined;
 }
 
 declare module 'fastify' {
@@ -176,6 +181,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     admission: deps.admission,
     generator,
     fanout: deps.fanout,
+    backends: deps.backends,
   } satisfies RelayState);
   app.decorate('frontDoor', {
     submit,

@@ -24,6 +24,7 @@ import { JobFanout } from '../relay/fanout.ts';
 import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
 import { generatorFromConfig } from '../worker/generators/index.ts';
+import { GeneratorRouter } from '../worker/generators/router.ts';
 import { type RunningWorker, startWorker } from '../worker/worker.ts';
 
 /** Options beyond configuration: injected parts for tests and chat adapters. */
@@ -116,6 +117,14 @@ async function startParts(
       deliverers,
       plugins,
       ...(fanout ? { fanout } : {}),
+      ...(generator instanceof GeneratorRouter && role === 'all'
+        ? {
+            backends: {
+              status: () => generator.status(),
+              metrics: () => generator.registry.metrics(),
+            },
+          }
+        : {}),
     });
     await relay.listen({ host: config.HOST, port: config.PORT });
     const address = relay.server.address();

@@ -35,6 +35,8 @@ export interface GenerateRequest {
   input?: GeneratorInput | undefined;
   /** Image-to-image strength of a `vary` or `upscale`. */
   strength?: number | undefined;
+  /** A model the user chose among those configured; unset: the backend's default. */
+  model?: string | undefined;
 }
 
 /** One image a generator made. */

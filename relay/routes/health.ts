@@ -2,6 +2,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { FastifyPluginAsync } from 'fastify';
+import type { BackendHealth } from '../../contracts/backends.ts';
 import type { Config } from '../../contracts/config.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import type { RelayMetrics } from '../metrics.ts';
@@ -26,8 +27,18 @@ export function metricsAllowed(
   return direct && LOOPBACK.test(raw.socket.remoteAddress ?? '') ? 'ok' : 'FORBIDDEN';
 }
 
+/** The relay's metrics, and the generator backends' when a routing worker runs beside it. */
+async function metricsText(metrics: RelayMetrics, backends?: BackendHealth): Promise<string> {
+  const own = await metrics.registry.metrics();
+  return backends ? `${own}\n${await backends.metrics()}` : own;
+}
+
 /** A listener serving only `GET /metrics` (for `METRICS_PORT`). */
-export function metricsListener(metrics: RelayMetrics, token: string | undefined): Server {
+export function metricsListener(
+  metrics: RelayMetrics,
+  token: string | undefined,
+  backends?: BackendHealth,
+): Server {
   return createServer((req, res) => {
     const send = (status: number, body: string, type = 'application/json') => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
@@ -43,7 +54,7 @@ export function metricsListener(metrics: RelayMetrics, token: string | undefined
           error: { code: verdict, message: 'send Authorization: Bearer <METRICS_TOKEN>' },
         }),
       );
-    metrics.registry.metrics().then(
+    metricsText(metrics, backends).then(
       (text) => send(200, text, metrics.registry.contentType),
       () => send(503, JSON.stringify({ error: { code: 'INTERNAL', message: 'no metrics' } })),
     );
@@ -68,10 +79,11 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     jobs: relay.tracker.size,
     queued: relay.tracker.queuedCount,
     websockets: relay.hub.openSockets,
+    ...(relay.backends ? { backends: relay.backends.status() } : {}),
   }));
 
   if (config.METRICS_PORT !== undefined) {
-    const listener = metricsListener(relay.metrics, config.METRICS_TOKEN);
+    const listener = metricsListener(relay.metrics, config.METRICS_TOKEN, relay.backends);
     listener.requestTimeout = config.HTTP_REQUEST_TIMEOUT_SECONDS * 1000;
     app.addHook('onListen', async () => {
       await new Promise<void>((resolve, reject) => {
@@ -98,6 +110,6 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
       );
     reply.header('content-type', relay.metrics.registry.contentType);
     reply.header('cache-control', 'no-store');
-    return relay.metrics.registry.metrics();
+    return metricsText(relay.metrics, relay.backends);
   });
 };

@@ -173,7 +173,7 @@ export class A1111Generator implements Generator {
       save_images: false,
     };
     if (this.opts.scheduler) body.scheduler = this.opts.scheduler;
-    const model = this.opts.model;
+    const model = batch.model ?? this.opts.model;
     if (model) {
       body.override_settings = { sd_model_checkpoint: model };
       body.override_settings_restore_afterwards = true;

@@ -1,36 +1,90 @@
-/** Pick the generator named by configuration. */
+/** Pick the generator named by configuration: one backend, or a router over `GENERATORS`. */
+import type { BackendSpec, BackendTask } from '../../contracts/backends.ts';
 import type { Config } from '../../contracts/config.ts';
 import type { Generator } from '../generator.ts';
 import { A1111Generator } from './a1111.ts';
 import { DemoGenerator } from './demo.ts';
 import { HttpGenerator } from './http.ts';
+import { GeneratorRouter, type RoutedBackend } from './router.ts';
 
 /** Strength of a vary when the request gives none (A1111 `denoising_strength`, ComfyUI `denoise`). */
 export const DEFAULT_VARY_STRENGTH = 0.6;
 
 /** The generator for a configuration. */
 export function generatorFromConfig(config: Readonly<Config>): Generator {
-  if (config.GENERATOR === 'demo') return new DemoGenerator();
-  if (config.GENERATOR === 'a1111')
-    return new A1111Generator({
-      name: 'a1111',
-      url: config.A1111_URL!,
-      auth: config.A1111_AUTH,
-      model: config.A1111_MODEL,
-      sampler: config.A1111_SAMPLER,
-      scheduler: config.A1111_SCHEDULER,
-      cfgScale: config.A1111_CFG_SCALE,
-      upscaler: config.A1111_UPSCALER,
-      varyStrength: DEFAULT_VARY_STRENGTH,
-      timeoutMs: config.GENERATOR_TIMEOUT_MS,
-      maxBytes: config.GENERATOR_MAX_BYTES,
-    });
-  return new HttpGenerator({
-    name: config.GENERATOR,
-    url: config.MODAL_FLUX_URL!,
-    modalKey: config.MODAL_KEY,
-    modalSecret: config.MODAL_SECRET,
-    timeoutMs: config.GENERATOR_TIMEOUT_MS,
-    maxBytes: config.GENERATOR_MAX_BYTES,
+  if (config.GENERATORS) return routerFromConfig(config, config.GENERATORS);
+  return backendFromSpec(config, { name: config.GENERATOR, type: config.GENERATOR });
+}
+
+/** The router over the `GENERATORS` list. */
+export function routerFromConfig(
+  config: Readonly<Config>,
+  specs: readonly BackendSpec[],
+): GeneratorRouter {
+  return new GeneratorRouter({
+    backends: specs.map(
+      (spec): RoutedBackend => ({
+        name: spec.name,
+        type: spec.type,
+        generator: backendFromSpec(config, spec),
+        priority: spec.priority,
+        weight: spec.weight,
+        tasks: spec.tasks ?? defaultTasks(spec),
+        maxSide: spec.maxSide,
+        maxCount: spec.maxCount,
+        models: spec.models ?? (spec.model ? [spec.model] : undefined),
+      }),
+    ),
+    failuresToOpen: config.GENERATOR_FAILURES_TO_OPEN,
+    cooldownMs: config.GENERATOR_COOLDOWN_SECONDS * 1000,
   });
+}
+
+/** What a backend type can do when its entry does not say. */
+function defaultTasks(spec: BackendSpec): BackendTask[] {
+  switch (spec.type) {
+    case 'a1111':
+      return ['generate', 'vary', 'upscale'];
+    default:
+      return ['generate'];
+  }
+}
+
+/** One adapter, its settings from the spec or else from that adapter's own variables. */
+function backendFromSpec(
+  config: Readonly<Config>,
+  spec: Pick<BackendSpec, 'name' | 'type'> & Partial<BackendSpec>,
+): Generator {
+  const common = { timeoutMs: config.GENERATOR_TIMEOUT_MS, maxBytes: config.GENERATOR_MAX_BYTES };
+  switch (spec.type) {
+    case 'demo':
+      return new DemoGenerator();
+    case 'a1111':
+      return new A1111Generator({
+        name: spec.name,
+        url: spec.url ?? config.A1111_URL!,
+        auth: spec.auth ?? config.A1111_AUTH,
+        model: spec.model ?? config.A1111_MODEL,
+        sampler: spec.sampler ?? config.A1111_SAMPLER,
+        scheduler: spec.scheduler ?? config.A1111_SCHEDULER,
+        cfgScale: spec.cfgScale ?? config.A1111_CFG_SCALE,
+        upscaler: spec.upscaler ?? config.A1111_UPSCALER,
+        varyStrength: DEFAULT_VARY_STRENGTH,
+        ...common,
+      });
+    case 'http':
+    case 'modal': {
+      // `auth` of a modal entry is `key:secret` (its Modal-Key and Modal-Secret).
+      const [key, ...secret] = spec.auth?.split(':') ?? [];
+      return new HttpGenerator({
+        name: spec.name,
+        url: spec.url ?? config.MODAL_FLUX_URL!,
+        modalKey: spec.auth ? key : config.MODAL_KEY,
+        modalSecret: spec.auth ? secret.join(':') : config.MODAL_SECRET,
+        ...common,
+      });
+    }
+    default:
+      throw new Error(`generator type ${spec.type} is not built yet`);
+  }
 }

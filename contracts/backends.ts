@@ -1,0 +1,100 @@
+/**
+ * Several generator backends at once: the `GENERATORS` list (what each backend is, where it is,
+ * what it can do, how it ranks) and the health each reports on `/healthz`. Parsed by the one
+ * configuration schema; read by the worker's router and shown by the relay.
+ */
+import { z } from 'zod';
+
+/** What a backend can be asked to do. */
+export const BACKEND_TASKS = ['generate', 'vary', 'upscale'] as const;
+/** One of {@link BACKEND_TASKS}. */
+export type BackendTask = (typeof BACKEND_TASKS)[number];
+
+/** Backend kinds (each one adapter in worker/generators/). */
+export const BACKEND_TYPES = ['demo', 'http', 'modal', 'a1111', 'comfyui', 'replicate'] as const;
+/** One of {@link BACKEND_TYPES}. */
+export type BackendType = (typeof BACKEND_TYPES)[number];
+
+const name = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$/, 'must be 1-40 letters, digits, `_`, `.` or `-`');
+
+/**
+ * One backend of the list. Adapter settings left out fall back to that adapter's own variables
+ * (`A1111_AUTH`, `COMFYUI_WORKFLOW`, `REPLICATE_API_TOKEN`, ...), so secrets can stay in them.
+ */
+export const BackendSpecSchema = z
+  .object({
+    name,
+    type: z.enum(BACKEND_TYPES),
+    url: z.url({ error: 'must be an absolute http(s) URL' }).optional(),
+    /** Lower goes first; a backend is tried only when every lower one failed or cannot do it. */
+    priority: z.number().int().min(0).max(1000).default(1),
+    /** Share of the jobs among backends of the same priority. */
+    weight: z.number().positive().max(1000).default(1),
+    tasks: z.array(z.enum(BACKEND_TASKS)).min(1).optional(),
+    maxSide: z.number().int().min(64).max(8192).default(2048),
+    maxCount: z.number().int().min(1).max(16).default(4),
+    /** Models users may choose on this backend (the first is its default). */
+    models: z.array(z.string().min(1).max(200)).max(50).optional(),
+    // Adapter settings (see each adapter's variables).
+    auth: z.string().min(1).optional(),
+    token: z.string().min(1).optional(),
+    model: z.string().min(1).optional(),
+    sampler: z.string().min(1).optional(),
+    scheduler: z.string().min(1).optional(),
+    cfgScale: z.number().min(1).max(30).optional(),
+    upscaler: z.string().min(1).optional(),
+    workflow: z.string().min(1).optional(),
+    varyWorkflow: z.string().min(1).optional(),
+    upscaleWorkflow: z.string().min(1).optional(),
+    varyModel: z.string().min(1).optional(),
+    upscaleModel: z.string().min(1).optional(),
+  })
+  .strict();
+/** One configured backend. */
+export type BackendSpec = z.output<typeof BackendSpecSchema>;
+
+/** `GENERATORS`: a JSON array of backends with unique names. */
+export const BackendListSchema = z
+  .array(BackendSpecSchema)
+  .min(1, 'must list at least one backend')
+  .max(32)
+  .superRefine((list, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, b] of list.entries()) {
+      if (seen.has(b.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: [i, 'name'],
+          message: `name ${b.name} is used twice`,
+        });
+      seen.add(b.name);
+    }
+  });
+
+/** How one backend stands, as the worker that routes to it sees it. */
+export interface BackendStatus {
+  name: string;
+  type: string;
+  /** `healthy`; `unhealthy` (circuit open: skipped until `retryAt`); `probing` (one trial call). */
+  state: 'healthy' | 'unhealthy' | 'probing';
+  priority: number;
+  weight: number;
+  tasks: readonly BackendTask[];
+  calls: number;
+  failures: number;
+  /** Code of the last failure, if any. */
+  lastError?: string;
+  /** Latency of the last successful call and a moving average, ms. */
+  latencyMs?: { last: number; average: number };
+  /** When an unhealthy backend gets its trial call (epoch ms). */
+  retryAt?: number;
+}
+
+/** What the process running the router shows the relay beside it (same process only). */
+export interface BackendHealth {
+  status(): BackendStatus[];
+  /** Prometheus text of the per-backend metrics. */
+  metrics(): Promise<string>;
+}
