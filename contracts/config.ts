@@ -123,9 +123,9 @@ export const ENV = {
     doc: 'BullMQ: delay before the first retry of a failed attempt; doubles on each further retry.',
   },
   GENERATOR: {
-    schema: z.enum(['demo', 'modal', 'http', 'a1111']).default('demo'),
+    schema: z.enum(['demo', 'modal', 'http', 'a1111', 'comfyui']).default('demo'),
     default: 'demo',
-    doc: '`demo` (built-in abstract art, not AI), `modal` (Flux on Modal), `http` (any endpoint speaking the same contract) or `a1111` (AUTOMATIC1111 / Forge). See README: Generators.',
+    doc: '`demo` (built-in abstract art, not AI), `modal` (Flux on Modal), `http` (any endpoint speaking the same contract), `a1111` (AUTOMATIC1111 / Forge) or `comfyui` (ComfyUI). See README: Generators.',
   },
   MODAL_FLUX_URL: {
     schema: url.optional(),
@@ -214,6 +214,36 @@ export const ENV = {
     schema: z.string().min(1).default('R-ESRGAN 4x+'),
     default: 'R-ESRGAN 4x+',
     doc: 'Upscaler for upscales (`/sdapi/v1/extra-single-image`), as `/sdapi/v1/upscalers` lists it.',
+  },
+  COMFYUI_URL: {
+    schema: url.optional(),
+    default: '',
+    doc: 'ComfyUI server (`http://gpu:8188`). Required for `comfyui`.',
+  },
+  COMFYUI_AUTH: {
+    schema: optionalString,
+    default: '',
+    doc: 'Value of an `Authorization` header for a ComfyUI behind an authenticating proxy (`Bearer …`, `Basic …`).',
+  },
+  COMFYUI_MODEL: {
+    schema: z.string().min(1).default('flux1-schnell-fp8.safetensors'),
+    default: 'flux1-schnell-fp8.safetensors',
+    doc: 'Value of `{{model}}` in the workflows (the bundled ones: the checkpoint file in `models/checkpoints/`).',
+  },
+  COMFYUI_WORKFLOW: {
+    schema: optionalString,
+    default: '(bundled Flux schnell text-to-image)',
+    doc: 'Path of the text-to-image workflow (API format, with `{{prompt}}`, `{{seed}}`, … placeholders).',
+  },
+  COMFYUI_VARY_WORKFLOW: {
+    schema: optionalString,
+    default: '(bundled Flux schnell image-to-image)',
+    doc: 'Path of the image-to-image workflow for vary (needs `{{image}}` and `{{strength}}`).',
+  },
+  COMFYUI_UPSCALE_WORKFLOW: {
+    schema: optionalString,
+    default: '(the vary workflow)',
+    doc: 'Path of the upscale workflow (output at `{{width}}`×`{{height}}`, twice the input).',
   },
   DEFAULT_STEPS: {
     schema: int(1, 50).default(4),
@@ -495,6 +525,7 @@ export function loadConfig(
   for (const [i, b] of (parsed.GENERATORS ?? []).entries()) {
     const needsUrl = {
       a1111: 'A1111_URL',
+      comfyui: 'COMFYUI_URL',
       http: 'MODAL_FLUX_URL',
       modal: 'MODAL_FLUX_URL',
     } as const;
@@ -504,6 +535,8 @@ export function loadConfig(
   }
   if (parsed.GENERATOR === 'a1111' && !parsed.A1111_URL)
     problems.push('A1111_URL: required when GENERATOR=a1111');
+  if (parsed.GENERATOR === 'comfyui' && !parsed.COMFYUI_URL)
+    problems.push('COMFYUI_URL: required when GENERATOR=comfyui');
   if ((parsed.GENERATOR === 'modal' || parsed.GENERATOR === 'http') && !parsed.MODAL_FLUX_URL)
     problems.push(`MODAL_FLUX_URL: required when GENERATOR=${parsed.GENERATOR}`);
   if (bullmq && !parsed.REDIS_URL)

@@ -3,6 +3,8 @@ import type { BackendSpec, BackendTask } from '../../contracts/backends.ts';
 import type { Config } from '../../contracts/config.ts';
 import type { Generator } from '../generator.ts';
 import { A1111Generator } from './a1111.ts';
+import { ComfyUIGenerator } from './comfyui.ts';
+import { DEFAULT_WORKFLOWS, type LoadedWorkflow, loadWorkflow } from './comfyui-workflow.ts';
 import { DemoGenerator } from './demo.ts';
 import { HttpGenerator } from './http.ts';
 import { GeneratorRouter, type RoutedBackend } from './router.ts';
@@ -44,6 +46,7 @@ export function routerFromConfig(
 function defaultTasks(spec: BackendSpec): BackendTask[] {
   switch (spec.type) {
     case 'a1111':
+    case 'comfyui':
       return ['generate', 'vary', 'upscale'];
     default:
       return ['generate'];
@@ -72,6 +75,54 @@ function backendFromSpec(
         varyStrength: DEFAULT_VARY_STRENGTH,
         ...common,
       });
+    case 'comfyui': {
+      const load = (
+        variable: string,
+        path: string | undefined,
+        fallback: URL,
+        needs: Parameters<typeof loadWorkflow>[1],
+      ): LoadedWorkflow => {
+        try {
+          return loadWorkflow(path ?? fallback, needs);
+        } catch (err) {
+          throw new Error(`${variable}: ${(err as Error).message}`);
+        }
+      };
+      const label = (field: string, variable: string) =>
+        config.GENERATORS ? `GENERATORS (${spec.name}).${field}` : variable;
+      const generate = load(
+        label('workflow', 'COMFYUI_WORKFLOW'),
+        spec.workflow ?? config.COMFYUI_WORKFLOW,
+        DEFAULT_WORKFLOWS.generate,
+        ['prompt', 'seed'],
+      );
+      const vary = load(
+        label('varyWorkflow', 'COMFYUI_VARY_WORKFLOW'),
+        spec.varyWorkflow ?? config.COMFYUI_VARY_WORKFLOW,
+        DEFAULT_WORKFLOWS.vary,
+        ['image', 'seed', 'strength'],
+      );
+      const upscalePath = spec.upscaleWorkflow ?? config.COMFYUI_UPSCALE_WORKFLOW;
+      return new ComfyUIGenerator({
+        name: spec.name,
+        url: spec.url ?? config.COMFYUI_URL!,
+        auth: spec.auth ?? config.COMFYUI_AUTH,
+        model: spec.model ?? config.COMFYUI_MODEL,
+        workflows: {
+          generate,
+          vary,
+          upscale: upscalePath
+            ? load(
+                label('upscaleWorkflow', 'COMFYUI_UPSCALE_WORKFLOW'),
+                upscalePath,
+                DEFAULT_WORKFLOWS.vary,
+                ['image', 'width', 'height'],
+              )
+            : vary,
+        },
+        ...common,
+      });
+    }
     case 'http':
     case 'modal': {
       // `auth` of a modal entry is `key:secret` (its Modal-Key and Modal-Secret).
