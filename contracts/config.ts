@@ -123,9 +123,9 @@ export const ENV = {
     doc: 'BullMQ: delay before the first retry of a failed attempt; doubles on each further retry.',
   },
   GENERATOR: {
-    schema: z.enum(['demo', 'modal', 'http', 'a1111', 'comfyui']).default('demo'),
+    schema: z.enum(['demo', 'modal', 'http', 'a1111', 'comfyui', 'replicate']).default('demo'),
     default: 'demo',
-    doc: '`demo` (built-in abstract art, not AI), `modal` (Flux on Modal), `http` (any endpoint speaking the same contract), `a1111` (AUTOMATIC1111 / Forge) or `comfyui` (ComfyUI). See README: Generators.',
+    doc: "`demo` (built-in abstract art, not AI), `modal` (Flux on Modal), `http` (any endpoint speaking the same contract), `a1111` (AUTOMATIC1111 / Forge), `comfyui` (ComfyUI) or `replicate` (Replicate's hosted API). See README: Generators.",
   },
   MODAL_FLUX_URL: {
     schema: url.optional(),
@@ -244,6 +244,36 @@ export const ENV = {
     schema: optionalString,
     default: '(the vary workflow)',
     doc: 'Path of the upscale workflow (output at `{{width}}`×`{{height}}`, twice the input).',
+  },
+  REPLICATE_API_TOKEN: {
+    schema: optionalString,
+    default: '',
+    doc: 'Replicate API token (`r8_…`). Required for `replicate`.',
+  },
+  REPLICATE_API_URL: {
+    schema: url.default('https://api.replicate.com/v1'),
+    default: 'https://api.replicate.com/v1',
+    doc: 'Base URL of the Replicate API (tests, proxies).',
+  },
+  REPLICATE_MODEL: {
+    schema: z.string().min(3).default('black-forest-labs/flux-schnell'),
+    default: 'black-forest-labs/flux-schnell',
+    doc: 'Text-to-image model: `owner/name` (an official model) or `owner/name:version`.',
+  },
+  REPLICATE_VARY_MODEL: {
+    schema: z.string().min(3).default('black-forest-labs/flux-dev'),
+    default: 'black-forest-labs/flux-dev',
+    doc: 'Image-to-image model for vary (takes `image` and `prompt_strength`).',
+  },
+  REPLICATE_UPSCALE_MODEL: {
+    schema: optionalString,
+    default: '(none: no upscales)',
+    doc: 'Upscale model taking `image` and `scale`, e.g. `nightmareai/real-esrgan:<version>`.',
+  },
+  REPLICATE_OUTPUT_HOSTS: {
+    schema: z.string().min(1).default('replicate.delivery,.replicate.delivery'),
+    default: 'replicate.delivery,.replicate.delivery',
+    doc: 'Hosts output files may be fetched from (`.host` matches subdomains); nothing else is fetched.',
   },
   DEFAULT_STEPS: {
     schema: int(1, 50).default(4),
@@ -537,6 +567,13 @@ export function loadConfig(
     problems.push('A1111_URL: required when GENERATOR=a1111');
   if (parsed.GENERATOR === 'comfyui' && !parsed.COMFYUI_URL)
     problems.push('COMFYUI_URL: required when GENERATOR=comfyui');
+  if (parsed.GENERATOR === 'replicate' && !parsed.REPLICATE_API_TOKEN)
+    problems.push('REPLICATE_API_TOKEN: required when GENERATOR=replicate');
+  for (const [i, b] of (parsed.GENERATORS ?? []).entries())
+    if (b.type === 'replicate' && !b.token && !parsed.REPLICATE_API_TOKEN)
+      problems.push(
+        `GENERATORS[${i}] (${b.name}): type replicate needs "token" (or REPLICATE_API_TOKEN)`,
+      );
   if ((parsed.GENERATOR === 'modal' || parsed.GENERATOR === 'http') && !parsed.MODAL_FLUX_URL)
     problems.push(`MODAL_FLUX_URL: required when GENERATOR=${parsed.GENERATOR}`);
   if (bullmq && !parsed.REDIS_URL)

@@ -7,6 +7,7 @@ import { ComfyUIGenerator } from './comfyui.ts';
 import { DEFAULT_WORKFLOWS, type LoadedWorkflow, loadWorkflow } from './comfyui-workflow.ts';
 import { DemoGenerator } from './demo.ts';
 import { HttpGenerator } from './http.ts';
+import { ReplicateGenerator } from './replicate.ts';
 import { GeneratorRouter, type RoutedBackend } from './router.ts';
 
 /** Strength of a vary when the request gives none (A1111 `denoising_strength`, ComfyUI `denoise`). */
@@ -31,7 +32,7 @@ export function routerFromConfig(
         generator: backendFromSpec(config, spec),
         priority: spec.priority,
         weight: spec.weight,
-        tasks: spec.tasks ?? defaultTasks(spec),
+        tasks: spec.tasks ?? defaultTasks(spec, config),
         maxSide: spec.maxSide,
         maxCount: spec.maxCount,
         models: spec.models ?? (spec.model ? [spec.model] : undefined),
@@ -43,11 +44,15 @@ export function routerFromConfig(
 }
 
 /** What a backend type can do when its entry does not say. */
-function defaultTasks(spec: BackendSpec): BackendTask[] {
+function defaultTasks(spec: BackendSpec, config: Readonly<Config>): BackendTask[] {
   switch (spec.type) {
     case 'a1111':
     case 'comfyui':
       return ['generate', 'vary', 'upscale'];
+    case 'replicate':
+      return spec.upscaleModel || config.REPLICATE_UPSCALE_MODEL
+        ? ['generate', 'vary', 'upscale']
+        : ['generate', 'vary'];
     default:
       return ['generate'];
   }
@@ -123,6 +128,19 @@ function backendFromSpec(
         ...common,
       });
     }
+    case 'replicate':
+      return new ReplicateGenerator({
+        name: spec.name,
+        apiUrl: spec.url ?? config.REPLICATE_API_URL,
+        token: spec.token ?? config.REPLICATE_API_TOKEN!,
+        model: spec.model ?? config.REPLICATE_MODEL,
+        varyModel: spec.varyModel ?? config.REPLICATE_VARY_MODEL,
+        upscaleModel: spec.upscaleModel ?? config.REPLICATE_UPSCALE_MODEL,
+        outputHosts: config.REPLICATE_OUTPUT_HOSTS.split(',')
+          .map((h) => h.trim())
+          .filter(Boolean),
+        ...common,
+      });
     case 'http':
     case 'modal': {
       // `auth` of a modal entry is `key:secret` (its Modal-Key and Modal-Secret).
