@@ -168,6 +168,16 @@ export const ENV = {
     default: '',
     doc: 'Several backends at once, replacing GENERATOR: a JSON array of `{"name", "type", "url", "priority", "weight", "tasks", "maxSide", "maxCount", "models", …}` (README: Several backends).',
   },
+  MODELS: {
+    schema: optionalString.transform((v) =>
+      (v ?? '')
+        .split(',')
+        .map((m) => m.trim())
+        .filter(Boolean),
+    ),
+    default: '(no choice)',
+    doc: 'Comma-separated models users may choose (`model` in a request, the menu on the page); the worker sends a job naming one to a backend offering it (GENERATORS `models`) or passes it to its one backend.',
+  },
   GENERATOR_FAILURES_TO_OPEN: {
     schema: int(1, 100).default(2),
     default: '2',

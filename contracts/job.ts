@@ -214,6 +214,17 @@ export const JobInputSchema = z
 /** The input image of a vary or upscale. */
 export type JobInput = z.infer<typeof JobInputSchema>;
 
+const MODEL_MESSAGE =
+  'model must be a model name of 1-100 letters, digits, spaces and . _ - : / + (one the server offers)';
+/**
+ * A model a user chose among those the server offers (`MODELS`); the worker routes the job to a
+ * backend offering it and passes it on (an A1111 checkpoint, ComfyUI's `{{model}}`, a Replicate
+ * model). Which names are offered is configuration, checked on the submit path.
+ */
+export const ModelNameSchema = z
+  .string({ error: MODEL_MESSAGE })
+  .regex(/^[A-Za-z0-9][A-Za-z0-9 ._:/+-]{0,99}$/, MODEL_MESSAGE);
+
 const COUNT_MESSAGE = `count must be an integer from 1 to ${IMAGE_COUNT_MAX}`;
 const Count = z
   .number({ error: COUNT_MESSAGE })
@@ -248,6 +259,8 @@ export const JobSchema = z
     replyTarget: z.string().max(8192).optional(),
     /** Output safety for this job's images, resolved from its scope and channel at submission. */
     safety: SafetyPolicySchema.optional(),
+    /** The model chosen, when the server offers a choice. */
+    model: ModelNameSchema.optional(),
   })
   .superRefine((job, ctx) => {
     for (const issue of taskIssues(job)) ctx.addIssue({ code: 'custom', message: issue });
@@ -305,6 +318,7 @@ export const ImagineRequestSchema = z
     prompt: PromptSchema,
     task: z.enum(JOB_TASKS, { error: `task must be one of ${JOB_TASKS.join(', ')}` }).optional(),
     count: Count.optional(),
+    model: ModelNameSchema.optional(),
     input: JobInputSchema.optional(),
     strength: z
       .union(

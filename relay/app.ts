@@ -142,6 +142,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     secret: config.RELAY_SECRET,
     defaultSteps: config.DEFAULT_STEPS,
     jobTtlSeconds: config.JOB_TTL_SECONDS,
+    models: config.MODELS,
     logger: deps.logger,
     ...(deps.admission ? { admission: deps.admission } : {}),
   });

@@ -75,6 +75,8 @@ export interface SubmitterOptions {
   /** Images a request makes when it names no count (the server/channel setting aside). */
   defaultCount?: number;
   jobTtlSeconds: number;
+  /** Models users may choose (`MODELS`); a request naming another is refused. */
+  models?: readonly string[];
   admission?: AdmissionPolicy;
   logger: Logger;
   now?: () => number;
@@ -118,6 +120,13 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
   const now = opts.now ?? Date.now;
   return async ({ request, origin, replyTarget }) => {
     const req = parseImagineRequest(request);
+    if (req.model !== undefined && !(opts.models ?? []).includes(req.model))
+      throw new ImagineError(
+        'INVALID_PARAMETERS',
+        opts.models?.length
+          ? `model ${req.model} is not offered here; choose one of ${opts.models.join(', ')}`
+          : 'this server offers no choice of model; leave model out',
+      );
     const { task, count, params, input, strength } = resolveRequest(req, {
       steps: opts.defaultSteps,
       count: opts.defaultCount ?? 1,
@@ -143,6 +152,7 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
       params,
       ...(input ? { input } : {}),
       ...(strength !== undefined ? { strength } : {}),
+      ...(req.model !== undefined ? { model: req.model } : {}),
       origin,
       createdAt,
       expiresAt: createdAt + opts.jobTtlSeconds * 1000,

@@ -73,6 +73,7 @@ export function createJobRunner(
           height: job.params.height,
           seeds: jobSeeds(job),
           steps: job.params.steps,
+          ...(job.model ? { model: job.model } : {}),
         },
         { signal },
       );

@@ -79,6 +79,7 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     jobs: relay.tracker.size,
     queued: relay.tracker.queuedCount,
     websockets: relay.hub.openSockets,
+    models: relay.config.MODELS,
     ...(relay.backends ? { backends: relay.backends.status() } : {}),
   }));
 
