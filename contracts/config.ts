@@ -366,7 +366,7 @@ export const ENV = {
   METRICS_PORT: {
     schema: int(1, 65535).optional(),
     default: '',
-    doc: "Serve `/metrics` on this port of HOST instead (a listener of its own, for a private scraper such as Fly's `[metrics]`); the public port then has no `/metrics`.",
+    doc: "Serve `/metrics` on this port of HOST instead (a listener of its own, for a private scraper such as Fly's `[metrics]`); the public port then has no `/metrics`. With `ROLE=worker`: the worker's `/healthz` and generator-backend `/metrics` on this port.",
   },
   // Chat platforms (see README: Discord, Slack).
   DISCORD_TOKEN: {

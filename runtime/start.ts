@@ -26,6 +26,7 @@ import type { Generator } from '../worker/generator.ts';
 import { generatorFromConfig } from '../worker/generators/index.ts';
 import { GeneratorRouter } from '../worker/generators/router.ts';
 import { type RunningWorker, startWorker } from '../worker/worker.ts';
+import { workerHealthListener } from './worker-health.ts';
 
 /** Options beyond configuration: injected parts for tests and chat adapters. */
 export interface StartOptions {
@@ -158,6 +159,15 @@ async function startParts(
     const w = worker;
     // The worker stops first so no job is left half-pushed.
     stops.unshift(() => w.stop());
+    if (role === 'worker' && config.METRICS_PORT !== undefined) {
+      const listener = workerHealthListener(generator, config.METRICS_TOKEN);
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen(config.METRICS_PORT, config.HOST, () => resolve());
+      });
+      stops.push(() => new Promise<void>((resolve) => listener.close(() => resolve())));
+      logger.info({ port: config.METRICS_PORT }, 'worker health and metrics listener started');
+    }
   }
 
   let stopped: Promise<void> | undefined;

@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { BackendStatus } from '../../contracts/backends.ts';
 import { type FakeA1111, startFakeA1111 } from '../fakes/a1111.ts';
 import { enqueueJob } from '../helpers/enqueue.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
+import { freePort } from '../helpers/net.ts';
 import { followJob } from '../helpers/ws.ts';
 
 describe('failover over GENERATORS: the first backend dies mid-load', () => {
@@ -73,5 +74,40 @@ describe('failover over GENERATORS: the first backend dies mid-load', () => {
       /imagine_backend_calls_total\{backend="first",outcome="retryable"\} [1-9]/,
     );
     expect(metrics).toContain('imagine_jobs_total');
+  });
+});
+
+describe('a worker on its own (ROLE=worker) shows its backends on METRICS_PORT', () => {
+  it('serves /healthz with each backend and /metrics with the backend metrics', async () => {
+    const gpu = await startFakeA1111();
+    const port = await freePort();
+    const worker = await startTestImagine({
+      ROLE: 'worker',
+      QUEUE_BACKEND: 'bullmq',
+      REDIS_URL: inject('redisUrl'),
+      REDIS_KEY_PREFIX: `imagine-test-${process.pid}-worker-health:`,
+      METRICS_PORT: String(port),
+      GENERATORS: JSON.stringify([
+        { name: 'gpu', type: 'a1111', url: gpu.url },
+        { name: 'gone', type: 'a1111', url: 'http://127.0.0.1:9', priority: 2 },
+      ]),
+    });
+    try {
+      const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as {
+        role: string;
+        backends: BackendStatus[];
+      };
+      expect(health.role).toBe('worker');
+      expect(health.backends.map((b) => [b.name, b.state])).toEqual([
+        ['gpu', 'healthy'],
+        ['gone', 'healthy'],
+      ]);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/imagine_backend_up\{backend="gone"\} 1/);
+      expect((await fetch(`http://127.0.0.1:${port}/enqueue`)).status).toBe(404);
+    } finally {
+      await worker.stop();
+      await gpu.close();
+    }
   });
 });
