@@ -82,6 +82,8 @@ export interface FakeReplicate {
   token: string;
   mode: ReplicateMode;
   stepMs: number;
+  /** A prediction with this seed fails at once (NSFW), the others run as usual. */
+  failSeed: number | undefined;
   predictions: Prediction[];
   files: Map<string, Buffer>;
   deletedFiles: string[];
@@ -171,6 +173,7 @@ export async function startFakeReplicate(): Promise<FakeReplicate> {
     token: 'r8_test_token_0123456789',
     mode: 'ok',
     stepMs: 5,
+    failSeed: undefined,
     predictions: [],
     files: new Map(),
     deletedFiles: [],
@@ -184,6 +187,11 @@ export async function startFakeReplicate(): Promise<FakeReplicate> {
 
   /** The model runs: steps in the logs, then an output file (or a failure). */
   async function run(p: Prediction): Promise<void> {
+    if (fake.failSeed !== undefined && p.input.seed === fake.failSeed) {
+      p.status = 'failed';
+      p.error = 'NSFW content detected. Try running it again, or try a different prompt.';
+      return;
+    }
     await new Promise((r) => setTimeout(r, fake.stepMs));
     if (p.status === 'canceled') return;
     p.status = 'processing';

@@ -63,6 +63,7 @@ describe('Replicate generator against a local fake of its HTTP API', () => {
   beforeEach(() => {
     fake.mode = 'ok';
     fake.stepMs = 5;
+    fake.failSeed = undefined;
     fake.predictions.length = 0;
     fake.cancels.length = 0;
     fake.downloads.length = 0;
@@ -154,6 +155,16 @@ describe('Replicate generator against a local fake of its HTTP API', () => {
     await expect(pending).rejects.toThrow('cancelled by user');
     expect(fake.cancels.sort()).toEqual(fake.predictions.map((p) => p.id).sort());
     expect(fake.predictions.every((p) => p.status === 'canceled')).toBe(true);
+  });
+
+  it('one image failing stops the others: their predictions are cancelled, not left running', async () => {
+    fake.stepMs = 100;
+    fake.failSeed = 1;
+    const err = await failure(make().generate({ ...request, seeds: [1, 2] }, { signal: live() }));
+    expect(err.code).toBe('GENERATION_FAILED');
+    const other = fake.predictions.find((p) => p.input.seed === 2)!;
+    expect(fake.cancels).toEqual([other.id]);
+    expect(other.status).toBe('canceled');
   });
 
   it('stuck past the deadline → GENERATOR_TIMEOUT, and the prediction is cancelled', async () => {

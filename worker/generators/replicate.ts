@@ -106,10 +106,17 @@ export class ReplicateGenerator implements Generator {
       fetch: this.opts.fetch ?? fetch,
     };
     const file = req.input ? await this.upload(req.input, call) : undefined;
+    // One failure stops the others: their images would be thrown away, and they cost money.
+    const stop = new AbortController();
+    const inner: BackendCallOptions = {
+      ...call,
+      signal: AbortSignal.any([call.signal, stop.signal]),
+    };
     const started: string[] = [];
+    const finished = new Set<string>();
     const progress = new Map<string, { step: number; steps: number }>();
     const report = () => {
-      if (!options.onProgress || progress.size === 0) return;
+      if (!options.onProgress || progress.size === 0 || stop.signal.aborted) return;
       const all = [...progress.values()];
       const per = Math.max(...all.map((p) => p.steps));
       options.onProgress({
@@ -117,25 +124,27 @@ export class ReplicateGenerator implements Generator {
         steps: per * req.seeds.length,
       });
     };
+    // Predictions run side by side on Replicate: one per seed, all at once. Creation runs on the
+    // job's own signal, so every prediction that exists is known and can be cancelled.
+    const tasks = req.seeds.map(async (seed) => {
+      const prediction = await this.create(model, this.inputFor(req, seed, file?.url), call);
+      const id = String(prediction.id);
+      started.push(id);
+      const done = await this.follow(id, prediction, inner, finished, (p) => {
+        progress.set(id, p);
+        report();
+      });
+      return this.fetchOutput(done, seed, req, inner);
+    });
     try {
-      // Predictions run side by side on Replicate: one per seed, all at once.
-      const outputs = await Promise.all(
-        req.seeds.map(async (seed) => {
-          const prediction = await this.create(model, this.inputFor(req, seed, file?.url), call);
-          const id = String(prediction.id);
-          started.push(id);
-          const done = await this.follow(id, prediction, call, (p) => {
-            progress.set(id, p);
-            report();
-          });
-          return this.fetchOutput(done, seed, req, call);
-        }),
-      );
-      return outputs;
+      return await Promise.all(tasks);
     } catch (err) {
-      if (call.signal.aborted || call.deadline.aborted) await this.cancel(started);
+      stop.abort(err);
+      await Promise.allSettled(tasks);
+      await this.cancel(started.filter((id) => !finished.has(id)));
       throw err;
     } finally {
+      stop.abort();
       if (file) await this.deleteFile(file.id);
     }
   }
@@ -200,6 +209,7 @@ export class ReplicateGenerator implements Generator {
     id: string,
     first: Prediction,
     call: BackendCallOptions,
+    terminal: Set<string>,
     onSteps: (p: { step: number; steps: number }) => void,
   ): Promise<Prediction> {
     let prediction = first;
@@ -208,6 +218,7 @@ export class ReplicateGenerator implements Generator {
       const steps = stepsFromLogs(prediction.logs);
       if (steps) onSteps(steps);
       const status = String(prediction.status);
+      if (TERMINAL.has(status)) terminal.add(id);
       if (status === 'succeeded') return prediction;
       if (TERMINAL.has(status)) throw predictionError(prediction, call.backend);
       await sleep(every, AbortSignal.any([call.signal, call.deadline])).catch((err) => {
