@@ -45,6 +45,8 @@ export interface FakeComfyUI {
   url: string;
   mode: ComfyMode;
   stepMs: number;
+  /** A prompt sampling with this seed fails (a node exception); others run as usual. */
+  failSeed: number | undefined;
   checkpoints: string[];
   /** Every graph queued, in order. */
   prompts: Prompt[];
@@ -78,6 +80,7 @@ export async function startFakeComfyUI(): Promise<FakeComfyUI> {
     url: '',
     mode: 'ok',
     stepMs: 5,
+    failSeed: undefined,
     checkpoints: ['flux1-schnell-fp8.safetensors', 'sd_xl_base_1.0.safetensors'],
     prompts: [],
     uploads: new Map(),
@@ -372,7 +375,7 @@ export async function startFakeComfyUI(): Promise<FakeComfyUI> {
             done('error');
             return;
           }
-          if (fake.mode === 'oom' || fake.mode === 'node-error') {
+          if (fake.mode === 'oom' || fake.mode === 'node-error' || seed === fake.failSeed) {
             send(p, 'execution_error', {
               prompt_id: p.id,
               node_id: id,

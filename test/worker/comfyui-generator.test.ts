@@ -65,6 +65,7 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
   beforeEach(() => {
     fake.mode = 'ok';
     fake.stepMs = 5;
+    fake.failSeed = undefined;
     fake.prompts.length = 0;
     fake.interrupts.length = 0;
     fake.deletes.length = 0;
@@ -155,6 +156,22 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
     const ids = fake.prompts.map((p) => p.id);
     expect(fake.deletes.flat().sort()).toEqual([...ids].sort());
     expect(fake.interrupts).toEqual([{ prompt_id: ids[0] }]);
+  });
+
+  it('one image failing takes the call’s other prompts off the queue instead of running them', async () => {
+    fake.stepMs = 20;
+    fake.failSeed = 1;
+    const finishedBefore = fake.finished;
+    const err = await failure(
+      make().generate({ ...request, seeds: [1, 2, 3] }, { signal: live() }),
+    );
+    expect(err.code).toBe('GENERATION_FAILED');
+    const [first, second, third] = fake.prompts.map((p) => p.id);
+    expect(fake.deletes.flat().sort()).toEqual([second, third].sort());
+    // The failed one is over: never interrupted (the next may have started, and is).
+    expect(fake.interrupts.map((i) => i.prompt_id)).not.toContain(first);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(fake.finished).toBe(finishedBefore);
   });
 
   it('a workflow ComfyUI rejects (unknown checkpoint) → GENERATOR_REJECTED with its node error, not retried', async () => {

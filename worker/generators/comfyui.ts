@@ -94,7 +94,6 @@ export class ComfyUIGenerator implements Generator {
       deadlineMs: this.opts.timeoutMs,
       fetch: this.opts.fetch ?? fetch,
     };
-    const both = AbortSignal.any([call.signal, call.deadline]);
     const clientId = randomUUID();
     const socket = await this.connect(clientId, call);
     const tracker = new PromptTracker(socket, req.seeds.length, options, call);
@@ -123,7 +122,8 @@ export class ComfyUIGenerator implements Generator {
         images.push(await this.fetchOutput(id, req.seeds[i]!, call));
       return images;
     } catch (err) {
-      if (both.aborted && queued.length > 0) await this.cancel(queued, tracker);
+      // Whatever ended the call, the rest of its prompts would only burn GPU time: stop them.
+      if (queued.length > 0) await this.cancel(queued, tracker);
       throw err;
     } finally {
       tracker.dispose();
@@ -310,7 +310,7 @@ export class ComfyUIGenerator implements Generator {
 
   /** Take our prompts off the queue and interrupt the one running (best effort). */
   private async cancel(ids: string[], tracker: PromptTracker): Promise<void> {
-    const pending = ids.filter((id) => !tracker.finished(id));
+    const pending = ids.filter((id) => !tracker.ended(id));
     const post = async (path: string, body: unknown) => {
       try {
         const res = await (this.opts.fetch ?? fetch)(`${this.base}${path}`, {
@@ -385,6 +385,12 @@ class PromptTracker {
 
   finished(id: string): boolean {
     return this.outcomes.get(id)?.done === true;
+  }
+
+  /** Finished or failed: nothing left to stop. */
+  ended(id: string): boolean {
+    const o = this.outcomes.get(id);
+    return o?.done === true || o?.error !== undefined;
   }
 
   settled(): Promise<void> {
@@ -480,12 +486,14 @@ class PromptTracker {
         break;
       case 'execution_error':
         if (id) {
+          if (this.running === id) this.running = undefined;
           this.outcome(id).error = executionError(d, this.call.backend);
           this.check();
         }
         break;
       case 'execution_interrupted':
         if (id) {
+          if (this.running === id) this.running = undefined;
           this.outcome(id).error = new ImagineError(
             'GENERATOR_UNAVAILABLE',
             `${this.call.backend} interrupted the workflow (someone pressed cancel on the server?)`,
