@@ -251,6 +251,35 @@ describe('web page in chromium', () => {
     await context.close();
   });
 
+  it('offers a model menu only when the server offers models, and sends the one chosen', async () => {
+    const plain = await openPage(app.url);
+    await expect(plain.page.locator('#model-field').isHidden()).resolves.toBe(true);
+    await plain.context.close();
+
+    const offering = await startTestImagine({ MODELS: 'flux1-schnell,sdxl-base' });
+    try {
+      const { context, page, problems, enqueues } = await openPage(offering.url);
+      const menu = page.getByLabel('Model');
+      await menu.waitFor();
+      await expect(menu.locator('option').allTextContents()).resolves.toEqual([
+        'flux1-schnell',
+        'sdxl-base',
+      ]);
+      await menu.selectOption('sdxl-base');
+      await page.getByLabel('Prompt').fill('A fox in space');
+      await page.getByLabel('Prompt').press('Enter');
+      await newestCard(page).locator('img.result-image').waitFor();
+      expect(JSON.parse(enqueues[0]!)).toMatchObject({
+        prompt: 'A fox in space',
+        model: 'sdxl-base',
+      });
+      expect(problems).toEqual([]);
+      await context.close();
+    } finally {
+      await offering.stop();
+    }
+  });
+
   it('fits a phone-width screen and works from the keyboard alone', async () => {
     const { context, page, problems } = await openPage(app.url, { width: 390, height: 844 });
     await page.keyboard.press('Tab'); // skip link

@@ -6,6 +6,8 @@ export interface ImagineRequest {
   prompt: string;
   aspect: AspectRatio;
   seed?: number;
+  /** One of the models `/healthz` lists, when the server offers a choice. */
+  model?: string;
 }
 
 /** `POST /enqueue`'s answer (202). */
@@ -82,14 +84,21 @@ export async function enqueue(req: ImagineRequest): Promise<Enqueued> {
 
 /** What `/healthz` says about the generator, or undefined when it cannot be read. */
 export async function fetchGeneratorInfo(): Promise<
-  { generator: string; demo: boolean } | undefined
+  { generator: string; demo: boolean; models: string[] } | undefined
 > {
   try {
     const response = await fetch('/healthz', { headers: { accept: 'application/json' } });
     if (!response.ok) return undefined;
-    const body = (await response.json()) as { generator?: unknown; demo?: unknown };
+    const body = (await response.json()) as {
+      generator?: unknown;
+      demo?: unknown;
+      models?: unknown;
+    };
     if (typeof body.generator !== 'string') return undefined;
-    return { generator: body.generator, demo: body.demo === true };
+    const models = Array.isArray(body.models)
+      ? body.models.filter((m): m is string => typeof m === 'string')
+      : [];
+    return { generator: body.generator, demo: body.demo === true, models };
   } catch {
     return undefined;
   }

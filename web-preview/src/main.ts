@@ -56,6 +56,8 @@ const results = byId<HTMLOListElement>('results');
 const emptyState = byId<HTMLParagraphElement>('empty-state');
 const demoNotice = byId<HTMLElement>('demo-notice');
 const generatorInfo = byId<HTMLSpanElement>('generator-info');
+const modelField = byId<HTMLDivElement>('model-field');
+const modelBox = byId<HTMLSelectElement>('model');
 
 // --- Aspect ratio chips -------------------------------------------------------------------
 
@@ -147,8 +149,23 @@ function showGenerator(info: { generator: string; demo: boolean }): void {
     : `Generator: ${info.generator}`;
 }
 
+/** The model menu, shown only when the server offers more than one model. */
+function showModels(models: string[]): void {
+  modelBox.replaceChildren(
+    ...models.map((m) => {
+      const option = document.createElement('option');
+      option.value = m;
+      option.textContent = m;
+      return option;
+    }),
+  );
+  modelField.hidden = models.length < 2;
+}
+
 void fetchGeneratorInfo().then((info) => {
-  if (info) showGenerator(info);
+  if (!info) return;
+  showGenerator(info);
+  showModels(info.models);
 });
 
 // --- Result cards ---------------------------------------------------------------------------
@@ -435,6 +452,7 @@ form.addEventListener('submit', (event) => {
     prompt: normalisePrompt(promptBox.value),
     aspect: selectedAspect(),
     ...(seed.seed === undefined ? {} : { seed: seed.seed }),
+    ...(modelField.hidden || !modelBox.value ? {} : { model: modelBox.value }),
   });
 });
 
