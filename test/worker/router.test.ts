@@ -94,6 +94,45 @@ describe('generator router: several backends, circuit breakers, failover', () =>
     expect(router.status()[0]!.state).toBe('healthy');
   });
 
+  it('a backend with wrong credentials does not take the service down: the next one serves', async () => {
+    const a = new Scripted('a');
+    const b = new Scripted('b');
+    a.failWith = new ImagineError('GENERATOR_AUTH', 'wrong password');
+    const router = new GeneratorRouter({
+      backends: [backend(a, { priority: 1 }), backend(b, { priority: 2 })],
+      failuresToOpen: 1,
+      cooldownMs: 60_000,
+    });
+    await router.generate(request, live());
+    await router.generate(request, live());
+    expect([a.calls, b.calls]).toEqual([1, 2]);
+    expect(router.status()[0]).toMatchObject({ state: 'unhealthy', lastError: 'GENERATOR_AUTH' });
+    // Alone, its failure is the job's answer (not retried: the password will not fix itself).
+    b.failWith = new ImagineError('GENERATOR_AUTH', 'also wrong');
+    const solo = new GeneratorRouter({
+      backends: [backend(b)],
+      failuresToOpen: 1,
+      cooldownMs: 60_000,
+    });
+    const err = await solo.generate(request, live()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'GENERATOR_AUTH' });
+    expect(isRetryable(err)).toBe(false);
+  });
+
+  it('a retryable failure wins over a misconfigured backend: the job goes back to the queue', async () => {
+    const a = new Scripted('a');
+    const b = new Scripted('b');
+    a.failWith = new ImagineError('GENERATOR_AUTH', 'wrong password');
+    b.failWith = unavailable();
+    const router = new GeneratorRouter({
+      backends: [backend(a, { priority: 1 }), backend(b, { priority: 2 })],
+      failuresToOpen: 1,
+      cooldownMs: 60_000,
+    });
+    const err = await router.generate(request, live()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'GENERATOR_UNAVAILABLE' });
+  });
+
   it('when every backend failed, the last retryable error goes back to the queue', async () => {
     const a = new Scripted('a');
     const b = new Scripted('b');

@@ -1,9 +1,10 @@
 /**
  * Several backends behind one `Generator`: a job goes to a healthy backend that can do it (lowest
- * priority first, weighted among equals); a retryable failure opens that backend's circuit (it is
- * skipped for a cool-down, then gets one trial call) and the job tries the next backend before it
- * goes back to the queue. Non-retryable failures (the request itself is wrong) end the job at
- * once: another backend would refuse it too.
+ * priority first, weighted among equals); a failure that is the backend's (retryable, or refused
+ * credentials and broken answers) counts against its circuit (opened: skipped for a cool-down,
+ * then one trial call) and the job tries the next backend before it goes back to the queue.
+ * Failures of the request itself (rejected input, a refused prompt) end the job at once: another
+ * backend would refuse it too.
  */
 import {
   BrokenCircuitError,
@@ -62,6 +63,19 @@ export function demandOf(req: GenerateRequest): Demand {
   };
 }
 
+/**
+ * Whether a failure is the backend's, not the request's: retryable ones (5xx, unreachable,
+ * timeouts) and a backend that is misconfigured or broken (refused credentials, answers that are
+ * not images). Those count against its health and the job moves on to the next backend.
+ */
+export function isBackendFault(err: unknown): boolean {
+  if (isRetryable(err)) return true;
+  return (
+    err instanceof ImagineError &&
+    (err.code === 'GENERATOR_AUTH' || err.code === 'GENERATOR_BAD_RESPONSE')
+  );
+}
+
 /** Whether a backend can serve a demand at all (health aside). */
 export function canServe(b: RoutedBackend, d: Demand): boolean {
   return (
@@ -100,7 +114,7 @@ export class GeneratorRouter implements Generator {
     this.name = opts.backends.map((b) => b.name).join('+');
     this.entries = opts.backends.map((backend) => {
       const breaker = circuitBreaker(
-        handleWhen((err) => isRetryable(err)),
+        handleWhen((err) => isBackendFault(err)),
         {
           halfOpenAfter: opts.cooldownMs,
           breaker: new ConsecutiveBreaker(opts.failuresToOpen),
@@ -171,7 +185,8 @@ export class GeneratorRouter implements Generator {
           `${demand.count > 1 ? ` of ${demand.count} images` : ''}` +
           `${demand.model ? ` with model ${demand.model}` : ''}`,
       );
-    let last: unknown;
+    let retryable: unknown;
+    let fault: unknown;
     for (const entry of this.order(capable)) {
       options.signal.throwIfAborted();
       const name = entry.backend.name;
@@ -192,7 +207,6 @@ export class GeneratorRouter implements Generator {
       } catch (err) {
         if (err instanceof BrokenCircuitError) {
           this.calls.inc({ backend: name, outcome: 'skipped' });
-          last ??= err;
           continue;
         }
         if (options.signal.aborted) {
@@ -201,23 +215,27 @@ export class GeneratorRouter implements Generator {
         }
         entry.failures++;
         entry.lastError = err instanceof ImagineError ? err.code : 'INTERNAL';
-        if (!isRetryable(err)) {
+        if (!isBackendFault(err)) {
+          // The request itself is wrong (rejected input, a refused prompt): any backend would fail it.
           this.calls.inc({ backend: name, outcome: 'failed' });
           throw err;
         }
-        this.calls.inc({ backend: name, outcome: 'retryable' });
-        last = err;
+        this.calls.inc({ backend: name, outcome: isRetryable(err) ? 'retryable' : 'faulty' });
+        if (isRetryable(err)) retryable = err;
+        else fault ??= err;
       }
     }
-    if (last instanceof BrokenCircuitError || last === undefined) {
-      const retryAt = Math.min(...capable.map((e) => (e.openedAt ?? 0) + this.opts.cooldownMs));
-      throw new ImagineError(
-        'GENERATOR_UNAVAILABLE',
-        'every backend that can do this is unhealthy right now',
-        { retryAfterSeconds: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)) },
-      );
-    }
-    throw last;
+    // A retryable failure wins: the queue tries again later, when that backend may be back.
+    if (retryable !== undefined) throw retryable;
+    if (fault !== undefined) throw fault;
+    const retryAt = Math.min(...capable.map((e) => (e.openedAt ?? 0) + this.opts.cooldownMs));
+    throw new ImagineError(
+      'GENERATOR_UNAVAILABLE',
+      'every backend that can do this is unhealthy right now',
+      {
+        retryAfterSeconds: Math.max(1, Math.ceil((retryAt - Date.now()) / 1000)),
+      },
+    );
   }
 
   /** Capable backends in the order to try: healthy ones first, by priority, weighted among equals. */
