@@ -57,6 +57,8 @@ export interface FakeComfyUI {
   /** Prompts that ran to the end. */
   finished: number;
   authorization: string | undefined;
+  /** When set, a proxy in front answers 401 to any request without this `Authorization`. */
+  requireAuth: string | undefined;
   close(): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function startFakeComfyUI(): Promise<FakeComfyUI> {
     deletes: [],
     finished: 0,
     authorization: undefined,
+    requireAuth: undefined,
     close: async () => {},
   };
   const NODES: Record<string, NodeSpec> = {
@@ -471,6 +474,10 @@ export async function startFakeComfyUI(): Promise<FakeComfyUI> {
 
   const server: Server = createServer(async (req, res) => {
     fake.authorization = req.headers.authorization;
+    if (fake.requireAuth && req.headers.authorization !== fake.requireAuth) {
+      res.writeHead(401, { 'www-authenticate': 'Bearer' }).end('401 Unauthorized');
+      return;
+    }
     const url = new URL(req.url ?? '/', 'http://x');
     const route = `${req.method} ${url.pathname.replace(/^\/api\//, '/')}`;
     const raw = req.method === 'POST' ? await readBody(req) : Buffer.alloc(0);
@@ -594,6 +601,10 @@ export async function startFakeComfyUI(): Promise<FakeComfyUI> {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname !== '/ws') {
       socket.destroy();
+      return;
+    }
+    if (fake.requireAuth && req.headers.authorization !== fake.requireAuth) {
+      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

@@ -238,6 +238,23 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
     expect(err.code).toBe('GENERATOR_TOO_LARGE');
   });
 
+  it('behind an authenticating proxy: COMFYUI_AUTH is sent on HTTP and the WebSocket; a wrong one → GENERATOR_AUTH', async () => {
+    fake.requireAuth = 'Bearer comfy-secret';
+    try {
+      const err = await failure(
+        make({ auth: 'Bearer wrong' }).generate(request, { signal: live() }),
+      );
+      expect(err.code).toBe('GENERATOR_AUTH');
+      expect(isRetryable(err)).toBe(false);
+      const [image] = await make({ auth: 'Bearer comfy-secret' }).generate(request, {
+        signal: live(),
+      });
+      expect(image!.contentType).toBe('image/png');
+    } finally {
+      fake.requireAuth = undefined;
+    }
+  });
+
   it('connection refused → GENERATOR_UNAVAILABLE', async () => {
     const err = await failure(
       make({ url: 'http://127.0.0.1:9' }).generate(request, { signal: live() }),
