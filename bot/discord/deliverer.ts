@@ -26,6 +26,7 @@ import {
   DELIVERY_FAILED,
   doneButtons,
   failureLine,
+  imageFileName,
   jobEmbed,
   retryButtons,
   statusLine,
@@ -225,12 +226,16 @@ export class DiscordDeliverer implements ChatDeliverer {
     await this.sendFinal(target, event.jobId, viaWebhook, async () => ({ payload }));
   }
 
+  /**
+   * The finished images, attached together in one edit of the reply (Discord shows up to four
+   * as a mosaic; `attachments` lists every one that should remain), each fitted to the limit.
+   */
   private async deliverImage(
     target: DiscordTarget,
     event: DeliveryEvent,
     viaWebhook: boolean,
   ): Promise<void> {
-    const image = event.images![0]!;
+    const images = event.images ?? [];
     // The webhook edit may carry what the interaction announced; a bot message in the channel
     // only what the guild's boost tier allows.
     const limits: Record<Route, number | undefined> = {
@@ -243,23 +248,34 @@ export class DiscordDeliverer implements ChatDeliverer {
         await this.sendFinal(target, event.jobId, viaWebhook, async (route) => {
           const limit = limits[route] ?? (await this.guildUploadLimit(target.guildId));
           limits[route] = limit;
-          const fit = await fitImage(image.bytes, image.contentType, limit);
-          if (fit.reencoded)
-            this.logger.info(
-              { jobId: event.jobId, from: image.bytes.length, to: fit.bytes.length, limit, route },
-              'image re-encoded to fit the upload limit',
-            );
-          last = { route, limit, size: fit.bytes.length };
-          const name = `imagine-${event.seed ?? event.jobId}.${fit.ext}`;
-          const file: DiscordFile = { name, data: fit.bytes, contentType: fit.contentType };
+          const files: DiscordFile[] = [];
+          for (const image of images) {
+            const fit = await fitImage(image.bytes, image.contentType, limit);
+            if (fit.reencoded)
+              this.logger.info(
+                {
+                  jobId: event.jobId,
+                  from: image.bytes.length,
+                  to: fit.bytes.length,
+                  limit,
+                  route,
+                },
+                'image re-encoded to fit the upload limit',
+              );
+            const name = imageFileName(image.seed, fit.ext);
+            files.push({ name, data: fit.bytes, contentType: fit.contentType });
+          }
+          last = { route, limit, size: Math.max(...files.map((f) => f.data.length)) };
+          // One image shows in the embed; several show as the message's mosaic above it.
+          const single = files.length === 1 ? files[0]!.name : undefined;
           return {
             payload: {
               content: '',
-              embeds: [jobEmbed(event, name)],
+              embeds: [jobEmbed(event, single)],
               components: doneButtons(event),
-              attachments: [{ id: 0, filename: name }],
+              attachments: files.map((f, id) => ({ id, filename: f.name })),
             },
-            files: [file],
+            files,
           };
         });
         return;

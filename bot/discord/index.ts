@@ -74,7 +74,8 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
               apiUrl: opts.apiUrl,
               api,
               routes,
-              submit: app.frontDoor.submit,
+              // Read at each interaction, as HTTP mode does: the front door may be re-decorated.
+              submit: (submission) => app.frontDoor.submit(submission),
               admission: app.frontDoor.admission,
               logger,
               now,

@@ -6,18 +6,30 @@
 import {
   type APIActionRowComponent,
   type APIButtonComponent,
+  type APIComponentInMessageActionRow,
   type APIEmbed,
   type APIMessage,
   ButtonStyle,
   ComponentType,
 } from 'discord.js';
-import type { DeliveryEvent } from '../../contracts/delivery.ts';
+import type { DeliveredImage, DeliveryEvent } from '../../contracts/delivery.ts';
 import type { ImagineError } from '../../contracts/errors.ts';
+import { upscaleSize } from '../../contracts/limits.ts';
 import { formatDuration } from '../../moderation/settings.ts';
 import { encodeCustomId, encodeSize, type SizeSpec, sizeSpecOf } from './custom-id.ts';
 
-/** Component names used by imagine's buttons. */
-export const BUTTONS = { reroll: 'reroll', variations: 'vary', retry: 'retry' } as const;
+/**
+ * Component names used by imagine's buttons. `vary` is the "Variations" button of messages
+ * sent before the creative loop, still answered.
+ */
+export const BUTTONS = {
+  reroll: 'reroll',
+  variations: 'vary',
+  retry: 'retry',
+  upscale: 'up',
+  varyImage: 'vy',
+  varySubtle: 'vys',
+} as const;
 
 /** Embed colour (a soft violet). */
 const COLOUR = 0x8b5cf6;
@@ -72,41 +84,115 @@ function spec(event: DeliveryEvent): SizeSpec | undefined {
   return event.width && event.height ? sizeSpecOf(event.width, event.height) : undefined;
 }
 
-function button(label: string, customId: string, emoji: string): APIButtonComponent {
+function button(label: string, customId: string, emoji?: string): APIButtonComponent {
   return {
     type: ComponentType.Button,
     style: ButtonStyle.Secondary,
     label,
     custom_id: customId,
-    emoji: { name: emoji },
+    ...(emoji ? { emoji: { name: emoji } } : {}),
   };
 }
 
-/** Re-roll and Variations under a finished image. */
-export function doneButtons(event: DeliveryEvent): APIActionRowComponent<APIButtonComponent>[] {
+/** A row of components. */
+export type Row = APIActionRowComponent<APIComponentInMessageActionRow>;
+
+/** The file name of a job's image: its own seed names it, so a click finds it again. */
+export function imageFileName(seed: number, ext: string): string {
+  return `imagine-${seed}.${ext}`;
+}
+
+/** The size of one image, as buttons carry it. */
+const sideText = (image: Pick<DeliveredImage, 'width' | 'height'>) =>
+  `${image.width}x${image.height}`;
+
+/** Upscale image `index` (0-based) of the message: `up|index|seed|WxH`. */
+export function upscaleId(index: number, image: DeliveredImage): string {
+  return encodeCustomId(BUTTONS.upscale, index, image.seed, sideText(image));
+}
+
+/** Vary image `index` of the message: `vy|index|seed|WxH|strong`. */
+export function varyId(
+  index: number,
+  image: DeliveredImage,
+  strength: 'subtle' | 'strong',
+): string {
+  return encodeCustomId(BUTTONS.varyImage, index, image.seed, sideText(image), strength);
+}
+
+/**
+ * The components under a finished job. A grid: U1–U4 and Re-roll, V1–V4 (strong), and a menu
+ * to vary one subtly; a single image: Upscale, Vary (Subtle), Vary (Strong), Re-roll; an
+ * upscaled image: Vary (Subtle), Vary (Strong) and a further Upscale where the size allows.
+ * Each carries the image's index, seed and size; the image itself is the message's attachment.
+ */
+export function doneButtons(event: DeliveryEvent): Row[] {
+  const images = event.images ?? [];
   const s = spec(event);
-  const size = s ? encodeSize(s) : '';
+  const reroll = button(
+    'Re-roll',
+    encodeCustomId(BUTTONS.reroll, s ? encodeSize(s) : '', images.length || 1),
+    '🎲',
+  );
+  const [first] = images;
+  if (!first) return [{ type: ComponentType.ActionRow, components: [reroll] }];
+  const canUpscale = (image: DeliveredImage) =>
+    upscaleSize(image.width, image.height) !== undefined;
+  if (images.length === 1) {
+    const row: APIButtonComponent[] = [];
+    if (canUpscale(first))
+      row.push(
+        button(event.task === 'upscale' ? 'Upscale 2×' : 'Upscale', upscaleId(0, first), '🔍'),
+      );
+    row.push(button('Vary (Subtle)', varyId(0, first, 'subtle'), '🌱'));
+    row.push(button('Vary (Strong)', varyId(0, first, 'strong'), '🌪️'));
+    if (event.task !== 'upscale') row.push(reroll);
+    return [{ type: ComponentType.ActionRow, components: row }];
+  }
+  const upscales = images.flatMap((image, i) =>
+    canUpscale(image) ? [button(`U${i + 1}`, upscaleId(i, image))] : [],
+  );
   return [
+    { type: ComponentType.ActionRow, components: [...upscales, reroll] },
+    {
+      type: ComponentType.ActionRow,
+      components: images.map((image, i) => button(`V${i + 1}`, varyId(i, image, 'strong'))),
+    },
     {
       type: ComponentType.ActionRow,
       components: [
-        button('Re-roll', encodeCustomId(BUTTONS.reroll, size), '🎲'),
-        button('Variations', encodeCustomId(BUTTONS.variations, size), '🔀'),
+        {
+          type: ComponentType.StringSelect,
+          custom_id: encodeCustomId(BUTTONS.varySubtle, sideText(first)),
+          placeholder: 'Vary (Subtle)…',
+          min_values: 1,
+          max_values: 1,
+          options: images.map((image, i) => ({
+            label: `Vary image ${i + 1} subtly`,
+            value: `${i}|${image.seed}`,
+          })),
+        },
       ],
     },
   ];
 }
 
-/** Retry (same prompt, same seed) under a failed or expired job. */
+/**
+ * Retry (same prompt, same seed and count) under a failed or expired job. A vary or upscale
+ * has none: its source image is on the message whose button started it, so that button is the
+ * retry.
+ */
 export function retryButtons(event: DeliveryEvent): APIActionRowComponent<APIButtonComponent>[] {
+  if (event.task === 'vary' || event.task === 'upscale') return [];
   const s = spec(event);
+  const count = event.count && event.count > 1 ? [event.count] : [];
   return [
     {
       type: ComponentType.ActionRow,
       components: [
         button(
           'Retry',
-          encodeCustomId(BUTTONS.retry, s ? encodeSize(s) : '', event.seed ?? ''),
+          encodeCustomId(BUTTONS.retry, s ? encodeSize(s) : '', event.seed ?? '', ...count),
           '🔁',
         ),
       ],
@@ -128,16 +214,21 @@ export function statusLine(event: DeliveryEvent): string {
 
 /** The line shown on a failed or expired job, saying what to do. */
 export function failureLine(event: DeliveryEvent): string {
+  // A vary or upscale is retried from the button on its source image (see retryButtons).
+  const again =
+    event.task === 'vary' || event.task === 'upscale'
+      ? 'Press the button on the image again to retry'
+      : 'Press Retry to try again';
   if (event.state === 'expired')
-    return '⌛ This job waited too long in the queue and expired. Press Retry to queue it again.';
+    return `⌛ This job waited too long in the queue and expired. ${again.replace('try again', 'queue it again')}.`;
   // The push contract allows 2000 + 100 characters of error: keep within Discord's 2000 (with
   // room for the mention a channel post adds).
   const why = event.error
     ? `${clip(event.error.message, WHY_MAX)} (${clip(event.error.code, 100)})`
     : 'unknown error';
   if (event.error?.code === DELIVERY_FAILED)
-    return `❌ The image was made but could not be delivered here: ${why}. Press Retry to try again.`;
-  return `❌ The image could not be made: ${why}. Press Retry to try again.`;
+    return `❌ The image was made but could not be delivered here: ${why}. ${again}.`;
+  return `❌ The image could not be made: ${why}. ${again}.`;
 }
 
 /** The error code of a job whose image was made but could not be sent to Discord. */

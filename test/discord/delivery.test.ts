@@ -90,7 +90,12 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     expect(post.body?.message_reference).toMatchObject({ message_id: originalId });
     expect(post.files).toHaveLength(1);
     expect((await sharp(post.files[0]!.bytes).metadata()).format).toBe('png');
-    expect(customIdsOf(post.body)).toEqual(['reroll|1:1', 'vary|1:1']);
+    expect(customIdsOf(post.body)).toEqual([
+      'up|0|13|1024x1024',
+      'vy|0|13|1024x1024|subtle',
+      'vy|0|13|1024x1024|strong',
+      'reroll|1:1|1',
+    ]);
     const [posted] = fake.channelMessages(interaction.channel_id);
     expect(posted?.message_reference?.message_id).toBe(originalId);
   });

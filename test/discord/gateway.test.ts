@@ -85,7 +85,12 @@ describe('Discord over the gateway (real discord.js against the fake)', () => {
     expect(fields.Seed).toBe('42');
     expect(fields.Size).toBe('1344×768');
     expect(fields.Time).toMatch(/^\d+\.\d s$/);
-    expect(customIdsOf(final.body)).toEqual(['reroll|16:9', 'vary|16:9']);
+    expect(customIdsOf(final.body)).toEqual([
+      'up|0|42|1344x768',
+      'vy|0|42|1344x768|subtle',
+      'vy|0|42|1344x768|strong',
+      'reroll|16:9|1',
+    ]);
 
     // What the channel now shows.
     const message = fake.original(token)!;
@@ -171,7 +176,10 @@ describe('Discord over the gateway (real discord.js against the fake)', () => {
     const final = await fake.waitFor(isImageEdit(interaction.token));
     const message = fake.original(interaction.token)!;
     expect(message.mention_everyone).toBe(false);
-    const reroll = fake.buttonInteraction(message, customIdsOf(final.body)[0]!);
+    const reroll = fake.buttonInteraction(
+      message,
+      customIdsOf(final.body).find((id) => id.startsWith('reroll'))!,
+    );
     fake.dispatch(reroll);
     const rerolled = await fake.waitFor(isImageEdit(reroll.token));
     expect(promptOf({ embeds: [embedOf(rerolled.body)] })).toBe(prompt);

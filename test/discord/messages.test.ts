@@ -68,11 +68,48 @@ describe('custom ids', () => {
     const ids = doneButtons(event).flatMap((r) =>
       r.components.map((c) => 'custom_id' in c && c.custom_id),
     );
-    expect(ids).toEqual(['reroll|9:16', 'vary|9:16']);
+    // No images (a job from before the grid): Re-roll alone.
+    expect(ids).toEqual(['reroll|9:16|1']);
     const retry = retryButtons({ ...event, state: 'failed' }).flatMap((r) =>
       r.components.map((c) => 'custom_id' in c && c.custom_id),
     );
     expect(retry).toEqual(['retry|9:16|9']);
+    expect(
+      retryButtons({ ...event, state: 'failed', count: 4 }).flatMap((r) =>
+        r.components.map((c) => 'custom_id' in c && c.custom_id),
+      ),
+    ).toEqual(['retry|9:16|9|4']);
+    // A vary or upscale is retried from its source image's button.
+    expect(retryButtons({ ...event, state: 'failed', task: 'vary' })).toEqual([]);
+  });
+
+  it('an upscaled image offers Vary and a further Upscale only while 2× fits 4096', () => {
+    const image = (side: number) => ({
+      bytes: Buffer.alloc(0),
+      contentType: 'image/png',
+      seed: 3,
+      width: side,
+      height: side,
+    });
+    const ids = (side: number) =>
+      doneButtons({
+        jobId: 'j',
+        state: 'done',
+        createdAt: 0,
+        task: 'upscale',
+        seed: 3,
+        width: side,
+        height: side,
+        images: [image(side)],
+      }).flatMap((r) => r.components.map((c) => 'custom_id' in c && c.custom_id));
+    expect(ids(2048)).toEqual([
+      'up|0|3|2048x2048',
+      'vy|0|3|2048x2048|subtle',
+      'vy|0|3|2048x2048|strong',
+    ]);
+    expect(ids(4096)).toEqual(['vy|0|3|4096x4096|subtle', 'vy|0|3|4096x4096|strong']);
+    for (const side of [64, 2048, 4096])
+      for (const id of ids(side)) expect((id as string).length).toBeLessThanOrEqual(CUSTOM_ID_MAX);
   });
 });
 

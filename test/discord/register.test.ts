@@ -25,9 +25,16 @@ describe('command registration', () => {
       options: Array<{ name: string; required?: boolean; choices?: unknown[] }>;
     }>;
     const imagine = stored.find((c) => c.name === 'imagine')!;
-    expect(imagine.options.map((o) => o.name)).toEqual(['prompt', 'aspect', 'seed']);
+    expect(imagine.options.map((o) => o.name)).toEqual([
+      'prompt',
+      'image',
+      'strength',
+      'count',
+      'aspect',
+      'seed',
+    ]);
     expect(imagine.options[0]?.required).toBe(true);
-    expect(imagine.options[1]?.choices).toHaveLength(7);
+    expect(imagine.options[4]?.choices).toHaveLength(7);
   });
 
   it('the invite URL asks for bot + applications.commands and the permissions delivery needs', () => {

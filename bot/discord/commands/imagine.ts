@@ -1,11 +1,23 @@
-/** `/imagine prompt:<text> [aspect:<choice>] [seed:<int>]`. */
+/**
+ * `/imagine prompt:<text> [image:<attachment>] [strength:subtle|strong] [count:1-4]
+ * [aspect:<choice>] [seed:<int>]`. With an image the prompt guides an image-to-image job from
+ * it; the attachment is referenced by its URL (Discord's CDN) and fetched by the worker.
+ */
 import {
   type APIApplicationCommandInteractionDataOption,
+  type APIAttachment,
+  type APIChatInputApplicationCommandInteraction,
   ApplicationCommandOptionType,
   InteractionResponseType,
 } from 'discord.js';
 import { ImagineError } from '../../../contracts/errors.ts';
-import { ASPECT_RATIOS, PROMPT_MAX_CHARS } from '../../../contracts/job.ts';
+import { IMAGE_TYPES } from '../../../contracts/image-types.ts';
+import {
+  ASPECT_RATIOS,
+  IMAGE_COUNT_MAX,
+  PROMPT_MAX_CHARS,
+  VARY_STRENGTHS,
+} from '../../../contracts/job.ts';
 import { parseImagineRequest } from '../../../submit/submit.ts';
 import type { SlashCommand } from '../interactions.ts';
 import { tellEphemeral } from '../interactions.ts';
@@ -34,6 +46,24 @@ export const imagineCommand: SlashCommand = {
         max_length: PROMPT_MAX_CHARS,
       },
       {
+        type: ApplicationCommandOptionType.Attachment,
+        name: 'image',
+        description: 'An image to start from (PNG, JPEG or WebP): the prompt guides a variation',
+      },
+      {
+        type: ApplicationCommandOptionType.String,
+        name: 'strength',
+        description: 'How far to move from the image (default strong)',
+        choices: Object.keys(VARY_STRENGTHS).map((s) => ({ name: s, value: s })),
+      },
+      {
+        type: ApplicationCommandOptionType.Integer,
+        name: 'count',
+        description: `How many images (1-${IMAGE_COUNT_MAX}; default the server's setting)`,
+        min_value: 1,
+        max_value: IMAGE_COUNT_MAX,
+      },
+      {
         type: ApplicationCommandOptionType.String,
         name: 'aspect',
         description: 'Aspect ratio (default 1:1)',
@@ -52,11 +82,15 @@ export const imagineCommand: SlashCommand = {
   async execute(ctx) {
     const options = ctx.interaction.data.options;
     const request: Record<string, unknown> = { prompt: optionValue(options, 'prompt') };
-    const aspect = optionValue(options, 'aspect');
-    const seed = optionValue(options, 'seed');
-    if (aspect !== undefined) request.aspect = aspect;
-    if (seed !== undefined) request.seed = seed;
+    for (const name of ['aspect', 'seed', 'count', 'strength']) {
+      const value = optionValue(options, name);
+      if (value !== undefined) request[name] = value;
+    }
     try {
+      const image = optionValue(options, 'image');
+      if (image !== undefined) request.input = inputOf(ctx.interaction, String(image));
+      else if (request.strength !== undefined)
+        throw new ImagineError('INVALID_PARAMETERS', 'strength goes with an image');
       // Prompt rules are cheap: refuse before deferring, so the refusal stays private.
       parseImagineRequest(request);
     } catch (err) {
@@ -67,3 +101,25 @@ export const imagineCommand: SlashCommand = {
     await submitJob(ctx, request);
   },
 };
+
+/** The job input for the attached image (resolved in `data.resolved.attachments`). */
+function inputOf(
+  interaction: APIChatInputApplicationCommandInteraction,
+  attachmentId: string,
+): Record<string, unknown> {
+  const attachment: APIAttachment | undefined =
+    interaction.data.resolved?.attachments?.[attachmentId];
+  if (!attachment) throw new ImagineError('INVALID_PARAMETERS', 'the attached image is missing');
+  const type = attachment.content_type?.split(';')[0]?.trim();
+  if (!type || !(IMAGE_TYPES as readonly string[]).includes(type))
+    throw new ImagineError(
+      'INVALID_PARAMETERS',
+      `attach a PNG, JPEG or WebP image (${attachment.filename} is ${type ?? 'of an unknown type'})`,
+    );
+  return {
+    image: { kind: 'url', url: attachment.url },
+    ...(attachment.width && attachment.height
+      ? { width: attachment.width, height: attachment.height }
+      : {}),
+  };
+}

@@ -3,7 +3,21 @@
  * importing its module here.
  */
 import type { ComponentHandler } from '../interactions.ts';
-import { rerollButton, retryButton, variationsButton } from './buttons.ts';
+import {
+  rerollButton,
+  retryButton,
+  upscaleButton,
+  variationsButton,
+  varyImageButton,
+  varySubtleMenu,
+} from './buttons.ts';
 
 /** The component handlers imagine dispatches to. */
-export const componentHandlers: ComponentHandler[] = [rerollButton, retryButton, variationsButton];
+export const componentHandlers: ComponentHandler[] = [
+  rerollButton,
+  retryButton,
+  variationsButton,
+  upscaleButton,
+  varyImageButton,
+  varySubtleMenu,
+];

@@ -10,14 +10,16 @@
  * permissions there (threads need SEND_MESSAGES_IN_THREADS), upload limits by boost tier, and
  * per-route rate-limit buckets announced in `X-RateLimit-*` headers (429 when overrun).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type {
+  APIAttachment,
   APIChatInputApplicationCommandInteraction,
   APIMessage,
   APIMessageComponentButtonInteraction,
+  APIMessageComponentSelectMenuInteraction,
 } from 'discord.js';
 import { type WebSocket, WebSocketServer } from 'ws';
 
@@ -144,6 +146,13 @@ export class FakeDiscord extends EventEmitter {
   readonly heartbeats: number[] = [];
   url = '';
   private server: Server | undefined;
+  private cdn: Server | undefined;
+  /** Base URL of the fake CDN (a loopback host of its own, like `cdn.discordapp.com`). */
+  cdnUrl = '';
+  /** Requests the CDN answered, with their status. */
+  readonly cdnRequests: Array<{ path: string; status: number }> = [];
+  private readonly cdnSecret = randomBytes(16);
+  private readonly cdnFiles = new Map<string, { bytes: Buffer; contentType: string }>();
   private wss: WebSocketServer | undefined;
   private counter = 0n;
   private seq = 0;
@@ -254,12 +263,88 @@ export class FakeDiscord extends EventEmitter {
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     const { port } = this.server.address() as AddressInfo;
     this.url = `http://127.0.0.1:${port}`;
+    this.cdn = createServer((req, res) => this.onCdn(req, res));
+    await new Promise<void>((resolve) => this.cdn!.listen(0, '127.0.0.1', resolve));
+    this.cdnUrl = `http://127.0.0.1:${(this.cdn.address() as AddressInfo).port}`;
+  }
+
+  /** The CDN host (`host:port`), to allow as an input image host. */
+  get cdnHost(): string {
+    return new URL(this.cdnUrl).host;
+  }
+
+  /**
+   * Attachment links are signed and expire, as Discord's are (`ex`, `is`, `hm`): 24 hours on
+   * Discord's clock. Every message Discord hands out carries freshly signed links.
+   */
+  signCdnUrl(url: string): string {
+    const u = new URL(url);
+    const now = Math.floor(this.now() / 1000);
+    const ex = (now + 24 * 3600).toString(16);
+    u.search = new URLSearchParams({
+      ex,
+      is: now.toString(16),
+      hm: this.cdnMac(u.pathname, ex),
+    }).toString();
+    return u.toString();
+  }
+
+  private cdnMac(path: string, ex: string): string {
+    return createHmac('sha256', this.cdnSecret).update(`${path}|${ex}`).digest('hex');
+  }
+
+  private onCdn(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const ex = url.searchParams.get('ex') ?? '';
+    const file = this.cdnFiles.get(url.pathname);
+    const fresh =
+      /^[0-9a-f]{1,12}$/.test(ex) &&
+      Number.parseInt(ex, 16) * 1000 > this.now() &&
+      url.searchParams.get('hm') === this.cdnMac(url.pathname, ex);
+    const status = req.method !== 'GET' ? 405 : !file || !fresh ? 404 : 200;
+    this.cdnRequests.push({ path: url.pathname, status });
+    if (status !== 200 || !file) {
+      res.writeHead(status, { 'content-type': 'text/plain' });
+      res.end('This content is no longer available.');
+      return;
+    }
+    res.writeHead(200, { 'content-type': file.contentType, 'content-length': file.bytes.length });
+    res.end(file.bytes);
+  }
+
+  /**
+   * A file a user attached to a command option: hosted on the CDN, returned as the resolved
+   * attachment the interaction carries.
+   */
+  uploadAttachment(opts: {
+    bytes: Buffer;
+    filename: string;
+    contentType: string;
+    width?: number;
+    height?: number;
+  }): APIAttachment {
+    const id = this.snowflake();
+    const path = `/ephemeral-attachments/${this.applicationId}/${id}/${opts.filename}`;
+    this.cdnFiles.set(path, { bytes: opts.bytes, contentType: opts.contentType });
+    const url = this.signCdnUrl(`${this.cdnUrl}${path}`);
+    return {
+      id,
+      filename: opts.filename,
+      size: opts.bytes.length,
+      url,
+      proxy_url: url,
+      content_type: opts.contentType,
+      ...(opts.width && opts.height ? { width: opts.width, height: opts.height } : {}),
+      ephemeral: true,
+    } as APIAttachment;
   }
 
   async close(): Promise<void> {
     for (const ws of this.wss?.clients ?? []) ws.terminate();
     this.wss?.close();
     this.server?.closeAllConnections();
+    this.cdn?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.cdn ? this.cdn.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
@@ -405,15 +490,28 @@ export class FakeDiscord extends EventEmitter {
     userId?: string;
     channelId?: string;
     attachmentSizeLimit?: number;
+    /** An attached image (from {@link uploadAttachment}). */
+    image?: APIAttachment;
+    strength?: string;
+    count?: number;
   }): APIChatInputApplicationCommandInteraction {
     const options: Array<{ name: string; type: number; value: string | number }> = [
       { name: 'prompt', type: 3, value: opts.prompt },
     ];
+    if (opts.image) options.push({ name: 'image', type: 11, value: opts.image.id });
+    if (opts.strength) options.push({ name: 'strength', type: 3, value: opts.strength });
+    if (opts.count !== undefined) options.push({ name: 'count', type: 4, value: opts.count });
     if (opts.aspect) options.push({ name: 'aspect', type: 3, value: opts.aspect });
     if (opts.seed !== undefined) options.push({ name: 'seed', type: 4, value: opts.seed });
     return {
       ...this.base({ type: 2, ...opts }),
-      data: { id: '400000000000000001', name: 'imagine', type: 1, options },
+      data: {
+        id: '400000000000000001',
+        name: 'imagine',
+        type: 1,
+        options,
+        ...(opts.image ? { resolved: { attachments: { [opts.image.id]: opts.image } } } : {}),
+      },
     } as unknown as APIChatInputApplicationCommandInteraction;
   }
 
@@ -423,12 +521,24 @@ export class FakeDiscord extends EventEmitter {
     customId: string,
     opts: { userId?: string; attachmentSizeLimit?: number } = {},
   ): APIMessageComponentButtonInteraction {
-    const { bytes: _b, loading: _l, deleted: _d, ...plain } = message as FakeMessage;
     return {
       ...this.base({ type: 3, channelId: message.channel_id, ...opts }),
       data: { custom_id: customId, component_type: 2 },
-      message: plain,
+      message: this.plain(message as FakeMessage),
     } as unknown as APIMessageComponentButtonInteraction;
+  }
+
+  /** A choice in a string select menu on a message. */
+  selectInteraction(
+    message: APIMessage,
+    customId: string,
+    values: string[],
+  ): APIMessageComponentSelectMenuInteraction {
+    return {
+      ...this.base({ type: 3, channelId: message.channel_id }),
+      data: { custom_id: customId, component_type: 3, values },
+      message: this.plain(message as FakeMessage),
+    } as unknown as APIMessageComponentSelectMenuInteraction;
   }
 
   /** A PING, as Discord sends to check an HTTP endpoint. */
@@ -872,7 +982,13 @@ export class FakeDiscord extends EventEmitter {
 
   private plain(msg: FakeMessage): APIMessage {
     const { bytes: _b, loading: _l, deleted: _d, ...rest } = msg;
-    return structuredClone(rest);
+    const copy = structuredClone(rest) as APIMessage;
+    copy.attachments = copy.attachments.map((a) => ({
+      ...a,
+      url: this.signCdnUrl(a.url),
+      proxy_url: this.signCdnUrl(a.proxy_url),
+    }));
+    return copy;
   }
 
   /** Strict checks on a message body, then apply it (create or edit). */
@@ -902,12 +1018,14 @@ export class FakeDiscord extends EventEmitter {
           byIndex.delete(key);
           const id = this.snowflake();
           const filename = typeof a.filename === 'string' ? a.filename : file.filename;
+          const path = `/attachments/${msg.channel_id}/${id}/${filename}`;
+          this.cdnFiles.set(path, { bytes: file.bytes, contentType: file.contentType });
           nextAttachments.push({
             id,
             filename,
             size: file.bytes.length,
-            url: `${this.url}/attachments/${id}/${filename}`,
-            proxy_url: `${this.url}/attachments/${id}/${filename}`,
+            url: `${this.cdnUrl}${path}`,
+            proxy_url: `${this.cdnUrl}${path}`,
             content_type: file.contentType,
           });
           nextBytes[id] = file.bytes;
@@ -995,12 +1113,22 @@ function checkComponents(rows: unknown[]): void {
       throw new HttpError(400, 50035, 'top-level components must be action rows');
     if (row.components.length < 1 || row.components.length > 5)
       throw new HttpError(400, 50035, 'an action row holds 1-5 buttons');
+    const select = (row.components as Array<{ type?: number }>).find((c) => c.type === 3);
+    if (select) {
+      if (row.components.length !== 1)
+        throw new HttpError(400, 50035, 'a select menu fills its action row alone');
+      checkSelect(select as Record<string, unknown>, ids);
+      continue;
+    }
     for (const c of row.components as Array<{
       type?: number;
       custom_id?: unknown;
       style?: number;
+      label?: unknown;
     }>) {
-      if (c.type !== 2) throw new HttpError(400, 50035, 'only buttons are supported here');
+      if (c.type !== 2) throw new HttpError(400, 50035, 'only buttons and string selects here');
+      if (typeof c.label === 'string' && c.label.length > 80)
+        throw new HttpError(400, 50035, 'button label longer than 80');
       if (c.style === 5) continue;
       if (typeof c.custom_id !== 'string' || c.custom_id.length < 1 || c.custom_id.length > 100)
         throw new HttpError(400, 50035, 'custom_id must be 1-100 characters');
@@ -1018,6 +1146,33 @@ function tokenOf(raw: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A string select menu, as Discord checks it. */
+function checkSelect(c: Record<string, unknown>, ids: Set<string>): void {
+  const id = c.custom_id;
+  if (typeof id !== 'string' || id.length < 1 || id.length > 100)
+    throw new HttpError(400, 50035, 'custom_id must be 1-100 characters');
+  if (ids.has(id)) throw new HttpError(400, 50035, 'duplicate custom_id');
+  ids.add(id);
+  if (typeof c.placeholder === 'string' && c.placeholder.length > 150)
+    throw new HttpError(400, 50035, 'placeholder longer than 150');
+  const options = c.options as Array<{ label?: unknown; value?: unknown }> | undefined;
+  if (!Array.isArray(options) || options.length < 1 || options.length > 25)
+    throw new HttpError(400, 50035, 'a select menu has 1-25 options');
+  const values = new Set<string>();
+  for (const o of options) {
+    if (typeof o.label !== 'string' || o.label.length < 1 || o.label.length > 100)
+      throw new HttpError(400, 50035, 'option label must be 1-100 characters');
+    if (typeof o.value !== 'string' || o.value.length < 1 || o.value.length > 100)
+      throw new HttpError(400, 50035, 'option value must be 1-100 characters');
+    if (values.has(o.value)) throw new HttpError(400, 50035, 'duplicate option value');
+    values.add(o.value);
+  }
+  const min = (c.min_values as number | undefined) ?? 1;
+  const max = (c.max_values as number | undefined) ?? 1;
+  if (min < 0 || max > options.length || min > max)
+    throw new HttpError(400, 50035, 'min_values/max_values out of range');
 }
 
 /** Start a fake Discord on a loopback port. */
