@@ -193,6 +193,82 @@ describe('Discord: a grid of four', () => {
   });
 });
 
+describe('Discord: every click passes the same limits and rules as /imagine', () => {
+  let fake: FakeDiscord;
+  let app: Imagine;
+
+  beforeAll(async () => {
+    fake = await startFakeDiscord();
+    app = await startTestImagine({
+      DISCORD_TOKEN: fake.botToken,
+      DISCORD_API_URL: fake.apiUrl,
+      LIMIT_IMAGES_PER_USER: '1',
+      BLOCKED_WORDS: 'kraken',
+    });
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await fake?.close();
+  });
+
+  /** A finished grid posted for `prompt` (before any rule changed), as its message. */
+  async function gridMessage(prompt: string) {
+    const deliverer = new DiscordDeliverer({
+      api: new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken }),
+      logger: pino({ level: 'silent' }),
+    });
+    const interaction = fake.commandInteraction({ prompt });
+    fake.acknowledge(interaction.token, { type: 5 });
+    const images = await demoImages(prompt, 5, 4);
+    await deliverer.deliver(
+      {
+        platform: 'discord',
+        applicationId: fake.applicationId,
+        interactionToken: interaction.token,
+        issuedAt: Date.now(),
+        userId: '1',
+      },
+      { jobId: 'j', state: 'done', createdAt: Date.now(), prompt, seed: 5, images },
+    );
+    return fake.original(interaction.token)!;
+  }
+
+  /** Click and return what the user was told privately, or 'queued'. */
+  async function click(
+    interaction:
+      | ReturnType<FakeDiscord['buttonInteraction']>
+      | ReturnType<FakeDiscord['selectInteraction']>,
+  ): Promise<string> {
+    fake.dispatch(interaction);
+    const answer = await fake.waitFor(
+      (r) =>
+        r.path.includes(interaction.token) &&
+        ((r.method === 'POST' && r.path.endsWith(interaction.token)) ||
+          (r.method === 'PATCH' && r.status === 200)),
+    );
+    return answer.method === 'POST' ? String(answer.body?.content) : 'queued';
+  }
+
+  it('blocked words apply to the prompt a vary or upscale reads from the message', async () => {
+    const message = await gridMessage('a kraken at sea');
+    expect(await click(fake.buttonInteraction(message, 'vy|2|7|256x256|strong'))).toMatch(
+      /not allowed here/,
+    );
+    expect(await click(fake.selectInteraction(message, 'vys|256x256', ['0|5']))).toMatch(
+      /not allowed here/,
+    );
+    expect(await click(fake.buttonInteraction(message, 'up|1|6|256x256'))).toMatch(
+      /not allowed here/,
+    );
+  });
+
+  it('the per-user limit counts clicks: the second one in the window is refused', async () => {
+    const message = await gridMessage('a calm sea');
+    expect(await click(fake.buttonInteraction(message, 'up|1|6|256x256'))).toBe('queued');
+    expect(await click(fake.buttonInteraction(message, 'vy|2|7|256x256|subtle'))).toMatch(/🐢/);
+  });
+});
+
 describe('Discord: /imagine with an image attached', () => {
   let fake: FakeDiscord;
   let app: Imagine;
