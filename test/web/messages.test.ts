@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { PromptSchema } from '../../contracts/job.ts';
 import {
   checkPrompt,
+  describeJobFailure,
   describeRefusal,
   describeWait,
   formatElapsed,
@@ -71,5 +72,15 @@ describe('wording', () => {
     expect(describeWait(59)).toBe('59 seconds');
     expect(formatElapsed(7_900)).toBe('7 s');
     expect(formatElapsed(65_000)).toBe('1 min 05 s');
+  });
+});
+
+describe('why a job ended without an image', () => {
+  it('says a backend refused the request itself, apart from it being unavailable', () => {
+    expect(describeJobFailure('GENERATOR_REJECTED')).toMatch(/refused this request/);
+    expect(describeJobFailure('GENERATOR_UNAVAILABLE')).toMatch(/unavailable/);
+    expect(describeJobFailure('SOMETHING_NEW')).toBe(
+      'The image generator could not make this image.',
+    );
   });
 });

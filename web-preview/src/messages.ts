@@ -96,6 +96,8 @@ export function describeJobFailure(code: string): string {
       return 'The image generator is unavailable right now.';
     case 'GENERATOR_AUTH':
       return 'The image generator refused this server’s credentials; the operator needs to fix the setup.';
+    case 'GENERATOR_REJECTED':
+      return 'The image generator refused this request: its setup cannot make it (a size, model or kind of image it does not offer).';
     case 'BLOCKED_CONTENT':
       return 'This prompt is not allowed here.';
     default:
