@@ -14,6 +14,8 @@ export interface DeliveredImage {
   seed: number;
   width: number;
   height: number;
+  /** Output safety flagged it and the scope's setting is `spoiler`: hide it behind a click. */
+  spoiler?: boolean | undefined;
 }
 
 /**
@@ -54,4 +56,69 @@ export interface DeliveryEvent {
 export interface ChatDeliverer {
   readonly platform: ReplyTarget['platform'];
   deliver(target: ReplyTarget, event: DeliveryEvent): Promise<void>;
+  /** Post an image held for review to its moderators' channel (platforms that can). */
+  postForReview?(held: HeldImage): Promise<void>;
+}
+
+/** An image output safety holds for a moderator, in the relay's memory only. */
+export interface HeldImage {
+  jobId: string;
+  /** The image's place in its job. */
+  index: number;
+  image: DeliveredImage;
+  prompt?: string | undefined;
+  generator?: string | undefined;
+  createdAt: number;
+  /** When it was held (ms). */
+  heldAt: number;
+  /** The original reply target, opened: Approve delivers there. */
+  target: ReplyTarget;
+  /** The scope's moderators' channel. */
+  reviewChannelId: string;
+  /** For the audit log and the moderators' message. */
+  platform: 'web' | 'discord' | 'slack';
+  scopeId?: string | undefined;
+  userId?: string | undefined;
+  score?: number | undefined;
+  threshold: number;
+}
+
+/** Who acts on a held image. */
+export interface ReviewActor {
+  id: string;
+  name?: string | undefined;
+  platform: 'web' | 'discord' | 'slack';
+  scopeId?: string | undefined;
+}
+
+/** What came of a moderator's click. */
+export type ReviewOutcome = 'approved' | 'rejected' | 'expired';
+
+/** The relay's held images, as the chat adapters' buttons reach them. */
+export interface ReviewDesk {
+  /** Approve (deliver to the original target) or reject (tell the user); `expired` when gone. */
+  decide(
+    jobId: string,
+    index: number,
+    verdict: 'approve' | 'reject',
+    actor: ReviewActor,
+  ): Promise<ReviewOutcome>;
+}
+
+/** Longest alt text each surface takes (Discord attachment `description`, Slack `alt_txt`). */
+export const ALT_TEXT_MAX = { discord: 1024, slack: 1000, web: 1000 } as const;
+
+/**
+ * Alt text for a delivered image, from its prompt: whitespace folded, control and bidi
+ * characters dropped, cut to `maxChars` code points (with an ellipsis) so no platform refuses it.
+ */
+export function imageAltText(prompt: string | undefined, maxChars: number): string {
+  const clean = (prompt ?? '')
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
+    .replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/gu, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+  const text = clean === '' ? 'Generated image' : clean;
+  const chars = [...text];
+  return chars.length <= maxChars ? text : `${chars.slice(0, maxChars - 1).join('')}…`;
 }

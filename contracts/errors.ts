@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   BLOCKED_CONTENT: 422,
   /** The scope's output-safety setting blocked the generated image. */
   SAFETY_BLOCKED: 422,
+  /** The image awaits a moderator's review (output safety `review`). */
+  SAFETY_HELD: 202,
   CHANNEL_NOT_ALLOWED: 403,
   RATE_LIMITED: 429,
   QUEUE_FULL: 503,

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ImagineError } from './errors.ts';
 import { IMAGE_TYPES } from './image-types.ts';
 import { IMAGE_COUNT_MAX, JOB_ID_PATTERN, JOB_TASKS } from './job.ts';
+import { PushSafetySchema } from './safety.ts';
 
 /** Header carrying the signing time, unix seconds. */
 export const TIMESTAMP_HEADER = 'x-imagine-timestamp';
@@ -163,6 +164,8 @@ export const PushMetaSchema = z.object({
   createdAt: z.number().int().positive().optional(),
   replyTarget: z.string().max(8192).optional(),
   error: z.object({ code: z.string().max(100), message: z.string().max(2000) }).optional(),
+  /** Output safety: a verdict for every image made; only delivered ones are image parts. */
+  safety: PushSafetySchema.optional(),
 });
 /** The `meta` part of a multipart push. */
 export type PushMeta = z.infer<typeof PushMetaSchema>;

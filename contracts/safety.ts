@@ -72,3 +72,28 @@ export function combineScores(...scores: Array<number | undefined>): number | un
   const known = scores.filter((s): s is number => s !== undefined && Number.isFinite(s));
   return known.length === 0 ? undefined : Math.min(1, Math.max(0, ...known));
 }
+
+/** What a push says about safety: one verdict per image the generator made, and whose job it was. */
+export const PushSafetySchema = z.object({
+  /** One verdict per image made, in order; `index` is the image's place in the job. */
+  verdicts: z
+    .array(SafetyVerdictSchema.extend({ index: z.number().int().min(0).max(3) }))
+    .min(1)
+    .max(4),
+  /** For the audit log: the job's platform, scope and user (never the image). */
+  platform: z.enum(['web', 'discord', 'slack']).optional(),
+  scopeId: z.string().max(200).optional(),
+  userId: z.string().max(200).optional(),
+});
+/** What a push says about safety. */
+export type PushSafety = z.infer<typeof PushSafetySchema>;
+
+/** Whether an image with this action leaves the worker (blocked ones never do). */
+export function isPushed(action: SafetyAction): boolean {
+  return action !== 'block';
+}
+
+/** Whether an image with this action goes to the user as it is (held ones wait for review). */
+export function isDelivered(action: SafetyAction): boolean {
+  return action === 'deliver' || action === 'spoiler';
+}

@@ -24,6 +24,7 @@ import type { JobFanout } from './fanout.ts';
 import { JobTracker, type JobUpdate } from './job-tracker.ts';
 import { createMetrics, type RelayMetrics } from './metrics.ts';
 import { registerOriginPolicy } from './origins.ts';
+import { MemoryReviewDesk } from './review-desk.ts';
 import { enqueueRoutes } from './routes/enqueue.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -65,6 +66,8 @@ export interface RelayState {
   fanout: JobFanout | undefined;
   /** Generator backends of the worker in this process, when it routes over several. */
   backends: BackendHealth | undefined;
+  /** Images held for moderator review (this instance's memory). */
+  reviews: MemoryReviewDesk;
 }
 
 declare module 'fastify' {
@@ -172,6 +175,14 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     await delivery.drain();
   });
 
+  const reviews = new MemoryReviewDesk({
+    ttlMs: config.SAFETY_REVIEW_TTL_SECONDS * 1000,
+    maxBytes: config.SAFETY_REVIEW_MAX_BYTES,
+    delivery,
+    metrics,
+    admission: deps.admission,
+    logger: deps.logger.child({ part: 'review' }),
+  });
   app.decorate('relay', {
     config,
     tracker,
@@ -183,11 +194,13 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     generator,
     fanout: deps.fanout,
     backends: deps.backends,
+    reviews,
   } satisfies RelayState);
   app.decorate('frontDoor', {
     submit,
     admission: deps.admission,
     generator,
+    reviews,
   } satisfies FrontDoor);
 
   app.setErrorHandler((err, request, reply) => {

@@ -4,7 +4,7 @@
  * are overtaken while a delivery is in flight are skipped; final states never are.
  */
 import type { Logger } from 'pino';
-import type { ChatDeliverer, DeliveryEvent } from '../contracts/delivery.ts';
+import type { ChatDeliverer, DeliveryEvent, HeldImage } from '../contracts/delivery.ts';
 import type { ReplyTarget } from '../contracts/seal.ts';
 import { openReplyTarget } from '../contracts/seal.ts';
 import { coalesce } from './coalesce.ts';
@@ -64,6 +64,35 @@ export class ChatDelivery {
     tracker.on('positions', this.positions);
   }
 
+  /** Deliver one event straight to a target's platform (a moderator's Approve / Reject). */
+  async deliverTo(target: ReplyTarget, event: DeliveryEvent): Promise<void> {
+    const deliverer = this.deliverers.get(target.platform);
+    if (!deliverer) throw new Error(`no ${target.platform} deliverer on this relay`);
+    await deliverer.deliver(target, event);
+  }
+
+  /** Whether this relay can post held images for a platform's moderators. */
+  canReview(platform: ReplyTarget['platform']): boolean {
+    return this.deliverers.get(platform)?.postForReview !== undefined;
+  }
+
+  /** Post a held image to its scope's moderators' channel; throws when nobody can. */
+  async postForReview(held: HeldImage): Promise<void> {
+    const deliverer = this.deliverers.get(held.target.platform);
+    if (!deliverer?.postForReview)
+      throw new Error(`${held.target.platform} cannot hold images for review here`);
+    await deliverer.postForReview(held);
+  }
+
+  /** Open a sealed reply target (undefined when it cannot be opened). */
+  open(sealed: string): ReplyTarget | undefined {
+    try {
+      return openReplyTarget(this.secret, sealed);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Resolves when no delivery is pending (tests, shutdown). */
   async drain(): Promise<void> {
     this.positions?.cancel();
@@ -93,6 +122,7 @@ export class ChatDelivery {
               seed: record.seed ?? 0,
               width: record.width ?? 0,
               height: record.height ?? 0,
+              ...(record.spoilers?.[0] ? { spoiler: true } : {}),
             },
           ]
         : undefined,

@@ -56,6 +56,8 @@ export interface JobRecord {
   /** Sealed reply target for chat delivery. */
   replyTarget?: string | undefined;
   image?: BufferedImage | undefined;
+  /** Output safety: which pushed images are spoilers (hidden behind a click), by index. */
+  spoilers?: boolean[] | undefined;
   /** The image was evicted from the buffer (TTL or byte cap). */
   imageEvicted?: boolean;
   /** The last change came from another relay instance, which then owns the job's side effects. */

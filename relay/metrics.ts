@@ -10,6 +10,7 @@ export interface RelayMetrics {
   openSockets: Gauge;
   bufferedBytes: Gauge;
   pushes: Counter<'kind'>;
+  safety: Counter<'action' | 'platform'>;
 }
 
 /** Create the metrics; `bufferedBytes` and `openSockets` read live values on scrape. */
@@ -60,6 +61,12 @@ export function createMetrics(live: {
       name: 'imagine_pushes_total',
       help: 'Worker pushes by kind (status, image, duplicate, legacy, rejected)',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    safety: new Counter({
+      name: 'imagine_safety_decisions_total',
+      help: 'Output-safety decisions per image (deliver, spoiler, review, block) and review actions (approved, rejected, expired)',
+      labelNames: ['action', 'platform'],
       registers: [registry],
     }),
   };

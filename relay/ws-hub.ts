@@ -97,6 +97,7 @@ export class WaiterHub {
           width: record.width,
           height: record.height,
           generationMs: record.generationMs,
+          ...(record.spoilers?.[0] ? { spoiler: true } : {}),
         }),
       );
       // One binary message, sent as the chunks it arrived in (fragments): no copy of the image.

@@ -25,6 +25,7 @@ import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
 import { generatorFromConfig } from '../worker/generators/index.ts';
 import { GeneratorRouter } from '../worker/generators/router.ts';
+import { createNsfwClassifier, type ImageClassifier } from '../worker/safety/classifier.ts';
 import { type RunningWorker, startWorker } from '../worker/worker.ts';
 import { workerHealthListener } from './worker-health.ts';
 
@@ -38,6 +39,8 @@ export interface StartOptions {
   plugins?: FastifyPluginAsync[];
   /** Chat adapters; by default built from configuration. */
   adapters?: ChatAdapter[];
+  /** The worker's safety classifier; by default NSFWJS as configured (loaded on first use). */
+  classifier?: ImageClassifier;
 }
 
 /** A running imagine. */
@@ -155,6 +158,12 @@ async function startParts(
       secret: config.RELAY_SECRET,
       maxAttempts,
       logger,
+      safety: {
+        classifier:
+          opts.classifier ??
+          createNsfwClassifier({ model: config.SAFETY_MODEL, backend: config.SAFETY_BACKEND }),
+        defaultPolicy: { mode: config.SAFETY, threshold: config.SAFETY_THRESHOLD },
+      },
     });
     const w = worker;
     // The worker stops first so no job is left half-pushed.

@@ -3,6 +3,7 @@
  * admission policy and the generator's name. The relay decorates its Fastify instance with it
  * as `frontDoor`, so adapters in bot/ never reach into the relay's own state.
  */
+import type { ReviewDesk } from '../contracts/delivery.ts';
 import type { AdmissionPolicy, Submitter } from './submit.ts';
 
 /** The submit path and moderation, as a front end sees them. */
@@ -11,6 +12,8 @@ export interface FrontDoor {
   admission: AdmissionPolicy | undefined;
   /** The generator the workers run ("demo" is labelled as such to users). */
   generator: { name: string; demo: boolean };
+  /** Images output safety holds for moderators (Approve / Reject buttons reach them here). */
+  reviews: ReviewDesk;
 }
 
 declare module 'fastify' {

@@ -46,6 +46,8 @@ export interface GeneratedImage {
   seed: number;
   width: number;
   height: number;
+  /** The generator's own safety score (0–1, higher is less safe), when it has a checker. */
+  safetyScore?: number | undefined;
 }
 
 /**

@@ -6,8 +6,34 @@
 import type { Logger } from 'pino';
 import { asImagineError, ImagineError, isRetryable } from '../contracts/errors.ts';
 import { type Job, jobSeeds } from '../contracts/job.ts';
+import {
+  isPushed,
+  type PushSafety,
+  type SafetyPolicy,
+  type SafetyVerdict,
+} from '../contracts/safety.ts';
 import type { Generator } from './generator.ts';
 import type { RelayPusher } from './push-client.ts';
+import type { ImageClassifier } from './safety/classifier.ts';
+import { judgeImages } from './safety/judge.ts';
+
+/** Output safety in the worker: the classifier, and the policy of a job that carries none. */
+export interface WorkerSafety {
+  classifier: ImageClassifier;
+  /** From configuration (`SAFETY`, `SAFETY_THRESHOLD`): for jobs queued without a policy. */
+  defaultPolicy: SafetyPolicy;
+}
+
+function scopeNoun(platform: string): string {
+  return platform === 'slack' ? 'workspace' : platform === 'web' ? 'site' : 'server';
+}
+
+/** What the user is told when no image of the job may be delivered. */
+function withheldMessage(job: Job, verdicts: readonly SafetyVerdict[]): string {
+  const noun = scopeNoun(job.origin.platform);
+  const some = verdicts.length === 1 ? 'the image' : `all ${verdicts.length} images`;
+  return `this ${noun}'s safety setting blocked ${some}; nothing was delivered`;
+}
 
 /** Options of {@link createJobRunner}. */
 export interface JobRunnerOptions {
@@ -16,6 +42,8 @@ export interface JobRunnerOptions {
   logger: Logger;
   /** Attempts before a retryable failure is final (the queue's maxReceiveCount). */
   maxAttempts: number;
+  /** Output safety; absent: images are not judged (tests of other things, benchmarks). */
+  safety?: WorkerSafety | undefined;
   now?: () => number;
 }
 
@@ -93,11 +121,65 @@ export function createJobRunner(
       return;
     }
     const generationMs = performance.now() - started;
+    // Every image is judged before anything leaves the worker.
+    let safety: PushSafety | undefined;
+    if (opts.safety) {
+      const policy = job.safety ?? opts.safety.defaultPolicy;
+      let verdicts: SafetyVerdict[];
+      try {
+        verdicts = await judgeImages(images, policy, opts.safety.classifier);
+      } catch (err) {
+        const e = asImagineError(err, 'SAFETY_CHECK_FAILED');
+        log.error({ err: e }, 'safety check failed; nothing delivered');
+        await opts.pusher.push({
+          ...base(job),
+          status: 'failed',
+          error: {
+            code: 'SAFETY_CHECK_FAILED',
+            message: 'the image could not be checked for safety, so it was not delivered',
+          },
+        });
+        return;
+      }
+      safety = {
+        verdicts: verdicts.map((v, index) => ({ ...v, index })),
+        platform: job.origin.platform,
+        ...(job.origin.scopeId === undefined ? {} : { scopeId: job.origin.scopeId }),
+        ...(job.origin.userId === undefined ? {} : { userId: job.origin.userId }),
+      };
+      log.info(
+        { safety: verdicts.map((v) => ({ action: v.action, score: v.score })) },
+        'safety verdicts',
+      );
+      // Blocked images never leave the worker; held ones go to the relay, which keeps them for
+      // a moderator instead of delivering them.
+      const kept = images.filter((_, i) => isPushed(verdicts[i]!.action));
+      if (kept.length === 0) {
+        await opts.pusher.push({
+          ...base(job),
+          status: 'failed',
+          error: { code: 'SAFETY_BLOCKED', message: withheldMessage(job, verdicts) },
+          safety,
+          generationMs,
+        });
+        return;
+      }
+      images = kept;
+      // The verdicts of the images pushed come first, in the order of their parts.
+      safety = {
+        ...safety,
+        verdicts: [
+          ...safety.verdicts.filter((v) => isPushed(v.action)),
+          ...safety.verdicts.filter((v) => !isPushed(v.action)),
+        ],
+      };
+    }
     // Until the relay takes N images per push, the first one is delivered.
     const image = images[0]!;
     await opts.pusher.push(
       {
         ...base(job),
+        ...(safety ? { safety } : {}),
         status: 'done',
         contentType: image.contentType,
         seed: image.seed,

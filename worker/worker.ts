@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { JobConsumer } from '../queue/queue.ts';
 import type { Generator } from './generator.ts';
 import { createRelayPusher, type RelayPusher } from './push-client.ts';
-import { createJobRunner } from './runner.ts';
+import { createJobRunner, type WorkerSafety } from './runner.ts';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -14,6 +14,8 @@ export interface WorkerOptions {
   maxAttempts: number;
   logger: Logger;
   pusher?: RelayPusher;
+  /** Output safety (the classifier loads on the first job whose policy is not `off`). */
+  safety?: WorkerSafety;
 }
 
 /** A running worker. */
@@ -29,6 +31,7 @@ export function startWorker(opts: WorkerOptions): RunningWorker {
     pusher,
     logger: opts.logger,
     maxAttempts: opts.maxAttempts,
+    safety: opts.safety,
   });
   opts.consumer.start((job, ctx) => run(job, ctx));
   opts.logger.info({ generator: opts.generator.name }, 'worker started');

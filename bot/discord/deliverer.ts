@@ -8,7 +8,13 @@
 import { DiscordAPIError } from '@discordjs/rest';
 import type { APIMessage } from 'discord.js';
 import type { Logger } from 'pino';
-import type { ChatDeliverer, DeliveryEvent } from '../../contracts/delivery.ts';
+import {
+  ALT_TEXT_MAX,
+  type ChatDeliverer,
+  type DeliveryEvent,
+  type HeldImage,
+  imageAltText,
+} from '../../contracts/delivery.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import { isTerminal } from '../../contracts/push.ts';
 import type { DiscordTarget, ReplyTarget } from '../../contracts/seal.ts';
@@ -25,10 +31,12 @@ import { fitImage } from './fit-image.ts';
 import {
   DELIVERY_FAILED,
   doneButtons,
+  escapeMarkdown,
   failureLine,
   imageFileName,
   jobEmbed,
   retryButtons,
+  reviewButtons,
   statusLine,
 } from './messages.ts';
 
@@ -64,7 +72,7 @@ type Payload = {
   content: string;
   embeds: ReturnType<typeof jobEmbed>[];
   components: ReturnType<typeof doneButtons>;
-  attachments?: Array<{ id: number; filename: string }>;
+  attachments?: Array<{ id: number; filename: string; description?: string }>;
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -144,6 +152,41 @@ export class DiscordDeliverer implements ChatDeliverer {
     } finally {
       if (isTerminal(event.state)) this.webhookGone.delete(event.jobId);
     }
+  }
+
+  /**
+   * Post an image held for review to the moderators' channel (bot token): a spoiler with the
+   * prompt, who asked, where and why, and Approve / Reject buttons for moderators.
+   */
+  async postForReview(held: HeldImage): Promise<void> {
+    const fit = await fitImage(held.image.bytes, held.image.contentType, DEFAULT_ATTACHMENT_LIMIT);
+    const name = `SPOILER_imagine-${held.image.seed}.${fit.ext}`;
+    const who = held.userId ? `<@${held.userId}>` : 'someone';
+    const where =
+      held.target.platform === 'discord' && held.target.channelId
+        ? ` in <#${held.target.channelId}>`
+        : '';
+    const why =
+      held.score === undefined
+        ? ''
+        : ` (score ${held.score.toFixed(2)}, threshold ${held.threshold})`;
+    const prompt = escapeMarkdown(held.prompt ?? '').slice(0, 1500);
+    await this.api.channelMessage(
+      held.reviewChannelId,
+      {
+        content: `🛡️ Held for review: an image for ${who}${where}, flagged by the safety check${why}.\n> ${prompt}`,
+        attachments: [
+          {
+            id: 0,
+            filename: name,
+            description: imageAltText(held.prompt, ALT_TEXT_MAX.discord),
+          },
+        ],
+        components: reviewButtons(held.jobId, held.index),
+        allowed_mentions: { parse: [] },
+      },
+      [{ name, data: fit.bytes, contentType: fit.contentType }],
+    );
   }
 
   private async deliverToDiscord(target: DiscordTarget, event: DeliveryEvent): Promise<void> {
@@ -262,18 +305,24 @@ export class DiscordDeliverer implements ChatDeliverer {
                 },
                 'image re-encoded to fit the upload limit',
               );
-            const name = imageFileName(image.seed, fit.ext);
+            // A spoiler is a plain attachment named SPOILER_…: Discord blurs it until clicked.
+            const name = `${image.spoiler === true ? 'SPOILER_' : ''}${imageFileName(image.seed, fit.ext)}`;
             files.push({ name, data: fit.bytes, contentType: fit.contentType });
           }
           last = { route, limit, size: Math.max(...files.map((f) => f.data.length)) };
-          // One image shows in the embed; several show as the message's mosaic above it.
-          const single = files.length === 1 ? files[0]!.name : undefined;
+          // One image shows in the embed; several show as the message's mosaic above it. An
+          // embed's image is never blurred, so a spoiler never is one.
+          const spoiler = images.some((image) => image.spoiler === true);
+          const single = files.length === 1 && !spoiler ? files[0]!.name : undefined;
+          const alt = imageAltText(event.prompt, ALT_TEXT_MAX.discord);
           return {
             payload: {
-              content: '',
+              content: spoiler
+                ? "This server's safety setting marked the image as a spoiler: click to show it."
+                : '',
               embeds: [jobEmbed(event, single)],
               components: doneButtons(event),
-              attachments: files.map((f, id) => ({ id, filename: f.name })),
+              attachments: files.map((f, id) => ({ id, filename: f.name, description: alt })),
             },
             files,
           };

@@ -13,6 +13,7 @@ import {
   MessageFlags,
 } from 'discord.js';
 import type { Logger } from 'pino';
+import type { ReviewDesk } from '../../contracts/delivery.ts';
 import { asImagineError } from '../../contracts/errors.ts';
 import type { AdmissionPolicy, Submitter } from '../../submit/submit.ts';
 import type { DiscordApi } from './api.ts';
@@ -28,6 +29,8 @@ export interface DiscordGatewayOptions {
   routes: InteractionRoutes;
   submit: Submitter;
   admission?: AdmissionPolicy | undefined;
+  /** Images held for moderator review. */
+  reviews?: ReviewDesk | undefined;
   logger: Logger;
   now?: () => number;
   /** Defer if a handler has not responded by then (Discord allows 3 s), as HTTP mode does. */
@@ -96,7 +99,14 @@ export async function startDiscordGateway(opts: DiscordGatewayOptions): Promise<
     let autoDeferred = false;
     const ctx = interactionContext(
       interaction,
-      { api: opts.api, submit: opts.submit, admission: opts.admission, logger, now },
+      {
+        api: opts.api,
+        submit: opts.submit,
+        admission: opts.admission,
+        reviews: opts.reviews,
+        logger,
+        now,
+      },
       async (body) => {
         // Already deferred for a slow handler: its own deferral is then a no-op (a second
         // initial response would be refused); anything else goes out as follow-ups.

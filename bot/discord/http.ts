@@ -87,6 +87,7 @@ export function discordInteractionsPlugin(opts: DiscordHttpOptions): FastifyPlug
           api: opts.api,
           submit: app.frontDoor.submit,
           admission: app.frontDoor.admission,
+          reviews: app.frontDoor.reviews,
           logger: opts.logger.child({ reqId: request.id }),
           now,
         },

@@ -77,6 +77,7 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
               // Read at each interaction, as HTTP mode does: the front door may be re-decorated.
               submit: (submission) => app.frontDoor.submit(submission),
               admission: app.frontDoor.admission,
+              reviews: app.frontDoor.reviews,
               logger,
               now,
               claims,

@@ -16,6 +16,7 @@ import {
   type RESTPostAPIChatInputApplicationCommandsJSONBody,
 } from 'discord.js';
 import type { Logger } from 'pino';
+import type { ReviewDesk } from '../../contracts/delivery.ts';
 import { asImagineError } from '../../contracts/errors.ts';
 import type { AdmissionPolicy, Submitter } from '../../submit/submit.ts';
 import type { DiscordApi } from './api.ts';
@@ -28,6 +29,8 @@ export interface InteractionDeps {
   submit: Submitter;
   /** The relay's admission policy (`/imagine-admin`, `/imagine-quota` read and change it). */
   admission?: AdmissionPolicy | undefined;
+  /** Images held for moderator review (the Approve / Reject buttons). */
+  reviews?: ReviewDesk | undefined;
   logger: Logger;
   now: () => number;
 }

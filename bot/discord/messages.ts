@@ -29,6 +29,7 @@ export const BUTTONS = {
   upscale: 'up',
   varyImage: 'vy',
   varySubtle: 'vys',
+  review: 'review',
 } as const;
 
 /** Embed colour (a soft violet). */
@@ -275,4 +276,30 @@ export function refusalText(err: ImagineError): string {
     default:
       return `⚠️ Something went wrong (${err.code}). Try again in a moment.`;
   }
+}
+
+/** Approve / Reject under an image held for review: `review|approve|<jobId>|<index>`. */
+export function reviewButtons(
+  jobId: string,
+  index: number,
+): APIActionRowComponent<APIButtonComponent>[] {
+  return [
+    {
+      type: ComponentType.ActionRow,
+      components: [
+        {
+          type: ComponentType.Button,
+          style: ButtonStyle.Success,
+          label: 'Approve',
+          custom_id: encodeCustomId(BUTTONS.review, 'approve', jobId, index),
+        },
+        {
+          type: ComponentType.Button,
+          style: ButtonStyle.Danger,
+          label: 'Reject',
+          custom_id: encodeCustomId(BUTTONS.review, 'reject', jobId, index),
+        },
+      ],
+    },
+  ];
 }

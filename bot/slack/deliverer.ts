@@ -15,7 +15,13 @@
 import type { types } from '@slack/bolt';
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
-import type { ChatDeliverer, DeliveryEvent } from '../../contracts/delivery.ts';
+import sharp from 'sharp';
+import {
+  ALT_TEXT_MAX,
+  type ChatDeliverer,
+  type DeliveryEvent,
+  imageAltText,
+} from '../../contracts/delivery.ts';
 import type { ReplyTarget, SlackTarget } from '../../contracts/seal.ts';
 import {
   escapeTruncated,
@@ -55,6 +61,15 @@ function slackError(err: unknown): string | undefined {
 const SHOWN_MAX = 2000;
 
 /** Delivers job events into Slack conversations. */
+/** A heavily blurred, smaller copy of a flagged image (what Slack shows instead of a spoiler). */
+async function blurred(bytes: Buffer): Promise<Buffer> {
+  return sharp(bytes)
+    .resize(512, 512, { fit: 'inside', withoutEnlargement: true })
+    .blur(24)
+    .png()
+    .toBuffer();
+}
+
 export class SlackDeliverer implements ChatDeliverer {
   readonly platform = 'slack' as const;
   private readonly client: WebClient;
@@ -210,13 +225,17 @@ export class SlackDeliverer implements ChatDeliverer {
       demo: this.opts.isDemo(event.generator),
     };
     const threadTs = target.inline ? target.threadTs : (target.threadTs ?? target.statusTs);
+    // Slack has no spoilers: an image output safety flagged goes up blurred, and says why.
+    const spoiler = image.spoiler === true;
     // WebP gets no slack_file preview: re-encoded as PNG, it does.
-    const preview = await previewable(image.bytes, image.contentType);
+    const preview = spoiler
+      ? { bytes: await blurred(image.bytes), extension: 'png' as const }
+      : await previewable(image.bytes, image.contentType);
     const file = {
       bytes: preview?.bytes ?? image.bytes,
-      filename: `imagine-${event.seed ?? event.jobId}.${preview?.extension ?? 'webp'}`,
+      filename: `imagine-${event.seed ?? event.jobId}${spoiler ? '-blurred' : ''}.${preview?.extension ?? 'webp'}`,
       title: truncate(facts.prompt, 250),
-      altText: truncate(facts.prompt, 1000),
+      altText: imageAltText(facts.prompt, ALT_TEXT_MAX.slack),
     };
     const share = {
       channelId: target.channelId,
@@ -225,7 +244,7 @@ export class SlackDeliverer implements ChatDeliverer {
       initialComment: withPrompt(
         `<@${target.userId}> `,
         facts.prompt,
-        `\n${factsLine(facts)}`,
+        `\n${factsLine(facts)}${spoiler ? "\n_This workspace's safety setting flagged the image, so it is shown blurred._" : ''}`,
         3000,
       ),
     };

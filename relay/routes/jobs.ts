@@ -61,6 +61,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
             contentType: r.image.contentType,
             bytes: r.image.size,
             image: `/jobs/${r.jobId}/image`,
+            ...(r.spoilers?.[0] ? { spoiler: true } : {}),
           }
         : {}),
       generationMs: r.generationMs,

@@ -6,7 +6,7 @@
  * the image itself), and nothing is acted on unless the signature matches.
  */
 import { Busboy, type BusboyInstance } from '@fastify/busboy';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
 import { header } from '../../contracts/headers.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
@@ -20,6 +20,10 @@ import {
   TIMESTAMP_HEADER,
   verifyPush,
 } from '../../contracts/push.ts';
+import { isDelivered, type PushSafety } from '../../contracts/safety.ts';
+import { asModeration } from '../../moderation/index.ts';
+import { scopeNoun } from '../../moderation/policy.ts';
+import { scopeKeyOf } from '../../moderation/settings.ts';
 import { BufferedImage } from '../job-tracker.ts';
 
 interface ParsedPush {
@@ -110,6 +114,31 @@ function parseLegacy(body: Buffer): ParsedPush {
   if (!parsed.success) throw new ImagineError('INVALID_PUSH', describeIssues(parsed.error));
   const image = Buffer.from(parsed.data.image, 'base64');
   return { meta: { jobId: parsed.data.job_id, status: 'done' }, image: [image], legacy: true };
+}
+
+/**
+ * Count every safety decision and write the ones that changed what was delivered to the scope's
+ * audit log: who asked, which job, which image, why. Never the image or the prompt.
+ */
+function recordSafety(relay: FastifyInstance['relay'], jobId: string, safety: PushSafety): void {
+  const platform = safety.platform ?? 'unknown';
+  for (const v of safety.verdicts) relay.metrics.safety.inc({ action: v.action, platform });
+  const moderation = asModeration(relay.admission);
+  const flagged = safety.verdicts.filter((v) => v.action !== 'deliver');
+  if (!moderation || flagged.length === 0 || !safety.platform) return;
+  const scopeKey = scopeKeyOf({
+    platform: safety.platform,
+    ...(safety.scopeId === undefined ? {} : { scopeId: safety.scopeId }),
+  });
+  for (const v of flagged) {
+    const why = `score ${v.score?.toFixed(2) ?? '?'} ≥ ${v.threshold}${v.classifier ? `, ${v.classifier}` : ''}${v.generatorScore === undefined ? '' : `, generator ${v.generatorScore.toFixed(2)}`}`;
+    void moderation.note(scopeKey, {
+      at: Date.now(),
+      actorId: safety.userId ?? 'unknown',
+      actorName: 'output safety',
+      action: `safety ${v.action}: image ${v.index + 1} of job ${jobId} (${why})`,
+    });
+  }
 }
 
 export const pushRoutes: FastifyPluginAsync = async (app) => {
@@ -229,10 +258,27 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
       throw new ImagineError('INVALID_PUSH', `a "${meta.status}" push carries no image`);
     }
 
+    // Output safety `review`: the image goes to the moderators, not to the user or the buffer.
+    const firstVerdict = meta.safety?.verdicts[0];
+    const reviewed = meta.status === 'done' && image && firstVerdict?.action === 'review';
+    const reviewTarget =
+      reviewed && meta.replyTarget ? relay.delivery.open(meta.replyTarget) : undefined;
+    const noun = scopeNoun(meta.safety?.platform);
+    const held = reviewed
+      ? reviewTarget && firstVerdict?.reviewChannelId
+        ? {
+            code: 'SAFETY_HELD',
+            message: `this ${noun}'s safety setting holds flagged images for a moderator: yours awaits review`,
+          }
+        : {
+            code: 'SAFETY_BLOCKED',
+            message: `this ${noun}'s safety setting holds flagged images for a moderator, and there is no moderators' channel to hold it in; nothing was delivered`,
+          }
+      : undefined;
     const { duplicate, record } = relay.tracker.apply(
       meta.jobId,
       {
-        state: meta.status,
+        state: held ? 'failed' : meta.status,
         seed: meta.seed,
         width: meta.width,
         height: meta.height,
@@ -241,10 +287,45 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
         generationMs: meta.generationMs,
         createdAt: meta.createdAt,
         replyTarget: meta.replyTarget,
-        error: meta.error,
+        error: held ?? meta.error,
+        ...(meta.safety
+          ? {
+              spoilers: meta.safety.verdicts
+                .filter((v) => isDelivered(v.action))
+                .map((v) => v.action === 'spoiler'),
+            }
+          : {}),
       },
-      image,
+      held ? undefined : image,
     );
+    if (!duplicate && meta.safety) recordSafety(relay, meta.jobId, meta.safety);
+    if (!duplicate && held?.code === 'SAFETY_HELD' && image && reviewTarget && firstVerdict) {
+      const bytes = image.bytes;
+      void relay.reviews
+        .hold({
+          jobId: meta.jobId,
+          index: firstVerdict.index,
+          image: {
+            bytes,
+            contentType: image.contentType,
+            seed: meta.seed ?? 0,
+            width: meta.width ?? 0,
+            height: meta.height ?? 0,
+          },
+          prompt: meta.prompt,
+          generator: meta.generator,
+          createdAt: record.createdAt,
+          heldAt: Date.now(),
+          target: reviewTarget,
+          reviewChannelId: firstVerdict.reviewChannelId!,
+          platform: meta.safety?.platform ?? reviewTarget.platform,
+          scopeId: meta.safety?.scopeId,
+          userId: meta.safety?.userId,
+          score: firstVerdict.score,
+          threshold: firstVerdict.threshold,
+        })
+        .catch((err) => request.log.error({ err, jobId: meta.jobId }, 'could not hold for review'));
+    }
     request.log.info(
       { jobId: meta.jobId, status: meta.status, duplicate, legacy: push.legacy },
       'push',

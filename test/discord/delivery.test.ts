@@ -53,7 +53,9 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     const meta = await sharp(file.bytes).metadata();
     expect(['webp', 'jpeg']).toContain(meta.format);
     expect(file.filename).toMatch(/\.(webp|jpg)$/);
-    expect(final.body?.attachments).toEqual([{ id: 0, filename: file.filename }]);
+    expect(final.body?.attachments).toEqual([
+      { id: 0, filename: file.filename, description: 'a very detailed city' },
+    ]);
   });
 
   it('a 413 despite the announced limit is answered by a smaller re-encoding', async () => {

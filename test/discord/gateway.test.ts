@@ -72,8 +72,11 @@ describe('Discord over the gateway (real discord.js against the fake)', () => {
     // Strict multipart: payload_json + files[0], attachments listing it.
     expect(final.multipart).toBe(true);
     expect(final.files.map((f) => f.field)).toEqual(['files[0]']);
+    // …with the prompt as its alt text (the attachment's description).
     const attachments = final.body?.attachments as Array<{ id: number; filename: string }>;
-    expect(attachments).toEqual([{ id: 0, filename: final.files[0]!.filename }]);
+    expect(attachments).toEqual([
+      { id: 0, filename: final.files[0]!.filename, description: 'a *fox* in space' },
+    ]);
     const meta = await sharp(final.files[0]!.bytes).metadata();
     expect([meta.format, meta.width, meta.height]).toEqual(['png', 1344, 768]);
 

@@ -96,7 +96,8 @@ describe('Discord: a grid of four', () => {
     ]);
     expect(edit!.files.map((f) => f.filename)).toEqual(images.map((i) => `imagine-${i.seed}.png`));
     expect(edit!.body?.attachments).toEqual(
-      images.map((i, id) => ({ id, filename: `imagine-${i.seed}.png` })),
+      // Each with the prompt as its alt text.
+      images.map((i, id) => ({ id, filename: `imagine-${i.seed}.png`, description: 'four foxes' })),
     );
     for (const [i, f] of edit!.files.entries()) expect(f.bytes.equals(images[i]!.bytes)).toBe(true);
     expect(message.attachments).toHaveLength(4);

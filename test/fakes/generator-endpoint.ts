@@ -17,7 +17,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 
 /** How the fake answers the next requests. */
-export type FakeMode = 'ok' | 'slow' | 'garbage' | 'huge' | 'unavailable' | 'fail-once';
+export type FakeMode =
+  | 'ok'
+  | 'slow'
+  | 'garbage'
+  | 'huge'
+  | 'unavailable'
+  | 'fail-once'
+  /** A PNG signature followed by bytes that do not decode. */
+  | 'corrupt';
 
 /** A running fake generator endpoint. */
 export interface FakeGeneratorEndpoint {
@@ -25,6 +33,8 @@ export interface FakeGeneratorEndpoint {
   key: string;
   secret: string;
   mode: FakeMode;
+  /** Sent as `X-Safety-Score` (the generator's own safety checker) when set. */
+  safetyScore: string | undefined;
   /** Extra time every generation takes, ms. */
   delayMs: number;
   /** How long a container takes to start after a scale-to-zero (0: always warm). */
@@ -77,6 +87,7 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
     key: 'wk-test-key',
     secret: 'ws-test-secret',
     mode: 'ok',
+    safetyScore: undefined,
     delayMs: 0,
     coldStartMs: 0,
     resultRedirectMs: 0,
@@ -126,6 +137,12 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
         };
       case 'unavailable':
         return { status: 503, headers: { 'content-type': 'text/plain' }, body: 'no GPU available' };
+      case 'corrupt':
+        return {
+          status: 200,
+          headers: { 'content-type': 'image/png' },
+          body: Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(64, 7)]),
+        };
       case 'fail-once':
         if (!failedOnce) {
           failedOnce = true;
@@ -149,7 +166,11 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
       .toBuffer();
     return {
       status: 200,
-      headers: { 'content-type': 'image/png', 'x-seed': String(seed) },
+      headers: {
+        'content-type': 'image/png',
+        'x-seed': String(seed),
+        ...(state.safetyScore === undefined ? {} : { 'x-safety-score': state.safetyScore }),
+      },
       body: png,
     };
   };

@@ -25,6 +25,9 @@ export async function startTestImagine(
     RELAY_SECRET: TEST_SECRET,
     LOG_LEVEL: 'silent',
     SQS_WAIT_SECONDS: '1',
+    // Output safety is tested on its own (test/worker/safety.test.ts); elsewhere images are not
+    // judged, so the model is not loaded into every test's process.
+    SAFETY: 'off',
     ...env,
   });
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });

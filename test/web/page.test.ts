@@ -280,6 +280,29 @@ describe('web page in chromium', () => {
     }
   });
 
+  it('an image output safety flags arrives blurred behind a click, with the prompt as alt text', async () => {
+    const flagging = await startTestImagine({ SAFETY: 'spoiler', SAFETY_THRESHOLD: '0' });
+    try {
+      const { context, page, problems } = await openPage(flagging.url);
+      await page.getByLabel('Prompt').fill('A lighthouse at dusk');
+      await page.getByLabel('Prompt').press('Enter');
+      const card = newestCard(page);
+      const img = card.locator('img.result-image');
+      await img.waitFor();
+      await expect(img.getAttribute('alt')).resolves.toBe('A lighthouse at dusk');
+      const filter = () => img.evaluate((el) => getComputedStyle(el).filter);
+      await expect(filter()).resolves.toBe('blur(28px)');
+      await page.screenshot({ path: join(ARTIFACTS, 'web-spoiler.png') });
+      await card.getByRole('button', { name: /show the image/ }).click();
+      // Revealed with the page's usual fade-in (from blur(8px) to none in 0.4 s).
+      await expect.poll(filter, { timeout: 5000 }).toBe('none');
+      expect(problems).toEqual([]);
+      await context.close();
+    } finally {
+      await flagging.stop();
+    }
+  });
+
   it('fits a phone-width screen and works from the keyboard alone', async () => {
     const { context, page, problems } = await openPage(app.url, { width: 390, height: 844 });
     await page.keyboard.press('Tab'); // skip link

@@ -19,6 +19,8 @@ export type FollowEvent =
       width: number;
       height: number;
       generationMs: number | undefined;
+      /** Output safety flagged it: show it blurred until clicked. */
+      spoiler: boolean;
       via: 'websocket' | 'polling';
     }
   | { kind: 'failed'; state: 'failed' | 'expired'; code: string; message: string };
@@ -49,6 +51,7 @@ interface StatusBody {
   height?: number;
   generationMs?: number;
   contentType?: string;
+  spoiler?: boolean;
   error?: { code?: string; message?: string };
 }
 
@@ -58,6 +61,7 @@ interface ImageMeta {
   width: number;
   height: number;
   generationMs?: number;
+  spoiler?: boolean;
 }
 
 const DEFAULT_RECONNECT_MS = [400, 1200, 3000] as const;
@@ -110,6 +114,7 @@ export function followJob(opts: FollowOptions): Follower {
           width: meta.width,
           height: meta.height,
           generationMs: meta.generationMs,
+          spoiler: meta.spoiler === true,
           via: 'websocket',
         });
         return;
@@ -127,6 +132,7 @@ export function followJob(opts: FollowOptions): Follower {
           width: frame.width ?? 0,
           height: frame.height ?? 0,
           ...(frame.generationMs === undefined ? {} : { generationMs: frame.generationMs }),
+          ...(frame.spoiler === true ? { spoiler: true } : {}),
         };
       } else if (frame.type === 'status') onStatus(frame, 'websocket');
     };
@@ -217,6 +223,7 @@ export function followJob(opts: FollowOptions): Follower {
         width: status.width ?? 0,
         height: status.height ?? 0,
         generationMs: status.generationMs,
+        spoiler: status.spoiler === true,
         via: 'polling',
       });
     } catch {

@@ -1,4 +1,5 @@
 /** The page: a prompt form, and a stack of result cards that follow their jobs live. */
+import { ALT_TEXT_MAX, imageAltText } from '../../contracts/delivery.ts';
 import {
   ASPECT_RATIOS,
   ASPECT_SIZES,
@@ -305,11 +306,28 @@ class ResultCard {
     this.objectUrl = URL.createObjectURL(event.blob);
     const img = el('img', 'result-image');
     img.src = this.objectUrl;
-    img.alt = `Generated image for: ${this.request.prompt}`;
+    img.alt = imageAltText(this.request.prompt, ALT_TEXT_MAX.web);
     img.width = event.width;
     img.height = event.height;
     this.sizeFrame(event.width, event.height);
-    this.frame.replaceChildren(img);
+    if (event.spoiler) {
+      // Flagged by this site's safety setting: blurred until the viewer chooses to see it.
+      const reveal = el('button', 'spoiler');
+      reveal.type = 'button';
+      reveal.setAttribute('aria-label', 'Flagged by the safety check: show the image');
+      const label = el('span', 'spoiler-label', 'Flagged by the safety check · click to show');
+      reveal.append(img, label);
+      reveal.addEventListener(
+        'click',
+        () => {
+          reveal.classList.add('revealed');
+          label.remove();
+          reveal.removeAttribute('aria-label');
+        },
+        { once: true },
+      );
+      this.frame.replaceChildren(reveal);
+    } else this.frame.replaceChildren(img);
     const demo = this.meta.textContent?.endsWith(' · demo') ? ' · demo' : '';
     this.meta.textContent = `Seed ${event.seed} · ${event.width} × ${event.height}${demo}`;
 

@@ -57,6 +57,21 @@ const MAX_REDIRECTS = 40;
 /** Reconnections to a result URL after a dropped connection. */
 const RESULT_RECONNECTS = 3;
 
+/**
+ * The generator's own safety score (`X-Safety-Score: 0.93`, 0–1, higher is less safe). A value
+ * that is not a number in range is a bad response: a checker's verdict must not be guessed at.
+ */
+function parseSafetyScore(raw: string | null): number | undefined {
+  if (raw === null) return undefined;
+  const n = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1)
+    throw new ImagineError(
+      'GENERATOR_BAD_RESPONSE',
+      `X-Safety-Score must be a number from 0 to 1, not ${JSON.stringify(raw.slice(0, 40))}`,
+    );
+  return n;
+}
+
 /** Calls an HTTP image endpoint (Flux on Modal, or any service speaking the same contract). */
 export class HttpGenerator implements Generator {
   readonly name: string;
@@ -199,6 +214,7 @@ export class HttpGenerator implements Generator {
           `generator answered ${bytes.length} bytes that are not PNG, JPEG or WebP`,
         );
       const seedHeader = Number(response.headers.get('x-seed'));
+      const safetyScore = parseSafetyScore(response.headers.get('x-safety-score'));
       return [
         {
           bytes,
@@ -206,6 +222,7 @@ export class HttpGenerator implements Generator {
           seed: Number.isInteger(seedHeader) && response.headers.has('x-seed') ? seedHeader : seed,
           width: req.width,
           height: req.height,
+          ...(safetyScore === undefined ? {} : { safetyScore }),
         },
       ];
     } catch (err) {

@@ -11,6 +11,7 @@ import {
   varyImageButton,
   varySubtleMenu,
 } from './buttons.ts';
+import { reviewButton } from './review.ts';
 
 /** The component handlers imagine dispatches to. */
 export const componentHandlers: ComponentHandler[] = [
@@ -20,4 +21,5 @@ export const componentHandlers: ComponentHandler[] = [
   upscaleButton,
   varyImageButton,
   varySubtleMenu,
+  reviewButton,
 ];

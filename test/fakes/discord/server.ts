@@ -65,6 +65,8 @@ interface FakeInteraction {
   responseType: number | undefined;
   expired: boolean;
   originalId: string | undefined;
+  /** A component interaction: the message the component is on (types 6 and 7 act on it). */
+  messageId?: string | undefined;
   followUps: Set<string>;
 }
 
@@ -519,10 +521,15 @@ export class FakeDiscord extends EventEmitter {
   buttonInteraction(
     message: APIMessage,
     customId: string,
-    opts: { userId?: string; attachmentSizeLimit?: number } = {},
+    opts: { userId?: string; attachmentSizeLimit?: number; permissions?: string } = {},
   ): APIMessageComponentButtonInteraction {
+    const { permissions, ...rest } = opts;
+    const payload = this.base({ type: 3, channelId: message.channel_id, ...rest });
+    const i = this.interactions.get(payload.token);
+    if (i) i.messageId = message.id;
     return {
-      ...this.base({ type: 3, channelId: message.channel_id, ...opts }),
+      ...payload,
+      member: { ...payload.member, ...(permissions ? { permissions } : {}) },
       data: { custom_id: customId, component_type: 2 },
       message: this.plain(message as FakeMessage),
     } as unknown as APIMessageComponentButtonInteraction;
@@ -949,6 +956,18 @@ export class FakeDiscord extends EventEmitter {
       msg.flags = Number(b.data?.flags ?? 0) | (b.type === 5 ? 128 : 0);
       i.originalId = msg.id;
     }
+    // A component's DEFERRED_UPDATE_MESSAGE (6) / UPDATE_MESSAGE (7): @original is the message
+    // the component is on.
+    if ((b.type === 6 || b.type === 7) && i.messageId) {
+      const msg = this.messages.get(i.messageId);
+      if (msg && b.type === 7 && b.data)
+        this.applyEdit(
+          msg,
+          { body: b.data, files: [] } as unknown as RecordedRequest,
+          i.attachmentLimit,
+        );
+      i.originalId = i.messageId;
+    }
     return undefined;
   }
 
@@ -1002,7 +1021,9 @@ export class FakeDiscord extends EventEmitter {
     const cap = Math.min(limit, this.enforcedUploadLimit ?? limit);
     for (const f of files)
       if (f.bytes.length > cap) throw new HttpError(413, 40005, 'Request entity too large');
-    const listed = body.attachments as Array<{ id?: unknown; filename?: unknown }> | undefined;
+    const listed = body.attachments as
+      | Array<{ id?: unknown; filename?: unknown; description?: unknown }>
+      | undefined;
     if (files.length > 0 && !Array.isArray(listed))
       throw new HttpError(400, 50035, 'files sent without an attachments array');
     let nextAttachments = msg.attachments;
@@ -1014,6 +1035,12 @@ export class FakeDiscord extends EventEmitter {
       for (const a of listed) {
         const key = String(a.id);
         const file = byIndex.get(key);
+        // Discord: alt text is the attachment's description, at most 1024 characters.
+        if (
+          a.description !== undefined &&
+          (typeof a.description !== 'string' || [...a.description].length > 1024)
+        )
+          throw new HttpError(400, 50035, `attachments[${key}].description is over 1024`);
         if (file) {
           byIndex.delete(key);
           const id = this.snowflake();
@@ -1027,6 +1054,9 @@ export class FakeDiscord extends EventEmitter {
             url: `${this.cdnUrl}${path}`,
             proxy_url: `${this.cdnUrl}${path}`,
             content_type: file.contentType,
+            ...(typeof a.description === 'string' ? { description: a.description } : {}),
+            // A SPOILER_ file name is how a spoiler is marked: the client blurs it.
+            ...(filename.startsWith('SPOILER_') ? { flags: 8 } : {}),
           });
           nextBytes[id] = file.bytes;
           continue;
