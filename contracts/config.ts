@@ -465,6 +465,16 @@ export const ENV = {
     default: '2048',
     doc: 'Largest width or height (pixels) a request may ask for.',
   },
+  LIMIT_IMAGES_PER_JOB: {
+    schema: int(1, 4).default(4),
+    default: '4',
+    doc: 'Most images one /imagine may make (a request or a user default asking for more is capped by moderators per server/channel; an explicit request over it is refused).',
+  },
+  LIMIT_STEPS: {
+    schema: int(1, 50).default(50),
+    default: '50',
+    doc: 'Most denoising steps one request may ask for (user defaults above it are capped to it).',
+  },
   BLOCKED_WORDS_BUILTIN: {
     schema: bool.default(true),
     default: 'true',

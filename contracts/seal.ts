@@ -22,6 +22,8 @@ export const DiscordTargetSchema = z.object({
   attachmentSizeLimit: z.number().int().positive().optional(),
   /** Follow-up (variations) rather than the original response. */
   followUp: z.boolean().optional(),
+  /** Only the user sees the answer (their `visibility=private` default): never post to the channel. */
+  ephemeral: z.boolean().optional(),
 });
 
 /** Where a Slack reply goes. */

@@ -25,6 +25,7 @@ import {
   limitName,
   scopeKeyOf,
 } from './settings.ts';
+import { formatUserDefaults, type UserSettingsCommand } from './user-settings.ts';
 
 /** A moderator's command, whatever platform it came from. */
 export type AdminCommand =
@@ -410,6 +411,35 @@ export async function runQuotaCommand(
 ): Promise<AdminReply> {
   try {
     return { ok: true, text: formatQuota(await policy.quota(origin)) };
+  } catch (err) {
+    if (err instanceof ImagineError) return { ok: false, code: err.code, text: err.message };
+    throw err;
+  }
+}
+
+/**
+ * `/imagine-settings`: show, change or reset the caller's own defaults. `privateSupported` says
+ * whether the platform can post a result to the user only (Discord can, Slack cannot).
+ */
+export async function runUserSettingsCommand(
+  policy: ModerationPolicy,
+  origin: Origin,
+  command: UserSettingsCommand,
+  opts: { privateSupported: boolean },
+): Promise<AdminReply> {
+  try {
+    const defaults =
+      command.verb === 'show'
+        ? await policy.userDefaults(origin)
+        : await policy.changeUserDefaults(origin, command.verb === 'reset' ? null : command.change);
+    const limits = await policy.limitsFor(origin);
+    const head =
+      command.verb === 'reset'
+        ? 'Your defaults are cleared.\n'
+        : command.verb === 'set'
+          ? 'Saved.\n'
+          : '';
+    return { ok: true, text: head + formatUserDefaults(defaults, limits, opts) };
   } catch (err) {
     if (err instanceof ImagineError) return { ok: false, code: err.code, text: err.message };
     throw err;

@@ -14,10 +14,22 @@ import { defaultLimitsFromConfig, webDefaultsFromConfig } from './settings.ts';
 import { SqliteSettingsStore } from './sqlite-store.ts';
 
 export type { AdminCommand, AdminReply, AdminRequest } from './admin.ts';
-export { parseAdminText, runAdminCommand, runAdminText, runQuotaCommand } from './admin.ts';
+export {
+  parseAdminText,
+  runAdminCommand,
+  runAdminText,
+  runQuotaCommand,
+  runUserSettingsCommand,
+} from './admin.ts';
 export type { ModeratorEvidence, SlackUserRole } from './permissions.ts';
 export { DISCORD_MODERATOR_PERMISSIONS, discordCanModerate } from './permissions.ts';
 export { formatQuota, ModerationPolicy, type Quota } from './policy.ts';
+export {
+  parseUserDefault,
+  parseUserSettingsText,
+  type UserSettingsCommand,
+  UserSettingsError,
+} from './user-settings.ts';
 
 /** File name of the embedded settings store inside DATA_DIR. */
 export const SETTINGS_FILE = 'moderation.sqlite';

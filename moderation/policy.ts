@@ -7,7 +7,12 @@ import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { ImagineError } from '../contracts/errors.ts';
 import type { Origin } from '../contracts/job.ts';
-import type { Admission, AdmissionContext, AdmissionPolicy } from '../submit/submit.ts';
+import type {
+  Admission,
+  AdmissionContext,
+  AdmissionPolicy,
+  RequestDefaults,
+} from '../submit/submit.ts';
 import { type Blocklist, BUILTIN_BLOCKED_WORDS, compileBlocklist } from './blocklist.ts';
 import type { ConcurrencySlots, SlotLease, WindowCounters } from './counters.ts';
 import {
@@ -21,6 +26,12 @@ import {
   scopeKeyOf,
 } from './settings.ts';
 import type { SettingsChange, SettingsStore } from './store.ts';
+import {
+  applyUserChange,
+  type UserDefaults,
+  type UserDefaultsChange,
+  userKeyOf,
+} from './user-settings.ts';
 
 /** Seconds one job is assumed to take before any has been seen finishing. */
 const DEFAULT_SECONDS_PER_JOB = 20;
@@ -144,6 +155,60 @@ export class ModerationPolicy implements AdmissionPolicy {
     );
   }
 
+  /** A user's own defaults (`{}` for the web page and for users who set none). */
+  async userDefaults(origin: Pick<Origin, 'platform' | 'userId'>): Promise<UserDefaults> {
+    const key = userKeyOf(origin);
+    if (key === undefined) return {};
+    try {
+      return await this.store.getUser(key);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  /** Change a user's own defaults; `null` as the change resets them all. Returns the result. */
+  async changeUserDefaults(
+    origin: Pick<Origin, 'platform' | 'userId'>,
+    change: UserDefaultsChange | null,
+  ): Promise<UserDefaults> {
+    const key = userKeyOf(origin);
+    if (key === undefined)
+      throw new ImagineError(
+        'BAD_REQUEST',
+        'settings are kept per chat user; the web page keeps its own',
+      );
+    try {
+      const next = change === null ? {} : applyUserChange(await this.store.getUser(key), change);
+      await this.store.setUser(key, next);
+      return next;
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
+  /** The limits that apply to an origin (defaults, scope, channel). */
+  async limitsFor(origin: Origin): Promise<Limits> {
+    const settings = await this.settingsOf(scopeKeyOf(origin));
+    return effectiveLimits(this.defaults, settings, origin.channelId);
+  }
+
+  /**
+   * What a request that says nothing more gets: the user's own defaults, else the server's,
+   * capped by the limits where it is made (a user's 4 images are 2 where moderators allow 2).
+   */
+  async requestDefaults(
+    origin: Origin,
+    fallback: { count: number; steps: number },
+  ): Promise<RequestDefaults> {
+    const [mine, limits] = await Promise.all([this.userDefaults(origin), this.limitsFor(origin)]);
+    return {
+      count: Math.min(mine.count ?? fallback.count, limits.maxImagesPerJob),
+      steps: Math.min(mine.steps ?? fallback.steps, limits.maxSteps),
+      ...(mine.aspect ? { aspect: mine.aspect } : {}),
+      ...(mine.vary ? { vary: mine.vary } : {}),
+    };
+  }
+
   /** The blocklist that applies under these settings. */
   blocklistFor(settings: ScopeSettings, limits: Limits): Blocklist {
     const entries = [
@@ -193,6 +258,17 @@ export class ModerationPolicy implements AdmissionPolicy {
       throw new ImagineError(
         'INVALID_PARAMETERS',
         `images here are at most ${limits.maxImageSide} pixels on a side (asked for ${params.width}×${params.height})`,
+      );
+
+    if (ctx.count > limits.maxImagesPerJob)
+      throw new ImagineError(
+        'INVALID_PARAMETERS',
+        `at most ${limits.maxImagesPerJob} image${limits.maxImagesPerJob === 1 ? '' : 's'} per request here (asked for ${ctx.count})`,
+      );
+    if (params.steps > limits.maxSteps)
+      throw new ImagineError(
+        'INVALID_PARAMETERS',
+        `at most ${limits.maxSteps} steps per request here (asked for ${params.steps})`,
       );
 
     const hit = this.blocklistFor(settings, limits).match(ctx.prompt);

@@ -7,6 +7,7 @@ import {
   type ScopeSettings,
 } from './settings.ts';
 import { AUDIT_KEEP, type SettingsChange, type SettingsStore } from './store.ts';
+import { readUserDefaults, type UserDefaults } from './user-settings.ts';
 
 const SCOPE_FIELD = '*';
 
@@ -119,6 +120,22 @@ export class RedisSettingsStore implements SettingsStore {
       }
     }
     return out;
+  }
+
+  async getUser(userKey: string): Promise<UserDefaults> {
+    const raw = await this.#redis.get(`${this.#prefix}user:${userKey}`);
+    if (raw === null) return {};
+    try {
+      return readUserDefaults(JSON.parse(raw));
+    } catch {
+      return {};
+    }
+  }
+
+  async setUser(userKey: string, defaults: UserDefaults): Promise<void> {
+    const key = `${this.#prefix}user:${userKey}`;
+    if (Object.keys(defaults).length === 0) await this.#redis.del(key);
+    else await this.#redis.set(key, JSON.stringify(defaults));
   }
 
   async close(): Promise<void> {

@@ -22,6 +22,10 @@ export interface Limits {
   maxQueueLength: number;
   /** Largest width or height, pixels. */
   maxImageSide: number;
+  /** Most images one request may make. */
+  maxImagesPerJob: number;
+  /** Most denoising steps one request may ask for. */
+  maxSteps: number;
   /** Whether the built-in blocked words apply. */
   builtinBlockedWords: boolean;
   /** What happens to a generated image the safety classifier flags. */
@@ -75,6 +79,8 @@ export function defaultLimitsFromConfig(config: Readonly<Config>): Limits {
     concurrentPerUser: config.LIMIT_CONCURRENT_PER_USER,
     maxQueueLength: config.LIMIT_QUEUE_LENGTH,
     maxImageSide: config.LIMIT_IMAGE_SIDE,
+    maxImagesPerJob: config.LIMIT_IMAGES_PER_JOB,
+    maxSteps: config.LIMIT_STEPS,
     builtinBlockedWords: config.BLOCKED_WORDS_BUILTIN,
     safety: config.SAFETY,
     safetyThreshold: config.SAFETY_THRESHOLD,
@@ -231,6 +237,8 @@ export const LIMIT_FIELDS = [
   intField('concurrentPerUser', 'concurrent', 'jobs per user at once', 1, 1000),
   intField('maxQueueLength', 'max_queue', 'refuse beyond this many queued jobs', 1, 1_000_000),
   intField('maxImageSide', 'max_side', 'largest width or height in pixels', 64, 2048),
+  intField('maxImagesPerJob', 'max_images', 'most images one /imagine makes', 1, 4),
+  intField('maxSteps', 'max_steps', 'most denoising steps one request asks for', 1, 50),
   {
     key: 'builtinBlockedWords',
     name: 'builtin_words',

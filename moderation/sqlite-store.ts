@@ -9,6 +9,7 @@ import {
   type ScopeSettings,
 } from './settings.ts';
 import { AUDIT_KEEP, type SettingsChange, type SettingsStore } from './store.ts';
+import { readUserDefaults, type UserDefaults } from './user-settings.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS limits (
@@ -27,6 +28,9 @@ CREATE TABLE IF NOT EXISTS audit (
   actor_id TEXT NOT NULL, actor_name TEXT, action TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_scope ON audit (scope, id);
+CREATE TABLE IF NOT EXISTS user_defaults (
+  user TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL
+);
 `;
 
 /** Channel column value for scope-wide limits. */
@@ -150,6 +154,30 @@ export class SqliteSettingsStore implements SettingsStore {
       ...(r.actor_name === null ? {} : { actorName: r.actor_name }),
       action: r.action,
     }));
+  }
+
+  async getUser(userKey: string): Promise<UserDefaults> {
+    const row = this.#db.prepare('SELECT value FROM user_defaults WHERE user = ?').get(userKey) as
+      | { value: string }
+      | undefined;
+    if (!row) return {};
+    try {
+      return readUserDefaults(JSON.parse(row.value));
+    } catch {
+      return {};
+    }
+  }
+
+  async setUser(userKey: string, defaults: UserDefaults): Promise<void> {
+    if (Object.keys(defaults).length === 0)
+      this.#db.prepare('DELETE FROM user_defaults WHERE user = ?').run(userKey);
+    else
+      this.#db
+        .prepare(
+          'INSERT INTO user_defaults (user, value) VALUES (?, ?) ' +
+            'ON CONFLICT (user) DO UPDATE SET value = excluded.value',
+        )
+        .run(userKey, JSON.stringify(defaults));
   }
 
   async close(): Promise<void> {

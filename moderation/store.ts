@@ -4,6 +4,7 @@
  * Each change and its audit line are written together, atomically.
  */
 import type { AuditEntry, LimitChanges, ScopeSettings } from './settings.ts';
+import type { UserDefaults } from './user-settings.ts';
 
 /** One change a moderator makes to a scope. */
 export type SettingsChange =
@@ -28,5 +29,9 @@ export interface SettingsStore {
   apply(scopeKey: string, change: SettingsChange, audit: AuditEntry): Promise<void>;
   /** The newest audit lines first. */
   audit(scopeKey: string, limit: number): Promise<AuditEntry[]>;
+  /** A user's own defaults (`platform:userId`), `{}` when none are stored. */
+  getUser(userKey: string): Promise<UserDefaults>;
+  /** Replace a user's defaults; empty defaults remove the user's entry. */
+  setUser(userKey: string, defaults: UserDefaults): Promise<void>;
   close(): Promise<void>;
 }

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { ImagineError } from '../contracts/errors.ts';
 import {
+  type AspectRatio,
   describeIssues,
   type ImagineRequest,
   ImagineRequestSchema,
@@ -14,6 +15,7 @@ import {
   newJobId,
   type Origin,
   resolveRequest,
+  type VaryPreset,
 } from '../contracts/job.ts';
 import type { SafetyPolicy } from '../contracts/safety.ts';
 import { type ReplyTarget, sealReplyTarget } from '../contracts/seal.ts';
@@ -23,12 +25,25 @@ import type { JobQueue } from '../queue/queue.ts';
 export interface AdmissionContext {
   prompt: string;
   params: JobParams;
+  /** Images the job makes. */
+  count: number;
   origin: Origin;
   /**
    * Jobs queued and not yet started, as this relay sees them (for the queue-length limit).
    * Read at the time it is read (a getter), not when the request arrived.
    */
   readonly queueLength: number;
+}
+
+/**
+ * What a request gets for what it leaves out: the user's own defaults (or the server's), already
+ * capped by the limits where it is made.
+ */
+export interface RequestDefaults {
+  count: number;
+  steps: number;
+  aspect?: AspectRatio;
+  vary?: VaryPreset;
 }
 
 /** A granted admission: confirm once enqueued, cancel to give back what was taken. */
@@ -48,6 +63,11 @@ export interface AdmissionPolicy {
   admit(ctx: AdmissionContext): Promise<Admission>;
   /** A job reached a final state (done, failed, expired): release per-user concurrency. */
   finished(jobId: string): void;
+  /** The defaults a request from this origin gets (per-user defaults, capped by the server's). */
+  requestDefaults?(
+    origin: Origin,
+    fallback: { count: number; steps: number },
+  ): Promise<RequestDefaults>;
 }
 
 /** Admits everything. */
@@ -119,22 +139,25 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
   const admission = opts.admission ?? openAdmission;
   const now = opts.now ?? Date.now;
   return async ({ request, origin, replyTarget }) => {
-    const req = parseImagineRequest(request);
-    if (req.model !== undefined && !(opts.models ?? []).includes(req.model))
+    const parsed = parseImagineRequest(request);
+    if (parsed.model !== undefined && !(opts.models ?? []).includes(parsed.model))
       throw new ImagineError(
         'INVALID_PARAMETERS',
         opts.models?.length
-          ? `model ${req.model} is not offered here; choose one of ${opts.models.join(', ')}`
+          ? `model ${parsed.model} is not offered here; choose one of ${opts.models.join(', ')}`
           : 'this server offers no choice of model; leave model out',
       );
-    const { task, count, params, input, strength } = resolveRequest(req, {
-      steps: opts.defaultSteps,
-      count: opts.defaultCount ?? 1,
-    });
+    const fallback = { steps: opts.defaultSteps, count: opts.defaultCount ?? 1 };
+    const defaults: RequestDefaults = admission.requestDefaults
+      ? await admission.requestDefaults(origin, fallback)
+      : fallback;
+    const req = withDefaults(parsed, defaults);
+    const { task, count, params, input, strength } = resolveRequest(req, defaults);
     const { registry } = opts;
     const granted = await admission.admit({
       prompt: req.prompt,
       params,
+      count,
       origin,
       // Read live: a policy checks it again after its own awaits, when parallel requests
       // may have queued jobs meanwhile.
@@ -172,4 +195,20 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
     opts.logger.info({ jobId: job.jobId, platform: origin.platform, position }, 'job queued');
     return { job, position };
   };
+}
+
+/**
+ * Fill what a request leaves out from the defaults that apply to its user: the aspect of a new
+ * image (a vary keeps its input's, an upscale doubles it) and a vary's strength.
+ */
+function withDefaults(
+  req: ImagineRequest,
+  defaults: Pick<RequestDefaults, 'aspect' | 'vary'>,
+): ImagineRequest {
+  const task = req.task ?? (req.input ? 'vary' : 'generate');
+  const out: ImagineRequest = { ...req };
+  if (defaults.aspect && task === 'generate' && !req.aspect && !req.width)
+    out.aspect = defaults.aspect;
+  if (defaults.vary && task === 'vary' && req.strength === undefined) out.strength = defaults.vary;
+  return out;
 }

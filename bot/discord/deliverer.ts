@@ -232,7 +232,8 @@ export class DiscordDeliverer implements ChatDeliverer {
   }
 
   private canPostToChannel(target: DiscordTarget): boolean {
-    return Boolean(target.channelId) && this.api.hasToken;
+    // An ephemeral answer has no public stand-in: past the token window it cannot be delivered.
+    return !target.ephemeral && Boolean(target.channelId) && this.api.hasToken;
   }
 
   /**

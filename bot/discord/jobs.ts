@@ -55,7 +55,7 @@ export function originOf(interaction: APIInteraction): Origin {
 export function targetOf(
   interaction: APIInteraction,
   issuedAt: number,
-  extra: Pick<DiscordTarget, 'messageId' | 'followUp'> = {},
+  extra: Pick<DiscordTarget, 'messageId' | 'followUp' | 'ephemeral'> = {},
 ): DiscordTarget {
   const channelId = interaction.channel?.id ?? interaction.channel_id;
   return {
@@ -80,7 +80,7 @@ export function targetOf(
 export async function submitJob(
   ctx: InteractionContext,
   request: Record<string, unknown>,
-  extra: Pick<DiscordTarget, 'messageId' | 'followUp'> = {},
+  extra: Pick<DiscordTarget, 'messageId' | 'followUp' | 'ephemeral'> = {},
 ): Promise<Submitted | undefined> {
   const { interaction, deps } = ctx;
   if (!extra.messageId && ctx.deferred) {

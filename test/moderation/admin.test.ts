@@ -65,6 +65,8 @@ describe('parsing /imagine-admin text', () => {
           concurrentPerUser: null,
           maxQueueLength: null,
           maxImageSide: null,
+          maxImagesPerJob: null,
+          maxSteps: null,
           builtinBlockedWords: null,
           safety: null,
           safetyThreshold: null,

@@ -26,6 +26,8 @@ export const ROOMY: Limits = {
   concurrentPerUser: 1000,
   maxQueueLength: 1000,
   maxImageSide: 2048,
+  maxImagesPerJob: 4,
+  maxSteps: 50,
   builtinBlockedWords: true,
   safety: 'spoiler',
   safetyThreshold: 0.6,
@@ -118,12 +120,14 @@ export function ctx(
     prompt?: string;
     params?: Partial<JobParams>;
     queueLength?: number;
+    count?: number;
   } = {},
 ): AdmissionContext {
-  const { prompt, params, queueLength, ...origin } = over;
+  const { prompt, params, queueLength, count, ...origin } = over;
   return {
     prompt: prompt ?? 'a fox in space',
     params: { ...PARAMS, ...params },
+    count: count ?? 1,
     origin: { platform: 'discord', userId: 'u1', scopeId: 'g1', channelId: 'c1', ...origin },
     queueLength: queueLength ?? 0,
   };

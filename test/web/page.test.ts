@@ -303,6 +303,29 @@ describe('web page in chromium', () => {
     }
   });
 
+  it('remembers the chosen aspect in this browser only (localStorage), and sends it', async () => {
+    const { context, page, enqueues } = await openPage(app.url);
+    await expect(page.getByRole('radio', { name: '1:1' }).isChecked()).resolves.toBe(true);
+    await page.getByRole('radio', { name: '3:2' }).check();
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    await expect(page.getByRole('radio', { name: '3:2' }).isChecked()).resolves.toBe(true);
+    await page.getByLabel('Prompt').fill('A remembered shape');
+    await page.getByLabel('Prompt').press('Enter');
+    await expect.poll(() => enqueues.length).toBe(1);
+    expect(JSON.parse(enqueues[0]!)).toMatchObject({ aspect: '3:2' });
+    // A stale or hostile entry is ignored, never a broken form.
+    await page.evaluate(() => localStorage.setItem('imagine.prefs.v1', '{"aspect":"<b>"}'));
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    await expect(page.getByRole('radio', { name: '1:1' }).isChecked()).resolves.toBe(true);
+    await context.close();
+    // Another browser profile starts from the defaults.
+    const other = await openPage(app.url);
+    await expect(other.page.getByRole('radio', { name: '1:1' }).isChecked()).resolves.toBe(true);
+    await other.context.close();
+  });
+
   it('fits a phone-width screen and works from the keyboard alone', async () => {
     const { context, page, problems } = await openPage(app.url, { width: 390, height: 844 });
     await page.keyboard.press('Tab'); // skip link

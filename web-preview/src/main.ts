@@ -24,6 +24,7 @@ import {
   promptLength,
   UNREACHABLE,
 } from './messages.ts';
+import { loadPrefs, savePref } from './prefs.ts';
 
 /** Results kept in memory for the session; older ones are dropped (and their blobs freed). */
 const HISTORY_LIMIT = 12;
@@ -62,6 +63,12 @@ const modelBox = byId<HTMLSelectElement>('model');
 
 // --- Aspect ratio chips -------------------------------------------------------------------
 
+const remembered = loadPrefs();
+const rememberedAspect =
+  typeof remembered.aspect === 'string' && remembered.aspect in ASPECT_SIZES
+    ? remembered.aspect
+    : undefined;
+
 for (const [i, aspect] of ASPECT_RATIOS.entries()) {
   const { width, height } = ASPECT_SIZES[aspect];
   const label = el('label', 'chip');
@@ -69,7 +76,10 @@ for (const [i, aspect] of ASPECT_RATIOS.entries()) {
   input.type = 'radio';
   input.name = 'aspect';
   input.value = aspect;
-  input.checked = i === 0;
+  input.checked = rememberedAspect === undefined ? i === 0 : aspect === rememberedAspect;
+  input.addEventListener('change', () => {
+    if (input.checked) savePref('aspect', aspect);
+  });
   const shape = el('span', 'chip-shape');
   shape.setAttribute('aria-hidden', 'true');
   // Scale the glyph so its longer side is 16px (CSSOM styles are allowed by the CSP).

@@ -80,6 +80,20 @@ const SET_OPTIONS: APIApplicationCommandBasicOption[] = [
     max_value: 2048,
   },
   {
+    type: ApplicationCommandOptionType.Integer,
+    name: 'max_images',
+    description: 'Most images one /imagine makes',
+    min_value: 1,
+    max_value: 4,
+  },
+  {
+    type: ApplicationCommandOptionType.Integer,
+    name: 'max_steps',
+    description: 'Most denoising steps one request asks for',
+    min_value: 1,
+    max_value: 50,
+  },
+  {
     type: ApplicationCommandOptionType.Boolean,
     name: 'builtin_words',
     description: 'Use the built-in blocked words',

@@ -9,6 +9,7 @@ import {
   type APIChatInputApplicationCommandInteraction,
   ApplicationCommandOptionType,
   InteractionResponseType,
+  MessageFlags,
 } from 'discord.js';
 import { ImagineError } from '../../../contracts/errors.ts';
 import { IMAGE_TYPES } from '../../../contracts/image-types.ts';
@@ -18,10 +19,11 @@ import {
   PROMPT_MAX_CHARS,
   VARY_STRENGTHS,
 } from '../../../contracts/job.ts';
+import { asModeration } from '../../../moderation/index.ts';
 import { parseImagineRequest } from '../../../submit/submit.ts';
 import type { SlashCommand } from '../interactions.ts';
 import { tellEphemeral } from '../interactions.ts';
-import { submitJob } from '../jobs.ts';
+import { originOf, submitJob } from '../jobs.ts';
 import { refusalText } from '../messages.ts';
 
 function optionValue(
@@ -97,8 +99,18 @@ export const imagineCommand: SlashCommand = {
       if (err instanceof ImagineError) return tellEphemeral(ctx, refusalText(err));
       throw err;
     }
-    await ctx.respond({ type: InteractionResponseType.DeferredChannelMessageWithSource });
-    await submitJob(ctx, request);
+    // A user who asked for private results gets an ephemeral answer (only they see it). The
+    // store is read before the 3-second deadline; when it is away the answer is public.
+    const policy = asModeration(ctx.deps.admission);
+    const mine = policy
+      ? await policy.userDefaults(originOf(ctx.interaction)).catch(() => undefined)
+      : undefined;
+    const ephemeral = mine?.visibility === 'private';
+    await ctx.respond({
+      type: InteractionResponseType.DeferredChannelMessageWithSource,
+      ...(ephemeral ? { data: { flags: MessageFlags.Ephemeral } } : {}),
+    });
+    await submitJob(ctx, request, ephemeral ? { ephemeral: true } : {});
   },
 };
 

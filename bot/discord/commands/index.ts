@@ -6,10 +6,12 @@ import type { SlashCommand } from '../interactions.ts';
 import { imagineCommand } from './imagine.ts';
 import { imagineAdminCommand } from './imagine-admin.ts';
 import { imagineQuotaCommand } from './imagine-quota.ts';
+import { imagineSettingsCommand } from './imagine-settings.ts';
 
 /** The slash commands imagine serves and registers. */
 export const slashCommands: SlashCommand[] = [
   imagineCommand,
   imagineAdminCommand,
   imagineQuotaCommand,
+  imagineSettingsCommand,
 ];

@@ -7,10 +7,12 @@ import type { SlackCommand } from '../types.ts';
 import { imagineCommand } from './imagine.ts';
 import { imagineAdminCommand } from './imagine-admin.ts';
 import { imagineQuotaCommand } from './imagine-quota.ts';
+import { imagineSettingsCommand } from './imagine-settings.ts';
 
 /** The default command modules. */
 export const slackCommands: readonly SlackCommand[] = [
   imagineCommand,
   imagineAdminCommand,
   imagineQuotaCommand,
+  imagineSettingsCommand,
 ];
