@@ -53,6 +53,16 @@ export interface FakeGeneratorEndpoint {
   resultPolls: Array<{ url: string; headers: IncomingMessage['headers'] }>;
   /** Requests the app refused because their deadline had passed (no GPU used). */
   lateRefusals: number;
+  /**
+   * Answer a client that accepts `application/x-ndjson` with a progress stream of this many
+   * steps (`stepMs` apart), then the image line, as README's streaming contract says (0: plain).
+   */
+  streamSteps: number;
+  stepMs: number;
+  /** Send a small JPEG preview with every progress line. */
+  streamPreviews: boolean;
+  /** Streams whose client closed the connection before the image line (a cancel). */
+  streamsAbandoned: number;
   /** Configuration that points a worker at this fake (`GENERATOR=http`). */
   env(): Record<string, string>;
   /** How many generations of `prompt` were started (GPU work begun). */
@@ -97,6 +107,10 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
     requests: [],
     resultPolls: [],
     lateRefusals: 0,
+    streamSteps: 0,
+    stepMs: 0,
+    streamPreviews: false,
+    streamsAbandoned: 0,
     env: () => ({
       GENERATOR: 'http',
       MODAL_FLUX_URL: state.url,
@@ -175,6 +189,43 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
     };
   };
 
+  /** The streaming answer: one progress line per step, then the image as a base64 line. */
+  const stream = async (res: ServerResponse, body: Record<string, unknown>) => {
+    generations.push(String(body.prompt));
+    let closed = false;
+    res.once('close', () => {
+      closed = !res.writableFinished;
+    });
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    const steps = state.streamSteps;
+    for (let step = 1; step <= steps; step++) {
+      await sleep(state.stepMs);
+      if (closed || res.destroyed) {
+        state.streamsAbandoned++;
+        return;
+      }
+      const line: Record<string, unknown> = { type: 'progress', step, steps };
+      if (state.streamPreviews)
+        line.preview = (
+          await sharp({
+            create: { width: 16, height: 16, channels: 3, background: { r: step, g: 0, b: 0 } },
+          })
+            .jpeg()
+            .toBuffer()
+        ).toString('base64');
+      res.write(`${JSON.stringify(line)}\n`);
+    }
+    const answer = await generate(body);
+    if (closed || res.destroyed) {
+      state.streamsAbandoned++;
+      return;
+    }
+    const data = Buffer.isBuffer(answer.body) ? answer.body : Buffer.from(answer.body);
+    res.end(
+      `${JSON.stringify({ type: 'image', seed: Number(body.seed) || 0, content_type: answer.headers['content-type'], data: data.toString('base64') })}\n`,
+    );
+  };
+
   /** Modal's web layer: the answer if it comes in time, else a 303 to the call's result URL. */
   const answerOrRedirect = async (res: ServerResponse, id: string, answer: Promise<Answer>) => {
     if (state.resultRedirectMs <= 0) return send(res, await answer);
@@ -241,6 +292,10 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
       res
         .writeHead(504, { 'content-type': 'application/json' })
         .end('{"detail":"the caller\'s deadline passed before generation started"}');
+      return;
+    }
+    if (state.streamSteps > 0 && /application\/x-ndjson/.test(req.headers.accept ?? '')) {
+      await stream(res, body);
       return;
     }
     const id = `fc-${++nextCall}`;

@@ -57,6 +57,81 @@ describe('modal generator against a local fake of the Modal endpoint', () => {
     fake.redirectOrigin = undefined;
     fake.dropNextResultPoll = false;
     fake.lateRefusals = 0;
+    fake.streamSteps = 0;
+    fake.stepMs = 0;
+    fake.streamPreviews = false;
+    fake.streamsAbandoned = 0;
+  });
+
+  describe('progress stream (application/x-ndjson)', () => {
+    it('asks for it, reports every step in order with its preview, then returns the image', async () => {
+      fake.streamSteps = 4;
+      fake.stepMs = 5;
+      fake.streamPreviews = true;
+      const seen: Array<{ step: number; steps: number; preview?: string }> = [];
+      const [image] = await make().generate(request, {
+        signal: new AbortController().signal,
+        onProgress: (p) =>
+          seen.push({
+            step: p.step,
+            steps: p.steps,
+            ...(p.preview ? { preview: p.preview.contentType } : {}),
+          }),
+      });
+      expect(fake.requests[0]?.headers.accept).toContain('application/x-ndjson');
+      expect(seen).toEqual([1, 2, 3, 4].map((step) => ({ step, steps: 4, preview: 'image/jpeg' })));
+      expect(image?.contentType).toBe('image/png');
+      expect(image?.seed).toBe(99);
+      const meta = await sharp(image!.bytes).metadata();
+      expect([meta.width, meta.height]).toEqual([128, 64]);
+    });
+
+    it('a plain image answer still works when progress is asked for', async () => {
+      const seen: unknown[] = [];
+      const [image] = await make().generate(request, {
+        signal: new AbortController().signal,
+        onProgress: (p) => seen.push(p),
+      });
+      expect(seen).toEqual([]);
+      expect(image?.contentType).toBe('image/png');
+    });
+
+    it('an abort mid-stream closes the connection: the endpoint sees it go', async () => {
+      fake.streamSteps = 50;
+      fake.stepMs = 20;
+      const controller = new AbortController();
+      const run = make().generate(request, {
+        signal: controller.signal,
+        onProgress: (p) => {
+          if (p.step === 2) controller.abort(new Error('cancelled'));
+        },
+      });
+      await expect(run).rejects.toThrow();
+      await expect.poll(() => fake.streamsAbandoned).toBe(1);
+    });
+
+    it('an error line is GENERATION_FAILED; a stream without an image is GENERATOR_BAD_RESPONSE', async () => {
+      const streamOf = (lines: string) =>
+        new HttpGenerator({
+          name: 'http',
+          url: 'http://generator.invalid/',
+          timeoutMs: 5000,
+          maxBytes: 1024,
+          fetch: async () =>
+            new Response(lines, { headers: { 'content-type': 'application/x-ndjson' } }),
+        }).generate(request, { signal: new AbortController().signal });
+      expect(await codeOf(streamOf('{"type":"error","message":"CUDA out of memory"}\n'))).toBe(
+        'GENERATION_FAILED',
+      );
+      expect(await codeOf(streamOf('{"type":"progress","step":1,"steps":4}\n'))).toBe(
+        'GENERATOR_BAD_RESPONSE',
+      );
+      expect(await codeOf(streamOf('not json\n'))).toBe('GENERATOR_BAD_RESPONSE');
+      const big = Buffer.alloc(2048, 1).toString('base64');
+      expect(await codeOf(streamOf(`{"type":"image","seed":1,"data":"${big}"}\n`))).toBe(
+        'GENERATOR_TOO_LARGE',
+      );
+    });
   });
 
   it('sends the prompt and parameters with proxy-auth headers and returns the image', async () => {

@@ -12,7 +12,16 @@
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { ImagineError } from '../../contracts/errors.ts';
-import type { GeneratedImage, GenerateRequest, Generator, GeneratorInput } from '../generator.ts';
+import type {
+  GeneratedImage,
+  GenerateOptions,
+  GenerateRequest,
+  Generator,
+  GeneratorInput,
+} from '../generator.ts';
+
+/** Side of the demo's progress previews, pixels (a downscale of the image just made). */
+const PREVIEW_SIDE = 64;
 
 /** A small seeded PRNG (mulberry32). */
 function prng(seed: number): () => number {
@@ -144,9 +153,13 @@ async function upscale(req: GenerateRequest, input: GeneratorInput, seed: number
 export class DemoGenerator implements Generator {
   readonly name = 'demo';
 
+  /**
+   * Progress is honest about the demo's own work: one step per image made (pixels rendered and
+   * encoded), reported after it, with a small JPEG downscale of that image as the preview.
+   */
   async generate(
     req: GenerateRequest,
-    { signal }: { signal: AbortSignal },
+    { signal, onProgress }: GenerateOptions,
   ): Promise<GeneratedImage[]> {
     signal.throwIfAborted();
     if (req.task !== 'generate' && !req.input)
@@ -170,6 +183,17 @@ export class DemoGenerator implements Generator {
               );
       signal.throwIfAborted();
       images.push({ bytes, contentType: 'image/png', seed, width: req.width, height: req.height });
+      if (onProgress) {
+        const preview = await sharp(bytes)
+          .resize(PREVIEW_SIDE, PREVIEW_SIDE, { fit: 'inside' })
+          .jpeg({ quality: 60 })
+          .toBuffer();
+        onProgress({
+          step: images.length,
+          steps: req.seeds.length,
+          preview: { bytes: preview, contentType: 'image/jpeg' },
+        });
+      }
     }
     return images;
   }

@@ -13,7 +13,105 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ImagineError } from '../../contracts/errors.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
-import type { GeneratedImage, GenerateRequest, Generator } from '../generator.ts';
+import type {
+  GeneratedImage,
+  GenerateOptions,
+  GenerateProgress,
+  GenerateRequest,
+  Generator,
+} from '../generator.ts';
+
+/** The streaming answer's media type: progress lines, then the image line. */
+export const PROGRESS_STREAM_TYPE = 'application/x-ndjson';
+/** Largest preview a progress line may carry (decoded), bytes. */
+export const PREVIEW_MAX_BYTES = 256 * 1024;
+
+/**
+ * Read a progress stream (README, "HTTP generator contract"): NDJSON lines
+ * `{"type":"progress","step":i,"steps":n,"preview"?:base64}` then one
+ * `{"type":"image","seed":s,"data":base64}` (or `{"type":"error","message":…}`). Malformed
+ * progress lines are skipped (progress is a courtesy); a missing or bad image line is an error.
+ */
+async function readProgressStream(
+  response: Response,
+  maxBytes: number,
+  signal: AbortSignal,
+  onProgress: ((p: GenerateProgress) => void) | undefined,
+): Promise<{ bytes: Buffer; seed?: number }> {
+  if (!response.body) throw new ImagineError('GENERATOR_BAD_RESPONSE', 'generator sent no stream');
+  // base64 makes the image 4/3 as long; progress lines and previews come on top.
+  const cap = Math.ceil(maxBytes * 1.4) + 4 * PREVIEW_MAX_BYTES;
+  const decoder = new TextDecoder();
+  let pending = '';
+  let total = 0;
+  const handle = (line: string): { bytes: Buffer; seed?: number } | undefined => {
+    if (line.trim() === '') return undefined;
+    let event: Record<string, unknown>;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      throw new ImagineError(
+        'GENERATOR_BAD_RESPONSE',
+        'generator sent a stream line that is not JSON',
+      );
+    }
+    if (event.type === 'progress') {
+      const { step, steps } = event;
+      if (!Number.isInteger(step) || !Number.isInteger(steps) || (steps as number) < 1) return;
+      const progress: GenerateProgress = {
+        step: Math.max(0, Math.min(step as number, steps as number)),
+        steps: steps as number,
+      };
+      if (typeof event.preview === 'string' && event.preview.length <= PREVIEW_MAX_BYTES * 1.4) {
+        const bytes = Buffer.from(event.preview, 'base64');
+        const contentType = sniffImageType(bytes);
+        if (contentType) progress.preview = { bytes, contentType };
+      }
+      try {
+        onProgress?.(progress);
+      } catch {
+        // A listener's failure is not the generator's.
+      }
+      return undefined;
+    }
+    if (event.type === 'error')
+      throw new ImagineError(
+        'GENERATION_FAILED',
+        `generator failed: ${String(event.message ?? 'no reason given').slice(0, 300)}`,
+      );
+    if (event.type === 'image') {
+      if (typeof event.data !== 'string')
+        throw new ImagineError('GENERATOR_BAD_RESPONSE', 'the image line carries no data');
+      const bytes = Buffer.from(event.data, 'base64');
+      if (bytes.length > maxBytes)
+        throw new ImagineError('GENERATOR_TOO_LARGE', `generator answered over ${maxBytes} bytes`);
+      return Number.isInteger(event.seed) ? { bytes, seed: event.seed as number } : { bytes };
+    }
+    return undefined;
+  };
+  for await (const chunk of response.body) {
+    signal.throwIfAborted();
+    total += chunk.length;
+    if (total > cap) {
+      await response.body.cancel().catch(() => {});
+      throw new ImagineError('GENERATOR_TOO_LARGE', `generator streamed over ${cap} bytes`);
+    }
+    pending += decoder.decode(chunk, { stream: true });
+    let nl = pending.indexOf('\n');
+    while (nl >= 0) {
+      const result = handle(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+      if (result) {
+        await response.body.cancel().catch(() => {});
+        return result;
+      }
+      nl = pending.indexOf('\n');
+    }
+  }
+  const last = handle(pending + decoder.decode());
+  if (last) return last;
+  throw new ImagineError('GENERATOR_BAD_RESPONSE', 'the stream ended before the image');
+}
 
 /** Options of {@link HttpGenerator}. */
 export interface HttpGeneratorOptions {
@@ -156,7 +254,7 @@ export class HttpGenerator implements Generator {
 
   async generate(
     req: GenerateRequest,
-    { signal }: { signal: AbortSignal },
+    { signal, onProgress }: GenerateOptions,
   ): Promise<GeneratedImage[]> {
     const seed = req.seeds[0];
     if (seed === undefined || req.seeds.length !== 1 || req.task !== 'generate')
@@ -168,7 +266,8 @@ export class HttpGenerator implements Generator {
     const combined = AbortSignal.any([signal, timeout]);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
-      accept: 'image/*',
+      // A generator that can report progress streams it (README); plain image bytes still work.
+      accept: `${PROGRESS_STREAM_TYPE}, image/*`,
     };
     if (this.opts.modalKey) headers['modal-key'] = this.opts.modalKey;
     if (this.opts.modalSecret) headers['modal-secret'] = this.opts.modalSecret;
@@ -206,7 +305,10 @@ export class HttpGenerator implements Generator {
           `generator answered HTTP ${response.status}: ${text}`,
         );
       }
-      const bytes = await readCapped(response, this.opts.maxBytes, combined);
+      const streamed = (response.headers.get('content-type') ?? '').startsWith(PROGRESS_STREAM_TYPE)
+        ? await readProgressStream(response, this.opts.maxBytes, combined, onProgress)
+        : undefined;
+      const bytes = streamed?.bytes ?? (await readCapped(response, this.opts.maxBytes, combined));
       const contentType = sniffImageType(bytes);
       if (!contentType)
         throw new ImagineError(
@@ -219,7 +321,9 @@ export class HttpGenerator implements Generator {
         {
           bytes,
           contentType,
-          seed: Number.isInteger(seedHeader) && response.headers.has('x-seed') ? seedHeader : seed,
+          seed:
+            streamed?.seed ??
+            (Number.isInteger(seedHeader) && response.headers.has('x-seed') ? seedHeader : seed),
           width: req.width,
           height: req.height,
           ...(safetyScore === undefined ? {} : { safetyScore }),
