@@ -12,7 +12,7 @@ import type { DeliveredImage, DeliveryEvent } from '../../contracts/delivery.ts'
 import type { DiscordTarget } from '../../contracts/seal.ts';
 import type { Submission } from '../../submit/submit.ts';
 import { DemoGenerator } from '../../worker/generators/demo.ts';
-import { customIdsOf, GatedGenerator, isImageEdit } from '../fakes/discord/harness.ts';
+import { customIdsOf, GatedGenerator, inputHosts, isImageEdit } from '../fakes/discord/harness.ts';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 
@@ -134,7 +134,11 @@ describe('Discord: a grid of four', () => {
   describe('clicks work from the message alone, after the whole process restarts', () => {
     let app: Imagine;
     const generator = new GatedGenerator();
-    const env = () => ({ DISCORD_TOKEN: fake.botToken, DISCORD_API_URL: fake.apiUrl });
+    const env = () => ({
+      DISCORD_TOKEN: fake.botToken,
+      DISCORD_API_URL: fake.apiUrl,
+      ...inputHosts(fake),
+    });
 
     afterAll(async () => {
       generator.release();
@@ -205,6 +209,7 @@ describe('Discord: every click passes the same limits and rules as /imagine', ()
       DISCORD_API_URL: fake.apiUrl,
       LIMIT_IMAGES_PER_USER: '1',
       BLOCKED_WORDS: 'kraken',
+      ...inputHosts(fake),
     });
   });
   afterAll(async () => {
@@ -277,7 +282,11 @@ describe('Discord: /imagine with an image attached', () => {
 
   beforeAll(async () => {
     fake = await startFakeDiscord();
-    app = await startTestImagine({ DISCORD_TOKEN: fake.botToken, DISCORD_API_URL: fake.apiUrl });
+    app = await startTestImagine({
+      DISCORD_TOKEN: fake.botToken,
+      DISCORD_API_URL: fake.apiUrl,
+      ...inputHosts(fake),
+    });
     submissions = recordSubmissions(app);
   });
   afterAll(async () => {

@@ -2,7 +2,12 @@
 import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import type { GeneratedImage, GenerateRequest, Generator } from '../../../worker/generator.ts';
 import { DemoGenerator } from '../../../worker/generators/demo.ts';
-import type { RecordedRequest } from './server.ts';
+import type { FakeDiscord, RecordedRequest } from './server.ts';
+
+/** Configuration that lets the worker fetch input images from the fake's CDN (loopback http). */
+export function inputHosts(fake: FakeDiscord): Record<string, string> {
+  return { INPUT_IMAGE_HOSTS: fake.cdnHost, INPUT_IMAGE_ALLOW_HTTP: 'true' };
+}
 
 /** The demo generator, held at the start of each generation until the test releases it. */
 export class GatedGenerator implements Generator {
