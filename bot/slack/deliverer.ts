@@ -15,11 +15,11 @@
 import type { types } from '@slack/bolt';
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
-import sharp from 'sharp';
 import {
   ALT_TEXT_MAX,
   type ChatDeliverer,
   type DeliveryEvent,
+  type HeldImage,
   imageAltText,
 } from '../../contracts/delivery.ts';
 import type { ReplyTarget, SlackTarget } from '../../contracts/seal.ts';
@@ -37,6 +37,7 @@ import {
 } from './blocks.ts';
 import { type SlackCallPriority, SlackRateBudget } from './rate-budget.ts';
 import { adviceFor, ResponseUrlTracker, tellUser } from './replies.ts';
+import { blurredCopy, postSlackReview } from './review.ts';
 import { previewable, uploadFiles } from './upload.ts';
 
 /** Options of {@link SlackDeliverer}. */
@@ -61,15 +62,6 @@ function slackError(err: unknown): string | undefined {
 const SHOWN_MAX = 2000;
 
 /** Delivers job events into Slack conversations. */
-/** A heavily blurred, smaller copy of a flagged image (what Slack shows instead of a spoiler). */
-async function blurred(bytes: Buffer): Promise<Buffer> {
-  return sharp(bytes)
-    .resize(512, 512, { fit: 'inside', withoutEnlargement: true })
-    .blur(24)
-    .png()
-    .toBuffer();
-}
-
 export class SlackDeliverer implements ChatDeliverer {
   readonly platform = 'slack' as const;
   private readonly client: WebClient;
@@ -92,6 +84,11 @@ export class SlackDeliverer implements ChatDeliverer {
 
   private now(): number {
     return (this.opts.now ?? Date.now)();
+  }
+
+  /** Output safety `review`: the held image, blurred, with Approve / Reject for moderators. */
+  async postForReview(held: HeldImage): Promise<void> {
+    await postSlackReview(this.client, this.budget, held);
   }
 
   async deliver(target: ReplyTarget, event: DeliveryEvent): Promise<void> {
@@ -229,7 +226,7 @@ export class SlackDeliverer implements ChatDeliverer {
     const spoiler = image.spoiler === true;
     // WebP gets no slack_file preview: re-encoded as PNG, it does.
     const preview = spoiler
-      ? { bytes: await blurred(image.bytes), extension: 'png' as const }
+      ? { bytes: await blurredCopy(image.bytes), extension: 'png' as const }
       : await previewable(image.bytes, image.contentType);
     const file = {
       bytes: preview?.bytes ?? image.bytes,

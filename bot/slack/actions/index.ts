@@ -5,7 +5,14 @@
 import type { SlackAction } from '../types.ts';
 import { rerollAction } from './reroll.ts';
 import { retryAction } from './retry.ts';
+import { reviewApproveAction, reviewRejectAction } from './review.ts';
 import { variationsAction } from './variations.ts';
 
 /** The default button modules. */
-export const slackActions: readonly SlackAction[] = [rerollAction, variationsAction, retryAction];
+export const slackActions: readonly SlackAction[] = [
+  rerollAction,
+  variationsAction,
+  retryAction,
+  reviewApproveAction,
+  reviewRejectAction,
+];
