@@ -318,7 +318,7 @@ export const ENV = {
   PUSH_MAX_BYTES: {
     schema: int(1024, 100 * 1024 * 1024).default(10 * 1024 * 1024),
     default: '10485760',
-    doc: 'Largest image the relay accepts on `POST /push`.',
+    doc: 'Largest image the relay accepts on `POST /push`. A worker re-encodes a bigger generated image (WebP/JPEG, then smaller) to fit. Same value on relay and worker.',
   },
   WS_HEARTBEAT_SECONDS: {
     schema: int(1, 300).default(30),

@@ -157,6 +157,7 @@ async function startParts(
       relayUrl,
       secret: config.RELAY_SECRET,
       maxAttempts,
+      maxImageBytes: config.PUSH_MAX_BYTES,
       logger,
       safety: {
         classifier:

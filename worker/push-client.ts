@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ImagineError } from '../contracts/errors.ts';
+import { ERROR_CODES, type ErrorCode, ImagineError, isRetryable } from '../contracts/errors.ts';
 import { extensionFor } from '../contracts/image-types.ts';
 import { type PushMeta, SIGNATURE_HEADER, signPush, TIMESTAMP_HEADER } from '../contracts/push.ts';
 
@@ -49,6 +49,31 @@ export function encodePush(meta: PushMeta, image?: Buffer): { body: Buffer; cont
   return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
+/** Carries a relay's refusal out of the retry loop. */
+class PushRefused extends Error {
+  readonly refusal: ImagineError;
+  constructor(refusal: ImagineError) {
+    super(refusal.message);
+    this.refusal = refusal;
+  }
+}
+
+/** The relay's own code for a refusal (`PAYLOAD_TOO_LARGE`, ...), or `INVALID_PUSH`. */
+function refusalCode(text: string): ErrorCode {
+  try {
+    const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
+    if (
+      typeof code === 'string' &&
+      code in ERROR_CODES &&
+      !isRetryable(new ImagineError(code as ErrorCode, ''))
+    )
+      return code as ErrorCode;
+  } catch {
+    // not JSON: a proxy's page
+  }
+  return 'INVALID_PUSH';
+}
+
 /** Build a pusher for one relay. */
 export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
   const doFetch = opts.fetch ?? fetch;
@@ -74,13 +99,15 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
           const text = await response.text();
           if (response.ok)
             return { duplicate: Boolean((JSON.parse(text) as { duplicate?: boolean }).duplicate) };
+          const transient = response.status >= 500 || response.status === 429;
           lastError = new ImagineError(
-            response.status >= 500 || response.status === 429 ? 'DELIVERY_FAILED' : 'INVALID_PUSH',
+            transient ? 'DELIVERY_FAILED' : refusalCode(text),
             `relay answered HTTP ${response.status}: ${text.slice(0, 300)}`,
           );
-          if (response.status < 500 && response.status !== 429) throw lastError;
+          // A refusal (4xx) is final: the caller tells the user instead.
+          if (!transient) throw new PushRefused(lastError as ImagineError);
         } catch (err) {
-          if (err instanceof ImagineError && err.code === 'INVALID_PUSH') throw err;
+          if (err instanceof PushRefused) throw err.refusal;
           lastError = err;
         }
       }

@@ -12,6 +12,7 @@ import {
   type SafetyPolicy,
   type SafetyVerdict,
 } from '../contracts/safety.ts';
+import { fitImage } from './fit-image.ts';
 import type { Generator } from './generator.ts';
 import type { RelayPusher } from './push-client.ts';
 import type { ImageClassifier } from './safety/classifier.ts';
@@ -44,6 +45,8 @@ export interface JobRunnerOptions {
   maxAttempts: number;
   /** Output safety; absent: images are not judged (tests of other things, benchmarks). */
   safety?: WorkerSafety | undefined;
+  /** Largest image the relay accepts (`PUSH_MAX_BYTES`); bigger ones are re-encoded to fit. */
+  maxImageBytes?: number;
   now?: () => number;
 }
 
@@ -175,20 +178,35 @@ export function createJobRunner(
       };
     }
     // Until the relay takes N images per push, the first one is delivered.
-    const image = images[0]!;
-    await opts.pusher.push(
-      {
+    let image = images[0]!;
+    try {
+      if (opts.maxImageBytes !== undefined) image = await fitImage(image, opts.maxImageBytes);
+      await opts.pusher.push(
+        {
+          ...base(job),
+          ...(safety ? { safety } : {}),
+          status: 'done',
+          contentType: image.contentType,
+          seed: image.seed,
+          width: image.width,
+          height: image.height,
+          generationMs,
+        },
+        image.bytes,
+      );
+    } catch (err) {
+      // Unreachable relay: the queue tries again. Refused (any 4xx) or unfittable: tell the user
+      // with a small `failed` push instead of leaving the job on "Generating…" until it expires.
+      if (isRetryable(err) || signal.aborted) throw err;
+      const e = asImagineError(err, 'DELIVERY_FAILED');
+      log.error({ err: e }, 'the result was refused; telling the user');
+      await opts.pusher.push({
         ...base(job),
-        ...(safety ? { safety } : {}),
-        status: 'done',
-        contentType: image.contentType,
-        seed: image.seed,
-        width: image.width,
-        height: image.height,
-        generationMs,
-      },
-      image.bytes,
-    );
+        status: 'failed',
+        error: { code: e.code, message: `the image could not be delivered: ${e.message}` },
+      });
+      return;
+    }
     log.info({ generationMs: Math.round(generationMs), bytes: image.bytes.length }, 'job done');
   };
 }

@@ -12,6 +12,8 @@ export interface WorkerOptions {
   relayUrl: string;
   secret: string;
   maxAttempts: number;
+  /** Largest image the relay accepts (`PUSH_MAX_BYTES`). */
+  maxImageBytes?: number;
   logger: Logger;
   pusher?: RelayPusher;
   /** Output safety (the classifier loads on the first job whose policy is not `off`). */
@@ -32,6 +34,7 @@ export function startWorker(opts: WorkerOptions): RunningWorker {
     logger: opts.logger,
     maxAttempts: opts.maxAttempts,
     safety: opts.safety,
+    ...(opts.maxImageBytes === undefined ? {} : { maxImageBytes: opts.maxImageBytes }),
   });
   opts.consumer.start((job, ctx) => run(job, ctx));
   opts.logger.info({ generator: opts.generator.name }, 'worker started');
