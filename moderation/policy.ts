@@ -98,6 +98,9 @@ export class ModerationPolicy implements AdmissionPolicy {
   /** Admissions granted and not yet confirmed or cancelled (on their way onto the queue). */
   #admitting = 0;
   readonly #finishTimes: number[] = [];
+  /** Retries of slot bindings and releases the store refused (an outage). */
+  readonly #retries = new Set<NodeJS.Timeout>();
+  #closed = false;
 
   constructor(opts: ModerationPolicyOptions) {
     this.defaults = Object.freeze({ ...opts.defaults });
@@ -384,17 +387,47 @@ export class ModerationPolicy implements AdmissionPolicy {
   #hold(jobId: string, lease: SlotLease): void {
     // Bound in the store, not in this process: the job's end may be seen by another relay
     // instance, or by this one after a restart.
-    void this.#slots
-      .bind(jobId, lease, this.#leaseMs)
-      .catch((err) => this.#logger.warn({ err }, 'could not bind a concurrency slot to its job'));
+    this.#persist('bind a concurrency slot to its job', () =>
+      this.#slots.bind(jobId, lease, this.#leaseMs),
+    );
   }
 
   finished(jobId: string): void {
     this.#finishTimes.push(this.#now());
     if (this.#finishTimes.length > THROUGHPUT_SAMPLES) this.#finishTimes.shift();
-    void this.#slots
-      .releaseJob(jobId)
-      .catch((err) => this.#logger.warn({ err }, 'could not release a concurrency slot'));
+    this.#persist('release a concurrency slot', () => this.#slots.releaseJob(jobId));
+  }
+
+  /**
+   * Run a store write until it succeeds: a release lost to a Redis outage would hold the user's
+   * slot until its lease expires (the job TTL, ~19 minutes). Retried with backoff (capped at
+   * 30 s) for as long as the lease could live; order does not matter (a release seen before its
+   * bind is remembered by the store).
+   */
+  #persist(what: string, write: () => Promise<void>, attempt = 0, since = this.#now()): void {
+    write().then(
+      () => {
+        if (attempt > 0)
+          this.#logger.info({ attempts: attempt + 1 }, `could ${what} after retrying`);
+      },
+      (err) => {
+        if (this.#closed) return;
+        if (this.#now() - since > this.#leaseMs) {
+          this.#logger.warn({ err }, `gave up trying to ${what}; its lease expires on its own`);
+          return;
+        }
+        if (attempt === 0) this.#logger.warn({ err }, `could not ${what}; retrying`);
+        const timer = setTimeout(
+          () => {
+            this.#retries.delete(timer);
+            this.#persist(what, write, attempt + 1, since);
+          },
+          Math.min(30_000, 200 * 2 ** attempt),
+        );
+        timer.unref();
+        this.#retries.add(timer);
+      },
+    );
   }
 
   /** What a user has left in a scope (and channel), and when it resets. */
@@ -430,6 +463,9 @@ export class ModerationPolicy implements AdmissionPolicy {
 
   /** Close the store and the connections the policy was built with. */
   async close(): Promise<void> {
+    this.#closed = true;
+    for (const timer of this.#retries) clearTimeout(timer);
+    this.#retries.clear();
     await this.store.close();
     await this.#onClose?.();
   }
