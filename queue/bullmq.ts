@@ -22,6 +22,14 @@ export interface BullOptions {
 const KEEP_COMPLETED = { age: 3600, count: 1000 };
 /** Failed jobs (including malformed ones, the analogue of a dead-letter queue) kept longer. */
 const KEEP_FAILED = { age: 7 * 86_400, count: 5000 };
+/**
+ * How fast a job whose worker died (`kill -9`, a lost machine) is picked up again: its lock
+ * lapses after LOCK_MS unless renewed (BullMQ renews at half of it while the job runs), and
+ * every worker looks for lapsed locks each STALLED_CHECK_MS, so a lost job is back on the
+ * waiting list within LOCK_MS + STALLED_CHECK_MS (≤ 15 s; BullMQ's defaults, 30 s + 30 s, made
+ * it ~59 s). A job may stall twice before BullMQ fails it.
+ */
+export const BULL_LOCKS = { lockDuration: 10_000, stalledInterval: 5_000, maxStalledCount: 2 };
 /** The BullMQ job name every imagine job carries. */
 const JOB_NAME = 'imagine';
 
@@ -108,6 +116,7 @@ export class BullJobConsumer implements JobConsumer {
       connection: { url: opts.redisUrl },
       prefix: opts.prefix,
       concurrency: opts.concurrency,
+      ...BULL_LOCKS,
       // Also bounds jobs added by other producers without removal options.
       removeOnComplete: KEEP_COMPLETED,
       removeOnFail: KEEP_FAILED,
