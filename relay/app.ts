@@ -21,7 +21,8 @@ import { coalesce } from './coalesce.ts';
 import { cutIdleConnections, isClientFault, SampledLog } from './connection-limits.ts';
 import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
 import type { JobFanout } from './fanout.ts';
-import { JobTracker, type JobUpdate } from './job-tracker.ts';
+import type { JobLedger, LedgerEntry } from './job-ledger.ts';
+import { type JobRecord, JobTracker, type JobUpdate } from './job-tracker.ts';
 import { createMetrics, type RelayMetrics } from './metrics.ts';
 import { registerOriginPolicy } from './origins.ts';
 import { MemoryReviewDesk } from './review-desk.ts';
@@ -50,6 +51,8 @@ export interface RelayDeps {
   fanout?: JobFanout;
   /** Health of the generator backends, when a worker routing over several runs in this process. */
   backends?: BackendHealth;
+  /** Job states that outlive this process (Redis or SQLite); closed with the app. */
+  ledger?: JobLedger;
 }
 
 /** Shared state decorated onto the instance. */
@@ -68,12 +71,28 @@ export interface RelayState {
   backends: BackendHealth | undefined;
   /** Images held for moderator review (this instance's memory). */
   reviews: MemoryReviewDesk;
+  /** Job states that outlive this process, when configured. */
+  ledger: JobLedger | undefined;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     relay: RelayState;
   }
+}
+
+/** What the ledger keeps of a job: no prompt, no reply target, no image. */
+function ledgerEntryOf(r: JobRecord): LedgerEntry {
+  return {
+    jobId: r.jobId,
+    state: r.state,
+    createdAt: r.createdAt,
+    platform: r.platform,
+    seed: r.seed,
+    width: r.width,
+    height: r.height,
+    ...(r.error ? { error: r.error } : {}),
+  };
 }
 
 /** Map Fastify's own error codes onto ours. */
@@ -152,6 +171,8 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
 
   tracker.on('update', ({ record, position, remote }: JobUpdate) => {
     hub.publish(record, position);
+    // The instance a change came from records it (with Redis, every relay reads the same ledger).
+    if (!remote) deps.ledger?.remember(ledgerEntryOf(record));
     // Counted, and the admission slot released, on the instance the change came from.
     if (remote) return;
     if (record.state === 'queued') metrics.jobs.inc({ outcome: 'queued' });
@@ -172,6 +193,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     broadcastPositions.cancel();
     tracker.stop();
     await deps.fanout?.close();
+    await deps.ledger?.close();
     await delivery.drain();
   });
 
@@ -195,6 +217,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     fanout: deps.fanout,
     backends: deps.backends,
     reviews,
+    ledger: deps.ledger,
   } satisfies RelayState);
   app.decorate('frontDoor', {
     submit,

@@ -75,6 +75,10 @@ export type JobChange = { state: JobState } & {
 export type RemoteQueued = Pick<JobRecord, 'jobId' | 'createdAt'> &
   Partial<Pick<JobRecord, 'platform' | 'prompt' | 'seed' | 'width' | 'height'>>;
 
+/** A job as a relay remembered it beyond its memory (the job ledger): state, never bytes. */
+export type RecalledJob = Pick<JobRecord, 'jobId' | 'state' | 'createdAt'> &
+  Partial<Pick<JobRecord, 'platform' | 'seed' | 'width' | 'height' | 'error'>>;
+
 /** A change to a job, as emitted to the hub and chat delivery. */
 export interface JobUpdate {
   record: JobRecord;
@@ -187,6 +191,22 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     this.addQueued({ ...info, state: 'queued', updatedAt: this.now() }, true);
   }
 
+  /**
+   * Learn a job this instance has no record of from the ledger (it was queued before a restart,
+   * or through another relay before this one started). Its side effects (chat delivery, metrics,
+   * the concurrency slot) happen when the worker pushes it; a finished one has no image here.
+   */
+  recall(entry: RecalledJob): JobRecord {
+    const known = this.jobs.get(entry.jobId);
+    if (known) return known;
+    const record: JobRecord = { ...entry, updatedAt: this.now(), remote: true };
+    if (entry.state === 'done') record.imageEvicted = true;
+    this.jobs.set(record.jobId, record);
+    if (record.state === 'queued') this.queued.add(record.jobId);
+    this.announce(record);
+    return record;
+  }
+
   private addQueued(record: JobRecord, remote: boolean): number {
     if (remote) record.remote = true;
     this.jobs.set(record.jobId, record);
@@ -272,6 +292,11 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     }
     if (leftQueue) this.emit('positions');
     return { duplicate: false, record };
+  }
+
+  /** Jobs not finished yet (queued or generating), as this instance knows them. */
+  unfinished(): JobRecord[] {
+    return [...this.jobs.values()].filter((r) => !isTerminal(r.state));
   }
 
   /** Ids of queued jobs with their positions, in order. */

@@ -2,6 +2,7 @@
  * Wires the parts together for a role: `all` (relay + worker, one process), `relay`, `worker`.
  * Tests and benchmarks start the very same thing the entry point does.
  */
+import { join, resolve } from 'node:path';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
@@ -21,6 +22,12 @@ import {
 import { buildRelay } from '../relay/app.ts';
 import type { ChatDeliverer } from '../relay/delivery.ts';
 import { JobFanout } from '../relay/fanout.ts';
+import {
+  type JobLedger,
+  LEDGER_FILE,
+  RedisJobLedger,
+  SqliteJobLedger,
+} from '../relay/job-ledger.ts';
 import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
 import { generatorFromConfig } from '../worker/generators/index.ts';
@@ -112,7 +119,25 @@ async function startParts(
       await f.ready;
       fanout = f;
     }
+    // Job states outlive this process: a restarted relay still knows the jobs it queued.
+    const ledgerTtlMs =
+      (config.JOB_TTL_SECONDS + 60 + config.RESULT_TTL_SECONDS) * 1000 +
+      config.GENERATOR_TIMEOUT_MS;
+    const ledger: JobLedger = config.REDIS_URL
+      ? new RedisJobLedger({
+          redisUrl: config.REDIS_URL,
+          prefix: config.REDIS_KEY_PREFIX,
+          ttlMs: ledgerTtlMs,
+          logger,
+        })
+      : new SqliteJobLedger({
+          file: resolve(join(config.DATA_DIR, LEDGER_FILE)),
+          ttlMs: ledgerTtlMs,
+          logger,
+        });
+    stops.push(() => ledger.close());
     relay = await buildRelay({
+      ledger,
       config,
       queue: queue.jobs,
       logger,
@@ -137,6 +162,9 @@ async function startParts(
     url = `http://${shownHost}:${port}`;
     const app = relay;
     stops.unshift(async () => {
+      // The embedded queue lives in this process: its jobs end with it. Say so to everyone
+      // waiting (WebSockets, chat, the ledger a polling page reads after the restart).
+      if (config.embedded) tellLostJobs(app);
       await app.close();
     });
     for (const adapter of adapters) {
@@ -192,6 +220,20 @@ async function startParts(
       return stopped;
     },
   };
+}
+
+/** Fail every unfinished job with a word: the embedded queue is going away with them. */
+function tellLostJobs(app: FastifyInstance): void {
+  const { tracker } = app.relay;
+  for (const record of tracker.unfinished()) {
+    tracker.apply(record.jobId, {
+      state: 'failed',
+      error: {
+        code: 'QUEUE_UNAVAILABLE',
+        message: 'imagine restarted and this job was lost with its queue; please try again',
+      },
+    });
+  }
 }
 
 /** The queue a configuration names: where jobs go, and how a worker takes them. */

@@ -12,14 +12,26 @@ import type { JobRecord } from '../job-tracker.ts';
  */
 export const FANOUT_GRACE_MS = 2000;
 
-/** A job's record; with fan-out, waits briefly for one not known here yet. */
+/**
+ * A job's record: from memory, else from the ledger (a job queued before a restart, or through
+ * another relay), else, with fan-out, after a brief wait for the event announcing it.
+ */
 export async function lookupJob(
-  relay: Pick<RelayState, 'tracker' | 'fanout'>,
+  relay: Pick<RelayState, 'tracker' | 'fanout' | 'ledger'>,
   jobId: string,
 ): Promise<JobRecord | undefined> {
-  const known = relay.tracker.get(jobId);
+  const known = relay.tracker.get(jobId) ?? (await recallJob(relay, jobId));
   if (known || !relay.fanout) return known;
   return relay.tracker.whenKnown(jobId, FANOUT_GRACE_MS);
+}
+
+/** Learn a job this instance has no record of from the ledger, if it remembers one. */
+export async function recallJob(
+  relay: Pick<RelayState, 'tracker' | 'ledger'>,
+  jobId: string,
+): Promise<JobRecord | undefined> {
+  const entry = await relay.ledger?.recall(jobId);
+  return entry ? relay.tracker.recall(entry) : undefined;
 }
 
 /** Look a job up by id from a URL parameter, or throw the right 4xx. */

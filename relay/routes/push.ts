@@ -25,6 +25,7 @@ import { asModeration } from '../../moderation/index.ts';
 import { scopeNoun } from '../../moderation/policy.ts';
 import { scopeKeyOf } from '../../moderation/settings.ts';
 import { BufferedImage } from '../job-tracker.ts';
+import { recallJob } from './jobs.ts';
 
 interface ParsedPush {
   meta: PushMeta;
@@ -275,6 +276,8 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
             message: `this ${noun}'s safety setting holds flagged images for a moderator, and there is no moderators' channel to hold it in; nothing was delivered`,
           }
       : undefined;
+    // A push for a job that ended before a restart is a duplicate (a replay), not news.
+    if (!relay.tracker.get(meta.jobId)) await recallJob(relay, meta.jobId);
     const { duplicate, record } = relay.tracker.apply(
       meta.jobId,
       {

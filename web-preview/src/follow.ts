@@ -65,6 +65,8 @@ interface ImageMeta {
 }
 
 const DEFAULT_RECONNECT_MS = [400, 1200, 3000] as const;
+/** How long a job the relay says it has not heard of is still asked after (the job TTL and more). */
+const UNKNOWN_JOB_PATIENCE_MS = 20 * 60_000;
 
 /** Follow a job until it ends or `stop()` is called. */
 export function followJob(opts: FollowOptions): Follower {
@@ -75,6 +77,7 @@ export function followJob(opts: FollowOptions): Follower {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let failures = 0;
   let transport: Transport | undefined;
+  const followedSince = Date.now();
 
   const emit = (event: FollowEvent) => {
     if (!finished) opts.onEvent(event);
@@ -185,7 +188,10 @@ export function followJob(opts: FollowOptions): Follower {
       });
       if (!response.ok) {
         const err = await readApiError(response);
-        if (response.status === 404) return fail('expired', 'JOB_NOT_FOUND', err.message);
+        // A relay restarted without its job ledger has not heard of the job: that is not an
+        // ending. Keep asking (the worker's next push teaches it) for as long as a job can live.
+        if (response.status === 404 && Date.now() - followedSince > UNKNOWN_JOB_PATIENCE_MS)
+          return fail('expired', 'JOB_NOT_FOUND', err.message);
         throw err;
       }
       pollFailures = 0;

@@ -1,0 +1,169 @@
+/**
+ * What a relay remembers of each job beyond its own memory: the job's id, state and size, never
+ * its prompt or image. A relay restarted while a job is queued (or one started later, with
+ * Redis) learns the job from here instead of declaring it unknown, and a push for a job that
+ * already ended (a replay, a duplicate) is recognised as one. Redis (with a TTL) when REDIS_URL
+ * is set, shared by every relay; otherwise a SQLite file under DATA_DIR.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { isTerminal, JOB_STATES, type JobState } from '../contracts/push.ts';
+
+/** File name of the embedded ledger inside DATA_DIR. */
+export const LEDGER_FILE = 'jobs.sqlite';
+
+/** One job as the ledger keeps it. */
+export interface LedgerEntry {
+  jobId: string;
+  state: JobState;
+  createdAt: number;
+  platform?: string | undefined;
+  seed?: number | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
+  error?: { code: string; message: string } | undefined;
+}
+
+/** Where job states outlive one relay process. */
+export interface JobLedger {
+  /** Record a job's state (fire and forget: a failure is logged, the job goes on). */
+  remember(entry: LedgerEntry): void;
+  /** The last recorded state of a job, if it is still remembered. */
+  recall(jobId: string): Promise<LedgerEntry | undefined>;
+  close(): Promise<void>;
+}
+
+function parseEntry(text: string | null | undefined): LedgerEntry | undefined {
+  if (!text) return undefined;
+  try {
+    const entry = JSON.parse(text) as LedgerEntry;
+    return typeof entry.jobId === 'string' && JOB_STATES.includes(entry.state) ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// A final state is never overwritten by a late non-final one (a retried "generating").
+const REMEMBER_LUA = `
+local old = redis.call('GET', KEYS[1])
+if old and ARGV[3] == '0' then
+  local ok, prev = pcall(cjson.decode, old)
+  if ok and (prev.state == 'done' or prev.state == 'failed' or prev.state == 'expired') then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
+/** The ledger in Redis: one key per job, expiring after `ttlMs`. */
+export class RedisJobLedger implements JobLedger {
+  readonly #redis: Redis;
+  readonly #prefix: string;
+  readonly #ttlMs: number;
+  readonly #logger: Logger;
+
+  constructor(opts: { redisUrl: string; prefix: string; ttlMs: number; logger: Logger }) {
+    this.#redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, connectTimeout: 5000 });
+    this.#redis.on('error', (err) => opts.logger.warn({ err }, 'job ledger redis error'));
+    this.#prefix = `${opts.prefix}job:`;
+    this.#ttlMs = opts.ttlMs;
+    this.#logger = opts.logger;
+  }
+
+  remember(entry: LedgerEntry): void {
+    this.#redis
+      .eval(
+        REMEMBER_LUA,
+        1,
+        this.#prefix + entry.jobId,
+        JSON.stringify(entry),
+        String(this.#ttlMs),
+        isTerminal(entry.state) ? '1' : '0',
+      )
+      .catch((err) => this.#logger.warn({ err, jobId: entry.jobId }, 'could not record a job'));
+  }
+
+  async recall(jobId: string): Promise<LedgerEntry | undefined> {
+    try {
+      return parseEntry(await this.#redis.get(this.#prefix + jobId));
+    } catch (err) {
+      this.#logger.warn({ err, jobId }, 'could not look a job up');
+      return undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#redis.status === 'end') return;
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+}
+
+/** The ledger in a SQLite file (one relay, no Redis): rows expire after `ttlMs`. */
+export class SqliteJobLedger implements JobLedger {
+  readonly #db: DatabaseSync;
+  readonly #upsert: StatementSync;
+  readonly #select: StatementSync;
+  readonly #prune: StatementSync;
+  readonly #ttlMs: number;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  #writes = 0;
+
+  constructor(opts: { file: string; ttlMs: number; logger: Logger; now?: () => number }) {
+    mkdirSync(dirname(opts.file), { recursive: true });
+    this.#db = new DatabaseSync(opts.file);
+    this.#db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      CREATE TABLE IF NOT EXISTS jobs (
+        job_id TEXT PRIMARY KEY,
+        final INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at);
+    `);
+    this.#upsert = this.#db.prepare(`
+      INSERT INTO jobs (job_id, final, entry, expires_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (job_id) DO UPDATE SET final = excluded.final, entry = excluded.entry,
+        expires_at = excluded.expires_at
+      WHERE jobs.final = 0 OR excluded.final = 1
+    `);
+    this.#select = this.#db.prepare('SELECT entry FROM jobs WHERE job_id = ? AND expires_at > ?');
+    this.#prune = this.#db.prepare('DELETE FROM jobs WHERE expires_at <= ?');
+    this.#ttlMs = opts.ttlMs;
+    this.#logger = opts.logger;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  remember(entry: LedgerEntry): void {
+    try {
+      const now = this.#now();
+      this.#upsert.run(
+        entry.jobId,
+        isTerminal(entry.state) ? 1 : 0,
+        JSON.stringify(entry),
+        now + this.#ttlMs,
+      );
+      if (++this.#writes % 1000 === 0) this.#prune.run(now);
+    } catch (err) {
+      this.#logger.warn({ err, jobId: entry.jobId }, 'could not record a job');
+    }
+  }
+
+  async recall(jobId: string): Promise<LedgerEntry | undefined> {
+    try {
+      const row = this.#select.get(jobId, this.#now()) as { entry: string } | undefined;
+      return parseEntry(row?.entry);
+    } catch (err) {
+      this.#logger.warn({ err, jobId }, 'could not look a job up');
+      return undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}
