@@ -24,6 +24,7 @@ import { isDelivered, type PushSafety } from '../../contracts/safety.ts';
 import { asModeration } from '../../moderation/index.ts';
 import { scopeNoun } from '../../moderation/policy.ts';
 import { scopeKeyOf } from '../../moderation/settings.ts';
+import { checkImage } from '../image-check.ts';
 import { BufferedImage } from '../job-tracker.ts';
 import { recallJob } from './jobs.ts';
 
@@ -254,7 +255,11 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
           'INVALID_PUSH',
           `meta says ${meta.contentType} but the bytes are ${sniffed}`,
         );
-      image = new BufferedImage(received.chunks, sniffed);
+      // Magic bytes are not an image: walk its structure and decode its header first.
+      // (The check needs the bytes in one piece; the image is kept as that one piece.)
+      const whole = received.bytes;
+      await checkImage(whole, sniffed);
+      image = new BufferedImage(whole, sniffed);
     } else if (push.image) {
       throw new ImagineError('INVALID_PUSH', `a "${meta.status}" push carries no image`);
     }

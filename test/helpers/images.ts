@@ -1,4 +1,5 @@
 /** Small real images for tests. */
+import { randomBytes } from 'node:crypto';
 import sharp from 'sharp';
 
 /** A solid PNG of the given size. */
@@ -9,5 +10,13 @@ export function pngOf(
 ): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: rgb } })
     .png()
+    .toBuffer();
+}
+
+/** A PNG of random noise (it barely compresses: ~width × height × 3 bytes). */
+export function noisePng(width: number, height: number): Promise<Buffer> {
+  const pixels = randomBytes(width * height * 3);
+  return sharp(pixels, { raw: { width, height, channels: 3 } })
+    .png({ compressionLevel: 1 })
     .toBuffer();
 }
