@@ -1,10 +1,14 @@
 /**
  * The worker → relay push contract: how results and status changes are signed and shaped.
  *
- * Headers: `X-Imagine-Timestamp: <unix seconds>` and
- * `X-Imagine-Signature: v1=<hex HMAC-SHA256(secret, "v1:" + timestamp + ":" + raw body)>`.
+ * v2 (workers sign this): `X-Imagine-Timestamp: <unix seconds>`, `X-Imagine-Job-Id`,
+ * `X-Imagine-Content-SHA256: <hex SHA-256 of the body>`, `Content-Length`, and
+ * `X-Imagine-Signature: v2=<hex HMAC-SHA256(secret, "v2:" + timestamp + ":" + jobId + ":" +
+ * length + ":" + sha256)>`: checked before the relay reads the body, the hash at its end.
+ * v1 (workers written before v2): `X-Imagine-Signature: v1=<hex HMAC-SHA256(secret, "v1:" +
+ * timestamp + ":" + raw body)>`, checked only once the whole body is in.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ImagineError } from './errors.ts';
 import { IMAGE_TYPES } from './image-types.ts';
@@ -81,6 +85,105 @@ export function verifyPush(
   const verifier = createPushVerifier(secret, timestamp, signature, nowSeconds);
   verifier.update(typeof body === 'string' ? Buffer.from(body) : body);
   verifier.finish();
+}
+
+/** Header naming the job a v2-signed push is about. */
+export const JOB_ID_HEADER = 'x-imagine-job-id';
+/** Header carrying the hex SHA-256 of a v2-signed push body. */
+export const CONTENT_SHA256_HEADER = 'x-imagine-content-sha256';
+
+/** What a v2 signature covers: everything the relay can check before reading the body. */
+function v2Payload(timestamp: string, jobId: string, length: number, sha256: string): string {
+  return `v2:${timestamp}:${jobId}:${length}:${sha256}`;
+}
+
+/**
+ * Sign a push in its headers (v2): HMAC-SHA256 over timestamp, job id, body length and the
+ * body's SHA-256. The relay checks it before accepting a byte of the body, then the hash as the
+ * body streams in. Returns the headers to send (with `content-length`).
+ */
+export function signPushHeaders(
+  secret: string,
+  jobId: string,
+  body: Uint8Array,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): Record<string, string> {
+  const timestamp = String(nowSeconds);
+  const sha256 = createHash('sha256').update(body).digest('hex');
+  const mac = createHmac('sha256', secret)
+    .update(v2Payload(timestamp, jobId, body.length, sha256))
+    .digest('hex');
+  return {
+    [TIMESTAMP_HEADER]: timestamp,
+    [SIGNATURE_HEADER]: `v2=${mac}`,
+    [JOB_ID_HEADER]: jobId,
+    [CONTENT_SHA256_HEADER]: sha256,
+    'content-length': String(body.length),
+  };
+}
+
+/** The headers of a push, as the relay read them. */
+export interface PushHeaders {
+  timestamp: string | undefined;
+  signature: string | undefined;
+  jobId: string | undefined;
+  sha256: string | undefined;
+  /** The declared body length (Content-Length), when there is one. */
+  length: number | undefined;
+}
+
+/** Which scheme a push's signature header uses (`v1` covers the body, `v2` the headers). */
+export function signatureScheme(signature: string | undefined): 'v1' | 'v2' | undefined {
+  const s = signature?.trim();
+  return s?.startsWith('v2=') ? 'v2' : s?.startsWith('v1=') ? 'v1' : undefined;
+}
+
+/**
+ * Check a v2 push's headers before its body is read (missing, stale or wrong → a coded 401),
+ * and return the verifier of the body's hash, fed as the body streams in.
+ */
+export function verifyPushHeaders(
+  secret: string,
+  h: PushHeaders,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): PushVerifier & { jobId: string } {
+  if (!h.timestamp || !h.signature)
+    throw new ImagineError(
+      'MISSING_SIGNATURE',
+      'X-Imagine-Timestamp and X-Imagine-Signature are required',
+    );
+  if (!h.jobId || !h.sha256 || h.length === undefined)
+    throw new ImagineError(
+      'MISSING_SIGNATURE',
+      'a v2 signature needs X-Imagine-Job-Id, X-Imagine-Content-SHA256 and Content-Length',
+    );
+  if (!/^\d{1,12}$/.test(h.timestamp))
+    throw new ImagineError('BAD_SIGNATURE', 'X-Imagine-Timestamp must be unix seconds');
+  if (Math.abs(nowSeconds - Number(h.timestamp)) > SIGNATURE_TOLERANCE_SECONDS)
+    throw new ImagineError('STALE_SIGNATURE', 'signature timestamp is outside the 300 s window');
+  const match = /^v2=([0-9a-f]{64})$/.exec(h.signature.trim());
+  if (!match) throw new ImagineError('BAD_SIGNATURE', 'signature must be v2=<64 hex digits>');
+  if (!JOB_ID_PATTERN.test(h.jobId) || !/^[0-9a-f]{64}$/.test(h.sha256))
+    throw new ImagineError('BAD_SIGNATURE', 'X-Imagine-Job-Id or X-Imagine-Content-SHA256 is malformed');
+  const expected = createHmac('sha256', secret)
+    .update(v2Payload(h.timestamp, h.jobId, h.length, h.sha256))
+    .digest();
+  if (!timingSafeEqual(expected, Buffer.from(match[1]!, 'hex')))
+    throw new ImagineError('BAD_SIGNATURE', 'signature does not match');
+  const want = Buffer.from(h.sha256, 'hex');
+  const hash = createHash('sha256');
+  let seen = 0;
+  return {
+    jobId: h.jobId,
+    update: (chunk) => {
+      seen += chunk.length;
+      hash.update(chunk);
+    },
+    finish: () => {
+      if (seen !== h.length || !timingSafeEqual(hash.digest(), want))
+        throw new ImagineError('BAD_SIGNATURE', 'the body does not match its signed hash');
+    },
+  };
 }
 
 /** The states a job moves through. */

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ERROR_CODES, type ErrorCode, ImagineError, isRetryable } from '../contracts/errors.ts';
 import { extensionFor } from '../contracts/image-types.ts';
-import { type PushMeta, SIGNATURE_HEADER, signPush, TIMESTAMP_HEADER } from '../contracts/push.ts';
+import { type PushMeta, signPushHeaders } from '../contracts/push.ts';
 
 /** Sends pushes to the relay. */
 export interface RelayPusher {
@@ -85,15 +85,12 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
       let lastError: unknown;
       for (let attempt = 0; attempt < attempts; attempt++) {
         if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt));
-        const { timestamp, signature } = signPush(opts.secret, body);
+        // Signed in the headers (v2): the relay authenticates the push before reading its body.
+        const signed = signPushHeaders(opts.secret, meta.jobId, body);
         try {
           const response = await doFetch(url, {
             method: 'POST',
-            headers: {
-              'content-type': contentType,
-              [TIMESTAMP_HEADER]: timestamp,
-              [SIGNATURE_HEADER]: signature,
-            },
+            headers: { 'content-type': contentType, ...signed },
             body: body as Uint8Array<ArrayBuffer>,
           });
           const text = await response.text();

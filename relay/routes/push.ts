@@ -1,31 +1,25 @@
 /**
  * `POST /push`: signed results and status changes from workers. Multipart (`meta` JSON part +
  * `image` file part) or, for workers written against the seed, JSON with a base64 image.
- * The signature covers the raw body. Headers are checked before the body is read; a multipart
- * body then streams through the HMAC and the multipart parser at once (the only copy made is
- * the image itself), and nothing is acted on unless the signature matches.
+ * Authentication is decided from the headers before the body is read (`push-auth.ts`: a v2
+ * header signature, or a bounded number of body-signed v1 pushes); the body then streams
+ * through the hash or HMAC and the multipart parser at once, and nothing is acted on unless it
+ * is the body that was signed.
  */
 import { Busboy, type BusboyInstance } from '@fastify/busboy';
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
 import { header } from '../../contracts/headers.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
 import { describeIssues } from '../../contracts/job.ts';
-import {
-  createPushVerifier,
-  LegacyPushSchema,
-  type PushMeta,
-  PushMetaSchema,
-  SIGNATURE_HEADER,
-  TIMESTAMP_HEADER,
-  verifyPush,
-} from '../../contracts/push.ts';
+import { LegacyPushSchema, type PushMeta, PushMetaSchema } from '../../contracts/push.ts';
 import { isDelivered, type PushSafety } from '../../contracts/safety.ts';
 import { asModeration } from '../../moderation/index.ts';
 import { scopeNoun } from '../../moderation/policy.ts';
 import { scopeKeyOf } from '../../moderation/settings.ts';
 import { checkImage } from '../image-check.ts';
 import { BufferedImage } from '../job-tracker.ts';
+import { createPushGate, type PushAuth } from '../push-auth.ts';
 import { recallJob } from './jobs.ts';
 
 interface ParsedPush {
@@ -149,7 +143,16 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
   // Room for the meta part and multipart framing, or base64's 4/3 growth.
   const bodyLimit = Math.ceil((maxImage * 4) / 3) + 64 * 1024;
 
-  const secret = relay.config.RELAY_SECRET;
+  // Pushes are authenticated from their headers before the body is read (push-auth.ts).
+  const gate = createPushGate({
+    secret: relay.config.RELAY_SECRET,
+    bodyLimit,
+    onRefused: () => relay.metrics.pushes.inc({ kind: 'rejected' }),
+  });
+  const authenticated = (request: FastifyRequest): PushAuth => {
+    if (!request.pushAuth) throw new ImagineError('MISSING_SIGNATURE', 'the push is not signed');
+    return request.pushAuth;
+  };
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('multipart/form-data', (request, payload, done) => {
@@ -165,17 +168,7 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
       } else done(null, value);
     };
     try {
-      const declared = Number(request.headers['content-length']);
-      if (declared > bodyLimit)
-        throw new ImagineError(
-          'PAYLOAD_TOO_LARGE',
-          `body is ${declared} bytes; the limit is ${bodyLimit}`,
-        );
-      const verifier = createPushVerifier(
-        secret,
-        header(request, TIMESTAMP_HEADER),
-        header(request, SIGNATURE_HEADER),
-      );
+      const verifier = authenticated(request).verifier;
       const splitter = createMultipartSplitter(header(request, 'content-type') ?? '', maxImage);
       let received = 0;
       payload.on('data', (chunk: Buffer) => {
@@ -217,12 +210,9 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
     { parseAs: 'buffer', bodyLimit },
     (request, body: Buffer, done) => {
       try {
-        verifyPush(
-          secret,
-          body,
-          header(request, TIMESTAMP_HEADER),
-          header(request, SIGNATURE_HEADER),
-        );
+        const { verifier } = authenticated(request);
+        verifier.update(body);
+        verifier.finish();
         done(null, parseLegacy(body));
       } catch (err) {
         relay.metrics.pushes.inc({ kind: 'rejected' });
@@ -231,10 +221,13 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.post('/push', { bodyLimit }, async (request, reply) => {
+  app.post('/push', { bodyLimit, preParsing: gate.preParsing }, async (request, reply) => {
     const push = request.body as ParsedPush | undefined;
     if (!push) throw new ImagineError('UNSUPPORTED_MEDIA_TYPE', 'send multipart/form-data or JSON');
     const { meta } = push;
+    const signedFor = authenticated(request).jobId;
+    if (signedFor !== undefined && signedFor !== meta.jobId)
+      throw new ImagineError('BAD_SIGNATURE', 'the push is signed for another job');
 
     let image: BufferedImage | undefined;
     if (meta.status === 'done') {
