@@ -14,6 +14,8 @@ export const UNLIMITED = {
 /** A server started for a benchmark. */
 export interface BenchServer {
   url: string;
+  /** The server process (its own CPU time and memory are read from /proc). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -44,6 +46,7 @@ export async function startServer(env: Record<string, string>, role = 'all'): Pr
   }
   return {
     url,
+    pid: child.pid!,
     stop: () =>
       new Promise<void>((resolve) => {
         child.once('exit', () => resolve());

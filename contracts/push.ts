@@ -164,7 +164,10 @@ export function verifyPushHeaders(
   const match = /^v2=([0-9a-f]{64})$/.exec(h.signature.trim());
   if (!match) throw new ImagineError('BAD_SIGNATURE', 'signature must be v2=<64 hex digits>');
   if (!JOB_ID_PATTERN.test(h.jobId) || !/^[0-9a-f]{64}$/.test(h.sha256))
-    throw new ImagineError('BAD_SIGNATURE', 'X-Imagine-Job-Id or X-Imagine-Content-SHA256 is malformed');
+    throw new ImagineError(
+      'BAD_SIGNATURE',
+      'X-Imagine-Job-Id or X-Imagine-Content-SHA256 is malformed',
+    );
   const expected = createHmac('sha256', secret)
     .update(v2Payload(h.timestamp, h.jobId, h.length, h.sha256))
     .digest();
