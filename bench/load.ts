@@ -188,7 +188,12 @@ async function hostile(
   let sent = 0;
   let fivexx = 0;
   const jobId = randomBytes(18).toString('base64url');
-  const forged = signPushHeaders('not-the-secret-not-the-secret-not-the-secret', jobId, png);
+  const forgedBody = '--zz\r\n\r\n--zz--';
+  const forged = signPushHeaders(
+    'not-the-secret-not-the-secret-not-the-secret',
+    jobId,
+    Buffer.from(forgedBody),
+  );
   const kinds: Array<() => Promise<Response>> = [
     () => post('/enqueue', 'application/json', '{"prompt":'),
     () => post('/enqueue', 'application/json', JSON.stringify({ prompt: { $gt: '' } })),
@@ -196,7 +201,7 @@ async function hostile(
     () => post('/enqueue', 'text/plain', 'prompt=hi'),
     () => post('/enqueue', 'application/json', '[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]'),
     () => post('/push', 'application/json', '{"job_id":"x","image":"AAAA"}'),
-    () => post('/push', 'multipart/form-data; boundary=zz', '--zz\r\n\r\n--zz--', forged),
+    () => post('/push', 'multipart/form-data; boundary=zz', forgedBody, forged),
     () => post('/push', 'multipart/form-data', 'garbage', { 'x-imagine-signature': 'v1=zz' }),
     () =>
       post('/push', 'application/json', '{}', {
@@ -240,6 +245,8 @@ async function hostile(
   return { sent, fivexx, byStatus };
 }
 
+let closedHalf = 0;
+const firstLines = new Map<number, string>();
 /** Half-sent bodies: open `n`, send part of a body, time until the relay cuts each. */
 async function halfSent(n: number): Promise<number[]> {
   const { port } = new URL(server.url);
@@ -259,7 +266,12 @@ async function halfSent(n: number): Promise<number[]> {
           });
           const t0 = performance.now();
           socket.on('error', () => {});
-          socket.on('close', () => resolve(performance.now() - t0));
+          socket.once('data', (d) => firstLines.set(i, String(d).split('\r\n')[0]!));
+          socket.on('close', () => {
+            firstLines.delete(i);
+            closedHalf++;
+            resolve(performance.now() - t0);
+          });
         }),
     ),
   );
@@ -278,6 +290,14 @@ try {
   const outcomes: Outcome[] = [];
   let next = 0;
   const latencies: number[] = [];
+  const ticker = setInterval(
+    () =>
+      progress(
+        `half-sent closed: ${closedHalf} open answered: ${JSON.stringify([...firstLines.values()].slice(0, 3))}`,
+      ),
+    5000,
+  );
+  ticker.unref();
   const jobsDone = (async () => {
     await Promise.all(
       Array.from({ length: IN_FLIGHT }, async () => {
@@ -290,12 +310,17 @@ try {
             error: String(err),
           }));
           latencies.push(performance.now() - t0);
+          progress(`job ${i}: ${JSON.stringify(outcomes[i])}`);
         }
       }),
     );
   })();
-  const [attack, cuts] = await Promise.all([hostile(HOSTILE), halfSent(200)]);
+  const [attack, cuts] = await Promise.all([
+    hostile(HOSTILE).finally(() => progress('hostile done')),
+    halfSent(200).finally(() => progress('half-sent done')),
+  ]);
   await jobsDone;
+  progress('jobs done');
   const wall = (performance.now() - started) / 1000;
   const exactlyOne = outcomes.filter((o) => o.terminals.length === 1).length;
   const lost = outcomes.filter((o) => o.terminals.length === 0).length;
@@ -349,4 +374,8 @@ function listen(s: ReturnType<typeof createServer>): Promise<number> {
   return new Promise((resolve) =>
     s.listen(0, '127.0.0.1', () => resolve((s.address() as { port: number }).port)),
   );
+}
+
+function progress(what: string): void {
+  if (process.env.BENCH_VERBOSE) process.stderr.write(`${what}\n`);
 }
