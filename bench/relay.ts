@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import WebSocket from 'ws';
-import { SIGNATURE_HEADER, signPush, TIMESTAMP_HEADER } from '../contracts/push.ts';
+import { signPushHeaders } from '../contracts/push.ts';
 import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import { noisePng } from '../test/helpers/images.ts';
 import { encodePush } from '../worker/push-client.ts';
@@ -81,7 +81,8 @@ async function deliver(job: Waiting, i: number): Promise<number> {
     { jobId: job.jobId, status: 'done', contentType: 'image/png', seed: i },
     image,
   );
-  const { timestamp, signature } = signPush(SECRET, body);
+  // Signed in the headers (v2), as the worker signs: the relay authenticates before the body.
+  const signed = signPushHeaders(SECRET, job.jobId, body);
   // node:http writes the Buffer as it is (fetch would copy it): this process plays many workers
   // and should cost the machine as little as possible.
   const status = await new Promise<number>((resolve, reject) => {
@@ -92,9 +93,7 @@ async function deliver(job: Waiting, i: number): Promise<number> {
         agent,
         headers: {
           'content-type': contentType,
-          'content-length': body.length,
-          [TIMESTAMP_HEADER]: timestamp,
-          [SIGNATURE_HEADER]: signature,
+          ...signed,
         },
       },
       (res) => {
