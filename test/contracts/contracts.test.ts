@@ -22,12 +22,14 @@ describe('contracts', () => {
   it('seals reply targets so only the relay secret opens them', () => {
     const target: ReplyTarget = {
       platform: 'slack',
-      channelId: 'C1',
+      // Long enough that a random ciphertext cannot contain it by chance (a 2-letter id did,
+      // about one run in 50).
+      channelId: 'C0SEALEDCHANNEL42',
       userId: 'U1',
       statusTs: '1.2',
     };
     const sealed = sealReplyTarget(secret, target);
-    expect(sealed).not.toContain('C1');
+    expect(sealed).not.toContain('C0SEALEDCHANNEL42');
     expect(openReplyTarget(secret, sealed)).toEqual(target);
     expect(() => openReplyTarget('y'.repeat(40), sealed)).toThrow(ImagineError);
     const flipped = `${sealed.slice(0, -2)}${sealed.at(-2) === 'A' ? 'B' : 'A'}${sealed.at(-1)}`;
