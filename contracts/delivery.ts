@@ -4,6 +4,7 @@
  */
 import type { JobTask } from './limits.ts';
 import type { JobState, PushSource } from './push.ts';
+import type { WithheldCount } from './safety.ts';
 import type { ReplyTarget } from './seal.ts';
 
 /** One finished image of a job, in memory. */
@@ -48,6 +49,8 @@ export interface DeliveryEvent {
   generationMs?: number | undefined;
   generator?: string | undefined;
   error?: { code: string; message: string } | undefined;
+  /** Output safety: how many of the job's images were blocked or held, when any was. */
+  withheld?: WithheldCount | undefined;
   /** The finished images, in order (a `done` event); empty or absent otherwise. */
   images?: DeliveredImage[] | undefined;
 }

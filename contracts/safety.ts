@@ -93,6 +93,33 @@ export function isPushed(action: SafetyAction): boolean {
   return action !== 'block';
 }
 
+/** How many of a job's images output safety kept from the user, and of how many made. */
+export interface WithheldCount {
+  blocked: number;
+  /** Held for a moderator. */
+  held: number;
+  of: number;
+}
+
+/** The count of a job's blocked and held images; undefined when none was. */
+export function withheldOf(
+  verdicts: ReadonlyArray<{ action: SafetyAction }>,
+): WithheldCount | undefined {
+  const blocked = verdicts.filter((v) => v.action === 'block').length;
+  const held = verdicts.filter((v) => v.action === 'review').length;
+  return blocked + held === 0 ? undefined : { blocked, held, of: verdicts.length };
+}
+
+/** What a user reads beside the images delivered: how many were withheld, and how. */
+export function withheldLine(count: WithheldCount, noun: string): string {
+  const n = count.blocked + count.held;
+  const how = [
+    ...(count.blocked > 0 ? [`${count.blocked} blocked`] : []),
+    ...(count.held > 0 ? [`${count.held} held for a moderator`] : []),
+  ].join(', ');
+  return `${n} of ${count.of} images ${n === 1 ? 'was' : 'were'} withheld by this ${noun}'s safety setting (${how}).`;
+}
+
 /** Whether an image with this action goes to the user as it is (held ones wait for review). */
 export function isDelivered(action: SafetyAction): boolean {
   return action === 'deliver' || action === 'spoiler';

@@ -114,6 +114,7 @@ export class ChatDelivery {
       generationMs: record.generationMs,
       generator: record.generator ?? this.defaultGenerator,
       error: record.error,
+      ...(record.withheld ? { withheld: record.withheld } : {}),
       images: record.image
         ? [
             {

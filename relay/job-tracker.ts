@@ -58,6 +58,8 @@ export interface JobRecord {
   image?: BufferedImage | undefined;
   /** Output safety: which pushed images are spoilers (hidden behind a click), by index. */
   spoilers?: boolean[] | undefined;
+  /** Output safety: how many of the job's images were blocked or held (a `done` job). */
+  withheld?: import('../contracts/safety.ts').WithheldCount | undefined;
   /** The image was evicted from the buffer (TTL or byte cap). */
   imageEvicted?: boolean;
   /** The last change came from another relay instance, which then owns the job's side effects. */

@@ -98,6 +98,7 @@ export class WaiterHub {
           height: record.height,
           generationMs: record.generationMs,
           ...(record.spoilers?.[0] ? { spoiler: true } : {}),
+          ...(record.withheld ? { withheld: record.withheld } : {}),
         }),
       );
       // One binary message, sent as the chunks it arrived in (fragments): no copy of the image.

@@ -17,6 +17,7 @@ import {
 } from '../../contracts/delivery.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import { isTerminal } from '../../contracts/push.ts';
+import { withheldLine } from '../../contracts/safety.ts';
 import type { DiscordTarget, ReplyTarget } from '../../contracts/seal.ts';
 import {
   DISCORD_ERRORS,
@@ -318,9 +319,14 @@ export class DiscordDeliverer implements ChatDeliverer {
           const alt = imageAltText(event.prompt, ALT_TEXT_MAX.discord);
           return {
             payload: {
-              content: spoiler
-                ? "This server's safety setting marked the image as a spoiler: click to show it."
-                : '',
+              content: [
+                ...(spoiler
+                  ? [
+                      "This server's safety setting marked the image as a spoiler: click to show it.",
+                    ]
+                  : []),
+                ...(event.withheld ? [withheldLine(event.withheld, 'server')] : []),
+              ].join('\n'),
               embeds: [jobEmbed(event, single)],
               components: doneButtons(event),
               attachments: files.map((f, id) => ({ id, filename: f.name, description: alt })),

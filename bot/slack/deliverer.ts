@@ -22,6 +22,7 @@ import {
   type HeldImage,
   imageAltText,
 } from '../../contracts/delivery.ts';
+import { withheldLine } from '../../contracts/safety.ts';
 import type { ReplyTarget, SlackTarget } from '../../contracts/seal.ts';
 import {
   escapeTruncated,
@@ -241,7 +242,7 @@ export class SlackDeliverer implements ChatDeliverer {
       initialComment: withPrompt(
         `<@${target.userId}> `,
         facts.prompt,
-        `\n${factsLine(facts)}${spoiler ? "\n_This workspace's safety setting flagged the image, so it is shown blurred._" : ''}`,
+        `\n${factsLine(facts)}${spoiler ? "\n_This workspace's safety setting flagged the image, so it is shown blurred._" : ''}${event.withheld ? `\n_${withheldLine(event.withheld, 'workspace')}_` : ''}`,
         3000,
       ),
     };

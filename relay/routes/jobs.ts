@@ -74,6 +74,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
             bytes: r.image.size,
             image: `/jobs/${r.jobId}/image`,
             ...(r.spoilers?.[0] ? { spoiler: true } : {}),
+            ...(r.withheld ? { withheld: r.withheld } : {}),
           }
         : {}),
       generationMs: r.generationMs,

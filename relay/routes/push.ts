@@ -13,7 +13,7 @@ import { header } from '../../contracts/headers.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
 import { describeIssues } from '../../contracts/job.ts';
 import { LegacyPushSchema, type PushMeta, PushMetaSchema } from '../../contracts/push.ts';
-import { isDelivered, type PushSafety } from '../../contracts/safety.ts';
+import { isDelivered, type PushSafety, withheldOf } from '../../contracts/safety.ts';
 import { asModeration } from '../../moderation/index.ts';
 import { scopeNoun } from '../../moderation/policy.ts';
 import { scopeKeyOf } from '../../moderation/settings.ts';
@@ -295,6 +295,9 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
                 .filter((v) => isDelivered(v.action))
                 .map((v) => v.action === 'spoiler'),
             }
+          : {}),
+        ...(meta.safety && meta.status === 'done' && !held
+          ? { withheld: withheldOf(meta.safety.verdicts) }
           : {}),
       },
       held ? undefined : image,

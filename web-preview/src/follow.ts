@@ -21,6 +21,8 @@ export type FollowEvent =
       generationMs: number | undefined;
       /** Output safety flagged it: show it blurred until clicked. */
       spoiler: boolean;
+      /** How many of the job's images output safety blocked or held. */
+      withheld?: { blocked: number; held: number; of: number } | undefined;
       via: 'websocket' | 'polling';
     }
   | { kind: 'failed'; state: 'failed' | 'expired'; code: string; message: string };
@@ -52,6 +54,7 @@ interface StatusBody {
   generationMs?: number;
   contentType?: string;
   spoiler?: boolean;
+  withheld?: { blocked: number; held: number; of: number };
   error?: { code?: string; message?: string };
 }
 
@@ -62,6 +65,7 @@ interface ImageMeta {
   height: number;
   generationMs?: number;
   spoiler?: boolean;
+  withheld?: { blocked: number; held: number; of: number };
 }
 
 const DEFAULT_RECONNECT_MS = [400, 1200, 3000] as const;
@@ -118,6 +122,7 @@ export function followJob(opts: FollowOptions): Follower {
           height: meta.height,
           generationMs: meta.generationMs,
           spoiler: meta.spoiler === true,
+          ...(meta.withheld ? { withheld: meta.withheld } : {}),
           via: 'websocket',
         });
         return;
@@ -136,6 +141,7 @@ export function followJob(opts: FollowOptions): Follower {
           height: frame.height ?? 0,
           ...(frame.generationMs === undefined ? {} : { generationMs: frame.generationMs }),
           ...(frame.spoiler === true ? { spoiler: true } : {}),
+          ...(frame.withheld ? { withheld: frame.withheld } : {}),
         };
       } else if (frame.type === 'status') onStatus(frame, 'websocket');
     };
@@ -230,6 +236,7 @@ export function followJob(opts: FollowOptions): Follower {
         height: status.height ?? 0,
         generationMs: status.generationMs,
         spoiler: status.spoiler === true,
+        ...(status.withheld ? { withheld: status.withheld } : {}),
         via: 'polling',
       });
     } catch {

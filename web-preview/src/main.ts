@@ -340,6 +340,10 @@ class ResultCard {
     } else this.frame.replaceChildren(img);
     const demo = this.meta.textContent?.endsWith(' · demo') ? ' · demo' : '';
     this.meta.textContent = `Seed ${event.seed} · ${event.width} × ${event.height}${demo}`;
+    if (event.withheld) {
+      const n = event.withheld.blocked + event.withheld.held;
+      this.meta.textContent += ` · ${n} of ${event.withheld.of} images ${n === 1 ? 'was' : 'were'} withheld by this site's safety setting`;
+    }
 
     const ext = event.blob.type.split('/')[1]?.replace('jpeg', 'jpg') ?? 'png';
     const download = el('a', 'button', 'Download');
