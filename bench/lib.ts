@@ -16,8 +16,21 @@ export interface BenchServer {
   url: string;
   /** The server process (its own CPU time and memory are read from /proc). */
   pid: number;
+  /** The server process's own CPU time and memory (after a full GC when `gc` is set). */
+  usage(gc?: boolean): Promise<Usage>;
   stop(): Promise<void>;
 }
+
+/** What {@link BenchServer.usage} reports. */
+export interface Usage {
+  cpuMs: number;
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
 
 /** Start `runtime/main.ts` in a child process with the given environment. */
 export async function startServer(env: Record<string, string>, role = 'all'): Promise<BenchServer> {
@@ -25,28 +38,42 @@ export async function startServer(env: Record<string, string>, role = 'all'): Pr
   const main = fileURLToPath(new URL('../runtime/main.ts', import.meta.url));
   // BENCH_SERVER_ARGS passes flags to the server process only (e.g. --cpu-prof).
   const extra = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
-  const child: ChildProcess = spawn(process.execPath, [...extra, main, role], {
-    env: {
-      ...process.env,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error',
-      ...env,
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--expose-gc', '--import', PROBE, ...extra, main, role],
+    {
+      env: {
+        ...process.env,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error',
+        ...env,
+      },
+      stdio: ['ignore', process.env.BENCH_LOG_LEVEL ? 'inherit' : 'ignore', 'inherit', 'ipc'],
     },
-    stdio: ['ignore', process.env.BENCH_LOG_LEVEL ? 'inherit' : 'ignore', 'inherit'],
-  });
+  );
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
-  for (;;) {
+  // A worker-only process serves no HTTP: give it time to start instead.
+  if (role === 'worker') await new Promise((r) => setTimeout(r, 4000));
+  for (; role !== 'worker'; ) {
     try {
       if ((await fetch(`${url}/healthz`)).ok) break;
     } catch {}
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('server did not start');
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error('server did not start');
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
     url,
     pid: child.pid!,
+    usage: (gc = false) =>
+      new Promise<Usage>((resolve, reject) => {
+        child.once('message', (m) => resolve(m as Usage));
+        if (!child.send(gc ? 'usage-after-gc' : 'usage')) reject(new Error('server is gone'));
+      }),
     stop: () =>
       new Promise<void>((resolve) => {
         child.once('exit', () => resolve());

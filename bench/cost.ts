@@ -1,0 +1,292 @@
+/**
+ * Cost per job, from the server process's own CPU time and memory (never throughput: this
+ * process, the load generator, shares the machine's cores).
+ *
+ * `npm run bench:cost [scenario...]`, scenarios (default: pipeline enqueue memory):
+ * - pipeline: CPU per 64×64 job, enqueue → image on the WebSocket, embedded (relay + worker +
+ *   SQS emulator in one process), 8 jobs in flight.
+ * - enqueue: CPU per `POST /enqueue` of a relay-only process, on SQS (emulator hosted here) and
+ *   on BullMQ (a redis-server started here).
+ * - scaling: CPU per `POST /enqueue` as outstanding jobs grow to BENCH_SCALING_MAX (100,000),
+ *   measured at 10 / 1,000 / 10,000 / 100,000 outstanding.
+ * - memory: idle RSS per role, RSS after 1,000 1 MiB images left the result buffer, and the
+ *   memory one idle WebSocket costs.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { Agent, request } from 'node:http';
+import * as net from 'node:net';
+import WebSocket from 'ws';
+import { SIGNATURE_HEADER, signPush, TIMESTAMP_HEADER } from '../contracts/push.ts';
+import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
+import { freePort } from '../test/helpers/net.ts';
+import { encodePush } from '../worker/push-client.ts';
+import { type BenchServer, machine, report, startServer, UNLIMITED } from './lib.ts';
+
+const scenarios = process.argv.slice(2);
+const wanted = (name: string) =>
+  scenarios.length === 0 ? name !== 'scaling' : scenarios.includes(name);
+const SECRET = randomBytes(32).toString('base64url');
+const MB = 1024 * 1024;
+
+/** Every request from its own address (TRUST_PROXY=fly), so per-user limits never bite. */
+let client = 0;
+function clientIp(): string {
+  const n = client++;
+  return `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+}
+
+async function enqueue(url: string, size = 64): Promise<{ jobId: string; ws: string }> {
+  const res = await fetch(`${url}/enqueue`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'fly-client-ip': clientIp() },
+    body: JSON.stringify({ prompt: 'cost benchmark', width: size, height: size }),
+  });
+  if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as { jobId: string; ws: string };
+}
+
+async function pool(count: number, width: number, fn: (i: number) => Promise<unknown>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < count) await fn(next++);
+    }),
+  );
+}
+
+/** CPU ms the server spent per unit of `work`. */
+async function cpuPer(server: BenchServer, units: number, work: () => Promise<void>) {
+  const before = await server.usage();
+  await work();
+  const after = await server.usage();
+  return (after.cpuMs - before.cpuMs) / units;
+}
+
+const LIMITS = { ...UNLIMITED, TRUST_PROXY: 'fly', LIMIT_IMAGES_PER_USER: '1000000' };
+
+async function withSqs<T>(fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+  const sqs = await startEmbeddedSqs({
+    region: 'us-east-1',
+    maxReceiveCount: 3,
+    visibilityTimeoutSeconds: 30,
+  });
+  try {
+    return await fn({
+      SQS_QUEUE_URL: sqs.queueUrl,
+      SQS_ENDPOINT: sqs.endpoint,
+      AWS_ACCESS_KEY_ID: sqs.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: sqs.credentials.secretAccessKey,
+      RELAY_SECRET: SECRET,
+    });
+  } finally {
+    await sqs.stop();
+  }
+}
+
+async function withRedis<T>(fn: (url: string) => Promise<T>): Promise<T> {
+  const port = await freePort();
+  const redis: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  try {
+    for (let i = 0; ; i++) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.end();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
+      if (ok) break;
+      if (i > 100) throw new Error('redis-server did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return await fn(`redis://127.0.0.1:${port}`);
+  } finally {
+    redis.kill('SIGTERM');
+  }
+}
+
+process.stdout.write(`# ${await machine()}\n`);
+
+if (wanted('pipeline')) {
+  const server = await startServer({ WORKER_CONCURRENCY: '2', ...LIMITS });
+  const job = async () => {
+    const { ws } = await enqueue(server.url);
+    await new Promise<void>((resolve, reject) => {
+      const socket = new WebSocket(ws);
+      socket.on('message', (_d, isBinary) => {
+        if (isBinary) {
+          socket.close();
+          resolve();
+        }
+      });
+      socket.on('close', () => resolve());
+      socket.on('error', reject);
+    });
+  };
+  try {
+    await pool(100, 8, job);
+    const jobs = 1000;
+    const started = performance.now();
+    const ms = await cpuPer(server, jobs, () => pool(jobs, 8, job));
+    report('pipeline CPU per job (embedded, demo 64x64, 8 in flight)', {
+      jobs,
+      cpu_ms_per_job: ms,
+      jobs_per_s: jobs / ((performance.now() - started) / 1000),
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
+async function enqueueCost(label: string, env: Record<string, string>) {
+  const server = await startServer({ ...LIMITS, ...env }, 'relay');
+  try {
+    await pool(300, 8, () => enqueue(server.url));
+    const n = 2000;
+    const ms = await cpuPer(server, n, () => pool(n, 8, () => enqueue(server.url)));
+    report(`POST /enqueue CPU, relay only, ${label}`, { requests: n, cpu_ms_per_request: ms });
+  } finally {
+    await server.stop();
+  }
+}
+
+if (wanted('enqueue')) {
+  await withSqs((env) => enqueueCost('SQS', env));
+  await withRedis((url) =>
+    enqueueCost('BullMQ', { QUEUE_BACKEND: 'bullmq', REDIS_URL: url, RELAY_SECRET: SECRET }),
+  );
+}
+
+if (wanted('scaling')) {
+  const max = Number(process.env.BENCH_SCALING_MAX ?? 100_000);
+  const marks = [10, 1_000, 10_000, 100_000].filter((m) => m <= max);
+  await withSqs(async (env) => {
+    const server = await startServer({ ...LIMITS, ...env }, 'relay');
+    try {
+      let outstanding = 0;
+      const window = 500;
+      const figures: Record<string, number> = {};
+      for (const mark of marks) {
+        const upTo = Math.max(0, mark - outstanding);
+        await pool(upTo, 8, () => enqueue(server.url));
+        outstanding += upTo;
+        const ms = await cpuPer(server, window, () => pool(window, 8, () => enqueue(server.url)));
+        outstanding += window;
+        figures[`at_${mark}`] = ms;
+      }
+      report('POST /enqueue CPU ms per request by outstanding jobs (relay only, SQS)', figures);
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+async function idleRss(role: string, env: Record<string, string>): Promise<number> {
+  const server = await startServer({ ...LIMITS, ...env }, role);
+  try {
+    await new Promise((r) => setTimeout(r, 1000));
+    return (await server.usage(true)).rss;
+  } finally {
+    await server.stop();
+  }
+}
+
+if (wanted('memory')) {
+  await withSqs(async (env) => {
+    const relayPort = await freePort();
+    const figures: Record<string, number> = {
+      relay_MB: (await idleRss('relay', env)) / MB,
+      // A worker needs a relay URL; nothing has to answer there while it idles.
+      worker_MB:
+        (await idleRss('worker', { ...env, RELAY_URL: `http://127.0.0.1:${relayPort}` })) / MB,
+      embedded_MB: (await idleRss('all', { RELAY_SECRET: SECRET })) / MB,
+    };
+    report('idle RSS per role (after GC)', figures);
+
+    // 1,000 images of 1 MiB through the relay's buffer, then gone (RESULT_TTL_SECONDS=1).
+    const server = await startServer({ ...LIMITS, ...env, RESULT_TTL_SECONDS: '1' }, 'relay');
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      const idle = (await server.usage(true)).rss;
+      const image = Buffer.concat([
+        Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+        randomBytes(MB - 8),
+      ]);
+      const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+      const push = async () => {
+        const { jobId } = await enqueue(server.url);
+        const { body, contentType } = encodePush(
+          { jobId, status: 'done', contentType: 'image/png', seed: 1 },
+          image,
+        );
+        const { timestamp, signature } = signPush(SECRET, body);
+        await new Promise<void>((resolve, reject) => {
+          const req = request(
+            `${server.url}/push`,
+            {
+              method: 'POST',
+              agent,
+              headers: {
+                'content-type': contentType,
+                'content-length': body.length,
+                [TIMESTAMP_HEADER]: timestamp,
+                [SIGNATURE_HEADER]: signature,
+              },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () =>
+                res.statusCode === 200 ? resolve() : reject(new Error(`push ${res.statusCode}`)),
+              );
+            },
+          );
+          req.on('error', reject);
+          req.end(body);
+        });
+      };
+      await pool(1000, 8, push);
+      const peak = (await server.usage()).rss;
+      // The sweep runs every second; the TTL is one second.
+      await new Promise((r) => setTimeout(r, 3000));
+      const after = (await server.usage(true)).rss;
+      agent.destroy();
+      report('relay RSS around 1,000 1 MiB images in the result buffer (after GC)', {
+        idle_MB: idle / MB,
+        peak_MB: peak / MB,
+        after_release_MB: after / MB,
+        after_over_idle: after / idle,
+      });
+
+      // Idle WebSockets waiting on queued jobs.
+      const sockets = 1000;
+      const jobs: Array<{ ws: string }> = [];
+      for (let i = 0; i < sockets; i++) jobs.push(await enqueue(server.url));
+      const before = await server.usage(true);
+      const open: WebSocket[] = [];
+      await pool(sockets, 16, async (i) => {
+        const socket = new WebSocket(jobs[i]!.ws);
+        open.push(socket);
+        await new Promise<void>((resolve, reject) => {
+          socket.once('message', () => resolve());
+          socket.once('error', reject);
+        });
+      });
+      await new Promise((r) => setTimeout(r, 500));
+      const withSockets = await server.usage(true);
+      for (const s of open) s.terminate();
+      report('idle WebSocket memory (per socket, after GC)', {
+        sockets,
+        rss_KB: (withSockets.rss - before.rss) / sockets / 1024,
+        heap_KB: (withSockets.heapUsed - before.heapUsed) / sockets / 1024,
+        external_KB: (withSockets.external - before.external) / sockets / 1024,
+      });
+    } finally {
+      await server.stop();
+    }
+  });
+}
