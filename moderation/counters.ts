@@ -224,6 +224,8 @@ export class RedisConcurrencySlots implements ConcurrencySlots {
 /** Slots in this process's memory. */
 export class MemoryConcurrencySlots implements ConcurrencySlots {
   readonly #slots = new Map<string, Map<string, number>>();
+  /** The latest expiry in each key's lease map (a Map cannot tell its last entry cheaply). */
+  readonly #lastExpiry = new WeakMap<Map<string, number>, number>();
   /** Job id → its lease (or none: the job ended before it was bound), until when to keep it. */
   readonly #jobs = new Map<string, { lease: SlotLease | undefined; until: number }>();
   readonly #now: () => number;
@@ -232,19 +234,39 @@ export class MemoryConcurrencySlots implements ConcurrencySlots {
     this.#now = now;
   }
 
+  /**
+   * The key's unexpired leases. Leases are kept in expiry order (see {@link #insertLease}), so
+   * dropping the expired ones stops at the first live one: no scan of the rest.
+   */
   #live(key: string): Map<string, number> {
     const leases = this.#slots.get(key) ?? new Map<string, number>();
     const now = this.#now();
-    for (const [id, until] of leases) if (until <= now) leases.delete(id);
+    for (const [id, until] of leases) {
+      if (until > now) break;
+      leases.delete(id);
+    }
     if (leases.size === 0) this.#slots.delete(key);
     return leases;
+  }
+
+  /** Add a lease keeping the map in expiry order (a shorter lease than the last is rare). */
+  #insertLease(leases: Map<string, number>, id: string, until: number): void {
+    const last = this.#lastExpiry.get(leases);
+    if (last === undefined || leases.size === 0 || until >= last) {
+      leases.set(id, until);
+      this.#lastExpiry.set(leases, until);
+      return;
+    }
+    const sorted = [...leases, [id, until] as [string, number]].sort((a, b) => a[1] - b[1]);
+    leases.clear();
+    for (const [k, v] of sorted) leases.set(k, v);
   }
 
   async acquire(key: string, limit: number, leaseMs: number): Promise<AcquireResult> {
     const leases = this.#live(key);
     if (leases.size >= limit) return { ok: false, held: leases.size };
     const id = randomBytes(12).toString('base64url');
-    leases.set(id, this.#now() + leaseMs);
+    this.#insertLease(leases, id, this.#now() + leaseMs);
     this.#slots.set(key, leases);
     return { ok: true, lease: { key, id }, held: leases.size };
   }
@@ -259,10 +281,17 @@ export class MemoryConcurrencySlots implements ConcurrencySlots {
     return this.#live(key).size;
   }
 
+  /**
+   * Forget bindings past their time, oldest first, stopping at the first one still kept: each
+   * binding is dropped once, so the cost per job stays the same however many are outstanding.
+   * (Bindings are added in time order; one kept longer than a later one only waits for it.)
+   */
   #prune(): void {
-    if (this.#jobs.size < 10_000) return;
     const now = this.#now();
-    for (const [id, entry] of this.#jobs) if (entry.until <= now) this.#jobs.delete(id);
+    for (const [id, entry] of this.#jobs) {
+      if (entry.until > now) break;
+      this.#jobs.delete(id);
+    }
   }
 
   async bind(jobId: string, lease: SlotLease, leaseMs: number): Promise<void> {
