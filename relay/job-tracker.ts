@@ -110,8 +110,16 @@ export { isTerminal };
  */
 export class JobTracker extends EventEmitter implements JobRegistry {
   private readonly jobs = new Map<string, JobRecord>();
-  /** Queued job ids in queue order. */
-  private readonly queued = new Set<string>();
+  /** Queued job ids in queue order, each with its sequence number (see {@link position}). */
+  private readonly queued = new Map<string, number>();
+  private nextSeq = 0;
+  /** The sequence number of the first queued job (`nextSeq` when none is queued). */
+  private headSeq = 0;
+  /**
+   * Sequence numbers of jobs that left the queue from behind its head, ascending: a job's
+   * position is its distance from the head less the gaps before it, found without a scan.
+   */
+  private readonly gaps: number[] = [];
   /** Finished jobs with images, oldest first, for eviction. */
   private readonly buffered = new Map<string, number>();
   private bufferedBytesTotal = 0;
@@ -155,13 +163,28 @@ export class JobTracker extends EventEmitter implements JobRegistry {
 
   /** Number of queued jobs ahead of this one (0 when next), or undefined when not queued. */
   position(jobId: string): number | undefined {
-    if (!this.queued.has(jobId)) return undefined;
-    let ahead = 0;
-    for (const id of this.queued) {
-      if (id === jobId) return ahead;
-      ahead++;
+    const seq = this.queued.get(jobId);
+    if (seq === undefined) return undefined;
+    return seq - this.headSeq - countBelow(this.gaps, seq);
+  }
+
+  /** Take a job off the queued list; true when it was queued. */
+  private leaveQueue(jobId: string): boolean {
+    const seq = this.queued.get(jobId);
+    if (seq === undefined) return false;
+    this.queued.delete(jobId);
+    if (seq !== this.headSeq) {
+      this.gaps.splice(countBelow(this.gaps, seq), 0, seq);
+      return true;
     }
-    return undefined;
+    // The head left: the next head is the next number that is not a gap.
+    let head = seq + 1;
+    while (this.gaps.length > 0 && this.gaps[0] === head) {
+      this.gaps.shift();
+      head++;
+    }
+    this.headSeq = head;
+    return true;
   }
 
   /** Jobs waiting in this instance's view of the queue. */
@@ -212,7 +235,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
   private addQueued(record: JobRecord, remote: boolean): number {
     if (remote) record.remote = true;
     this.jobs.set(record.jobId, record);
-    this.queued.add(record.jobId);
+    this.queued.set(record.jobId, this.nextSeq++);
     const position = this.queued.size - 1;
     this.emit('update', { record, position, ...(remote ? { remote } : {}) } satisfies JobUpdate);
     this.announce(record);
@@ -221,7 +244,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
 
   forget(jobId: string, opts: { remote?: boolean } = {}): void {
     const known = this.jobs.delete(jobId);
-    if (this.queued.delete(jobId)) this.emit('positions');
+    if (this.leaveQueue(jobId)) this.emit('positions');
     this.dropImage(jobId);
     if (known) this.emit('forgotten', { jobId, remote: opts.remote === true });
   }
@@ -283,7 +306,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     record.updatedAt = now;
     if (remote) record.remote = true;
     else delete record.remote;
-    const leftQueue = this.queued.delete(jobId);
+    const leftQueue = this.leaveQueue(jobId);
     const kept = image ? this.storeImage(record, image) : true;
     this.emit('update', { record, ...(remote ? { remote } : {}) } satisfies JobUpdate);
     if (learned) this.announce(record);
@@ -304,7 +327,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
   /** Ids of queued jobs with their positions, in order. */
   *queuedPositions(): Generator<[string, number]> {
     let i = 0;
-    for (const id of this.queued) yield [id, i++];
+    for (const id of this.queued.keys()) yield [id, i++];
   }
 
   /** Attach the image; returns false when it is too big to keep in the buffer afterwards. */
@@ -356,4 +379,16 @@ export class JobTracker extends EventEmitter implements JobRegistry {
       }
     }
   }
+}
+
+/** How many of the ascending numbers are below `n` (binary search). */
+function countBelow(sorted: readonly number[], n: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < n) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

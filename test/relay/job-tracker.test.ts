@@ -27,6 +27,35 @@ describe('JobTracker', () => {
     expect(t.position(id(1))).toBeUndefined();
   });
 
+  it('reports every queued job’s position as jobs leave in any order', () => {
+    const t = new JobTracker({ resultTtlMs: 1000, maxBufferedBytes: 1000, jobTtlMs: 10_000 });
+    // A reference list, and a fixed pseudo-random order of arrivals and departures.
+    const model: string[] = [];
+    let x = 12345;
+    const rand = (n: number) => {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      return x % n;
+    };
+    let next = 0;
+    for (let step = 0; step < 2000; step++) {
+      const r = rand(10);
+      if (r < 5 || model.length === 0) {
+        const jobId = id(next++);
+        expect(t.registerQueued(job(jobId)).position).toBe(model.length);
+        model.push(jobId);
+      } else {
+        // Mostly the head leaves (workers take jobs in order), sometimes any job.
+        const at = r < 8 ? 0 : rand(model.length);
+        const [gone] = model.splice(at, 1);
+        if (r === 9) t.forget(gone!);
+        else t.apply(gone!, { state: 'generating' });
+        expect(t.position(gone!)).toBeUndefined();
+      }
+      for (let i = 0; i < model.length; i += 7) expect(t.position(model[i]!)).toBe(i);
+      expect([...t.queuedPositions()].map(([jobId]) => jobId)).toEqual(model);
+    }
+  });
+
   it('evicts the oldest images when over the byte cap, and says so', () => {
     const t = new JobTracker({ resultTtlMs: 60_000, maxBufferedBytes: 250, jobTtlMs: 10_000 });
     t.apply(id(1), { state: 'done' }, image(100));
