@@ -3,7 +3,6 @@
  * `REDIS_URL` is set, otherwise memory counters and a SQLite settings file under `DATA_DIR`.
  */
 import { join, resolve } from 'node:path';
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../contracts/config.ts';
 import type { AdmissionPolicy } from '../submit/submit.ts';
@@ -57,6 +56,8 @@ export async function admissionFromConfig(
     logger: logger.child({ part: 'moderation' }),
   };
   if (config.REDIS_URL) {
+    // Loaded only when configured: an embedded relay holds no Redis client in memory.
+    const { Redis } = await import('ioredis');
     const redis = new Redis(config.REDIS_URL, {
       lazyConnect: true,
       // Fail a request quickly while Redis is away: a clear 503 beats a hanging /imagine.

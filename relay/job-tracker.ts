@@ -227,7 +227,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     const record: JobRecord = { ...entry, updatedAt: this.now(), remote: true };
     if (entry.state === 'done') record.imageEvicted = true;
     this.jobs.set(record.jobId, record);
-    if (record.state === 'queued') this.queued.add(record.jobId);
+    if (record.state === 'queued') this.queued.set(record.jobId, this.nextSeq++);
     this.announce(record);
     return record;
   }

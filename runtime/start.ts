@@ -8,20 +8,9 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { type ChatAdapter, chatAdaptersFromConfig } from '../bot/adapters.ts';
 import type { Config } from '../contracts/config.ts';
-import { admissionFromConfig } from '../moderation/index.ts';
-import { BullJobConsumer, BullJobQueue } from '../queue/bullmq.ts';
-import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import type { JobConsumer, JobQueue } from '../queue/queue.ts';
-import {
-  createSqsClient,
-  type RedrivePolicy,
-  readRedrivePolicy,
-  SqsJobConsumer,
-  SqsJobQueue,
-} from '../queue/sqs.ts';
-import { buildRelay } from '../relay/app.ts';
+import type { RedrivePolicy } from '../queue/sqs.ts';
 import type { ChatDeliverer } from '../relay/delivery.ts';
-import { JobFanout } from '../relay/fanout.ts';
 import {
   type JobLedger,
   LEDGER_FILE,
@@ -32,9 +21,12 @@ import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
 import { generatorFromConfig } from '../worker/generators/index.ts';
 import { GeneratorRouter } from '../worker/generators/router.ts';
-import { createNsfwClassifier, type ImageClassifier } from '../worker/safety/classifier.ts';
-import { type RunningWorker, startWorker } from '../worker/worker.ts';
+import type { ImageClassifier } from '../worker/safety/classifier.ts';
+import type { RunningWorker } from '../worker/worker.ts';
 import { workerHealthListener } from './worker-health.ts';
+
+// Each part is imported when a role and configuration need it, so a process holds in memory
+// only the libraries it uses (a relay on SQS loads no BullMQ, a worker no Fastify).
 
 /** Options beyond configuration: injected parts for tests and chat adapters. */
 export interface StartOptions {
@@ -103,12 +95,14 @@ async function startParts(
     ];
     let admission = opts.admission;
     if (!admission) {
+      const { admissionFromConfig } = await import('../moderation/index.ts');
       const moderation = await admissionFromConfig(config, logger);
       stops.push(() => moderation.close());
       admission = moderation;
     }
-    let fanout: JobFanout | undefined;
+    let fanout: import('../relay/fanout.ts').JobFanout | undefined;
     if (config.REDIS_URL) {
+      const { JobFanout } = await import('../relay/fanout.ts');
       const f = new JobFanout({
         redisUrl: config.REDIS_URL,
         prefix: config.REDIS_KEY_PREFIX,
@@ -136,6 +130,7 @@ async function startParts(
           logger,
         });
     stops.push(() => ledger.close());
+    const { buildRelay } = await import('../relay/app.ts');
     relay = await buildRelay({
       ledger,
       config,
@@ -179,6 +174,8 @@ async function startParts(
     const port = relay ? (relay.server.address() as { port: number }).port : config.PORT;
     const relayUrl = config.RELAY_URL ?? `http://127.0.0.1:${port}`;
     const { consumer, maxAttempts } = await queue.consumer();
+    const { startWorker } = await import('../worker/worker.ts');
+    const { createNsfwClassifier } = await import('../worker/safety/classifier.ts');
     worker = startWorker({
       consumer,
       generator,
@@ -251,6 +248,7 @@ async function startQueue(
   stops: Array<() => Promise<void>>,
 ): Promise<StartedQueue> {
   if (config.QUEUE_BACKEND === 'bullmq') {
+    const { BullJobConsumer, BullJobQueue } = await import('../queue/bullmq.ts');
     const where = {
       redisUrl: config.REDIS_URL!,
       queueName: config.BULLMQ_QUEUE,
@@ -278,10 +276,14 @@ async function startQueue(
     };
   }
 
+  const { createSqsClient, readRedrivePolicy, SqsJobConsumer, SqsJobQueue } = await import(
+    '../queue/sqs.ts'
+  );
   let queueUrl: string;
   let deadLetterUrl = config.SQS_DLQ_URL;
   let client: SQSClient;
   if (config.embedded) {
+    const { startEmbeddedSqs } = await import('../queue/embedded-sqs.ts');
     const sqs = await startEmbeddedSqs({
       region: config.AWS_REGION,
       maxReceiveCount: config.SQS_MAX_RECEIVE_COUNT,

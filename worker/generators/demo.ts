@@ -10,7 +10,16 @@
  *   `strength`: new high-frequency pixels that a resample alone would not have.
  */
 import { createHash } from 'node:crypto';
-import sharp from 'sharp';
+import type SharpModule from 'sharp';
+
+// sharp (libvips) is loaded with the first image, so a relay that only names this generator
+// never holds it in memory.
+let sharpLoaded: Promise<typeof SharpModule> | undefined;
+const loadSharp = () => {
+  sharpLoaded ??= import('sharp').then((m) => m.default);
+  return sharpLoaded;
+};
+
 import { ImagineError } from '../../contracts/errors.ts';
 import type {
   GeneratedImage,
@@ -92,6 +101,7 @@ export function renderDemoPixels(req: {
 }
 
 async function png(pixels: Buffer, width: number, height: number): Promise<Buffer> {
+  const sharp = await loadSharp();
   return sharp(pixels, { raw: { width, height, channels: 3 } })
     .png({ compressionLevel: 6, adaptiveFiltering: false })
     .toBuffer();
@@ -99,6 +109,7 @@ async function png(pixels: Buffer, width: number, height: number): Promise<Buffe
 
 /** The input as raw RGB pixels of exactly `width`×`height` (cover fit, centred). */
 async function inputPixels(input: GeneratorInput, width: number, height: number): Promise<Buffer> {
+  const sharp = await loadSharp();
   return sharp(input.bytes)
     .rotate()
     .resize(width, height, { fit: 'cover', kernel: 'lanczos3' })
@@ -119,6 +130,7 @@ async function vary(req: GenerateRequest, input: GeneratorInput, seed: number): 
   for (let i = 0; i < base.length; i++) out[i] = base[i]! * (1 - mix) + art[i]! * mix;
   const rand = prng(seed ^ 0x5eed);
   const hue = Math.round((rand() * 2 - 1) * 120 * strength);
+  const sharp = await loadSharp();
   return sharp(out, { raw: { width, height, channels: 3 } })
     .modulate({ hue })
     .png({ compressionLevel: 6, adaptiveFiltering: false })
@@ -129,6 +141,7 @@ async function vary(req: GenerateRequest, input: GeneratorInput, seed: number): 
 async function upscale(req: GenerateRequest, input: GeneratorInput, seed: number): Promise<Buffer> {
   const { width, height } = req;
   const strength = req.strength ?? 0.3;
+  const sharp = await loadSharp();
   const enlarged = await sharp(input.bytes)
     .rotate()
     .resize(width, height, { fit: 'cover', kernel: 'lanczos3' })
@@ -184,7 +197,7 @@ export class DemoGenerator implements Generator {
       signal.throwIfAborted();
       images.push({ bytes, contentType: 'image/png', seed, width: req.width, height: req.height });
       if (onProgress) {
-        const preview = await sharp(bytes)
+        const preview = await (await loadSharp())(bytes)
           .resize(PREVIEW_SIDE, PREVIEW_SIDE, { fit: 'inside' })
           .jpeg({ quality: 60 })
           .toBuffer();
