@@ -62,7 +62,7 @@ export const REPLY_MAX_CHARS = 1900;
 /** Usage, shown by `help` and on a malformed command. */
 export const ADMIN_USAGE = [
   '`/imagine-admin show [#channel]` — limits, channels, blocked words and recent changes',
-  `\`/imagine-admin set [#channel] name=value …\` — names: ${LIMIT_FIELDS.map((f) => f.name).join(', ')}; \`value=default\` clears an override; \`set reset [#channel]\` clears all`,
+  `\`/imagine-admin set [#channel] name=value …\` — names: ${LIMIT_FIELDS.map((f) => f.name).join(', ')}; \`models=a,b\` (last: it takes the rest of the line) lists the models users may choose, \`models=all\` every one; \`value=default\` clears an override; \`set reset [#channel]\` clears all`,
   '`/imagine-admin words add|remove word, phrase, prefix*` · `/imagine-admin words list`',
   '`/imagine-admin channels allow|deny #channel …` · `/imagine-admin channels clear` (all allowed)',
 ].join('\n');
@@ -141,7 +141,14 @@ export function parseAdminText(text: string): AdminCommand {
           const arg = args[i]!;
           const eq = arg.indexOf('=');
           if (eq > 0) {
-            changes = { ...changes, ...parseLimitChange(arg.slice(0, eq), arg.slice(eq + 1)) };
+            const name = arg.slice(0, eq);
+            // Model names may hold spaces: `models=` takes the rest of the line.
+            if (limitFieldByName(name)?.key === 'models') {
+              const value = [arg.slice(eq + 1), ...args.slice(i + 1)].join(' ');
+              changes = { ...changes, ...parseLimitChange(name, value) };
+              break;
+            }
+            changes = { ...changes, ...parseLimitChange(name, arg.slice(eq + 1)) };
             continue;
           }
           const value = args[++i];
@@ -294,6 +301,19 @@ export async function runAdminCommand(
         ) as LimitChanges;
         if (Object.keys(changes).length === 0)
           return { ok: false, code: 'BAD_REQUEST', text: `Nothing to change.\n${ADMIN_USAGE}` };
+        const models = changes.models;
+        if (models && models.length > 0) {
+          const unknown = models.filter((m) => !policy.models.includes(m));
+          if (unknown.length > 0)
+            return {
+              ok: false,
+              code: 'BAD_REQUEST',
+              text:
+                policy.models.length === 0
+                  ? 'This imagine offers no choice of model (MODELS is empty), so there is nothing to restrict.'
+                  : `Not offered here: ${unknown.join(', ')}. The models offered are ${policy.models.join(', ')}.`,
+            };
+        }
         const where = command.channelId === undefined ? '' : ` in ${mention(command.channelId)}`;
         const action = `limits${where}: ${describeChanges(changes)}`;
         await policy.change(

@@ -51,6 +51,7 @@ export async function admissionFromConfig(
     webDefaults: webDefaultsFromConfig(config),
     extraBlockedWords: commaList(config.BLOCKED_WORDS),
     slackAdminUsers: commaList(config.SLACK_ADMIN_USERS),
+    models: config.MODELS,
     // As long as the relay keeps a job's record: queued wait, retries and generation.
     leaseMs: (config.JOB_TTL_SECONDS + 60) * 1000 + config.GENERATOR_TIMEOUT_MS,
     logger: logger.child({ part: 'moderation' }),

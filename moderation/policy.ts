@@ -48,6 +48,8 @@ export interface ModerationPolicyOptions {
   extraBlockedWords?: string[];
   /** Slack user ids allowed to moderate besides workspace admins and owners. */
   slackAdminUsers?: string[];
+  /** The models offered (`MODELS`): what moderators may restrict a scope's choice to. */
+  models?: readonly string[];
   /** Defaults of the web page's scope that differ from every scope's (`SAFETY_WEB`). */
   webDefaults?: Partial<Limits>;
   /** How long a concurrency slot is held if its job's end is never seen (crash, lost push). */
@@ -87,6 +89,7 @@ export class ModerationPolicy implements AdmissionPolicy {
   readonly webDefaults: Limits;
   readonly store: SettingsStore;
   readonly slackAdminUsers: readonly string[];
+  readonly models: readonly string[];
   readonly #counters: WindowCounters;
   readonly #slots: ConcurrencySlots;
   readonly #extraWords: string[];
@@ -107,6 +110,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     this.webDefaults = Object.freeze({ ...opts.defaults, ...(opts.webDefaults ?? {}) });
     this.store = opts.store;
     this.slackAdminUsers = Object.freeze([...(opts.slackAdminUsers ?? [])]);
+    this.models = Object.freeze([...(opts.models ?? [])]);
     this.#counters = opts.counters;
     this.#slots = opts.slots;
     this.#extraWords = opts.extraBlockedWords ?? [];
@@ -209,6 +213,7 @@ export class ModerationPolicy implements AdmissionPolicy {
       steps: Math.min(mine.steps ?? fallback.steps, limits.maxSteps),
       ...(mine.aspect ? { aspect: mine.aspect } : {}),
       ...(mine.vary ? { vary: mine.vary } : {}),
+      ...(limits.models.length > 0 ? { models: limits.models } : {}),
     };
   }
 

@@ -5,7 +5,7 @@
  */
 
 import type { Config } from '../contracts/config.ts';
-import type { Origin } from '../contracts/job.ts';
+import { ModelNameSchema, type Origin } from '../contracts/job.ts';
 import { SAFETY_MODES, type SafetyMode, type SafetyPolicy } from '../contracts/safety.ts';
 
 /** Every setting a moderator can change, per scope or per channel. */
@@ -36,6 +36,8 @@ export interface Limits {
   safetyAgeRestricted: SafetyMode | 'same';
   /** Where `review` holds flagged images for moderators (a channel id); '' = none. */
   reviewChannel: string;
+  /** Models users may choose here, first = the default here; empty = every offered one. */
+  models: string[];
 }
 
 /** A key of {@link Limits}. */
@@ -86,6 +88,7 @@ export function defaultLimitsFromConfig(config: Readonly<Config>): Limits {
     safetyThreshold: config.SAFETY_THRESHOLD,
     safetyAgeRestricted: config.SAFETY_AGE_RESTRICTED ?? 'same',
     reviewChannel: '',
+    models: [],
   };
 }
 
@@ -214,6 +217,10 @@ function modeField<K extends 'safety' | 'safetyAgeRestricted'>(
   };
 }
 
+const isModelName = (m: unknown) => ModelNameSchema.safeParse(m).success;
+/** Most models one scope may list. */
+export const MODELS_MAX = 25;
+
 const CHANNEL_ID = /^<#([A-Za-z0-9]{1,40})(?:\|[^>]*)?>$|^([A-Z][A-Z0-9]{5,40}|\d{5,25})$/;
 
 /** The settings moderators can change, by the name they use in commands. */
@@ -291,7 +298,42 @@ export const LIMIT_FIELDS = [
     format: (v: string) => (v === '' ? 'none' : `<#${v}>`),
     valid: (v: unknown) => typeof v === 'string' && (v === '' || CHANNEL_ID.test(v)),
   } satisfies LimitField<'reviewChannel'>,
+  {
+    key: 'models',
+    name: 'models',
+    describe:
+      'models users may choose, comma-separated, the first is the default (all = every one offered)',
+    parse: (raw: string) => {
+      const text = raw.trim();
+      if (text.toLowerCase() === 'all') return [];
+      const names = [
+        ...new Set(
+          text
+            .split(',')
+            .map((m) => m.trim())
+            .filter(Boolean),
+        ),
+      ];
+      return names.length > 0 && names.length <= MODELS_MAX && names.every(isModelName)
+        ? names
+        : undefined;
+    },
+    format: (v: string[]) => (v.length === 0 ? 'all' : v.join(',')),
+    valid: (v: unknown) => Array.isArray(v) && v.length <= MODELS_MAX && v.every(isModelName),
+  } satisfies LimitField<'models'>,
 ] as const;
+
+/**
+ * The models users may choose under these limits: the offered ones (`MODELS`) the scope allows,
+ * in the scope's order (its first is its default); every offered one when it restricts nothing.
+ */
+export function allowedModels(
+  offered: readonly string[],
+  limits: Pick<Limits, 'models'>,
+): string[] {
+  if (limits.models.length === 0) return [...offered];
+  return limits.models.filter((m) => offered.includes(m));
+}
 
 /** The field a command name refers to. */
 export function limitFieldByName(name: string): (typeof LIMIT_FIELDS)[number] | undefined {

@@ -44,6 +44,11 @@ export interface RequestDefaults {
   steps: number;
   aspect?: AspectRatio;
   vary?: VaryPreset;
+  /**
+   * The models moderators allow where the request is made (their first is the default there);
+   * absent = every offered one.
+   */
+  models?: readonly string[];
 }
 
 /** A granted admission: confirm once enqueued, cancel to give back what was taken. */
@@ -140,18 +145,20 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
   const now = opts.now ?? Date.now;
   return async ({ request, origin, replyTarget }) => {
     const parsed = parseImagineRequest(request);
-    if (parsed.model !== undefined && !(opts.models ?? []).includes(parsed.model))
+    const offered = opts.models ?? [];
+    if (parsed.model !== undefined && !offered.includes(parsed.model))
       throw new ImagineError(
         'INVALID_PARAMETERS',
-        opts.models?.length
-          ? `model ${parsed.model} is not offered here; choose one of ${opts.models.join(', ')}`
+        offered.length
+          ? `model ${parsed.model} is not offered here; choose one of ${offered.join(', ')}`
           : 'this server offers no choice of model; leave model out',
       );
     const fallback = { steps: opts.defaultSteps, count: opts.defaultCount ?? 1 };
     const defaults: RequestDefaults = admission.requestDefaults
       ? await admission.requestDefaults(origin, fallback)
       : fallback;
-    const req = withDefaults(parsed, defaults);
+    const model = chooseModel(parsed.model, offered, defaults.models);
+    const req = withDefaults(model === undefined ? parsed : { ...parsed, model }, defaults);
     const { task, count, params, input, strength } = resolveRequest(req, defaults);
     const { registry } = opts;
     const granted = await admission.admit({
@@ -211,4 +218,32 @@ function withDefaults(
     out.aspect = defaults.aspect;
   if (defaults.vary && task === 'vary' && req.strength === undefined) out.strength = defaults.vary;
   return out;
+}
+
+/**
+ * The model a job runs with where moderators restrict the choice: the one asked for if allowed
+ * (a refusal listing the allowed ones if not), else the offered default (the first of MODELS)
+ * when allowed, else the scope's first allowed one. Unrestricted, the request is left as it is.
+ */
+function chooseModel(
+  asked: string | undefined,
+  offered: readonly string[],
+  restriction: readonly string[] | undefined,
+): string | undefined {
+  if (!restriction || restriction.length === 0) return asked;
+  const allowed = restriction.filter((m) => offered.includes(m));
+  if (allowed.length === 0)
+    throw new ImagineError(
+      'INVALID_PARAMETERS',
+      `no model allowed here is offered any more (allowed: ${restriction.join(', ')}; offered: ${offered.join(', ') || 'none'}); ask a moderator to update the models setting`,
+    );
+  if (asked !== undefined) {
+    if (allowed.includes(asked)) return asked;
+    throw new ImagineError(
+      'INVALID_PARAMETERS',
+      `model ${asked} is not allowed here; choose one of ${allowed.join(', ')}`,
+    );
+  }
+  const fallback = offered[0];
+  return fallback !== undefined && allowed.includes(fallback) ? fallback : allowed[0];
 }

@@ -67,6 +67,7 @@ describe('parsing /imagine-admin text', () => {
           maxImageSide: null,
           maxImagesPerJob: null,
           maxSteps: null,
+          models: null,
           builtinBlockedWords: null,
           safety: null,
           safetyThreshold: null,

@@ -33,6 +33,7 @@ export const ROOMY: Limits = {
   safetyThreshold: 0.6,
   safetyAgeRestricted: 'same',
   reviewChannel: '',
+  models: [],
 };
 
 /** A policy and how to reopen its store as after a restart. */
@@ -40,7 +41,7 @@ export interface Backend {
   name: 'redis' | 'embedded';
   make(
     defaults?: Partial<Limits>,
-    extra?: { slackAdminUsers?: string[] },
+    extra?: { slackAdminUsers?: string[]; models?: string[] },
   ): Promise<ModerationPolicy>;
   /** Close every policy made. */
   cleanup(): Promise<void>;
@@ -67,6 +68,7 @@ export function redisBackend(): Backend {
         leaseMs: 60_000,
         logger: pino({ level: 'silent' }),
         ...(extra.slackAdminUsers ? { slackAdminUsers: extra.slackAdminUsers } : {}),
+        ...(extra.models ? { models: extra.models } : {}),
         onClose: async () => {
           await redis.quit();
         },
@@ -95,6 +97,7 @@ export function embeddedBackend(): Backend {
         leaseMs: 60_000,
         logger: pino({ level: 'silent' }),
         ...(extra.slackAdminUsers ? { slackAdminUsers: extra.slackAdminUsers } : {}),
+        ...(extra.models ? { models: extra.models } : {}),
       });
       made.push(policy);
       return policy;

@@ -125,6 +125,12 @@ const SET_OPTIONS: APIApplicationCommandBasicOption[] = [
   },
   {
     type: ApplicationCommandOptionType.String,
+    name: 'models',
+    description: 'Models users may choose, comma-separated, first = default (all = every one)',
+    max_length: 1000,
+  },
+  {
+    type: ApplicationCommandOptionType.String,
     name: 'clear',
     description: 'Go back to the default for one setting, or all',
     choices: [
