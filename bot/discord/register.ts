@@ -12,6 +12,7 @@ import {
 } from 'discord.js';
 import { loadConfig } from '../../contracts/config.ts';
 import { DiscordApi } from './api.ts';
+import { imagineCommand, imagineCommandData } from './commands/imagine.ts';
 import { slashCommands } from './commands/index.ts';
 
 /**
@@ -42,6 +43,8 @@ export interface RegisterOptions {
   /** Read from the token's application when absent. */
   applicationId?: string | undefined;
   guildId?: string | undefined;
+  /** The models offered (`MODELS`): `/imagine`'s `model` option offers them as choices. */
+  models?: readonly string[];
 }
 
 /** Register every slash command; returns what Discord stored and where. */
@@ -53,7 +56,9 @@ export async function registerCommands(
     ((await opts.api.rest.get(Routes.currentApplication())) as APIApplication).id;
   const commands = await opts.api.putCommands(
     applicationId,
-    slashCommands.map((c) => c.data),
+    slashCommands.map((c) =>
+      c === imagineCommand ? imagineCommandData(opts.models ?? []) : c.data,
+    ),
     opts.guildId,
   );
   return { applicationId, commands, invite: inviteUrl(applicationId) };
@@ -70,6 +75,7 @@ async function main(): Promise<void> {
     api,
     applicationId: config.DISCORD_APPLICATION_ID,
     guildId: config.DISCORD_GUILD_ID,
+    models: config.MODELS,
   });
   const where = config.DISCORD_GUILD_ID
     ? `guild ${config.DISCORD_GUILD_ID} (available now)`

@@ -1,16 +1,17 @@
 /**
- * `/imagine a fox in space --ar 16:9 --seed 42 --steps 4`: the prompt is the text, options
+ * `/imagine a fox in space --ar 16:9 --seed 42 --steps 4 --model sdxl`: the prompt is the text, options
  * are `--name value` anywhere in it. The request is validated by the shared submit path.
  */
 import { ImagineError } from '../../contracts/errors.ts';
 
 /** How to use `/imagine`, shown on empty input and bad options. */
 export const USAGE =
-  'Usage: `/imagine <prompt> [--ar 16:9] [--seed 42] [--steps 4]`, e.g. `/imagine a fox in space --ar 16:9`';
+  'Usage: `/imagine <prompt> [--ar 16:9] [--seed 42] [--steps 4] [--model name]`, e.g. `/imagine a fox in space --ar 16:9`';
 
-const OPTIONS: Record<string, 'aspect' | 'seed' | 'steps'> = {
+const OPTIONS: Record<string, 'aspect' | 'seed' | 'steps' | 'model'> = {
   ar: 'aspect',
   aspect: 'aspect',
+  model: 'model',
   seed: 'seed',
   steps: 'steps',
 };
@@ -47,7 +48,8 @@ export function requestFromText(text: string): Record<string, unknown> {
     if (!name) throw new ImagineError('INVALID_PARAMETERS', `unknown option ${token}`);
     const value = match[2] ?? tokens[++i];
     if (value === undefined) throw new ImagineError('INVALID_PARAMETERS', `${token} needs a value`);
-    request[name] = name === 'aspect' ? value : /^\d+$/.test(value) ? Number(value) : value;
+    request[name] =
+      name === 'aspect' || name === 'model' ? value : /^\d+$/.test(value) ? Number(value) : value;
   }
   request.prompt = prompt.join(' ');
   return request;

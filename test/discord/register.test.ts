@@ -32,7 +32,10 @@ describe('command registration', () => {
       'count',
       'aspect',
       'seed',
+      'model',
     ]);
+    // Without MODELS there is nothing to choose from: model stays free text, checked on submit.
+    expect(imagine.options[6]?.choices).toBeUndefined();
     expect(imagine.options[0]?.required).toBe(true);
     expect(imagine.options[4]?.choices).toHaveLength(7);
   });

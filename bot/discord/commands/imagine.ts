@@ -1,6 +1,6 @@
 /**
  * `/imagine prompt:<text> [image:<attachment>] [strength:subtle|strong] [count:1-4]
- * [aspect:<choice>] [seed:<int>]`. With an image the prompt guides an image-to-image job from
+ * [aspect:<choice>] [seed:<int>] [model:<choice>]`. With an image the prompt guides an image-to-image job from
  * it; the attachment is referenced by its URL (Discord's CDN) and fetched by the worker.
  */
 import {
@@ -32,6 +32,26 @@ function optionValue(
 ): unknown {
   const opt = options?.find((o) => o.name === name);
   return opt && 'value' in opt ? opt.value : undefined;
+}
+
+/** Longest model name the option takes (as a model name in a request). */
+const MODEL_NAME_MAX_CHARS = 100;
+
+/**
+ * The `/imagine` command as registered where these models are offered: `model` becomes a choice
+ * among them (Discord allows 25 choices; beyond that it stays free text, checked on submit).
+ */
+export function imagineCommandData(models: readonly string[]): SlashCommand['data'] {
+  const data = imagineCommand.data;
+  if (models.length === 0 || models.length > 25) return data;
+  return {
+    ...data,
+    options: data.options?.map((o) =>
+      o.name === 'model' && o.type === ApplicationCommandOptionType.String
+        ? { ...o, choices: models.map((m) => ({ name: m, value: m })) }
+        : o,
+    ),
+  } as SlashCommand['data'];
 }
 
 /** The `/imagine` command. */
@@ -78,13 +98,19 @@ export const imagineCommand: SlashCommand = {
         min_value: 0,
         max_value: 2 ** 32 - 1,
       },
+      {
+        type: ApplicationCommandOptionType.String,
+        name: 'model',
+        description: "Which model draws it (default the server's)",
+        max_length: MODEL_NAME_MAX_CHARS,
+      },
     ],
   },
 
   async execute(ctx) {
     const options = ctx.interaction.data.options;
     const request: Record<string, unknown> = { prompt: optionValue(options, 'prompt') };
-    for (const name of ['aspect', 'seed', 'count', 'strength']) {
+    for (const name of ['aspect', 'seed', 'count', 'strength', 'model']) {
       const value = optionValue(options, name);
       if (value !== undefined) request[name] = value;
     }
