@@ -360,6 +360,7 @@ describe('Discord: /imagine with an image attached', () => {
       ['count', 4],
       ['aspect', 3],
       ['seed', 4],
+      ['model', 3],
     ]);
   });
 });
