@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { ChatDeliverer, DeliveryEvent, HeldImage } from '../contracts/delivery.ts';
+import { imageSeed } from '../contracts/limits.ts';
 import type { ReplyTarget } from '../contracts/seal.ts';
 import { openReplyTarget } from '../contracts/seal.ts';
 import { coalesce } from './coalesce.ts';
@@ -115,18 +116,19 @@ export class ChatDelivery {
       generator: record.generator ?? this.defaultGenerator,
       error: record.error,
       ...(record.withheld ? { withheld: record.withheld } : {}),
-      images: record.image
-        ? [
-            {
-              bytes: record.image.bytes,
-              contentType: record.image.contentType,
-              seed: record.seed ?? 0,
-              width: record.width ?? 0,
-              height: record.height ?? 0,
-              ...(record.spoilers?.[0] ? { spoiler: true } : {}),
-            },
-          ]
-        : undefined,
+      task: record.task,
+      count: record.count,
+      steps: record.steps,
+      strength: record.strength,
+      source: record.source,
+      images: record.images?.map((image, i) => ({
+        bytes: image.bytes,
+        contentType: image.contentType,
+        seed: image.info.seed ?? imageSeed(record.seed ?? 0, i),
+        width: image.info.width ?? record.width ?? 0,
+        height: image.info.height ?? record.height ?? 0,
+        ...(record.spoilers?.[i] ? { spoiler: true } : {}),
+      })),
     };
     let lane = this.lanes.get(record.jobId);
     if (!lane) {

@@ -6,18 +6,34 @@
  * metrics and admission stay with the instance that received the change. Pub/sub holds nothing
  * at rest; images stay in each instance's memory, under its own RESULT_BUFFER_BYTES.
  *
- * Wire format: one binary message per event, `uint32 BE header length | header JSON | image`.
+ * Wire format: one binary message per event, `uint32 BE header length | header JSON | images`;
+ * a `done` change lists each image's byte length (and seed, size) in `images`, in the order the
+ * bytes follow (a header without `images` carries one image, as relays before N images did).
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { sniffImageType } from '../contracts/image-types.ts';
-import { JOB_ID_PATTERN } from '../contracts/job.ts';
+import { IMAGE_COUNT_MAX, JOB_ID_PATTERN, JOB_TASKS } from '../contracts/job.ts';
+import { PushSourceSchema } from '../contracts/push.ts';
 import { BufferedImage, type JobRecord, type JobTracker, type JobUpdate } from './job-tracker.ts';
 
 const ErrorSchema = z.object({ code: z.string().max(100), message: z.string().max(2000) });
 const optionalInt = z.number().int().nonnegative().optional();
+/** What a job says of itself beyond the prompt and base parameters. */
+const jobShape = {
+  task: z.enum(JOB_TASKS).optional(),
+  count: z.number().int().min(1).max(IMAGE_COUNT_MAX).optional(),
+  steps: optionalInt,
+  strength: z.number().gt(0).max(1).optional(),
+};
+const EventImageSchema = z.object({
+  size: z.number().int().positive(),
+  seed: optionalInt,
+  width: optionalInt,
+  height: optionalInt,
+});
 
 /** The JSON header of one fanned-out event. */
 const JobEventSchema = z.discriminatedUnion('kind', [
@@ -32,6 +48,7 @@ const JobEventSchema = z.discriminatedUnion('kind', [
     seed: optionalInt,
     width: optionalInt,
     height: optionalInt,
+    ...jobShape,
   }),
   z.object({
     v: z.literal(1),
@@ -47,6 +64,9 @@ const JobEventSchema = z.discriminatedUnion('kind', [
     generator: z.string().max(100).optional(),
     generationMs: z.number().nonnegative().optional(),
     error: ErrorSchema.optional(),
+    ...jobShape,
+    source: PushSourceSchema.optional(),
+    images: z.array(EventImageSchema).min(1).max(IMAGE_COUNT_MAX).optional(),
   }),
   z.object({
     v: z.literal(1),
@@ -66,14 +86,27 @@ export function encodeJobEvent(event: JobEvent, image: readonly Buffer[] = []): 
   return Buffer.concat([length, header, ...image]);
 }
 
-/** Decode a message from {@link encodeJobEvent}; throws on anything malformed. */
-export function decodeJobEvent(message: Buffer): { event: JobEvent; image: Buffer | undefined } {
+/**
+ * Decode a message from {@link encodeJobEvent}; throws on anything malformed. `images` are the
+ * bytes that follow the header, split as the header's `images` lists them.
+ */
+export function decodeJobEvent(message: Buffer): { event: JobEvent; images: Buffer[] } {
   if (message.length < 4) throw new Error('message shorter than its length prefix');
   const length = message.readUInt32BE(0);
   if (4 + length > message.length) throw new Error('header runs past the message');
   const event = JobEventSchema.parse(JSON.parse(message.subarray(4, 4 + length).toString('utf8')));
   const rest = message.subarray(4 + length);
-  return { event, image: rest.length > 0 ? rest : undefined };
+  const listed = event.kind === 'change' ? event.images : undefined;
+  if (!listed) return { event, images: rest.length > 0 ? [rest] : [] };
+  if (listed.reduce((n, i) => n + i.size, 0) !== rest.length)
+    throw new Error('image lengths do not add up to the bytes after the header');
+  const images: Buffer[] = [];
+  let offset = 0;
+  for (const { size } of listed) {
+    images.push(rest.subarray(offset, offset + size));
+    offset += size;
+  }
+  return { event, images };
 }
 
 /** What {@link JobFanout} needs. */
@@ -169,7 +202,15 @@ export class JobFanout {
 
   private publishUpdate(record: JobRecord): void {
     const base = { v: 1 as const, from: this.instanceId, jobId: record.jobId };
-    const params = { seed: record.seed, width: record.width, height: record.height };
+    const params = {
+      seed: record.seed,
+      width: record.width,
+      height: record.height,
+      task: record.task,
+      count: record.count,
+      steps: record.steps,
+      strength: record.strength,
+    };
     if (record.state === 'queued') {
       // The sealed reply target stays here: chat positions are sent by the queuing instance,
       // and the worker carries the target back to whichever instance it pushes to.
@@ -183,7 +224,7 @@ export class JobFanout {
       });
       return;
     }
-    const image = record.state === 'done' ? record.image?.chunks : undefined;
+    const images = record.state === 'done' ? record.images : undefined;
     this.publish(
       {
         ...base,
@@ -195,8 +236,19 @@ export class JobFanout {
         generator: record.generator,
         generationMs: record.generationMs,
         error: record.error,
+        source: record.source,
+        ...(images
+          ? {
+              images: images.map((image) => ({
+                size: image.size,
+                seed: image.info.seed,
+                width: image.info.width,
+                height: image.info.height,
+              })),
+            }
+          : {}),
       },
-      image,
+      images?.flatMap((image) => image.chunks),
     );
   }
 
@@ -221,7 +273,7 @@ export class JobFanout {
       this.logger.warn({ err }, 'fan-out message ignored: malformed');
       return;
     }
-    const { event, image } = decoded;
+    const { event, images } = decoded;
     if (event.from === this.instanceId) return;
     if (event.kind === 'queued') {
       const { v: _v, from: _from, kind: _kind, ...info } = event;
@@ -232,16 +284,25 @@ export class JobFanout {
       tracker.forget(event.jobId, { remote: true });
       return;
     }
-    let buffered: BufferedImage | undefined;
+    let buffered: BufferedImage[] | undefined;
     if (event.state === 'done') {
-      const type = image && image.length <= this.maxImageBytes && sniffImageType(image);
-      if (!image || !type) {
+      const types = images.map((image) =>
+        image.length <= this.maxImageBytes ? sniffImageType(image) : undefined,
+      );
+      if (images.length === 0 || types.some((type) => !type)) {
         this.logger.warn({ jobId: event.jobId }, 'fan-out "done" ignored: no usable image');
         return;
       }
-      buffered = new BufferedImage(image, type);
+      buffered = images.map((image, i) => {
+        const info = event.images?.[i];
+        return new BufferedImage(image, types[i]!, {
+          seed: info?.seed ?? event.seed,
+          width: info?.width ?? event.width,
+          height: info?.height ?? event.height,
+        });
+      });
     }
-    const { v: _v, from: _from, kind: _kind, jobId, ...change } = event;
+    const { v: _v, from: _from, kind: _kind, jobId, images: _images, ...change } = event;
     tracker.apply(jobId, change, buffered, { remote: true });
   }
 }

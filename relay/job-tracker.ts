@@ -4,9 +4,16 @@
  * Nothing touches disk.
  */
 import { EventEmitter } from 'node:events';
-import type { Job } from '../contracts/job.ts';
-import { isTerminal, type JobState } from '../contracts/push.ts';
+import type { Job, JobTask } from '../contracts/job.ts';
+import { isTerminal, type JobState, type PushSource } from '../contracts/push.ts';
 import type { JobRegistry } from '../submit/submit.ts';
+
+/** What is known of one image of a job besides its bytes. */
+export interface ImageInfo {
+  seed?: number | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
+}
 
 /**
  * A finished image held in memory, as the chunks it arrived in: sending it to WebSockets needs
@@ -16,12 +23,15 @@ export class BufferedImage {
   readonly chunks: readonly Buffer[];
   readonly size: number;
   readonly contentType: string;
+  /** Its own seed and size (image i of a job has its own seed). */
+  readonly info: ImageInfo;
   #bytes: Buffer | undefined;
 
-  constructor(chunks: Buffer | readonly Buffer[], contentType: string) {
+  constructor(chunks: Buffer | readonly Buffer[], contentType: string, info: ImageInfo = {}) {
     this.chunks = Buffer.isBuffer(chunks) ? [chunks] : chunks;
     this.size = this.chunks.reduce((n, c) => n + c.length, 0);
     this.contentType = contentType;
+    this.info = info;
   }
 
   /** The whole image as one buffer. */
@@ -39,6 +49,13 @@ export class BufferedImage {
   }
 }
 
+/** What a job says of its source image (no reference: only which image it was). */
+function sourceOf(job: Job): PushSource | undefined {
+  if (!job.input) return undefined;
+  const { image: _image, ...source } = job.input;
+  return source;
+}
+
 /** What the relay knows of a job. */
 export interface JobRecord {
   jobId: string;
@@ -47,20 +64,29 @@ export interface JobRecord {
   updatedAt: number;
   platform?: string | undefined;
   prompt?: string | undefined;
+  /** The job's base seed (image i has `(seed + i) mod 2^32`). */
   seed?: number | undefined;
+  /** Size of each output image. */
   width?: number | undefined;
   height?: number | undefined;
+  task?: JobTask | undefined;
+  count?: number | undefined;
+  steps?: number | undefined;
+  strength?: number | undefined;
+  /** A vary's or upscale's source image. */
+  source?: PushSource | undefined;
   generator?: string | undefined;
   generationMs?: number | undefined;
   error?: { code: string; message: string } | undefined;
   /** Sealed reply target for chat delivery. */
   replyTarget?: string | undefined;
-  image?: BufferedImage | undefined;
+  /** The finished images, in order; dropped from memory together. */
+  images?: readonly BufferedImage[] | undefined;
   /** Output safety: which pushed images are spoilers (hidden behind a click), by index. */
   spoilers?: boolean[] | undefined;
   /** Output safety: how many of the job's images were blocked or held (a `done` job). */
   withheld?: import('../contracts/safety.ts').WithheldCount | undefined;
-  /** The image was evicted from the buffer (TTL or byte cap). */
+  /** The images were evicted from the buffer (TTL or byte cap). */
   imageEvicted?: boolean;
   /** The last change came from another relay instance, which then owns the job's side effects. */
   remote?: boolean;
@@ -68,14 +94,19 @@ export interface JobRecord {
 
 /** A reported change to a job: its new state and whatever else the report says. */
 export type JobChange = { state: JobState } & {
-  [K in Exclude<keyof JobRecord, 'jobId' | 'image' | 'state' | 'remote'>]?:
+  [K in Exclude<keyof JobRecord, 'jobId' | 'images' | 'state' | 'remote'>]?:
     | JobRecord[K]
     | undefined;
 };
 
 /** A queued job as another relay instance announced it (no reply target: it delivers). */
 export type RemoteQueued = Pick<JobRecord, 'jobId' | 'createdAt'> &
-  Partial<Pick<JobRecord, 'platform' | 'prompt' | 'seed' | 'width' | 'height'>>;
+  Partial<
+    Pick<
+      JobRecord,
+      'platform' | 'prompt' | 'seed' | 'width' | 'height' | 'task' | 'count' | 'steps' | 'strength'
+    >
+  >;
 
 /** A job as a relay remembered it beyond its memory (the job ledger): state, never bytes. */
 export type RecalledJob = Pick<JobRecord, 'jobId' | 'state' | 'createdAt'> &
@@ -205,6 +236,11 @@ export class JobTracker extends EventEmitter implements JobRegistry {
       seed: job.params.seed,
       width: job.params.width,
       height: job.params.height,
+      task: job.task,
+      count: job.count,
+      steps: job.params.steps,
+      strength: job.strength,
+      source: sourceOf(job),
       replyTarget: job.replyTarget,
     };
     return { position: this.addQueued(record, false) };
@@ -287,7 +323,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
   apply(
     jobId: string,
     change: JobChange,
-    image?: BufferedImage,
+    images?: readonly BufferedImage[],
     opts: { remote?: boolean } = {},
   ): { duplicate: boolean; record: JobRecord } {
     const now = this.now();
@@ -307,12 +343,12 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     if (remote) record.remote = true;
     else delete record.remote;
     const leftQueue = this.leaveQueue(jobId);
-    const kept = image ? this.storeImage(record, image) : true;
+    const kept = images && images.length > 0 ? this.storeImages(record, images) : true;
     this.emit('update', { record, ...(remote ? { remote } : {}) } satisfies JobUpdate);
     if (learned) this.announce(record);
     // Too big to keep for late clients: the waiters and chat above still got it.
     if (!kept) {
-      record.image = undefined;
+      record.images = undefined;
       record.imageEvicted = true;
     }
     if (leftQueue) this.emit('positions');
@@ -330,12 +366,13 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     for (const id of this.queued.keys()) yield [id, i++];
   }
 
-  /** Attach the image; returns false when it is too big to keep in the buffer afterwards. */
-  private storeImage(record: JobRecord, image: BufferedImage): boolean {
-    record.image = image;
-    if (image.size > this.opts.maxBufferedBytes) return false;
-    this.buffered.set(record.jobId, image.size);
-    this.bufferedBytesTotal += image.size;
+  /** Attach the images; returns false when they are too big to keep in the buffer afterwards. */
+  private storeImages(record: JobRecord, images: readonly BufferedImage[]): boolean {
+    record.images = images;
+    const size = images.reduce((n, image) => n + image.size, 0);
+    if (size > this.opts.maxBufferedBytes) return false;
+    this.buffered.set(record.jobId, size);
+    this.bufferedBytesTotal += size;
     // Over the cap: the oldest images go first (this one is newest, so it stays).
     for (const [id] of this.buffered) {
       if (this.bufferedBytesTotal <= this.opts.maxBufferedBytes) break;
@@ -350,8 +387,8 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     this.buffered.delete(jobId);
     this.bufferedBytesTotal -= size;
     const record = this.jobs.get(jobId);
-    if (record?.image) {
-      record.image = undefined;
+    if (record?.images) {
+      record.images = undefined;
       record.imageEvicted = true;
     }
   }

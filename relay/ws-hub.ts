@@ -1,6 +1,7 @@
 /**
- * The WebSocket hub: waiters per job. Text frames carry status; a finished image goes out as
- * one JSON `image` frame followed by ONE binary frame holding the bytes.
+ * The WebSocket hub: waiters per job. Text frames carry status; each finished image goes out as
+ * one JSON `image` frame (with its `index` and the job's `count`) followed by ONE binary frame
+ * holding its bytes, in order. A job of one image is exactly the single-image exchange.
  */
 import type { WebSocket } from 'ws';
 import type { JobRecord } from './job-tracker.ts';
@@ -77,7 +78,7 @@ export class WaiterHub {
     const frame: StatusFrame = this.statusBase(record.jobId, record.state);
     if (position !== undefined) frame.position = position;
     if (record.error) frame.error = record.error;
-    if (record.state === 'done' && !record.image) {
+    if (record.state === 'done' && !record.images) {
       // Finished, but the image left the buffer: say so rather than hang.
       frame.state = 'expired';
       frame.error = {
@@ -86,25 +87,31 @@ export class WaiterHub {
       };
     }
     socket.send(JSON.stringify(frame));
-    if (record.state === 'done' && record.image) {
-      socket.send(
-        JSON.stringify({
-          type: 'image',
-          jobId: record.jobId,
-          contentType: record.image.contentType,
-          bytes: record.image.size,
-          seed: record.seed,
-          width: record.width,
-          height: record.height,
-          generationMs: record.generationMs,
-          ...(record.spoilers?.[0] ? { spoiler: true } : {}),
-          ...(record.withheld ? { withheld: record.withheld } : {}),
-        }),
-      );
-      // One binary message, sent as the chunks it arrived in (fragments): no copy of the image.
-      const { chunks } = record.image;
-      chunks.forEach((chunk, i) => {
-        socket.send(chunk, { binary: true, fin: i === chunks.length - 1 });
+    if (record.state === 'done' && record.images) {
+      const count = record.images.length;
+      record.images.forEach((image, index) => {
+        socket.send(
+          JSON.stringify({
+            type: 'image',
+            jobId: record.jobId,
+            index,
+            count,
+            task: record.task ?? 'generate',
+            contentType: image.contentType,
+            bytes: image.size,
+            seed: image.info.seed ?? record.seed,
+            width: image.info.width ?? record.width,
+            height: image.info.height ?? record.height,
+            generationMs: record.generationMs,
+            ...(record.spoilers?.[index] ? { spoiler: true } : {}),
+            ...(record.withheld ? { withheld: record.withheld } : {}),
+          }),
+        );
+        // One binary message, sent as the chunks it arrived in (fragments): no copy of the image.
+        const { chunks } = image;
+        chunks.forEach((chunk, i) => {
+          socket.send(chunk, { binary: true, fin: i === chunks.length - 1 });
+        });
       });
     }
     if (isTerminal(record.state)) socket.close(1000, record.state);

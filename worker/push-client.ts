@@ -1,5 +1,6 @@
 /**
- * Worker → relay: signed multipart pushes (`meta` JSON part + `image` file part).
+ * Worker → relay: signed multipart pushes (`meta` JSON part + one `image` file part per image,
+ * in the order `meta.images` lists them).
  * Transient failures (network, 5xx, 429) are retried with backoff; a 4xx is final.
  */
 import { randomBytes } from 'node:crypto';
@@ -10,7 +11,7 @@ import { type PushMeta, signPushHeaders } from '../contracts/push.ts';
 
 /** Sends pushes to the relay. */
 export interface RelayPusher {
-  push(meta: PushMeta, image?: Buffer): Promise<{ duplicate: boolean }>;
+  push(meta: PushMeta, images?: Buffer | readonly Buffer[]): Promise<{ duplicate: boolean }>;
 }
 
 /** Options of {@link createRelayPusher}. */
@@ -23,10 +24,13 @@ export interface RelayPusherOptions {
 
 /**
  * Encode a push body exactly as sent, so the signature covers the very bytes: a `meta` JSON
- * field and an `image` file part. Written out directly (one copy of the image) because going
- * through FormData → Request costs ~8 ms per MiB here.
+ * field and one `image` file part per image. Written out directly (one copy of each image)
+ * because going through FormData → Request costs ~8 ms per MiB here.
  */
-export function encodePush(meta: PushMeta, image?: Buffer): { body: Buffer; contentType: string } {
+export function encodePush(
+  meta: PushMeta,
+  images?: Buffer | readonly Buffer[],
+): { body: Buffer; contentType: string } {
   const boundary = `imagine-${randomBytes(12).toString('hex')}`;
   const parts: Buffer[] = [
     Buffer.from(
@@ -34,17 +38,19 @@ export function encodePush(meta: PushMeta, image?: Buffer): { body: Buffer; cont
         `Content-Type: application/json\r\n\r\n${JSON.stringify(meta)}\r\n`,
     ),
   ];
-  if (image) {
-    const type = meta.contentType ?? 'image/png';
+  const list = images === undefined ? [] : Buffer.isBuffer(images) ? [images] : images;
+  list.forEach((image, i) => {
+    const type = meta.images?.[i]?.contentType ?? meta.contentType ?? 'image/png';
+    const name = list.length > 1 ? `${meta.jobId}-${i + 1}` : meta.jobId;
     parts.push(
       Buffer.from(
         `--${boundary}\r\nContent-Disposition: form-data; name="image"; ` +
-          `filename="${meta.jobId}.${extensionFor(type)}"\r\nContent-Type: ${type}\r\n\r\n`,
+          `filename="${name}.${extensionFor(type)}"\r\nContent-Type: ${type}\r\n\r\n`,
       ),
       image,
       Buffer.from('\r\n'),
     );
-  }
+  });
   parts.push(Buffer.from(`--${boundary}--\r\n`));
   return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
 }
@@ -80,8 +86,8 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
   const url = new URL('/push', opts.relayUrl).toString();
   const attempts = opts.attempts ?? 5;
   return {
-    async push(meta, image) {
-      const { body, contentType } = encodePush(meta, image);
+    async push(meta, images) {
+      const { body, contentType } = encodePush(meta, images);
       let lastError: unknown;
       for (let attempt = 0; attempt < attempts; attempt++) {
         if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt));

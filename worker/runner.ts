@@ -5,7 +5,8 @@
  */
 import type { Logger } from 'pino';
 import { asImagineError, ImagineError, isRetryable } from '../contracts/errors.ts';
-import { type Job, jobSeeds } from '../contracts/job.ts';
+import { type Job, type JobInput, jobSeeds } from '../contracts/job.ts';
+import type { PushSource } from '../contracts/push.ts';
 import {
   isPushed,
   type PushSafety,
@@ -34,6 +35,12 @@ function withheldMessage(job: Job, verdicts: readonly SafetyVerdict[]): string {
   const noun = scopeNoun(job.origin.platform);
   const some = verdicts.length === 1 ? 'the image' : `all ${verdicts.length} images`;
   return `this ${noun}'s safety setting blocked ${some}; nothing was delivered`;
+}
+
+/** What a push says of a job's input: which image it was, never where it lives. */
+function sourceOf(input: JobInput): PushSource {
+  const { image: _image, ...source } = input;
+  return source;
 }
 
 /** Options of {@link createJobRunner}. */
@@ -69,6 +76,11 @@ export function createJobRunner(
     seed: job.params.seed,
     width: job.params.width,
     height: job.params.height,
+    task: job.task,
+    count: job.count,
+    steps: job.params.steps,
+    ...(job.strength !== undefined ? { strength: job.strength } : {}),
+    ...(job.input ? { source: sourceOf(job.input) } : {}),
     generator: opts.generator.name,
     ...(job.replyTarget ? { replyTarget: job.replyTarget } : {}),
   });
@@ -124,6 +136,19 @@ export function createJobRunner(
       return;
     }
     const generationMs = performance.now() - started;
+    if (images.length !== job.count) {
+      const e = new ImagineError(
+        'GENERATOR_BAD_RESPONSE',
+        `the generator made ${images.length} images; the job asked for ${job.count}`,
+      );
+      log.error({ err: e }, 'generation failed');
+      await opts.pusher.push({
+        ...base(job),
+        status: 'failed',
+        error: { code: e.code, message: e.message },
+      });
+      return;
+    }
     // Every image is judged before anything leaves the worker.
     let safety: PushSafety | undefined;
     if (opts.safety) {
@@ -177,22 +202,27 @@ export function createJobRunner(
         ],
       };
     }
-    // Until the relay takes N images per push, the first one is delivered.
-    let image = images[0]!;
     try {
-      if (opts.maxImageBytes !== undefined) image = await fitImage(image, opts.maxImageBytes);
+      // Every image is made to fit the relay's per-image limit, then all go in one push.
+      const limit = opts.maxImageBytes;
+      if (limit !== undefined)
+        images = await Promise.all(images.map((image) => fitImage(image, limit)));
       await opts.pusher.push(
         {
           ...base(job),
           ...(safety ? { safety } : {}),
           status: 'done',
-          contentType: image.contentType,
-          seed: image.seed,
-          width: image.width,
-          height: image.height,
+          // The single-image fields stay for relays that predate meta.images.
+          contentType: images[0]!.contentType,
+          images: images.map(({ contentType, seed, width, height }) => ({
+            contentType,
+            seed,
+            width,
+            height,
+          })),
           generationMs,
         },
-        image.bytes,
+        images.map((image) => image.bytes),
       );
     } catch (err) {
       // Unreachable relay: the queue tries again. Refused (any 4xx) or unfittable: tell the user
@@ -200,13 +230,21 @@ export function createJobRunner(
       if (isRetryable(err) || signal.aborted) throw err;
       const e = asImagineError(err, 'DELIVERY_FAILED');
       log.error({ err: e }, 'the result was refused; telling the user');
+      const what = images.length > 1 ? 'the images' : 'the image';
       await opts.pusher.push({
         ...base(job),
         status: 'failed',
-        error: { code: e.code, message: `the image could not be delivered: ${e.message}` },
+        error: { code: e.code, message: `${what} could not be delivered: ${e.message}` },
       });
       return;
     }
-    log.info({ generationMs: Math.round(generationMs), bytes: image.bytes.length }, 'job done');
+    log.info(
+      {
+        generationMs: Math.round(generationMs),
+        images: images.length,
+        bytes: images.reduce((n, image) => n + image.bytes.length, 0),
+      },
+      'job done',
+    );
   };
 }

@@ -49,18 +49,29 @@ export async function findJob(
   return record;
 }
 
+/** The image index of a `?i=` query: 0-based, absent means the first. */
+function imageIndex(raw: unknown): number {
+  if (raw === undefined) return 0;
+  if (typeof raw !== 'string' || !/^[0-9]$/.test(raw))
+    throw new ImagineError('BAD_REQUEST', 'i must be an image index, 0 to 3');
+  return Number(raw);
+}
+
 export const jobRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
   const lookup = (id: string) => lookupJob(relay, id);
 
   app.get<{ Params: { jobId: string } }>('/jobs/:jobId', async (request, reply) => {
     const r = await findJob(lookup, request.params.jobId);
-    const expired = r.state === 'done' && !r.image;
+    const expired = r.state === 'done' && !r.images;
     reply.header('cache-control', 'no-store');
+    const first = r.images?.[0];
     return {
       jobId: r.jobId,
       state: expired ? 'expired' : r.state,
       ...(r.state === 'queued' ? { position: relay.tracker.position(r.jobId) ?? 0 } : {}),
+      task: r.task ?? 'generate',
+      count: r.count ?? 1,
       seed: r.seed,
       width: r.width,
       height: r.height,
@@ -68,13 +79,23 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
       ...(expired
         ? { error: { code: 'JOB_EXPIRED', message: 'the image is no longer held' } }
         : {}),
-      ...(r.image
+      ...(first && r.images
         ? {
-            contentType: r.image.contentType,
-            bytes: r.image.size,
+            contentType: first.contentType,
+            bytes: first.size,
             image: `/jobs/${r.jobId}/image`,
             ...(r.spoilers?.[0] ? { spoiler: true } : {}),
             ...(r.withheld ? { withheld: r.withheld } : {}),
+            images: r.images.map((image, i) => ({
+              index: i,
+              contentType: image.contentType,
+              bytes: image.size,
+              seed: image.info.seed,
+              width: image.info.width,
+              height: image.info.height,
+              url: `/jobs/${r.jobId}/image?i=${i}`,
+              ...(r.spoilers?.[i] ? { spoiler: true } : {}),
+            })),
           }
         : {}),
       generationMs: r.generationMs,
@@ -83,21 +104,33 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
     };
   });
 
-  app.get<{ Params: { jobId: string } }>('/jobs/:jobId/image', async (request, reply) => {
-    const r = await findJob(lookup, request.params.jobId);
-    if (r.state === 'failed')
-      throw new ImagineError('JOB_FAILED', r.error?.message ?? 'the job failed');
-    if (r.state === 'expired' || (r.state === 'done' && !r.image))
-      throw new ImagineError('JOB_EXPIRED', 'the job expired or its image is no longer held');
-    if (!r.image) throw new ImagineError('NOT_READY', `the job is ${r.state}; try again shortly`);
-    return reply
-      .header('content-type', r.image.contentType)
-      .header('cache-control', 'private, max-age=300')
-      .header(
-        'content-disposition',
-        `inline; filename="imagine-${r.seed ?? r.jobId}.${extensionFor(r.image.contentType)}"`,
-      )
-      .header('x-content-type-options', 'nosniff')
-      .send(r.image.bytes);
-  });
+  app.get<{ Params: { jobId: string }; Querystring: { i?: string } }>(
+    '/jobs/:jobId/image',
+    async (request, reply) => {
+      const index = imageIndex(request.query.i);
+      const r = await findJob(lookup, request.params.jobId);
+      if (r.state === 'failed')
+        throw new ImagineError('JOB_FAILED', r.error?.message ?? 'the job failed');
+      if (r.state === 'expired' || (r.state === 'done' && !r.images))
+        throw new ImagineError('JOB_EXPIRED', 'the job expired or its image is no longer held');
+      if (!r.images)
+        throw new ImagineError('NOT_READY', `the job is ${r.state}; try again shortly`);
+      const image = r.images[index];
+      if (!image)
+        throw new ImagineError(
+          'NOT_FOUND',
+          `the job made ${r.images.length} image${r.images.length === 1 ? '' : 's'}; i is 0 to ${r.images.length - 1}`,
+        );
+      const seed = image.info.seed ?? r.seed ?? r.jobId;
+      return reply
+        .header('content-type', image.contentType)
+        .header('cache-control', 'private, max-age=300')
+        .header(
+          'content-disposition',
+          `inline; filename="imagine-${seed}.${extensionFor(image.contentType)}"`,
+        )
+        .header('x-content-type-options', 'nosniff')
+        .send(image.bytes);
+    },
+  );
 };

@@ -1,17 +1,18 @@
 /**
  * `POST /push`: signed results and status changes from workers. Multipart (`meta` JSON part +
- * `image` file part) or, for workers written against the seed, JSON with a base64 image.
+ * one `image` file part per image, described in order by `meta.images`) or, for workers written
+ * against the seed, JSON with a base64 image.
  * Authentication is decided from the headers before the body is read (`push-auth.ts`: a v2
- * header signature, or a bounded number of body-signed v1 pushes); the body then streams
- * through the hash or HMAC and the multipart parser at once, and nothing is acted on unless it
- * is the body that was signed.
+ * header signature over the whole body, every image part included, or a bounded number of
+ * body-signed v1 pushes); the body then streams through the hash or HMAC and the multipart
+ * parser at once, and nothing is acted on unless it is the body that was signed.
  */
 import { Busboy, type BusboyInstance } from '@fastify/busboy';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
 import { header } from '../../contracts/headers.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
-import { describeIssues } from '../../contracts/job.ts';
+import { describeIssues, IMAGE_COUNT_MAX } from '../../contracts/job.ts';
 import { LegacyPushSchema, type PushMeta, PushMetaSchema } from '../../contracts/push.ts';
 import { isDelivered, type PushSafety, withheldOf } from '../../contracts/safety.ts';
 import { asModeration } from '../../moderation/index.ts';
@@ -24,14 +25,14 @@ import { recallJob } from './jobs.ts';
 
 interface ParsedPush {
   meta: PushMeta;
-  /** The image as it arrived: chunks of the request body, never copied into one buffer. */
-  image?: Buffer[];
+  /** The images as they arrived, in order: chunks of the request body, never copied. */
+  images: Buffer[][];
   legacy: boolean;
 }
 
-/** Feeds a multipart body, chunk by chunk, to busboy; resolves with the `meta` field and `image`. */
+/** Feeds a multipart body, chunk by chunk, to busboy; resolves with `meta` and the `image`s. */
 function createMultipartSplitter(contentType: string, maxImage: number) {
-  const out: { meta?: string; image?: Buffer[] } = {};
+  const out: { meta?: string; images: Buffer[][] } = { images: [] };
   let failure: unknown;
   let settle: { resolve: (v: typeof out) => void; reject: (e: unknown) => void } | undefined;
   const fail = (err: unknown) => {
@@ -45,7 +46,13 @@ function createMultipartSplitter(contentType: string, maxImage: number) {
   try {
     parser = new Busboy({
       headers: { 'content-type': contentType },
-      limits: { fields: 4, files: 1, parts: 5, fieldSize: 64 * 1024, fileSize: maxImage },
+      limits: {
+        fields: 4,
+        files: IMAGE_COUNT_MAX,
+        parts: 4 + IMAGE_COUNT_MAX,
+        fieldSize: 64 * 1024,
+        fileSize: maxImage,
+      },
     });
   } catch (err) {
     fail(err);
@@ -56,17 +63,20 @@ function createMultipartSplitter(contentType: string, maxImage: number) {
   });
   parser?.on('file', (name: string, stream: NodeJS.ReadableStream) => {
     const chunks: Buffer[] = [];
+    // Kept in the order the parts came, whenever each ends.
+    if (name === 'image') out.images.push(chunks);
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('limit', () =>
       fail(new ImagineError('PAYLOAD_TOO_LARGE', `image is over the ${maxImage}-byte limit`)),
     );
     stream.on('end', () => {
       if (name === 'meta') out.meta = Buffer.concat(chunks).toString('utf8');
-      else if (name === 'image') out.image = chunks;
     });
   });
   parser?.on('partsLimit', () => fail(new ImagineError('INVALID_PUSH', 'too many parts')));
-  parser?.on('filesLimit', () => fail(new ImagineError('INVALID_PUSH', 'only one image per push')));
+  parser?.on('filesLimit', () =>
+    fail(new ImagineError('INVALID_PUSH', `at most ${IMAGE_COUNT_MAX} images per push`)),
+  );
   parser?.on('error', fail);
   const finished = new Promise<typeof out>((resolve, reject) => {
     settle = { resolve, reject };
@@ -85,7 +95,7 @@ function createMultipartSplitter(contentType: string, maxImage: number) {
   };
 }
 
-function parseMultipart(parts: { meta?: string; image?: Buffer[] }): ParsedPush {
+function parseMultipart(parts: { meta?: string; images: Buffer[][] }): ParsedPush {
   if (parts.meta === undefined)
     throw new ImagineError('INVALID_PUSH', 'multipart body needs a "meta" part');
   let metaJson: unknown;
@@ -96,7 +106,18 @@ function parseMultipart(parts: { meta?: string; image?: Buffer[] }): ParsedPush 
   }
   const meta = PushMetaSchema.safeParse(metaJson);
   if (!meta.success) throw new ImagineError('INVALID_PUSH', `meta: ${describeIssues(meta.error)}`);
-  return { meta: meta.data, ...(parts.image ? { image: parts.image } : {}), legacy: false };
+  const listed = meta.data.images?.length;
+  if (listed !== undefined && listed !== parts.images.length)
+    throw new ImagineError(
+      'INVALID_PUSH',
+      `meta.images lists ${listed} images but the body has ${parts.images.length} image parts`,
+    );
+  if (listed === undefined && parts.images.length > 1)
+    throw new ImagineError(
+      'INVALID_PUSH',
+      `${parts.images.length} image parts need meta.images to describe each`,
+    );
+  return { meta: meta.data, images: parts.images, legacy: false };
 }
 
 function parseLegacy(body: Buffer): ParsedPush {
@@ -109,7 +130,7 @@ function parseLegacy(body: Buffer): ParsedPush {
   const parsed = LegacyPushSchema.safeParse(json);
   if (!parsed.success) throw new ImagineError('INVALID_PUSH', describeIssues(parsed.error));
   const image = Buffer.from(parsed.data.image, 'base64');
-  return { meta: { jobId: parsed.data.job_id, status: 'done' }, image: [image], legacy: true };
+  return { meta: { jobId: parsed.data.job_id, status: 'done' }, images: [[image]], legacy: true };
 }
 
 /**
@@ -140,8 +161,8 @@ function recordSafety(relay: FastifyInstance['relay'], jobId: string, safety: Pu
 export const pushRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
   const maxImage = relay.config.PUSH_MAX_BYTES;
-  // Room for the meta part and multipart framing, or base64's 4/3 growth.
-  const bodyLimit = Math.ceil((maxImage * 4) / 3) + 64 * 1024;
+  // Room for N images, the meta part and multipart framing, or one image in base64 (4/3 growth).
+  const bodyLimit = Math.max(IMAGE_COUNT_MAX * maxImage, Math.ceil((maxImage * 4) / 3)) + 64 * 1024;
 
   // Pushes are authenticated from their headers before the body is read (push-auth.ts).
   const gate = createPushGate({
@@ -229,34 +250,52 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
     if (signedFor !== undefined && signedFor !== meta.jobId)
       throw new ImagineError('BAD_SIGNATURE', 'the push is signed for another job');
 
-    let image: BufferedImage | undefined;
+    let images: BufferedImage[] | undefined;
     if (meta.status === 'done') {
-      const received = push.image
-        ? new BufferedImage(push.image, 'application/octet-stream')
-        : undefined;
-      if (!received || received.size === 0)
+      if (push.images.length === 0)
         throw new ImagineError('INVALID_PUSH', 'a "done" push needs a non-empty image');
-      if (received.size > maxImage)
-        throw new ImagineError(
-          'PAYLOAD_TOO_LARGE',
-          `image is ${received.size} bytes; the limit is ${maxImage}`,
+      images = [];
+      for (const [i, chunks] of push.images.entries()) {
+        const described = meta.images?.[i];
+        const which = push.images.length > 1 ? `image ${i + 1}` : 'image';
+        const received = new BufferedImage(chunks, 'application/octet-stream');
+        if (received.size === 0)
+          throw new ImagineError('INVALID_PUSH', `a "done" push needs a non-empty ${which}`);
+        if (received.size > maxImage)
+          throw new ImagineError(
+            'PAYLOAD_TOO_LARGE',
+            `${which} is ${received.size} bytes; the limit is ${maxImage}`,
+          );
+        const sniffed = sniffImageType(received.head(16));
+        if (!sniffed) throw new ImagineError('INVALID_PUSH', `${which} is not PNG, JPEG or WebP`);
+        const claimed = described?.contentType ?? meta.contentType;
+        if (claimed && claimed !== sniffed)
+          throw new ImagineError('INVALID_PUSH', `meta says ${claimed} but ${which} is ${sniffed}`);
+        // Magic bytes are not an image: walk every part's structure and decode its header
+        // first. (The check needs the bytes in one piece; the image is kept as that one piece.)
+        const whole = received.bytes;
+        try {
+          await checkImage(whole, sniffed);
+        } catch (err) {
+          if (push.images.length > 1 && err instanceof ImagineError)
+            throw new ImagineError(err.code, `${which}: ${err.message}`, { cause: err });
+          throw err;
+        }
+        images.push(
+          new BufferedImage(
+            whole,
+            sniffed,
+            described ?? { seed: meta.seed, width: meta.width, height: meta.height },
+          ),
         );
-      const sniffed = sniffImageType(received.head(16));
-      if (!sniffed) throw new ImagineError('INVALID_PUSH', 'image is not PNG, JPEG or WebP');
-      if (meta.contentType && meta.contentType !== sniffed)
-        throw new ImagineError(
-          'INVALID_PUSH',
-          `meta says ${meta.contentType} but the bytes are ${sniffed}`,
-        );
-      // Magic bytes are not an image: walk its structure and decode its header first.
-      // (The check needs the bytes in one piece; the image is kept as that one piece.)
-      const whole = received.bytes;
-      await checkImage(whole, sniffed);
-      image = new BufferedImage(whole, sniffed);
-    } else if (push.image) {
+      }
+    } else if (push.images.length > 0) {
       throw new ImagineError('INVALID_PUSH', `a "${meta.status}" push carries no image`);
     }
 
+    // Output safety `review` judges the first image pushed (the verdicts of pushed images come
+    // first, in part order).
+    const image = images?.[0];
     // Output safety `review`: the image goes to the moderators, not to the user or the buffer.
     const firstVerdict = meta.safety?.verdicts[0];
     const reviewed = meta.status === 'done' && image && firstVerdict?.action === 'review';
@@ -284,6 +323,11 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
         width: meta.width,
         height: meta.height,
         prompt: meta.prompt,
+        task: meta.task,
+        count: meta.count,
+        steps: meta.steps,
+        strength: meta.strength,
+        source: meta.source,
         generator: meta.generator,
         generationMs: meta.generationMs,
         createdAt: meta.createdAt,
@@ -300,7 +344,7 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
           ? { withheld: withheldOf(meta.safety.verdicts) }
           : {}),
       },
-      held ? undefined : image,
+      held ? undefined : images,
     );
     if (!duplicate && meta.safety) recordSafety(relay, meta.jobId, meta.safety);
     if (!duplicate && held?.code === 'SAFETY_HELD' && image && reviewTarget && firstVerdict) {
@@ -312,9 +356,9 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
           image: {
             bytes,
             contentType: image.contentType,
-            seed: meta.seed ?? 0,
-            width: meta.width ?? 0,
-            height: meta.height ?? 0,
+            seed: image.info.seed ?? meta.seed ?? 0,
+            width: image.info.width ?? meta.width ?? 0,
+            height: image.info.height ?? meta.height ?? 0,
           },
           prompt: meta.prompt,
           generator: meta.generator,
@@ -331,11 +375,17 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
         .catch((err) => request.log.error({ err, jobId: meta.jobId }, 'could not hold for review'));
     }
     request.log.info(
-      { jobId: meta.jobId, status: meta.status, duplicate, legacy: push.legacy },
+      {
+        jobId: meta.jobId,
+        status: meta.status,
+        duplicate,
+        legacy: push.legacy,
+        images: images?.length,
+      },
       'push',
     );
     relay.metrics.pushes.inc({
-      kind: duplicate ? 'duplicate' : push.legacy ? 'legacy' : image ? 'image' : 'status',
+      kind: duplicate ? 'duplicate' : push.legacy ? 'legacy' : images ? 'image' : 'status',
     });
     if (!duplicate && meta.status === 'done') {
       relay.metrics.endToEnd.observe(

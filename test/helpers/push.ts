@@ -9,7 +9,7 @@ import { TEST_SECRET } from './imagine.ts';
 export async function sendPush(
   baseUrl: string,
   meta: PushMeta | Record<string, unknown>,
-  image?: Buffer,
+  image?: Buffer | Buffer[],
   opts: { secret?: string; nowSeconds?: number; headers?: Record<string, string> } = {},
 ): Promise<Response> {
   const { body, contentType } = encodePush(meta as PushMeta, image);

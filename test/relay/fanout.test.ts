@@ -70,8 +70,25 @@ describe('relay fan-out over Redis', () => {
     expect(message.includes(Buffer.from(png.toString('base64')))).toBe(false);
     const decoded = decodeJobEvent(message);
     expect(decoded.event).toEqual(event);
-    expect(decoded.image?.equals(png)).toBe(true);
+    expect(decoded.images).toHaveLength(1);
+    expect(decoded.images[0]?.equals(png)).toBe(true);
     expect(() => decodeJobEvent(message.subarray(0, 6))).toThrow();
+  });
+
+  it('splits the images of a job of N by the lengths the header lists, and refuses a mismatch', async () => {
+    const pngs = await Promise.all([1, 2, 3].map((n) => pngOf(8 * n, 8)));
+    const event = {
+      v: 1,
+      from: 'x',
+      kind: 'change',
+      jobId: 'A'.repeat(24),
+      state: 'done',
+      count: 3,
+      images: pngs.map((p, i) => ({ size: p.length, seed: 10 + i, width: 8 * (i + 1), height: 8 })),
+    } as const;
+    const decoded = decodeJobEvent(encodeJobEvent(event, pngs));
+    expect(decoded.images.map((b, i) => b.equals(pngs[i]!))).toEqual([true, true, true]);
+    expect(() => decodeJobEvent(encodeJobEvent(event, pngs.slice(0, 2)))).toThrow(/add up/);
   });
 
   it('serves a job queued on A to WebSocket and polling clients on B, with the image pushed to A', async () => {
@@ -105,6 +122,33 @@ describe('relay fan-out over Redis', () => {
     expect(state).toMatchObject({ state: 'done', contentType: 'image/png', bytes: png.length });
     const image = await fetch(`${b.url}/jobs/${job.jobId}/image`);
     expect(Buffer.from(await image.arrayBuffer()).equals(png)).toBe(true);
+  });
+
+  it('a job of four pushed to A reaches B in order: WS frames per image, ?i= serves each, seeds kept', async () => {
+    const env = sharedEnv();
+    const a = await start(env, { role: 'relay' });
+    const b = await start(env, { role: 'relay' });
+    const job = await enqueueJob(a.url, 'four foxes seen from two relays');
+    const onB = await waiter(wsUrl(b.url, job.jobId));
+    const pngs = await Promise.all([0, 1, 2, 3].map((i) => pngOf(20 + i, 20)));
+    const images = pngs.map((_, i) => ({
+      contentType: 'image/png',
+      seed: job.seed + i,
+      width: 20 + i,
+      height: 20,
+    }));
+    await sendPush(
+      a.url,
+      { jobId: job.jobId, status: 'done', seed: job.seed, count: 4, images },
+      pngs,
+    );
+    const got = await onB.closed;
+    expect(got.binaries.map((bin, i) => bin.equals(pngs[i]!))).toEqual([true, true, true, true]);
+    expect(got.texts.filter((t) => t.type === 'image').map((t) => [t.index, t.seed])).toEqual(
+      images.map((image, i) => [i, image.seed]),
+    );
+    const third = await fetch(`${b.url}/jobs/${job.jobId}/image?i=2`);
+    expect(Buffer.from(await third.arrayBuffer()).equals(pngs[2]!)).toBe(true);
   });
 
   it("delivers a worker's push to B to a waiter on A, and a repeat on A is a duplicate", async () => {

@@ -14,7 +14,7 @@ const job = (jobId: string, createdAt = 1000): Job => ({
   expiresAt: createdAt + 60_000,
 });
 const id = (n: number) => `job-${String(n).padStart(20, '0')}`;
-const image = (size: number) => new BufferedImage(Buffer.alloc(size), 'image/png');
+const image = (size: number) => [new BufferedImage(Buffer.alloc(size), 'image/png')];
 
 describe('JobTracker', () => {
   it('keeps queue order and positions as jobs leave the queue', () => {
@@ -62,18 +62,18 @@ describe('JobTracker', () => {
     t.apply(id(2), { state: 'done' }, image(100));
     t.apply(id(3), { state: 'done' }, image(100));
     expect(t.bufferedBytes).toBe(200);
-    expect(t.get(id(1))?.image).toBeUndefined();
+    expect(t.get(id(1))?.images).toBeUndefined();
     expect(t.get(id(1))?.imageEvicted).toBe(true);
-    expect(t.get(id(3))?.image?.bytes.length).toBe(100);
+    expect(t.get(id(3))?.images?.[0]?.bytes.length).toBe(100);
   });
 
   it('hands an image too big to keep to the update, then lets it go', () => {
     const t = new JobTracker({ resultTtlMs: 60_000, maxBufferedBytes: 50, jobTtlMs: 10_000 });
     const seen: Array<number | undefined> = [];
-    t.on('update', ({ record }) => seen.push(record.image?.size));
+    t.on('update', ({ record }) => seen.push(record.images?.[0]?.size));
     t.apply(id(1), { state: 'done' }, image(100));
     expect(seen).toEqual([100]);
-    expect(t.get(id(1))?.image).toBeUndefined();
+    expect(t.get(id(1))?.images).toBeUndefined();
     expect(t.get(id(1))?.imageEvicted).toBe(true);
     expect(t.bufferedBytes).toBe(0);
   });
