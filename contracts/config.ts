@@ -315,6 +315,36 @@ export const ENV = {
     default: '268435456',
     doc: 'Cap on the bytes of finished images held in memory; oldest go first.',
   },
+  INPUT_IMAGE_HOSTS: {
+    schema: z.string().default('cdn.discordapp.com,media.discordapp.net,files.slack.com'),
+    default: 'cdn.discordapp.com,media.discordapp.net,files.slack.com',
+    doc: "Hosts (`host` or `host:port`, comma-separated) input images of a vary or upscale may be fetched from, besides the relay's own signed `/inputs/` links (fetched from RELAY_URL).",
+  },
+  INPUT_IMAGE_ALLOW_HTTP: {
+    schema: bool.default(false),
+    default: 'false',
+    doc: 'Allow plain http for input image hosts (tests with loopback fakes only; https otherwise).',
+  },
+  INPUT_IMAGE_MAX_BYTES: {
+    schema: int(1024, 100 * 1024 * 1024).default(20 * 1024 * 1024),
+    default: '20971520',
+    doc: 'Largest input image the worker fetches (and the relay accepts as a web upload).',
+  },
+  INPUT_IMAGE_TIMEOUT_MS: {
+    schema: int(100, 300_000).default(20_000),
+    default: '20000',
+    doc: 'How long the worker waits for an input image.',
+  },
+  UPLOAD_TTL_SECONDS: {
+    schema: int(10, 86_400).default(900),
+    default: '900',
+    doc: "How long a web upload (and a signed link to an image in the relay's memory) stays valid.",
+  },
+  UPLOAD_BUFFER_BYTES: {
+    schema: int(0, 4 * 1024 ** 3).default(128 * 1024 * 1024),
+    default: '134217728',
+    doc: 'Cap on the bytes of web uploads held in memory; oldest go first.',
+  },
   PUSH_MAX_BYTES: {
     schema: int(1024, 100 * 1024 * 1024).default(10 * 1024 * 1024),
     default: '10485760',

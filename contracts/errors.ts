@@ -44,6 +44,15 @@ export const ERROR_CODES = {
   /** The safety classifier could not judge the image (it is then not delivered). */
   SAFETY_CHECK_FAILED: 500,
   DELIVERY_FAILED: 502,
+  /** Input images (vary, upscale): each refusal of the fetcher has its own code. */
+  INPUT_NOT_ALLOWED: 400,
+  INPUT_INSECURE: 400,
+  INPUT_REDIRECT: 400,
+  INPUT_TOO_LARGE: 413,
+  INPUT_NOT_IMAGE: 415,
+  INPUT_NOT_FOUND: 404,
+  INPUT_EXPIRED: 410,
+  INPUT_UNAVAILABLE: 503,
   INTERNAL: 500,
 } as const;
 
@@ -102,6 +111,7 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set([
   'GENERATOR_UNAVAILABLE',
   'QUEUE_UNAVAILABLE',
   'DELIVERY_FAILED',
+  'INPUT_UNAVAILABLE',
 ]);
 
 /** The one place that decides whether a failed job is worth another attempt. */

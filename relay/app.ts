@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { BackendHealth } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
+import { parseHostList } from '../contracts/input-url.ts';
 import type { JobQueue } from '../queue/queue.ts';
 import type { FrontDoor } from '../submit/front-door.ts';
 import { type AdmissionPolicy, createSubmitter, type Submitter } from '../submit/submit.ts';
@@ -165,6 +166,11 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     defaultSteps: config.DEFAULT_STEPS,
     jobTtlSeconds: config.JOB_TTL_SECONDS,
     models: config.MODELS,
+    inputPolicy: {
+      hosts: parseHostList(config.INPUT_IMAGE_HOSTS),
+      allowHttp: config.INPUT_IMAGE_ALLOW_HTTP,
+      secret: config.RELAY_SECRET,
+    },
     logger: deps.logger,
     ...(deps.admission ? { admission: deps.admission } : {}),
   });

@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { type ChatAdapter, chatAdaptersFromConfig } from '../bot/adapters.ts';
 import type { Config } from '../contracts/config.ts';
+import { parseHostList } from '../contracts/input-url.ts';
 import type { JobConsumer, JobQueue } from '../queue/queue.ts';
 import type { RedrivePolicy } from '../queue/sqs.ts';
 import type { ChatDeliverer } from '../relay/delivery.ts';
@@ -176,6 +177,7 @@ async function startParts(
     const { consumer, maxAttempts } = await queue.consumer();
     const { startWorker } = await import('../worker/worker.ts');
     const { createNsfwClassifier } = await import('../worker/safety/classifier.ts');
+    const { createInputFetcher } = await import('../worker/input-fetcher.ts');
     worker = startWorker({
       consumer,
       generator,
@@ -190,6 +192,16 @@ async function startParts(
           createNsfwClassifier({ model: config.SAFETY_MODEL, backend: config.SAFETY_BACKEND }),
         defaultPolicy: { mode: config.SAFETY, threshold: config.SAFETY_THRESHOLD },
       },
+      fetchInput: createInputFetcher({
+        relayUrl,
+        hosts: parseHostList(config.INPUT_IMAGE_HOSTS),
+        allowHttp: config.INPUT_IMAGE_ALLOW_HTTP,
+        secret: config.RELAY_SECRET,
+        maxBytes: config.INPUT_IMAGE_MAX_BYTES,
+        timeoutMs: config.INPUT_IMAGE_TIMEOUT_MS,
+        slackApiUrl: config.SLACK_API_URL,
+        slackBotToken: config.SLACK_BOT_TOKEN,
+      }),
     });
     const w = worker;
     // The worker stops first so no job is left half-pushed.

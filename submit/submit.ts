@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { ImagineError } from '../contracts/errors.ts';
+import { checkInputUrl, type InputUrlPolicy } from '../contracts/input-url.ts';
 import {
   type AspectRatio,
   describeIssues,
@@ -102,6 +103,11 @@ export interface SubmitterOptions {
   jobTtlSeconds: number;
   /** Models users may choose (`MODELS`); a request naming another is refused. */
   models?: readonly string[];
+  /**
+   * Where input image URLs may point (checked here too, so a bad link is a 400 rather than a
+   * failed job). Without it, URL inputs are refused.
+   */
+  inputPolicy?: InputUrlPolicy;
   admission?: AdmissionPolicy;
   logger: Logger;
   now?: () => number;
@@ -153,6 +159,12 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
           ? `model ${parsed.model} is not offered here; choose one of ${offered.join(', ')}`
           : 'this server offers no choice of model; leave model out',
       );
+    // A bad input link is a 400 here rather than a failed job.
+    if (parsed.input?.image.kind === 'url') {
+      if (!opts.inputPolicy)
+        throw new ImagineError('INPUT_NOT_ALLOWED', 'this relay takes no input image URLs');
+      checkInputUrl(parsed.input.image.url, opts.inputPolicy, now());
+    }
     const fallback = { steps: opts.defaultSteps, count: opts.defaultCount ?? 1 };
     const defaults: RequestDefaults = admission.requestDefaults
       ? await admission.requestDefaults(origin, fallback)

@@ -4,6 +4,7 @@
  * user is told instead: no job dies without a word.
  */
 import type { Logger } from 'pino';
+import sharp from 'sharp';
 import { asImagineError, ImagineError, isRetryable } from '../contracts/errors.ts';
 import { type Job, type JobInput, jobSeeds } from '../contracts/job.ts';
 import type { PushSource } from '../contracts/push.ts';
@@ -14,7 +15,8 @@ import {
   type SafetyVerdict,
 } from '../contracts/safety.ts';
 import { fitImage } from './fit-image.ts';
-import type { Generator } from './generator.ts';
+import type { Generator, GeneratorInput } from './generator.ts';
+import type { InputFetcher } from './input-fetcher.ts';
 import type { RelayPusher } from './push-client.ts';
 import type { ImageClassifier } from './safety/classifier.ts';
 import { judgeImages } from './safety/judge.ts';
@@ -43,11 +45,29 @@ function sourceOf(input: JobInput): PushSource {
   return source;
 }
 
+/**
+ * The input as the generator gets it: decoded, turned upright and cover-fitted to the size the
+ * task starts from (a vary: the output size; an upscale: half of it), as PNG.
+ */
+async function prepareInput(job: Job, fetched: { bytes: Buffer }): Promise<GeneratorInput> {
+  const half = job.task === 'upscale';
+  const width = half ? job.params.width / 2 : job.params.width;
+  const height = half ? job.params.height / 2 : job.params.height;
+  const bytes = await sharp(fetched.bytes, { limitInputPixels: 8192 * 8192 })
+    .rotate()
+    .resize(width, height, { fit: 'cover', kernel: 'lanczos3' })
+    .png({ compressionLevel: 3 })
+    .toBuffer();
+  return { bytes, contentType: 'image/png', width, height };
+}
+
 /** Options of {@link createJobRunner}. */
 export interface JobRunnerOptions {
   generator: Generator;
   pusher: RelayPusher;
   logger: Logger;
+  /** Fetches the input image of a vary or upscale (refused without one). */
+  fetchInput?: InputFetcher;
   /** Attempts before a retryable failure is final (the queue's maxReceiveCount). */
   maxAttempts: number;
   /** Output safety; absent: images are not judged (tests of other things, benchmarks). */
@@ -106,8 +126,12 @@ export function createJobRunner(
     const started = performance.now();
     let images: Awaited<ReturnType<Generator['generate']>>;
     try {
-      if (job.task !== 'generate')
-        throw new ImagineError('GENERATION_FAILED', `this worker cannot ${job.task} images yet`);
+      let input: GeneratorInput | undefined;
+      if (job.task !== 'generate') {
+        if (!job.input || !opts.fetchInput)
+          throw new ImagineError('GENERATION_FAILED', `this worker cannot ${job.task} images`);
+        input = await prepareInput(job, await opts.fetchInput(job.input.image, { signal }));
+      }
       images = await opts.generator.generate(
         {
           task: job.task,
@@ -117,6 +141,8 @@ export function createJobRunner(
           seeds: jobSeeds(job),
           steps: job.params.steps,
           ...(job.model ? { model: job.model } : {}),
+          ...(input ? { input } : {}),
+          ...(job.strength !== undefined ? { strength: job.strength } : {}),
         },
         { signal },
       );

@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { JobConsumer } from '../queue/queue.ts';
 import type { Generator } from './generator.ts';
+import type { InputFetcher } from './input-fetcher.ts';
 import { createRelayPusher, type RelayPusher } from './push-client.ts';
 import { createJobRunner, type WorkerSafety } from './runner.ts';
 
@@ -18,6 +19,8 @@ export interface WorkerOptions {
   pusher?: RelayPusher;
   /** Output safety (the classifier loads on the first job whose policy is not `off`). */
   safety?: WorkerSafety;
+  /** Fetches the input images of vary and upscale jobs. */
+  fetchInput?: InputFetcher;
 }
 
 /** A running worker. */
@@ -35,6 +38,7 @@ export function startWorker(opts: WorkerOptions): RunningWorker {
     maxAttempts: opts.maxAttempts,
     safety: opts.safety,
     ...(opts.maxImageBytes === undefined ? {} : { maxImageBytes: opts.maxImageBytes }),
+    ...(opts.fetchInput ? { fetchInput: opts.fetchInput } : {}),
   });
   opts.consumer.start((job, ctx) => run(job, ctx));
   opts.logger.info({ generator: opts.generator.name }, 'worker started');
