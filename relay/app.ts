@@ -29,6 +29,7 @@ import { registerOriginPolicy } from './origins.ts';
 import { MemoryReviewDesk } from './review-desk.ts';
 import { enqueueRoutes } from './routes/enqueue.ts';
 import { healthRoutes } from './routes/health.ts';
+import { inputRoutes } from './routes/inputs.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { pageRoutes } from './routes/page.ts';
 import { pushRoutes } from './routes/push.ts';
@@ -286,6 +287,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(enqueueRoutes);
   await app.register(jobRoutes);
+  await app.register(inputRoutes);
   await app.register(wsRoutes);
   await app.register(pushRoutes);
   await app.register(pageRoutes);

@@ -18,7 +18,12 @@ export interface AllowedOrigins {
 }
 
 /** Routes a browser from a foreign origin must not drive (they start work or hold a socket). */
-const GUARDED_ROUTES: ReadonlySet<string> = new Set(['/enqueue', '/ws']);
+const GUARDED_ROUTES: ReadonlySet<string> = new Set([
+  '/enqueue',
+  '/ws',
+  '/uploads',
+  '/jobs/:jobId/image-link',
+]);
 
 /** Parse the comma-separated `ALLOWED_ORIGINS`; a malformed entry throws naming it. */
 export function parseAllowedOrigins(value: string | undefined): AllowedOrigins {

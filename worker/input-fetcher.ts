@@ -7,9 +7,8 @@
  * `url_private` and the bot token. Each refusal is a coded error that is not retried; a 5xx, a
  * 429 or a connection failure is `INPUT_UNAVAILABLE`, which is.
  */
-import sharp from 'sharp';
 import { ImagineError } from '../contracts/errors.ts';
-import { type ImageType, sniffImageType } from '../contracts/image-types.ts';
+import { type CheckedImage, checkImage } from '../contracts/image-check.ts';
 import {
   checkInputUrl,
   hostAllowed,
@@ -18,18 +17,11 @@ import {
 } from '../contracts/input-url.ts';
 import type { ImageRef } from '../contracts/job.ts';
 
-/** Largest input decoded, in pixels (a decompression bomb is refused before it is decoded). */
-export const INPUT_MAX_PIXELS = 8192 * 8192;
 /** Redirects followed (each to an allowed host, without credentials). */
 const MAX_REDIRECTS = 3;
 
 /** A fetched, checked input image. */
-export interface FetchedInput {
-  bytes: Buffer;
-  contentType: ImageType;
-  width: number;
-  height: number;
-}
+export type FetchedInput = CheckedImage;
 
 /** Options of {@link createInputFetcher}. */
 export interface InputFetcherOptions extends InputUrlPolicy {
@@ -220,33 +212,4 @@ async function readCapped(response: Response, maxBytes: number): Promise<Buffer>
     chunks.push(Buffer.from(chunk));
   }
   return Buffer.concat(chunks, total);
-}
-
-/** Sniff the magic bytes, then decode with sharp: only a real PNG, JPEG or WebP passes. */
-export async function checkImage(bytes: Buffer): Promise<FetchedInput> {
-  const contentType = sniffImageType(bytes);
-  if (!contentType)
-    throw new ImagineError('INPUT_NOT_IMAGE', 'the input is not a PNG, JPEG or WebP image');
-  try {
-    const image = sharp(bytes, { limitInputPixels: INPUT_MAX_PIXELS, failOn: 'error' });
-    const meta = await image.metadata();
-    // Decoding the whole image is the check: a truncated or corrupt file fails here.
-    await image.clone().resize(8, 8, { fit: 'fill' }).raw().toBuffer();
-    if (!meta.width || !meta.height) throw new Error('no size');
-    const rotated = (meta.orientation ?? 1) >= 5;
-    return {
-      bytes,
-      contentType,
-      width: rotated ? meta.height : meta.width,
-      height: rotated ? meta.width : meta.height,
-    };
-  } catch (err) {
-    throw new ImagineError(
-      'INPUT_NOT_IMAGE',
-      'the input image cannot be decoded (corrupt, truncated or too large)',
-      {
-        cause: err,
-      },
-    );
-  }
 }
