@@ -59,6 +59,39 @@ describe('a push the relay refuses', () => {
     expect(states.at(-1)).toBe('done');
   });
 
+  it('every image of a job of three is fitted and pushed: the oversized second one too', async () => {
+    const big = await noisePng(512, 512);
+    const small = await noisePng(16, 16);
+    const limit = 100_000;
+    app = await startTestImagine(
+      { PUSH_MAX_BYTES: String(limit) },
+      {
+        generator: {
+          name: 'test',
+          generate: async (req) =>
+            req.seeds.map((seed, i) => ({
+              bytes: i === 1 ? big : small,
+              contentType: 'image/png' as const,
+              seed,
+              width: i === 1 ? 512 : 16,
+              height: i === 1 ? 512 : 16,
+            })),
+        },
+      },
+    );
+    const job = await enqueueJob(app.url, 'three screens', { width: 512, height: 512, count: 3 });
+    const got = await followJob(job.ws);
+    expect(got.binaries).toHaveLength(3);
+    expect(got.binaries[0]!.equals(small)).toBe(true);
+    expect(got.binaries[2]!.equals(small)).toBe(true);
+    expect(got.binaries[1]!.length).toBeLessThanOrEqual(limit);
+    expect(['webp', 'jpeg']).toContain((await sharp(got.binaries[1]!).metadata()).format);
+    const frames = got.texts.filter((t) => t.type === 'image');
+    expect(frames.map((f) => f.index)).toEqual([0, 1, 2]);
+    const states = got.texts.filter((t) => t.type === 'status').map((t) => t.state);
+    expect(states.at(-1)).toBe('done');
+  });
+
   it('any other refusal ends the job as failed, with the relay’s reason', async () => {
     const png = await noisePng(16, 16);
     app = await startTestImagine(
