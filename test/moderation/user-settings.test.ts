@@ -26,6 +26,8 @@ function submitterFor(policy: ModerationPolicy, sent: Job[]) {
     defaultCount: 4,
     jobTtlSeconds: 900,
     admission: policy,
+    // The vary below reads its source from Discord's CDN, an allowed input host.
+    inputPolicy: { hosts: ['cdn.discordapp.com'], allowHttp: false, secret: 'x'.repeat(32) },
     logger: pino({ level: 'silent' }),
   });
 }
