@@ -46,6 +46,9 @@ export interface FakeFile {
   threadTs?: string;
   initialComment?: string;
   permalink: string;
+  mimetype?: string;
+  width?: number;
+  height?: number;
 }
 
 /** One recorded Web API call. */
@@ -176,6 +179,8 @@ export class FakeSlack extends EventEmitter {
   readonly files = new Map<string, FakeFile>();
   /** Bodies POSTed to response URLs, by response URL id. */
   readonly responses: Array<{ id: string; body: Record<string, unknown> }> = [];
+  /** `url_private` downloads: which file, and whether the bot token came with it. */
+  readonly downloads: Array<{ fileId: string; authorized: boolean }> = [];
   /** Posts to response URLs the fake refused (used up or expired). */
   readonly refusedResponses: Array<{ id: string; error: string }> = [];
   readonly homeViews: Array<{ userId: string; view: Record<string, unknown> }> = [];
@@ -398,6 +403,40 @@ export class FakeSlack extends EventEmitter {
     this.blockIdsSeen.set(ts, seen);
   }
 
+  private nextFileId(): string {
+    return `F0${String(++this.seq).padStart(8, '0')}`;
+  }
+
+  /** A file a user shared (not uploaded by the bot): for shortcuts on a user's message. */
+  addUserFile(opts: {
+    bytes: Buffer;
+    filename: string;
+    mimetype: string;
+    width?: number;
+    height?: number;
+    channel?: string;
+  }): FakeFile {
+    const id = this.nextFileId();
+    const file: FakeFile = {
+      id,
+      filename: opts.filename,
+      length: opts.bytes.length,
+      bytes: opts.bytes,
+      mimetype: opts.mimetype,
+      ...(opts.width ? { width: opts.width } : {}),
+      ...(opts.height ? { height: opts.height } : {}),
+      ...(opts.channel ? { channel: opts.channel } : {}),
+      permalink: `https://fake.slack.test/files/${id}`,
+    };
+    this.files.set(id, file);
+    return file;
+  }
+
+  /** Where a file's bytes are served (`url_private`): a bot token is needed, as on Slack. */
+  urlPrivate(file: FakeFile): string {
+    return `http://127.0.0.1:${this.port}/files-pri/${this.teamId}-${file.id}/${encodeURIComponent(file.filename)}`;
+  }
+
   private nextTs(): string {
     this.clock += 1;
     return `${this.clock}.${String(++this.seq).padStart(6, '0')}`;
@@ -408,6 +447,13 @@ export class FakeSlack extends EventEmitter {
     const body = await readBody(req);
     try {
       if (url.pathname.startsWith('/upload/')) return await this.upload(url, req, body, res);
+      if (url.pathname.startsWith('/files-pri/')) return this.download(url, req, res);
+      if (url.pathname === '/login') {
+        // Where Slack sends a file request without a valid token: a sign-in page, not the file.
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end('<!DOCTYPE html><html><body>Sign in to Slack</body></html>');
+        return;
+      }
       if (url.pathname.startsWith('/response/')) {
         const id = url.pathname.slice('/response/'.length);
         const issued = this.responseUrls.get(id) ?? { issuedAt: this.now(), uses: 0 };
@@ -540,7 +586,7 @@ export class FakeSlack extends EventEmitter {
         return { ok: true, message_ts: this.nextTs() };
       }
       case 'files.getUploadURLExternal': {
-        const id = `F${++this.seq}`;
+        const id = this.nextFileId();
         const length = Number(args.length);
         if (!args.filename || !Number.isInteger(length) || length <= 0)
           return { ok: false, error: 'invalid_arguments' };
@@ -588,6 +634,36 @@ export class FakeSlack extends EventEmitter {
           })),
         };
       }
+      case 'files.info': {
+        const file = this.files.get(String(args.file ?? ''));
+        if (!file?.bytes) return { ok: false, error: 'file_not_found' };
+        const filetype = file.filename.split('.').pop()?.toLowerCase() ?? '';
+        const mimetype =
+          file.mimetype ??
+          (filetype === 'png'
+            ? 'image/png'
+            : filetype === 'jpg' || filetype === 'jpeg'
+              ? 'image/jpeg'
+              : filetype === 'webp'
+                ? 'image/webp'
+                : 'application/octet-stream');
+        return {
+          ok: true,
+          file: {
+            id: file.id,
+            name: file.filename,
+            title: file.title ?? file.filename,
+            mimetype,
+            filetype,
+            size: file.bytes.length,
+            url_private: this.urlPrivate(file),
+            url_private_download: `${this.urlPrivate(file)}?download=1`,
+            permalink: file.permalink,
+            ...(file.width ? { original_w: file.width } : {}),
+            ...(file.height ? { original_h: file.height } : {}),
+          },
+        };
+      }
       case 'conversations.join': {
         if (!args.channel) return { ok: false, error: 'channel_not_found' };
         this.joined.add(String(args.channel));
@@ -621,6 +697,36 @@ export class FakeSlack extends EventEmitter {
       default:
         return { ok: false, error: 'unknown_method' };
     }
+  }
+
+  /**
+   * `url_private`: served only with `Authorization: Bearer <bot token>`. Without it (or with a
+   * wrong one) Slack answers with a redirect to its sign-in page, not with a 401 and not with
+   * the file, so a client that follows redirects gets HTML.
+   */
+  private download(url: URL, req: IncomingMessage, res: ServerResponse): void {
+    const [, , key] = url.pathname.split('/');
+    const id = key?.slice(this.teamId.length + 1) ?? '';
+    const file = this.files.get(id);
+    const authorized = String(req.headers.authorization ?? '') === `Bearer ${this.botToken}`;
+    this.downloads.push({ fileId: id, authorized });
+    if (!authorized) {
+      res.writeHead(302, {
+        location: `http://127.0.0.1:${this.port}/login?redir=${encodeURIComponent(url.pathname)}`,
+      });
+      res.end();
+      return;
+    }
+    if (!file?.bytes) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('file not found');
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': file.mimetype ?? 'application/octet-stream',
+      'content-length': String(file.bytes.length),
+    });
+    res.end(file.bytes);
   }
 
   /** The upload URL: @slack/web-api posts the bytes as multipart/form-data. */
