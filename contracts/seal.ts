@@ -39,6 +39,8 @@ export const SlackTargetSchema = z.object({
   responseUrlIssuedAt: z.number().optional(),
   /** Upload the image beside the status message (DMs) instead of in its thread. */
   inline: z.boolean().optional(),
+  /** A vary's or upscale's input, when it is a Slack file: the card's Re-roll varies it again. */
+  inputFileId: z.string().max(64).optional(),
 });
 
 /** Any chat reply target. */

@@ -20,6 +20,7 @@ import { registerDirectMessages } from './events/direct-message.ts';
 import { SlackRateBudget } from './rate-budget.ts';
 import { FastifySlackReceiver } from './receiver.ts';
 import { adviceFor, ResponseUrlTracker, tellUser } from './replies.ts';
+import { registerImagineFromImage } from './shortcuts/imagine-from-image.ts';
 import type { SlackAction, SlackCommand, SlackEnv } from './types.ts';
 
 /** Options of {@link createSlackAdapter}. */
@@ -178,7 +179,7 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
           env,
         });
       } catch (err) {
-        logger.error({ err, action: action.actionId }, 'slack action failed');
+        logger.error({ err, action: String(action.actionId) }, 'slack action failed');
         await tellUser(
           client,
           logger,
@@ -195,6 +196,7 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
   }
   registerDirectMessages(bolt, env);
   registerAppHome(bolt, env);
+  registerImagineFromImage(bolt, env);
 
   const deliverer = new SlackDeliverer({
     client,

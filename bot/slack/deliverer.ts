@@ -26,16 +26,15 @@ import { withheldLine } from '../../contracts/safety.ts';
 import type { ReplyTarget, SlackTarget } from '../../contracts/seal.ts';
 import {
   escapeTruncated,
-  factsLine,
   failedMessage,
   GENERATING_LINE,
   type JobSpec,
   queuedLine,
-  resultMessage,
   statusMessage,
   truncate,
   withPrompt,
 } from './blocks.ts';
+import { cardFactsLine, loopResultMessage } from './creative.ts';
 import { type SlackCallPriority, SlackRateBudget } from './rate-budget.ts';
 import { adviceFor, ResponseUrlTracker, tellUser } from './replies.ts';
 import { blurredCopy, postSlackReview } from './review.ts';
@@ -210,43 +209,78 @@ export class SlackDeliverer implements ChatDeliverer {
     };
   }
 
+  /**
+   * Upload every image of the job together (one `files.completeUploadExternal`: one message in
+   * the thread holding all of them, each with its alt text), then turn the status message into
+   * the result card: previews, facts, U/V/Re-roll.
+   */
   private async deliverImage(target: SlackTarget, event: DeliveryEvent): Promise<void> {
-    const image = event.images?.[0];
-    if (!image) throw new Error('a done event without an image');
+    const images = event.images ?? [];
+    if (images.length === 0) throw new Error('a done event without an image');
+    const prompt = event.prompt ?? '';
+    const n = images.length;
+    const demo = this.opts.isDemo(event.generator);
+    const threadTs = target.inline ? target.threadTs : (target.threadTs ?? target.statusTs);
+    // WebP gets no slack_file preview: re-encoded as PNG, it does.
+    const prepared = await Promise.all(
+      images.map(async (image, i) => {
+        // Slack has no spoilers: an image output safety flagged goes up blurred, and says why.
+        const spoiler = image.spoiler === true;
+        const preview = spoiler
+          ? { bytes: await blurredCopy(image.bytes), extension: 'png' as const }
+          : await previewable(image.bytes, image.contentType);
+        const of = n > 1 ? ` (${i + 1} of ${n})` : '';
+        return {
+          image,
+          spoiler,
+          preview: preview !== undefined,
+          file: {
+            bytes: preview?.bytes ?? image.bytes,
+            filename: `imagine-${image.seed}${spoiler ? '-blurred' : ''}.${preview?.extension ?? 'webp'}`,
+            title: `${truncate(prompt, 240)}${of}`,
+            altText: `${imageAltText(prompt, ALT_TEXT_MAX.slack - of.length)}${of}`,
+          },
+        };
+      }),
+    );
+    const anySpoiler = prepared.some((p) => p.spoiler);
+    const job = {
+      jobId: event.jobId,
+      task: event.task ?? 'generate',
+      prompt,
+      seed: event.seed ?? images[0]!.seed,
+      width: event.width ?? images[0]!.width,
+      height: event.height ?? images[0]!.height,
+      count: n,
+      steps: event.steps,
+      strength: event.strength,
+      inputFileId: target.inputFileId,
+      inputWidth: event.source?.width,
+      inputHeight: event.source?.height,
+    };
     const facts = {
       userId: target.userId,
-      prompt: event.prompt ?? '',
-      seed: event.seed,
-      width: event.width,
-      height: event.height,
       seconds: event.generationMs === undefined ? undefined : event.generationMs / 1000,
-      demo: this.opts.isDemo(event.generator),
+      demo,
     };
-    const threadTs = target.inline ? target.threadTs : (target.threadTs ?? target.statusTs);
-    // Slack has no spoilers: an image output safety flagged goes up blurred, and says why.
-    const spoiler = image.spoiler === true;
-    // WebP gets no slack_file preview: re-encoded as PNG, it does.
-    const preview = spoiler
-      ? { bytes: await blurredCopy(image.bytes), extension: 'png' as const }
-      : await previewable(image.bytes, image.contentType);
-    const file = {
-      bytes: preview?.bytes ?? image.bytes,
-      filename: `imagine-${event.seed ?? event.jobId}${spoiler ? '-blurred' : ''}.${preview?.extension ?? 'webp'}`,
-      title: truncate(facts.prompt, 250),
-      altText: imageAltText(facts.prompt, ALT_TEXT_MAX.slack),
-    };
+    const factsText = cardFactsLine(
+      job,
+      images.map((i) => ({ ...i, fileId: undefined })),
+      facts,
+    );
     const share = {
       channelId: target.channelId,
       threadTs,
       // The comment is mrkdwn: an unescaped prompt could ping <!channel> or hide a link.
       initialComment: withPrompt(
         `<@${target.userId}> `,
-        facts.prompt,
-        `\n${factsLine(facts)}${spoiler ? "\n_This workspace's safety setting flagged the image, so it is shown blurred._" : ''}${event.withheld ? `\n_${withheldLine(event.withheld, 'workspace')}_` : ''}`,
+        prompt,
+        `\n${factsText}${anySpoiler ? "\n_This workspace's safety setting flagged an image, so it is shown blurred._" : ''}${event.withheld ? `\n_${withheldLine(event.withheld, 'workspace')}_` : ''}`,
         3000,
       ),
     };
-    const uploadOnce = () => uploadFiles(this.client, this.budget, share, [file]);
+    const files = prepared.map((p) => p.file);
+    const uploadOnce = () => uploadFiles(this.client, this.budget, share, files);
     let uploaded: Awaited<ReturnType<typeof uploadOnce>>;
     try {
       try {
@@ -269,17 +303,20 @@ export class SlackDeliverer implements ChatDeliverer {
       });
       return;
     }
-    const fileId = preview ? uploaded[0]?.id : undefined;
-    // Re-roll keeps prompt and size and draws a new seed.
-    const spec = this.spec(event, true);
-    const card = resultMessage(facts, spec, fileId);
+    const cardImages = prepared.map((p, i) => ({
+      seed: p.image.seed,
+      width: p.image.width,
+      height: p.image.height,
+      fileId: uploaded[i]?.id,
+      preview: p.preview,
+    }));
     try {
-      await this.setStatus(target, card, true);
+      await this.setStatus(target, loopResultMessage(job, cardImages, facts), true);
     } catch (err) {
       // A preview of a file still being processed can be refused; the card without it is fine.
-      if (fileId && slackError(err) === 'invalid_blocks') {
-        await this.setStatus(target, resultMessage(facts, spec, undefined), true);
-      } else throw err;
+      if (slackError(err) !== 'invalid_blocks') throw err;
+      const bare = cardImages.map((i) => ({ ...i, preview: false }));
+      await this.setStatus(target, loopResultMessage(job, bare, facts), true);
     }
   }
 

@@ -6,14 +6,16 @@ import { ImagineError } from '../../contracts/errors.ts';
 
 /** How to use `/imagine`, shown on empty input and bad options. */
 export const USAGE =
-  'Usage: `/imagine <prompt> [--ar 16:9] [--seed 42] [--steps 4] [--model name]`, e.g. `/imagine a fox in space --ar 16:9`';
+  'Usage: `/imagine <prompt> [--ar 16:9] [--count 4] [--seed 42] [--steps 4] [--model name]`, e.g. `/imagine a fox in space --ar 16:9`';
 
-const OPTIONS: Record<string, 'aspect' | 'seed' | 'steps' | 'model'> = {
+const OPTIONS: Record<string, 'aspect' | 'seed' | 'steps' | 'model' | 'count'> = {
   ar: 'aspect',
   aspect: 'aspect',
   model: 'model',
   seed: 'seed',
   steps: 'steps',
+  count: 'count',
+  n: 'count',
 };
 
 /**

@@ -34,6 +34,15 @@ const CANNOT_POST = new Set([
   'restricted_action',
 ]);
 
+/** The Slack file a vary or upscale starts from, if it is one. */
+function slackInputFile(request: Record<string, unknown>): string | undefined {
+  const image = (request.input as { image?: { kind?: unknown; fileId?: unknown } } | undefined)
+    ?.image;
+  return image?.kind === 'slack-file' && typeof image.fileId === 'string'
+    ? image.fileId
+    : undefined;
+}
+
 function slackErrorCode(err: unknown): string | undefined {
   return (err as { data?: { error?: string } } | null)?.data?.error;
 }
@@ -110,6 +119,7 @@ export async function startSlackJob(
       ? { responseUrl: place.responseUrl, responseUrlIssuedAt: env.now() }
       : {}),
     ...(inline ? { inline: true } : {}),
+    ...(slackInputFile(request) ? { inputFileId: slackInputFile(request) } : {}),
   };
   try {
     await env.relay().submit({

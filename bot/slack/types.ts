@@ -54,8 +54,8 @@ export interface SlackActionArgs {
   env: SlackEnv;
 }
 
-/** A button module, dispatched on `action_id`. */
+/** A button module, dispatched on `action_id` (a pattern for a family: `imagine_upscale_2`). */
 export interface SlackAction {
-  readonly actionId: string;
+  readonly actionId: string | RegExp;
   handle(args: SlackActionArgs): Promise<void>;
 }

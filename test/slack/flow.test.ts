@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeJobSpec } from '../../bot/slack/blocks.ts';
+import { encodeJobSpec } from '../../bot/slack/blocks.ts';
+import { decodeButton } from '../../bot/slack/creative.ts';
 import {
   blockActionForm,
   buttonsOf,
@@ -28,7 +29,7 @@ describe('Slack /imagine end to end (HTTP mode, fake Slack, demo generator)', ()
     const res = await postToSlackApp(
       app.eventsUrl,
       slashCommandForm({
-        text: 'a fox in space --ar 16:9 --seed 42',
+        text: 'a fox in space --ar 16:9 --seed 42 --count 1',
         responseUrl: fake.responseUrl('cmd1'),
       }),
     );
@@ -57,13 +58,17 @@ describe('Slack /imagine end to end (HTTP mode, fake Slack, demo generator)', ()
       expect.objectContaining({ type: 'image', slack_file: { id: file.id } }),
     );
     const buttons = buttonsOf(card.blocks);
-    expect(buttons.map((b) => b.action_id)).toEqual(['imagine_reroll', 'imagine_variations']);
-    expect(decodeJobSpec(buttons[0]!.value)).toEqual({
+    expect(buttons.map((b) => b.action_id)).toEqual([
+      'imagine_vary_subtle',
+      'imagine_vary_strong',
+      'imagine_upscale',
+      'imagine_reroll_job',
+    ]);
+    expect(decodeButton(buttons.at(-1)!.value)).toMatchObject({
       prompt: 'a fox in space',
-      seed: 42,
-      width: 1344,
-      height: 768,
+      meta: { t: 'generate', n: 1, s: 42, w: 1344, h: 768 },
     });
+    expect(decodeButton(buttons[0]!.value)!.meta.f).toBe(file.id);
     // Every update on the way said where the job was; the last one says it is done.
     const updates = fake.callsOf('chat.update').filter((c) => c.args.ts === status.ts);
     expect(updates.some((c) => /Queued|Generating/.test(String(c.args.text)))).toBe(true);
@@ -91,12 +96,12 @@ describe('Slack /imagine end to end (HTTP mode, fake Slack, demo generator)', ()
     const card = await resultCard(fake, status.ts);
     expect(textOf(card.blocks)).toContain(escaped);
     expect(card.text).not.toContain('<!channel>');
-    expect(decodeJobSpec(buttonsOf(card.blocks)[0]!.value)!.prompt).toBe(prompt);
+    expect(decodeButton(buttonsOf(card.blocks)[0]!.value)!.prompt).toBe(prompt);
   });
 
   it('a click on Re-roll is answered by a fresh process (nothing kept in memory)', async () => {
     const card = fake.message(cardTs)!;
-    const reroll = buttonsOf(card.blocks).find((b) => b.action_id === 'imagine_reroll')!;
+    const reroll = buttonsOf(card.blocks).find((b) => b.action_id === 'imagine_reroll_job')!;
     await app.stop();
     // A new relay and worker: new memory, same configuration.
     app = await startWithSlack(fake);
@@ -122,16 +127,21 @@ describe('Slack /imagine end to end (HTTP mode, fake Slack, demo generator)', ()
     const newCard = await resultCard(fake, rerollStatus.ts);
     expect(textOf(newCard.blocks)).toContain('<@U0BOB> imagined: *a fox in space*');
     expect(file.threadTs).toBe(cardTs);
-    const spec = decodeJobSpec(buttonsOf(newCard.blocks)[0]!.value)!;
-    expect(spec).toMatchObject({ prompt: 'a fox in space', width: 1344, height: 768 });
-    expect(spec.seed).not.toBe(42);
-    const meta = await sharp(file.bytes!).metadata();
-    expect([meta.width, meta.height]).toEqual([1344, 768]);
+    const again = buttonsOf(newCard.blocks).find((b) => b.action_id === 'imagine_reroll_job')!;
+    const { meta, prompt } = decodeButton(again.value)!;
+    expect(prompt).toBe('a fox in space');
+    expect(meta).toMatchObject({ t: 'generate', n: 1, w: 1344, h: 768 });
+    expect(meta.s).not.toBe(42);
+    const size = await sharp(file.bytes!).metadata();
+    expect([size.width, size.height]).toEqual([1344, 768]);
   });
 
-  it('Variations asks for four new images of the same prompt, each with its own status', async () => {
+  it('a card from before the creative loop: its Variations button (a v1 value) still asks for four new images of the same prompt, each with its own status', async () => {
     const card = fake.message(cardTs)!;
-    const variations = buttonsOf(card.blocks).find((b) => b.action_id === 'imagine_variations')!;
+    const variations = {
+      action_id: 'imagine_variations',
+      value: encodeJobSpec({ prompt: 'a fox in space', seed: 42, width: 1344, height: 768 }),
+    };
     const before = new Set(fake.messages.map((m) => m.ts));
     const res = await postToSlackApp(
       app.eventsUrl,
@@ -145,7 +155,11 @@ describe('Slack /imagine end to end (HTTP mode, fake Slack, demo generator)', ()
     const fresh = () => statusMessages(fake).filter((m) => !before.has(m.ts));
     await fake.waitFor(() => fresh().length === 4 && fresh());
     const cards = await Promise.all(fresh().map((m) => resultCard(fake, m.ts)));
-    const seeds = cards.map((c) => decodeJobSpec(buttonsOf(c.blocks)[0]!.value)!.seed);
+    const seeds = cards.map(
+      (c) =>
+        decodeButton(buttonsOf(c.blocks).find((b) => b.action_id === 'imagine_reroll_job')!.value)!
+          .meta.s,
+    );
     expect(new Set(seeds).size).toBe(4);
     for (const c of cards) expect(c.threadTs).toBe(cardTs);
   });

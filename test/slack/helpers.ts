@@ -19,11 +19,14 @@ export async function startWithSlack(fake: FakeSlack, opts: Partial<StartOptions
   return { ...app, eventsUrl: `${app.url}/slack/events` };
 }
 
-/** Wait until the message `ts` shows the result card (it has a Re-roll button). */
+/** Action ids a result card carries (Re-roll, or Vary on a single image). */
+const RESULT_ACTIONS = /^imagine_(reroll_job|vary_(strong|subtle)(_\d)?)$/;
+
+/** Wait until the message `ts` shows the result card (creative-loop buttons on it). */
 export function resultCard(fake: FakeSlack, ts: string): Promise<FakeMessage> {
   return fake.waitFor(() => {
     const m = fake.message(ts);
-    return m && buttonsOf(m.blocks).some((b) => b.action_id === 'imagine_reroll') ? m : undefined;
+    return m && buttonsOf(m.blocks).some((b) => RESULT_ACTIONS.test(b.action_id)) ? m : undefined;
   });
 }
 

@@ -95,7 +95,7 @@ describe('Slack rate tiers: status edits are budgeted, results never wait behind
     expect(fake.rateLimited('chat.update')).toBe(0);
     for (const job of jobs) {
       const card = fake.message(job.target.statusTs!)!;
-      expect(buttonsOf(card.blocks).map((b) => b.action_id)).toContain('imagine_reroll');
+      expect(buttonsOf(card.blocks).map((b) => b.action_id)).toContain('imagine_reroll_job');
     }
     expect([...fake.files.values()].filter((f) => f.channel === 'C0BUSY')).toHaveLength(10);
     fake.advance(120_000);
@@ -119,7 +119,7 @@ describe('Slack rate tiers: status edits are budgeted, results never wait behind
     fake.advance(61_000);
     await done;
     const card = fake.message(finished.statusTs!)!;
-    expect(buttonsOf(card.blocks).map((b) => b.action_id)).toContain('imagine_reroll');
+    expect(buttonsOf(card.blocks).map((b) => b.action_id)).toContain('imagine_reroll_job');
     // The dropped position edit was not repeated later.
     const edits = fake.callsOf('chat.update').filter((c) => c.args.ts === waiting.statusTs);
     expect(edits).toHaveLength(1);

@@ -173,8 +173,15 @@ describe('manifest.yaml', () => {
       'chat:write',
       'chat:write.public',
       'files:write',
+      'files:read',
       'im:history',
     ])
       expect(manifest).toMatch(new RegExp(`^\\s+- ${scope}$`, 'm'));
+  });
+
+  it('declares the message shortcut the adapter listens for', () => {
+    expect(manifest).toMatch(
+      /- name: Imagine from this image\n\s+type: message\n\s+callback_id: imagine_from_image\n/,
+    );
   });
 });

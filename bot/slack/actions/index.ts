@@ -3,6 +3,7 @@
  * module exporting a {@link SlackAction} and add it to this list.
  */
 import type { SlackAction } from '../types.ts';
+import { creativeAction } from './creative.ts';
 import { rerollAction } from './reroll.ts';
 import { retryAction } from './retry.ts';
 import { reviewApproveAction, reviewRejectAction } from './review.ts';
@@ -10,6 +11,8 @@ import { variationsAction } from './variations.ts';
 
 /** The default button modules. */
 export const slackActions: readonly SlackAction[] = [
+  creativeAction,
+  // Cards from before the creative loop (v1 values) keep working.
   rerollAction,
   variationsAction,
   retryAction,
