@@ -478,7 +478,11 @@ export class FakeSlack extends EventEmitter {
       }
       if (!url.pathname.startsWith('/api/')) return json(res, 404, { ok: false });
       const method = url.pathname.slice('/api/'.length);
-      const args = parseArgs(body, String(req.headers['content-type'] ?? ''));
+      // Slack takes arguments in the query string (GET) or the body (POST), as here.
+      const args = {
+        ...Object.fromEntries(url.searchParams),
+        ...parseArgs(body, String(req.headers['content-type'] ?? '')),
+      };
       const call: FakeCall = { method, args, at: Date.now(), status: 200 };
       this.calls.push(call);
       const tierWait = this.tierWait(method);
