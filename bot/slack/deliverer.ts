@@ -275,7 +275,7 @@ export class SlackDeliverer implements ChatDeliverer {
       initialComment: withPrompt(
         `<@${target.userId}> `,
         prompt,
-        `\n${factsText}${anySpoiler ? "\n_This workspace's safety setting flagged an image, so it is shown blurred._" : ''}${event.withheld ? `\n_${withheldLine(event.withheld, 'workspace')}_` : ''}`,
+        `\n${factsText}${anySpoiler ? `\n_This workspace's safety setting flagged ${n > 1 ? 'an image' : 'the image'}, so it is shown blurred._` : ''}${event.withheld ? `\n_${withheldLine(event.withheld, 'workspace')}_` : ''}`,
         3000,
       ),
     };
