@@ -211,15 +211,16 @@ export function resultMessage(
   return { text: `${head} — ${factsLine(f)}`, blocks };
 }
 
-/** The status message of a failed or expired job: what happened, what to do, Retry. */
+/** The status message of a failed or expired job: what happened, what to do, Retry (unless `retry: false`). */
 export function failedMessage(
   userId: string,
   spec: JobSpec,
   advice: string,
+  opts: { retry?: boolean } = {},
 ): { text: string; blocks: Block[] } {
   const head = withPrompt(`<@${userId}>'s image failed: *`, spec.prompt, '*');
   const value = encodeJobSpec(spec);
-  if (!fitsButton(value))
+  if (opts.retry === false || !fitsButton(value))
     return {
       text: `${head} — ${advice}`,
       blocks: [promptSection(head), context(`:warning: ${advice}`)],

@@ -175,11 +175,17 @@ export class SlackDeliverer implements ChatDeliverer {
     problem: { code: string; message: string },
   ): Promise<void> {
     const prompt = event.prompt ?? '';
-    const advice = adviceFor(problem);
+    // A vary or upscale has no Retry: the card's Retry value is a plain generate (prompt, seed,
+    // size) and would drop the source image. The button that started it is the retry.
+    const fromImage = event.task === 'vary' || event.task === 'upscale';
+    const general = adviceFor(problem);
+    const advice = fromImage
+      ? general.replace(/Press Retry/g, 'Press the button on the image again')
+      : general;
     try {
       await this.setStatus(
         target,
-        failedMessage(target.userId, this.spec(event, true), advice),
+        failedMessage(target.userId, this.spec(event, true), advice, { retry: !fromImage }),
         true,
       );
     } catch (err) {

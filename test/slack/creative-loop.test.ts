@@ -274,4 +274,34 @@ describe('Slack creative loop: a grid of four, U/V after a restart, limits on ea
     expect(generator.calls).toHaveLength(jobsBefore);
   });
 
+  it('a vary that fails has no Retry (its value would re-run a plain generate without the image)', async () => {
+    const card = fake.message(cardTs)!;
+    const vary = buttonsOf(card.blocks).find((b) => b.action_id === 'imagine_vary_subtle')!;
+    generator.fail = (req) =>
+      req.task === 'vary' ? new ImagineError('GENERATION_FAILED', 'the backend broke') : undefined;
+    const seen = new Set(statusMessages(fake).map((m) => m.ts));
+    const calls = generator.calls.length;
+    const res = await postToSlackApp(
+      app.eventsUrl,
+      blockActionForm({
+        button: vary,
+        message: { ts: card.ts, channel: card.channel, blocks: card.blocks },
+        userId: 'U0BOB',
+        responseUrl: fake.responseUrl('failed-vary'),
+      }),
+    );
+    expect(res.status).toBe(200);
+    const failed = await fake.waitFor(() => {
+      const m = statusMessages(fake).find((x) => !seen.has(x.ts) && x.threadTs === cardTs);
+      return m && textOf(m.blocks).includes('image failed') ? m : undefined;
+    });
+    generator.fail = undefined;
+    // The generator was asked for the vary (with its input), and it failed.
+    expect(generator.calls.slice(calls).map((c) => [c.task, c.input?.format])).toEqual([
+      ['vary', 'png'],
+    ]);
+    expect(buttonsOf(failed.blocks)).toEqual([]);
+    expect(textOf(failed.blocks)).toContain('Press the button on the image again');
+    expect(textOf(failed.blocks)).not.toContain('Press Retry');
+  });
 });

@@ -76,6 +76,8 @@ export interface RecordedCall {
 export class RecordingGenerator implements Generator {
   readonly name = 'demo';
   readonly calls: RecordedCall[] = [];
+  /** When set, a call it returns an error for fails with that error (after being recorded). */
+  fail: ((req: GenerateRequest) => Error | undefined) | undefined;
   private readonly demo = new DemoGenerator();
   async generate(req: GenerateRequest, opts: { signal: AbortSignal }) {
     this.calls.push({
@@ -86,6 +88,8 @@ export class RecordingGenerator implements Generator {
       ...(req.input ? { input: await decoded(req.input.bytes), inputBytes: req.input.bytes } : {}),
       ...(req.strength !== undefined ? { strength: req.strength } : {}),
     });
+    const failure = this.fail?.(req);
+    if (failure) throw failure;
     return this.demo.generate(req, opts);
   }
 }
