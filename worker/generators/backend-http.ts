@@ -3,7 +3,9 @@
  * Replicate): one place that turns a backend's transport failures and HTTP statuses into coded
  * errors, so `isRetryable` is right for every adapter alike, and reads answers under a byte cap.
  */
+import sharp from 'sharp';
 import { ImagineError } from '../../contracts/errors.ts';
+import { type ImageType, sniffImageType } from '../../contracts/image-types.ts';
 
 /** What every backend call needs to know. */
 export interface BackendCallOptions {
@@ -205,4 +207,30 @@ export class OneAtATime {
       before.then(release, release);
     }
   }
+}
+
+/**
+ * Check that a backend served an image we can deliver: its type from its magic bytes and its
+ * size from decoding it (sharp), so a PNG header followed by garbage is refused here.
+ */
+export async function servedImage(
+  bytes: Buffer,
+  backend: string,
+  what = 'an image',
+): Promise<{ contentType: ImageType; width: number; height: number }> {
+  const contentType = sniffImageType(bytes);
+  if (!contentType)
+    throw new ImagineError(
+      'GENERATOR_BAD_RESPONSE',
+      `${backend} served ${what} that is not PNG, JPEG or WebP`,
+    );
+  const meta = await sharp(bytes)
+    .metadata()
+    .catch(() => undefined);
+  if (!meta?.width || !meta.height)
+    throw new ImagineError(
+      'GENERATOR_BAD_RESPONSE',
+      `${backend} served ${what} that does not decode`,
+    );
+  return { contentType, width: meta.width, height: meta.height };
 }

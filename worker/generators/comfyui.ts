@@ -10,7 +10,6 @@
  * the prompts back to back with the model loaded.
  */
 import { randomUUID } from 'node:crypto';
-import sharp from 'sharp';
 import WebSocket from 'ws';
 import { ImagineError } from '../../contracts/errors.ts';
 import { extensionFor, sniffImageType } from '../../contracts/image-types.ts';
@@ -28,6 +27,7 @@ import {
   failUnlessOk,
   readCapped,
   readJson,
+  servedImage,
 } from './backend-http.ts';
 import { fillWorkflow, type LoadedWorkflow } from './comfyui-workflow.ts';
 
@@ -291,21 +291,8 @@ export class ComfyUIGenerator implements Generator {
     );
     await failUnlessOk(view, { ...call, what: 'the image', authHint: 'check COMFYUI_AUTH' });
     const bytes = await readCapped(view, this.opts.maxBytes, call);
-    const contentType = sniffImageType(bytes);
-    if (!contentType)
-      throw new ImagineError(
-        'GENERATOR_BAD_RESPONSE',
-        `${call.backend} served an image that is not PNG, JPEG or WebP`,
-      );
-    const meta = await sharp(bytes)
-      .metadata()
-      .catch(() => undefined);
-    if (!meta?.width || !meta.height)
-      throw new ImagineError(
-        'GENERATOR_BAD_RESPONSE',
-        `${call.backend} served an image that does not decode`,
-      );
-    return { bytes, contentType, seed, width: meta.width, height: meta.height };
+    const { contentType, width, height } = await servedImage(bytes, call.backend);
+    return { bytes, contentType, seed, width, height };
   }
 
   /** Take our prompts off the queue and interrupt the one running (best effort). */

@@ -11,7 +11,7 @@
  */
 import sharp from 'sharp';
 import { ImagineError } from '../../contracts/errors.ts';
-import { extensionFor, sniffImageType } from '../../contracts/image-types.ts';
+import { extensionFor } from '../../contracts/image-types.ts';
 import type {
   GeneratedImage,
   GenerateOptions,
@@ -25,6 +25,7 @@ import {
   failUnlessOk,
   readCapped,
   readJson,
+  servedImage,
   sleep,
 } from './backend-http.ts';
 
@@ -294,22 +295,10 @@ export class ReplicateGenerator implements Generator {
       authHint: 'check REPLICATE_API_TOKEN',
     });
     let bytes = await readCapped(response, this.opts.maxBytes, call);
-    let contentType = sniffImageType(bytes);
-    if (!contentType)
-      throw new ImagineError(
-        'GENERATOR_BAD_RESPONSE',
-        `${call.backend} served an output that is not PNG, JPEG or WebP`,
-      );
-    const meta = await sharp(bytes)
-      .metadata()
-      .catch(() => undefined);
-    if (!meta?.width || !meta.height)
-      throw new ImagineError(
-        'GENERATOR_BAD_RESPONSE',
-        `${call.backend} served an image that does not decode`,
-      );
+    const served = await servedImage(bytes, call.backend, 'an output');
+    let contentType = served.contentType;
     // Flux on Replicate picks its own size for an aspect ratio: bring it to the size asked for.
-    if (meta.width !== req.width || meta.height !== req.height) {
+    if (served.width !== req.width || served.height !== req.height) {
       bytes = await sharp(bytes).resize(req.width, req.height, { fit: 'cover' }).png().toBuffer();
       contentType = 'image/png';
     }
