@@ -26,26 +26,8 @@ import {
 } from './limits.ts';
 import { SafetyPolicySchema } from './safety.ts';
 
-export {
-  ASPECT_RATIOS,
-  ASPECT_SIZES,
-  type AspectRatio,
-  IMAGE_COUNT_DEFAULT,
-  IMAGE_COUNT_MAX,
-  IMAGE_MAX_SIDE,
-  imageSeed,
-  imageSeeds,
-  JOB_TASKS,
-  type JobTask,
-  PROMPT_MAX_CHARS,
-  UPSCALE_MAX_SIDE,
-  UPSCALE_STRENGTH,
-  upscaleSize,
-  VARY_DEFAULT,
-  VARY_STRENGTHS,
-  type VaryPreset,
-  varySize,
-};
+/** The limits are part of the job contract: front ends import them from here. */
+export * from './limits.ts';
 
 /** Job ids are capabilities: 144 random bits, base64url. */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{22,64}$/;
