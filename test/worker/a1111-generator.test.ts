@@ -1,32 +1,12 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ImagineError, isRetryable } from '../../contracts/errors.ts';
-import type { GenerateProgress, GenerateRequest } from '../../worker/generator.ts';
+import { isRetryable } from '../../contracts/errors.ts';
+import type { GenerateProgress } from '../../worker/generator.ts';
 import { A1111Generator, type A1111Options } from '../../worker/generators/a1111.ts';
 import { type FakeA1111, startFakeA1111 } from '../fakes/a1111.ts';
-import { enqueueJob } from '../helpers/enqueue.ts';
-import { startTestImagine } from '../helpers/imagine.ts';
-import { followJob } from '../helpers/ws.ts';
+import { failure, generateRequest, generateThroughPipeline, live } from '../helpers/generator.ts';
 
-const request: GenerateRequest = {
-  task: 'generate',
-  prompt: 'a lighthouse at dusk',
-  width: 128,
-  height: 64,
-  seeds: [99],
-  steps: 4,
-};
-const live = () => new AbortController().signal;
-
-async function failure(p: Promise<unknown>): Promise<ImagineError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ImagineError);
-    return err as ImagineError;
-  }
-  throw new Error('expected a failure');
-}
+const request = generateRequest(128, 64);
 
 describe('A1111 / Forge generator against a local fake of its web API', () => {
   let fake: FakeA1111;
@@ -263,30 +243,20 @@ describe('A1111 / Forge generator against a local fake of its web API', () => {
   });
 
   it('through the whole pipeline: GENERATOR=a1111 with A1111_* configuration', async () => {
-    const app = await startTestImagine({
-      GENERATOR: 'a1111',
-      A1111_URL: fake.url,
-      A1111_AUTH: 'imagine:s3cret',
-      A1111_SAMPLER: 'DPM++ 2M',
-      A1111_CFG_SCALE: '1',
+    await generateThroughPipeline(
+      {
+        GENERATOR: 'a1111',
+        A1111_URL: fake.url,
+        A1111_AUTH: 'imagine:s3cret',
+        A1111_SAMPLER: 'DPM++ 2M',
+        A1111_CFG_SCALE: '1',
+      },
+      { width: 256, height: 128, seed: 5 },
+    );
+    expect(fake.seen.find((s) => s.path === '/sdapi/v1/txt2img')!.body).toMatchObject({
+      sampler_name: 'DPM++ 2M',
+      cfg_scale: 1,
+      seed: 5,
     });
-    try {
-      const { ws, demo } = await enqueueJob(app.url, 'a fox in space', {
-        width: 256,
-        height: 128,
-        seed: 5,
-      });
-      expect(demo).toBe(false);
-      const got = await followJob(ws);
-      const meta = await sharp(got.binaries[0]!).metadata();
-      expect([meta.width, meta.height]).toEqual([256, 128]);
-      expect(fake.seen.find((s) => s.path === '/sdapi/v1/txt2img')!.body).toMatchObject({
-        sampler_name: 'DPM++ 2M',
-        cfg_scale: 1,
-        seed: 5,
-      });
-    } finally {
-      await app.stop();
-    }
   });
 });

@@ -1,8 +1,8 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../contracts/config.ts';
-import { ImagineError, isRetryable } from '../../contracts/errors.ts';
-import type { GenerateProgress, GenerateRequest } from '../../worker/generator.ts';
+import { isRetryable } from '../../contracts/errors.ts';
+import type { GenerateProgress } from '../../worker/generator.ts';
 import { ComfyUIGenerator, type ComfyUIOptions } from '../../worker/generators/comfyui.ts';
 import {
   checkWorkflow,
@@ -11,29 +11,10 @@ import {
 } from '../../worker/generators/comfyui-workflow.ts';
 import { generatorFromConfig } from '../../worker/generators/index.ts';
 import { type FakeComfyUI, startFakeComfyUI } from '../fakes/comfyui.ts';
-import { enqueueJob } from '../helpers/enqueue.ts';
-import { startTestImagine } from '../helpers/imagine.ts';
-import { followJob } from '../helpers/ws.ts';
+import { failure, generateRequest, generateThroughPipeline, live } from '../helpers/generator.ts';
+import { pngOf } from '../helpers/images.ts';
 
-const request: GenerateRequest = {
-  task: 'generate',
-  prompt: 'a lighthouse at dusk',
-  width: 128,
-  height: 64,
-  seeds: [99],
-  steps: 4,
-};
-const live = () => new AbortController().signal;
-
-async function failure(p: Promise<unknown>): Promise<ImagineError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ImagineError);
-    return err as ImagineError;
-  }
-  throw new Error('expected a failure');
-}
+const request = generateRequest(128, 64);
 
 describe('ComfyUI generator against a local fake of its HTTP and WebSocket API', () => {
   let fake: FakeComfyUI;
@@ -55,9 +36,7 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
 
   beforeAll(async () => {
     fake = await startFakeComfyUI();
-    input = await sharp({ create: { width: 64, height: 32, channels: 3, background: '#336699' } })
-      .png()
-      .toBuffer();
+    input = await pngOf(64, 32, { r: 0x33, g: 0x66, b: 0x99 });
   });
   afterAll(async () => {
     await fake?.close();
@@ -278,21 +257,11 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
   });
 
   it('through the whole pipeline: GENERATOR=comfyui with the bundled workflows', async () => {
-    const app = await startTestImagine({ GENERATOR: 'comfyui', COMFYUI_URL: fake.url });
-    try {
-      const { ws, demo } = await enqueueJob(app.url, 'a fox in space', {
-        width: 256,
-        height: 128,
-        seed: 5,
-      });
-      expect(demo).toBe(false);
-      const got = await followJob(ws);
-      const meta = await sharp(got.binaries[0]!).metadata();
-      expect([meta.width, meta.height]).toEqual([256, 128]);
-      expect(fake.prompts.at(-1)!.graph['5']!.inputs.seed).toBe(5);
-    } finally {
-      await app.stop();
-    }
+    await generateThroughPipeline(
+      { GENERATOR: 'comfyui', COMFYUI_URL: fake.url },
+      { width: 256, height: 128, seed: 5 },
+    );
+    expect(fake.prompts.at(-1)!.graph['5']!.inputs.seed).toBe(5);
   });
 
   it('a workflow file that is not there stops start-up, naming the variable', () => {

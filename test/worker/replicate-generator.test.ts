@@ -1,36 +1,17 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ImagineError, isRetryable } from '../../contracts/errors.ts';
-import type { GenerateProgress, GenerateRequest } from '../../worker/generator.ts';
+import { isRetryable } from '../../contracts/errors.ts';
+import type { GenerateProgress } from '../../worker/generator.ts';
 import {
   nearestAspect,
   ReplicateGenerator,
   type ReplicateOptions,
 } from '../../worker/generators/replicate.ts';
 import { type FakeReplicate, startFakeReplicate } from '../fakes/replicate.ts';
-import { enqueueJob } from '../helpers/enqueue.ts';
-import { startTestImagine } from '../helpers/imagine.ts';
-import { followJob } from '../helpers/ws.ts';
+import { failure, generateRequest, generateThroughPipeline, live } from '../helpers/generator.ts';
+import { pngOf } from '../helpers/images.ts';
 
-const request: GenerateRequest = {
-  task: 'generate',
-  prompt: 'a lighthouse at dusk',
-  width: 1344,
-  height: 768,
-  seeds: [99],
-  steps: 4,
-};
-const live = () => new AbortController().signal;
-
-async function failure(p: Promise<unknown>): Promise<ImagineError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ImagineError);
-    return err as ImagineError;
-  }
-  throw new Error('expected a failure');
-}
+const request = generateRequest(1344, 768);
 
 describe('Replicate generator against a local fake of its HTTP API', () => {
   let fake: FakeReplicate;
@@ -53,9 +34,7 @@ describe('Replicate generator against a local fake of its HTTP API', () => {
 
   beforeAll(async () => {
     fake = await startFakeReplicate();
-    input = await sharp({ create: { width: 64, height: 32, channels: 3, background: '#336699' } })
-      .png()
-      .toBuffer();
+    input = await pngOf(64, 32, { r: 0x33, g: 0x66, b: 0x99 });
   });
   afterAll(async () => {
     await fake?.close();
@@ -229,26 +208,15 @@ describe('Replicate generator against a local fake of its HTTP API', () => {
   });
 
   it('through the whole pipeline: GENERATOR=replicate with REPLICATE_* configuration', async () => {
-    const app = await startTestImagine({
-      GENERATOR: 'replicate',
-      REPLICATE_API_TOKEN: fake.token,
-      REPLICATE_API_URL: fake.apiUrl,
-      REPLICATE_OUTPUT_HOSTS: fake.deliveryOrigin,
-    });
-    try {
-      const { ws, demo } = await enqueueJob(app.url, 'a fox in space', {
-        width: 512,
-        height: 512,
-        seed: 5,
-        steps: 4,
-      });
-      expect(demo).toBe(false);
-      const got = await followJob(ws);
-      const meta = await sharp(got.binaries[0]!).metadata();
-      expect([meta.width, meta.height]).toEqual([512, 512]);
-      expect(fake.predictions.at(-1)!.input).toMatchObject({ seed: 5, megapixels: '0.25' });
-    } finally {
-      await app.stop();
-    }
+    await generateThroughPipeline(
+      {
+        GENERATOR: 'replicate',
+        REPLICATE_API_TOKEN: fake.token,
+        REPLICATE_API_URL: fake.apiUrl,
+        REPLICATE_OUTPUT_HOSTS: fake.deliveryOrigin,
+      },
+      { width: 512, height: 512, seed: 5, steps: 4 },
+    );
+    expect(fake.predictions.at(-1)!.input).toMatchObject({ seed: 5, megapixels: '0.25' });
   });
 });
