@@ -9,7 +9,7 @@ import { type ImageType, sniffImageType } from './image-types.ts';
 /** Largest input decoded, in pixels (a decompression bomb is refused before it is decoded). */
 export const INPUT_MAX_PIXELS = 8192 * 8192;
 
-/** An image that passed {@link checkImage}, with its upright size. */
+/** An image that passed {@link checkInputImage}, with its upright size. */
 export interface CheckedImage {
   bytes: Buffer;
   contentType: ImageType;
@@ -18,7 +18,7 @@ export interface CheckedImage {
 }
 
 /** Sniff the magic bytes, then decode with sharp: only a real PNG, JPEG or WebP passes. */
-export async function checkImage(bytes: Buffer): Promise<CheckedImage> {
+export async function checkInputImage(bytes: Buffer): Promise<CheckedImage> {
   const contentType = sniffImageType(bytes);
   if (!contentType)
     throw new ImagineError('INPUT_NOT_IMAGE', 'the input is not a PNG, JPEG or WebP image');

@@ -8,7 +8,7 @@
  * 429 or a connection failure is `INPUT_UNAVAILABLE`, which is.
  */
 import { ImagineError } from '../contracts/errors.ts';
-import { type CheckedImage, checkImage } from '../contracts/image-check.ts';
+import { type CheckedImage, checkInputImage } from '../contracts/image-check.ts';
 import {
   checkInputUrl,
   hostAllowed,
@@ -184,7 +184,7 @@ export function createInputFetcher(opts: InputFetcherOptions): InputFetcher {
         );
       throw err;
     }
-    return checkImage(bytes);
+    return checkInputImage(bytes);
   };
 }
 

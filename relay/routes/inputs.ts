@@ -8,7 +8,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
-import { checkImage } from '../../contracts/image-check.ts';
+import { checkInputImage } from '../../contracts/image-check.ts';
 import { INPUT_PATH, openInputToken, signInputToken } from '../../contracts/input-url.ts';
 import { UploadStore } from '../uploads.ts';
 import { publicBase } from './enqueue.ts';
@@ -44,7 +44,7 @@ export const inputRoutes: FastifyPluginAsync = async (app) => {
     const body = request.body;
     if (!Buffer.isBuffer(body) || body.length === 0)
       throw new ImagineError('BAD_REQUEST', 'the upload is empty');
-    const image = await checkImage(body);
+    const image = await checkInputImage(body);
     const kept = uploads.put(image);
     if (!kept)
       throw new ImagineError(
