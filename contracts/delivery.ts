@@ -43,6 +43,8 @@ export interface DeliveryEvent {
   steps?: number | undefined;
   /** A vary's or upscale's image-to-image strength. */
   strength?: number | undefined;
+  /** The model the job asked for, when it named one (Retry asks for it again). */
+  model?: string | undefined;
   /** A vary's or upscale's source image (which job, which image, its seed and size). */
   source?: PushSource | undefined;
   createdAt: number;

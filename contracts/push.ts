@@ -12,7 +12,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ImagineError } from './errors.ts';
 import { IMAGE_TYPES } from './image-types.ts';
-import { IMAGE_COUNT_MAX, JOB_ID_PATTERN, JOB_TASKS } from './job.ts';
+import { IMAGE_COUNT_MAX, JOB_ID_PATTERN, JOB_TASKS, ModelNameSchema } from './job.ts';
 import { PushSafetySchema } from './safety.ts';
 
 /** Header carrying the signing time, unix seconds. */
@@ -261,6 +261,8 @@ export const PushMetaSchema = z.object({
   count: z.number().int().min(1).max(IMAGE_COUNT_MAX).optional(),
   steps: z.number().int().min(1).max(50).optional(),
   strength: z.number().gt(0).max(1).optional(),
+  /** The model the job asked for, when it named one (Retry asks for it again). */
+  model: ModelNameSchema.optional(),
   source: PushSourceSchema.optional(),
   images: z.array(PushImageSchema).min(1).max(IMAGE_COUNT_MAX).optional(),
   prompt: z.string().max(4000).optional(),

@@ -120,6 +120,7 @@ export class ChatDelivery {
       count: record.count,
       steps: record.steps,
       strength: record.strength,
+      model: record.model,
       source: record.source,
       images: record.images?.map((image, i) => ({
         bytes: image.bytes,

@@ -73,6 +73,8 @@ export interface JobRecord {
   count?: number | undefined;
   steps?: number | undefined;
   strength?: number | undefined;
+  /** The model the job asked for, when it named one. */
+  model?: string | undefined;
   /** A vary's or upscale's source image. */
   source?: PushSource | undefined;
   generator?: string | undefined;
@@ -240,6 +242,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
       count: job.count,
       steps: job.params.steps,
       strength: job.strength,
+      model: job.model,
       source: sourceOf(job),
       replyTarget: job.replyTarget,
     };

@@ -100,6 +100,7 @@ export function createJobRunner(
     count: job.count,
     steps: job.params.steps,
     ...(job.strength !== undefined ? { strength: job.strength } : {}),
+    ...(job.model !== undefined ? { model: job.model } : {}),
     ...(job.input ? { source: sourceOf(job.input) } : {}),
     generator: opts.generator.name,
     ...(job.replyTarget ? { replyTarget: job.replyTarget } : {}),

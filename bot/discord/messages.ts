@@ -16,7 +16,13 @@ import type { DeliveredImage, DeliveryEvent } from '../../contracts/delivery.ts'
 import type { ImagineError } from '../../contracts/errors.ts';
 import { upscaleSize } from '../../contracts/limits.ts';
 import { formatDuration } from '../../moderation/settings.ts';
-import { encodeCustomId, encodeSize, type SizeSpec, sizeSpecOf } from './custom-id.ts';
+import {
+  CUSTOM_ID_MAX,
+  encodeCustomId,
+  encodeSize,
+  type SizeSpec,
+  sizeSpecOf,
+} from './custom-id.ts';
 
 /**
  * Component names used by imagine's buttons. `vary` is the "Variations" button of messages
@@ -179,26 +185,30 @@ export function doneButtons(event: DeliveryEvent): Row[] {
 }
 
 /**
- * Retry (same prompt, same seed and count) under a failed or expired job. A vary or upscale
- * has none: its source image is on the message whose button started it, so that button is the
- * retry.
+ * The Retry `custom_id` of a failed or expired job: `retry|size|seed|count|model` (the same
+ * prompt, seed, count and model; the count always, since a request naming none gets the
+ * server's default). Undefined for a vary or upscale (its source image is on the message whose
+ * button started it, so that button is the retry) and when a long model name would not fit.
  */
-export function retryButtons(event: DeliveryEvent): APIActionRowComponent<APIButtonComponent>[] {
-  if (event.task === 'vary' || event.task === 'upscale') return [];
+export function retryCustomId(event: DeliveryEvent): string | undefined {
+  if (event.task === 'vary' || event.task === 'upscale') return undefined;
   const s = spec(event);
-  const count = event.count && event.count > 1 ? [event.count] : [];
-  return [
-    {
-      type: ComponentType.ActionRow,
-      components: [
-        button(
-          'Retry',
-          encodeCustomId(BUTTONS.retry, s ? encodeSize(s) : '', event.seed ?? '', ...count),
-          '🔁',
-        ),
-      ],
-    },
+  const args = [
+    s ? encodeSize(s) : '',
+    event.seed ?? '',
+    event.count ?? 1,
+    ...(event.model ? [event.model] : []),
   ];
+  // A model name may be up to 100 characters: a Retry that dropped it would run another model.
+  if ([BUTTONS.retry, ...args].join('|').length > CUSTOM_ID_MAX) return undefined;
+  return encodeCustomId(BUTTONS.retry, ...args);
+}
+
+/** Retry under a failed or expired job (see {@link retryCustomId}); none where it has none. */
+export function retryButtons(event: DeliveryEvent): APIActionRowComponent<APIButtonComponent>[] {
+  const id = retryCustomId(event);
+  if (id === undefined) return [];
+  return [{ type: ComponentType.ActionRow, components: [button('Retry', id, '🔁')] }];
 }
 
 /** The status line of a job that is not finished. */
@@ -219,7 +229,9 @@ export function failureLine(event: DeliveryEvent): string {
   const again =
     event.task === 'vary' || event.task === 'upscale'
       ? 'Press the button on the image again to retry'
-      : 'Press Retry to try again';
+      : retryCustomId(event) === undefined
+        ? 'Run /imagine again to try again'
+        : 'Press Retry to try again';
   if (event.state === 'expired')
     return `⌛ This job waited too long in the queue and expired. ${again.replace('try again', 'queue it again')}.`;
   // The push contract allows 2000 + 100 characters of error: keep within Discord's 2000 (with

@@ -22,15 +22,20 @@ export interface JobSpec {
   seed?: number | undefined;
   width?: number | undefined;
   height?: number | undefined;
+  /** Images the job made (1 for a `v1` value: those come from before the grid). */
+  count?: number | undefined;
+  /** The model the job asked for, when it named one. */
+  model?: string | undefined;
 }
 
 /**
- * `v1|seed|width|height|prompt`: the prompt goes last and unescaped, so a 1000-character prompt
- * (the limit) always fits Slack's 2000-character button value.
+ * `v3|seed|width|height|count|model|prompt` (`v1|seed|width|height|prompt` from before the
+ * grid is still read): the prompt goes last and unescaped, so a 1000-character prompt (the
+ * limit) fits Slack's 2000-character button value. Model names hold no `|`.
  */
 export function encodeJobSpec(spec: JobSpec): string {
   const n = (v: number | undefined) => (v === undefined ? '' : String(v));
-  return `v1|${n(spec.seed)}|${n(spec.width)}|${n(spec.height)}|${spec.prompt}`;
+  return `v3|${n(spec.seed)}|${n(spec.width)}|${n(spec.height)}|${n(spec.count)}|${spec.model ?? ''}|${spec.prompt}`;
 }
 
 /** Slack caps a button value at 2000 characters; a spec that does not fit gets no buttons. */
@@ -40,20 +45,35 @@ export function fitsButton(value: string): boolean {
 
 /** Decode a button value; `undefined` when it is not one of ours. */
 export function decodeJobSpec(value: string | undefined): JobSpec | undefined {
-  if (!value?.startsWith('v1|')) return undefined;
+  const v3 = value?.startsWith('v3|') === true;
+  if (!value || (!v3 && !value.startsWith('v1|'))) return undefined;
   const parts = value.split('|');
-  if (parts.length < 5) return undefined;
+  const head = v3 ? 6 : 4;
+  if (parts.length < head + 1) return undefined;
   const num = (s: string | undefined) => (s ? Number(s) : undefined);
-  const [, seed, width, height] = parts;
-  const prompt = parts.slice(4).join('|');
+  const [, seed, width, height, count, model] = parts;
+  const prompt = parts.slice(head).join('|');
   if (!prompt) return undefined;
-  return { prompt, seed: num(seed), width: num(width), height: num(height) };
+  return {
+    prompt,
+    seed: num(seed),
+    width: num(width),
+    height: num(height),
+    // A v1 value is from before the grid: its job made one image.
+    count: v3 ? num(count) : 1,
+    ...(v3 && model ? { model } : {}),
+  };
 }
 
-/** The request a spec stands for; `newSeed` drops the seed so a fresh one is drawn. */
+/**
+ * The request a spec stands for; `newSeed` drops the seed so a fresh one is drawn. The count
+ * and model are the job's (the submit path checks both against where the click is made).
+ */
 export function requestFromSpec(spec: JobSpec, newSeed: boolean): Record<string, unknown> {
   const request: Record<string, unknown> = { prompt: spec.prompt };
   if (!newSeed && spec.seed !== undefined) request.seed = spec.seed;
+  if (spec.count !== undefined) request.count = spec.count;
+  if (spec.model !== undefined) request.model = spec.model;
   if (spec.width !== undefined && spec.height !== undefined) {
     const aspect = (Object.keys(ASPECT_SIZES) as AspectRatio[]).find(
       (a) => ASPECT_SIZES[a].width === spec.width && ASPECT_SIZES[a].height === spec.height,

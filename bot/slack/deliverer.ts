@@ -212,6 +212,8 @@ export class SlackDeliverer implements ChatDeliverer {
       ...(keepSeed && event.seed !== undefined ? { seed: event.seed } : {}),
       width: event.width,
       height: event.height,
+      count: event.count ?? 1,
+      ...(event.model ? { model: event.model } : {}),
     };
   }
 

@@ -327,6 +327,7 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
         count: meta.count,
         steps: meta.steps,
         strength: meta.strength,
+        model: meta.model,
         source: meta.source,
         generator: meta.generator,
         generationMs: meta.generationMs,

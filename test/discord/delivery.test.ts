@@ -198,7 +198,7 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     const message = fake.original(interaction.token)!;
     expect(message.content).toMatch(/GENERATOR_TIMEOUT/);
     expect(message.content).toMatch(/Retry/);
-    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry|16:9|99']);
+    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry|16:9|99|1']);
   });
 
   it('text from outside (an error echoing the prompt) never pings @everyone, roles or users', async () => {
@@ -237,7 +237,7 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     const message = fake.original(interaction.token)!;
     expect(message.content.length).toBeLessThanOrEqual(2000);
     expect(message.content).toMatch(/Press Retry/);
-    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry||4']);
+    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry||4|1']);
   });
 
   it('an image that cannot be delivered still leaves the user an answer with Retry', async () => {
@@ -273,7 +273,9 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     const message = fake.original(interaction.token)!;
     expect(message.loading).toBe(false);
     expect(message.content).toMatch(/could not be (made|delivered)/);
-    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual(['retry|256x256|5']);
+    expect(customIdsOf(message as unknown as Record<string, unknown>)).toEqual([
+      'retry|256x256|5|1',
+    ]);
   });
 
   it('spaces status edits of one job; final states never wait', async () => {
@@ -297,6 +299,6 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     // Spaced, not sent back to back: the fake stamps each edit when its body has arrived, so the
     // first one's transit may eat into the 400 ms by a few milliseconds (it failed at 399).
     expect(edits[1]!.at - edits[0]!.at).toBeGreaterThanOrEqual(300);
-    expect(customIdsOf(edits[2]!.body)).toEqual(['retry||2']);
+    expect(customIdsOf(edits[2]!.body)).toEqual(['retry||2|1']);
   });
 });

@@ -12,6 +12,7 @@ import { fitImage } from '../../bot/discord/fit-image.ts';
 import {
   doneButtons,
   escapeMarkdown,
+  failureLine,
   promptOf,
   retryButtons,
   statusLine,
@@ -73,7 +74,8 @@ describe('custom ids', () => {
     const retry = retryButtons({ ...event, state: 'failed' }).flatMap((r) =>
       r.components.map((c) => 'custom_id' in c && c.custom_id),
     );
-    expect(retry).toEqual(['retry|9:16|9']);
+    // The count always: a request naming none gets the server's default (4), not the job's 1.
+    expect(retry).toEqual(['retry|9:16|9|1']);
     expect(
       retryButtons({ ...event, state: 'failed', count: 4 }).flatMap((r) =>
         r.components.map((c) => 'custom_id' in c && c.custom_id),
@@ -81,6 +83,32 @@ describe('custom ids', () => {
     ).toEqual(['retry|9:16|9|4']);
     // A vary or upscale is retried from its source image's button.
     expect(retryButtons({ ...event, state: 'failed', task: 'vary' })).toEqual([]);
+  });
+
+  it('Retry carries the model a job named; a model name too long for custom_id gets no Retry and says so', () => {
+    const failed = {
+      jobId: 'j',
+      state: 'failed' as const,
+      createdAt: 0,
+      seed: 4294967295,
+      width: 1000,
+      height: 600,
+      count: 3,
+      error: { code: 'GENERATION_FAILED', message: 'crashed' },
+    };
+    const ids = (model: string) =>
+      retryButtons({ ...failed, model }).flatMap((r) =>
+        r.components.map((c) => 'custom_id' in c && c.custom_id),
+      );
+    expect(ids('sdxl-base')).toEqual(['retry|1000x600|4294967295|3|sdxl-base']);
+    expect(failureLine({ ...failed, model: 'sdxl-base' })).toMatch(/Press Retry/);
+    // The longest id that fits: 100 characters exactly.
+    const longest = 'm'.repeat(100 - 'retry|1000x600|4294967295|3|'.length);
+    expect(ids(longest)[0]).toHaveLength(100);
+    // One more character would drop the model, and a Retry without it would run another one.
+    expect(ids(`${longest}m`)).toEqual([]);
+    expect(failureLine({ ...failed, model: `${longest}m` })).toMatch(/Run \/imagine again/);
+    expect(failureLine({ ...failed, model: `${longest}m` })).not.toMatch(/Retry/);
   });
 
   it('an upscaled image offers Vary and a further Upscale only while 2× fits 4096', () => {

@@ -27,8 +27,10 @@ const admission: AdmissionPolicy = {
 class SwitchableGenerator implements Generator {
   readonly name = 'demo';
   failing = true;
+  readonly seen: GenerateRequest[] = [];
   private readonly demo = new DemoGenerator();
   async generate(req: GenerateRequest, opts: { signal: AbortSignal }) {
+    this.seen.push(req);
     if (this.failing) throw new ImagineError('GENERATION_FAILED', 'the model crashed');
     return this.demo.generate(req, opts);
   }
@@ -40,7 +42,11 @@ describe('Slack refusals and failures are told to the user, ephemerally', () => 
   const generator = new SwitchableGenerator();
   beforeAll(async () => {
     fake = await FakeSlack.start();
-    app = await startWithSlack(fake, { admission, generator });
+    app = await startWithSlack(
+      fake,
+      { admission, generator },
+      { MODELS: 'flux1-schnell, sdxl-base' },
+    );
   });
   afterAll(async () => {
     await app?.stop();
@@ -103,11 +109,11 @@ describe('Slack refusals and failures are told to the user, ephemerally', () => 
       ),
     );
 
-  it('a failed job shows the error and Retry; Retry re-runs it in the same message', async () => {
+  it('a failed job shows the error and Retry; Retry re-runs it (same seed, count and model) in the same message', async () => {
     const res = await postToSlackApp(
       app.eventsUrl,
       slashCommandForm({
-        text: 'a lighthouse --seed 7',
+        text: 'a lighthouse --seed 7 --count 3 --model sdxl-base',
         responseUrl: fake.responseUrl('fails'),
         channelId: 'C0ART',
       }),
@@ -121,9 +127,15 @@ describe('Slack refusals and failures are told to the user, ephemerally', () => 
     expect(told!.body.response_type).toBe('ephemeral');
     expect(String(told!.body.text)).toContain('Retry');
     const retry = buttonsOf(failed.blocks).find((b) => b.action_id === 'imagine_retry')!;
-    expect(decodeJobSpec(retry.value)).toMatchObject({ prompt: 'a lighthouse', seed: 7 });
+    expect(decodeJobSpec(retry.value)).toMatchObject({
+      prompt: 'a lighthouse',
+      seed: 7,
+      count: 3,
+      model: 'sdxl-base',
+    });
 
     generator.failing = false;
+    const seenBefore = generator.seen.length;
     const filesBefore = fake.files.size;
     const click = await postToSlackApp(
       app.eventsUrl,
@@ -135,8 +147,11 @@ describe('Slack refusals and failures are told to the user, ephemerally', () => 
     );
     expect(click.status).toBe(200);
     const card = await resultCard(fake, failed.ts);
-    expect(textOf(card.blocks)).toContain('seed 7');
-    expect(fake.files.size).toBe(filesBefore + 1);
+    expect(textOf(card.blocks)).toContain('seeds 7–9');
+    expect(fake.files.size).toBe(filesBefore + 3);
+    expect(generator.seen.slice(seenBefore)).toMatchObject([
+      { seeds: [7, 8, 9], model: 'sdxl-base' },
+    ]);
     // Retry reused the failed message: no second status message in the channel.
     expect(fake.messages.filter((m) => m.channel === 'C0ART' && !m.files)).toHaveLength(1);
   });

@@ -21,22 +21,64 @@ import { buttonsOf, textOf } from '../fakes/slack/requests.ts';
 
 describe('button values carry the whole job spec', () => {
   it('round-trips prompts with the separator, quotes and non-ASCII', () => {
-    const spec = { prompt: 'a|b "c" ünïcode 🦊', seed: 0, width: 832, height: 1216 };
+    const spec = { prompt: 'a|b "c" ünïcode 🦊', seed: 0, width: 832, height: 1216, count: 3 };
     expect(decodeJobSpec(encodeJobSpec(spec))).toEqual(spec);
+    expect(decodeJobSpec(encodeJobSpec({ ...spec, model: 'sdxl-base' }))).toEqual({
+      ...spec,
+      model: 'sdxl-base',
+    });
     expect(decodeJobSpec(encodeJobSpec({ prompt: 'x' }))).toEqual({
       prompt: 'x',
       seed: undefined,
       width: undefined,
       height: undefined,
+      count: undefined,
     });
   });
 
-  it('a longest allowed ASCII prompt with the largest seed still fits a button value', () => {
+  it('a v1 value (from before the grid) still reads, as the one image its job made', () => {
+    const spec = decodeJobSpec('v1|42|1344|768|a fox | in space');
+    expect(spec).toEqual({
+      prompt: 'a fox | in space',
+      seed: 42,
+      width: 1344,
+      height: 768,
+      count: 1,
+    });
+    expect(requestFromSpec(spec!, false)).toEqual({
+      prompt: 'a fox | in space',
+      seed: 42,
+      aspect: '16:9',
+      count: 1,
+    });
+  });
+
+  it('Retry asks for the job again with its count and model', () => {
+    const value = encodeJobSpec({
+      prompt: 'herons',
+      seed: 7,
+      width: 1024,
+      height: 1024,
+      count: 3,
+      model: 'sdxl-base',
+    });
+    expect(requestFromSpec(decodeJobSpec(value)!, false)).toEqual({
+      prompt: 'herons',
+      seed: 7,
+      aspect: '1:1',
+      count: 3,
+      model: 'sdxl-base',
+    });
+  });
+
+  it('a longest allowed ASCII prompt with the largest seed and a longest model name still fits a button value', () => {
     const value = encodeJobSpec({
       prompt: '"'.repeat(PROMPT_MAX_CHARS),
       seed: 2 ** 32 - 1,
       width: 2048,
       height: 2048,
+      count: 4,
+      model: 'm'.repeat(100),
     });
     expect(fitsButton(value)).toBe(true);
   });
@@ -103,6 +145,7 @@ describe('button values carry the whole job spec', () => {
     expect(decodeJobSpec(undefined)).toBeUndefined();
     expect(decodeJobSpec('hello')).toBeUndefined();
     expect(decodeJobSpec('v1|1|2|3|')).toBeUndefined();
+    expect(decodeJobSpec('v3|1|2|3|4||')).toBeUndefined();
   });
 
   it('maps sizes back to an aspect; Re-roll drops the seed, Retry keeps it', () => {

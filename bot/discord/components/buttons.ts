@@ -37,9 +37,13 @@ async function rerun(
   const request: Record<string, unknown> = { prompt, ...decodeSize(args[0]) };
   const seed = Number(args[1]);
   if (withSeed && args[1] && Number.isInteger(seed)) request.seed = seed;
-  // Re-roll carries its count second, Retry third (buttons from before the grid carry none).
+  // Re-roll carries its count second, Retry third. Buttons from before the grid carry none
+  // (and Retry carried none for one image): theirs made 1, not today's default of 4.
   const count = Number(withSeed ? args[2] : args[1]);
-  if (Number.isInteger(count) && count >= 1) request.count = count;
+  request.count = Number.isInteger(count) && count >= 1 ? count : 1;
+  // Retry carries the job's model fourth when it named one (the submit path checks it).
+  const model = withSeed ? args[3] : undefined;
+  if (model) request.model = model;
   // A deferred reply to a button click is a new message: the original image stays as it is.
   await ctx.respond({ type: InteractionResponseType.DeferredChannelMessageWithSource });
   await submitJob(ctx, request);
@@ -51,7 +55,7 @@ export const rerollButton: ComponentHandler = {
   execute: (ctx, args) => rerun(ctx, args, false),
 };
 
-/** Retry a failed or expired job: same prompt, size and seed. */
+/** Retry a failed or expired job: same prompt, size, seed, count and model (`retry|WxH|seed|n|model`). */
 export const retryButton: ComponentHandler = {
   name: BUTTONS.retry,
   execute: (ctx, args) => rerun(ctx, args, true),

@@ -17,7 +17,8 @@ export const variationsAction: SlackAction = {
     const place = placeForClick(args.body);
     for (let i = 0; i < VARIATION_COUNT; i++) {
       // Stop at the first refusal (limit reached, queue full): the user was told why once.
-      if (!(await startSlackJob(args.env, place, requestFromSpec(spec, true)))) return;
+      const request = { ...requestFromSpec(spec, true), count: 1 };
+      if (!(await startSlackJob(args.env, place, request))) return;
     }
   },
 };

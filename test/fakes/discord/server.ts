@@ -496,6 +496,7 @@ export class FakeDiscord extends EventEmitter {
     image?: APIAttachment;
     strength?: string;
     count?: number;
+    model?: string;
   }): APIChatInputApplicationCommandInteraction {
     const options: Array<{ name: string; type: number; value: string | number }> = [
       { name: 'prompt', type: 3, value: opts.prompt },
@@ -503,6 +504,7 @@ export class FakeDiscord extends EventEmitter {
     if (opts.image) options.push({ name: 'image', type: 11, value: opts.image.id });
     if (opts.strength) options.push({ name: 'strength', type: 3, value: opts.strength });
     if (opts.count !== undefined) options.push({ name: 'count', type: 4, value: opts.count });
+    if (opts.model !== undefined) options.push({ name: 'model', type: 3, value: opts.model });
     if (opts.aspect) options.push({ name: 'aspect', type: 3, value: opts.aspect });
     if (opts.seed !== undefined) options.push({ name: 'seed', type: 4, value: opts.seed });
     return {
