@@ -1,0 +1,145 @@
+import { CreateQueueCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImagineError } from '../../contracts/errors.ts';
+import { type Job, JobSchema, newJobId, PROMPT_MAX_CHARS } from '../../contracts/job.ts';
+import { type EmbeddedSqs, startEmbeddedSqs } from '../../queue/embedded-sqs.ts';
+import { createSqsClient, SqsJobQueue } from '../../queue/sqs.ts';
+
+const job = (prompt = 'a fox in the snow'): Job =>
+  JobSchema.parse({
+    v: 1,
+    jobId: newJobId(),
+    prompt,
+    params: { width: 64, height: 64, seed: 7, steps: 4 },
+    origin: { platform: 'web' },
+    createdAt: Date.now(),
+    expiresAt: Date.now() + 60_000,
+  });
+
+/** Every SQS call the client makes, by command name (read from the real client's middleware). */
+function recordCommands(client: SQSClient): string[] {
+  const names: string[] = [];
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      names.push(String(context.commandName));
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+  return names;
+}
+
+async function drain(client: SQSClient, queueUrl: string, expected: number) {
+  const got: Array<{ body: string; jobId: string | undefined }> = [];
+  for (let i = 0; i < 20 && got.length < expected; i++) {
+    const out = await client.send(
+      new ReceiveMessageCommand({
+        QueueUrl: queueUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 1,
+        MessageAttributeNames: ['All'],
+      }),
+    );
+    for (const m of out.Messages ?? [])
+      got.push({ body: m.Body ?? '', jobId: m.MessageAttributes?.jobId?.StringValue });
+  }
+  return got;
+}
+
+describe('SQS sends share SendMessageBatch calls (fauxqs)', () => {
+  let sqs: EmbeddedSqs;
+  let client: SQSClient;
+  beforeAll(async () => {
+    sqs = await startEmbeddedSqs({
+      region: 'us-east-1',
+      maxReceiveCount: 3,
+      visibilityTimeoutSeconds: 30,
+    });
+    client = createSqsClient({
+      region: sqs.region,
+      endpoint: sqs.endpoint,
+      credentials: sqs.credentials,
+    });
+  });
+  afterAll(async () => {
+    client?.destroy();
+    await sqs?.stop();
+  });
+
+  const freshQueue = async (name: string, attributes: Record<string, string> = {}) =>
+    (await client.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes })))
+      .QueueUrl!;
+
+  it('25 concurrent sends are 3 batch calls (10 + 10 + 5); every job arrives once, intact', async () => {
+    const queueUrl = await freshQueue('batching-concurrent');
+    const sender = createSqsClient({
+      region: sqs.region,
+      endpoint: sqs.endpoint,
+      credentials: sqs.credentials,
+    });
+    const calls = recordCommands(sender);
+    const queue = new SqsJobQueue(sender, queueUrl);
+    const jobs = Array.from({ length: 25 }, (_, i) => job(`prompt ${i} — ünïcode 🦊`));
+    await Promise.all(jobs.map((j) => queue.send(j)));
+    expect(calls).toEqual(Array(3).fill('SendMessageBatchCommand'));
+
+    const got = await drain(client, queueUrl, jobs.length);
+    expect(got).toHaveLength(jobs.length);
+    const byId = new Map(got.map((g) => [g.jobId, JSON.parse(g.body) as Job]));
+    for (const j of jobs) expect(byId.get(j.jobId)).toEqual(j);
+    sender.destroy();
+  });
+
+  it('a lone send is one SendMessage, not held for company', async () => {
+    const queueUrl = await freshQueue('batching-lone');
+    const sender = createSqsClient({
+      region: sqs.region,
+      endpoint: sqs.endpoint,
+      credentials: sqs.credentials,
+    });
+    const calls = recordCommands(sender);
+    const queue = new SqsJobQueue(sender, queueUrl);
+    const lone = job();
+    await queue.send(lone);
+    expect(calls).toEqual(['SendMessageCommand']);
+    const got = await drain(client, queueUrl, 1);
+    expect(got.map((g) => g.jobId)).toEqual([lone.jobId]);
+    sender.destroy();
+  });
+
+  it('an entry SQS refuses fails only its own send; the rest of the batch is queued', async () => {
+    // The smallest MaximumMessageSize SQS allows: a job with a long prompt is over it.
+    const queueUrl = await freshQueue('batching-entry-failure', { MaximumMessageSize: '1024' });
+    const queue = new SqsJobQueue(client, queueUrl);
+    const small = [job('first'), job('second'), job('third')];
+    const big = job('x'.repeat(PROMPT_MAX_CHARS));
+    const outcomes = await Promise.allSettled([
+      queue.send(small[0]!),
+      queue.send(big),
+      queue.send(small[1]!),
+      queue.send(small[2]!),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+      'fulfilled',
+    ]);
+    const err = (outcomes[1] as PromiseRejectedResult).reason;
+    expect(err).toBeInstanceOf(ImagineError);
+    expect((err as ImagineError).code).toBe('QUEUE_UNAVAILABLE');
+    expect(((err as ImagineError).cause as Error).name).toBe('InvalidParameterValue');
+
+    const got = await drain(client, queueUrl, small.length);
+    expect(got.map((g) => g.jobId).sort()).toEqual(small.map((j) => j.jobId).sort());
+  });
+
+  it('a batch call that fails as a whole fails each of its sends with QUEUE_UNAVAILABLE', async () => {
+    const queue = new SqsJobQueue(client, `${sqs.endpoint}/000000000000/no-such-queue`);
+    const outcomes = await Promise.allSettled([queue.send(job()), queue.send(job())]);
+    for (const o of outcomes) {
+      expect(o.status).toBe('rejected');
+      expect(((o as PromiseRejectedResult).reason as ImagineError).code).toBe('QUEUE_UNAVAILABLE');
+    }
+  });
+});
