@@ -16,6 +16,20 @@ Cold starts, the way Modal's own Flux example and memory-snapshot guide do them:
 - with IMAGINE_FLUX_COMPILE=1 at deploy time the transformer and VAE decoder are compiled with
   torch.compile, and the nvcc / triton / inductor caches live on Volumes so later containers
   reuse them.
+
+Tasks, all from the one set of loaded weights:
+- generate: FluxPipeline, the N images of a job in one batched call, one torch Generator per
+  image (seed + i), so any image can be made again alone;
+- vary: FluxImg2ImgPipeline.from_pipe(pipe) (shares every module: no extra GPU memory, nothing
+  more to load) from the input image at the job's strength (0.35 subtle, 0.75 strong);
+- upscale: the same img2img at strength 0.3 over the input enlarged 2x with Lanczos, so Flux
+  adds detail rather than the pixels being resampled. Chosen over a dedicated upscaler model
+  (Real-ESRGAN, SwinIR, ...): no second model to download into the Volume, load at cold start
+  or keep in GPU memory, and the prompt guides the added detail. Its limit: Flux works up to
+  about 2 megapixels and this img2img is not tiled, so an upscale's output is capped at 2048 a
+  side (flux_core.MAX_SIDE); a tiled pass (or a dedicated model) would be needed beyond that.
+
+IMAGINE_FLUX_PREVIEWS=0 at deploy time leaves the latent previews out of progress lines.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ MINUTES = 60
 # Read at deploy time and baked into the image's environment, so the container sees the same.
 GPU_SNAPSHOT = os.environ.get("IMAGINE_FLUX_GPU_SNAPSHOT", "1") != "0"
 COMPILE = os.environ.get("IMAGINE_FLUX_COMPILE", "0") == "1"
+PREVIEWS = os.environ.get("IMAGINE_FLUX_PREVIEWS", "1") != "0"
 
 image = (
     modal.Image.debian_slim(python_version="3.12")
@@ -52,6 +67,7 @@ image = (
             "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",
             "IMAGINE_FLUX_GPU_SNAPSHOT": "1" if GPU_SNAPSHOT else "0",
             "IMAGINE_FLUX_COMPILE": "1" if COMPILE else "0",
+            "IMAGINE_FLUX_PREVIEWS": "1" if PREVIEWS else "0",
         }
     )
     .add_local_python_source("flux_core")
@@ -70,7 +86,7 @@ compile_caches = {
 with image.imports():
     import flux_core
     import torch
-    from diffusers import FluxPipeline
+    from diffusers import FluxImg2ImgPipeline, FluxPipeline
 
 DOWNLOAD_HINT = (
     f"{MODEL_ID} weights are not on the Modal Volume imagine-flux-weights: run "
@@ -105,6 +121,11 @@ def _optimize(pipe):
     pipe.vae.fuse_qkv_projections()
     pipe.transformer.to(memory_format=torch.channels_last)
     pipe.vae.to(memory_format=torch.channels_last)
+    # A batch of four, or a 2048-pixel upscale, decoded one image at a time and in tiles: the
+    # VAE decoder's activations at 2048x2048 are what would run out of memory, not the
+    # transformer. Images up to the VAE's tile size (1024) decode as before.
+    pipe.vae.enable_slicing()
+    pipe.vae.enable_tiling()
     if COMPILE:
         pipe.transformer = torch.compile(pipe.transformer, mode="max-autotune", fullgraph=True)
         pipe.vae.decode = torch.compile(pipe.vae.decode, mode="max-autotune", fullgraph=True)
@@ -112,24 +133,44 @@ def _optimize(pipe):
 
 
 class _TorchPipeline:
-    """flux_core.Pipeline over diffusers' FluxPipeline."""
+    """flux_core.Pipeline over diffusers' FluxPipeline and, for a vary or an upscale, the
+    FluxImg2ImgPipeline built from it with `from_pipe`: the same modules (transformer, VAE,
+    text encoders) in GPU memory once, no second model to load or download."""
 
     def __init__(self, pipe) -> None:
         self.pipe = pipe
+        self.img2img = FluxImg2ImgPipeline.from_pipe(pipe)
 
-    def generate(self, params, should_stop):
-        generator = torch.Generator("cuda").manual_seed(params.seed)
-        return self.pipe(
-            params.prompt,
-            width=params.width,
-            height=params.height,
-            num_inference_steps=params.steps,
-            guidance_scale=0.0,  # schnell is guidance-distilled
-            max_sequence_length=256,
-            generator=generator,
-            # Stops the denoising loop at the next step once the caller has gone.
-            callback_on_step_end=flux_core.step_callback(should_stop),
-        ).images[0]
+    def run(self, params, callback):
+        # One generator per image: diffusers draws image i's noise from generator i alone, so
+        # a call with just seeds[i] makes image i again.
+        generators = [torch.Generator("cuda").manual_seed(seed) for seed in params.seeds]
+        common = {
+            "prompt": params.prompt,
+            "width": params.width,
+            "height": params.height,
+            "num_inference_steps": params.steps,
+            "num_images_per_prompt": len(params.seeds),
+            "generator": generators,
+            "guidance_scale": 0.0,  # schnell is guidance-distilled
+            "max_sequence_length": 256,
+            # Progress, previews, and a stop at the next step once the caller has gone.
+            "callback_on_step_end": callback,
+        }
+        if params.image is None:
+            return self.pipe(**common).images
+        # Vary and upscale: image to image from the input flux_core fitted to the output size
+        # (for an upscale, a 2x Lanczos enlargement; strength 0.3 adds detail over it). One
+        # copy per image, because diffusers VAE-encodes image i with generator i: with a single
+        # copy only generator 0 would encode and image i would not match a call of seeds[i].
+        return self.img2img(
+            image=[params.image] * len(params.seeds), strength=params.strength, **common
+        ).images
+
+    def read_tokens(self, latents, indices):
+        # The first image's packed latent rows for a preview: a few KB copied to the host.
+        index = torch.tensor(indices, device=latents.device)
+        return latents[0].index_select(0, index).float().cpu().tolist()
 
     def warm_up(self) -> None:
         # Triggers compilation (when on) and CUDA kernel selection before any request.
@@ -169,7 +210,8 @@ class Flux:
     def to_gpu(self) -> None:
         # Runs in every container after restore.
         if self.pipeline is not None and not GPU_SNAPSHOT:
-            self.pipeline.pipe = _optimize(self.pipeline.pipe.to("cuda"))
+            # Built again so the img2img pipeline shares the moved, optimised modules.
+            self.pipeline = _TorchPipeline(_optimize(self.pipeline.pipe.to("cuda")))
             self.pipeline.warm_up()
 
     def _get_pipeline(self):
@@ -179,4 +221,4 @@ class Flux:
 
     @modal.asgi_app(requires_proxy_auth=True)
     def web(self):
-        return flux_core.create_app(self._get_pipeline)
+        return flux_core.create_app(self._get_pipeline, previews=PREVIEWS)
