@@ -80,6 +80,9 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     queued: relay.tracker.queuedCount,
     websockets: relay.hub.openSockets,
     models: relay.config.MODELS,
+    // The web page checks a chosen image against these before sending it or offering an upscale.
+    inputImageMaxBytes: relay.config.INPUT_IMAGE_MAX_BYTES,
+    maxImageSide: relay.config.LIMIT_IMAGE_SIDE,
     ...(relay.backends ? { backends: relay.backends.status() } : {}),
   }));
 
