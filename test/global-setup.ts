@@ -1,13 +1,15 @@
 /**
  * Starts the real services tests need: a Redis server on a free loopback port (when
  * `redis-server` is installed; `.ci/run` installs it). Tests read its URL with
- * `inject('redisUrl')`.
+ * `inject('redisUrl')`. Builds the web page once, before any test file runs, so the browser
+ * tests (which run in parallel) see the current source and no build swaps it under them.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { buildWebPreview } from '../web-preview/build.ts';
 import { freePort } from './helpers/net.ts';
 
 declare module 'vitest' {
@@ -20,6 +22,7 @@ let redis: ChildProcess | undefined;
 let dir: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
+  await buildWebPreview();
   const which = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
   const bin = which.stdout.trim();
   if (!bin) {
