@@ -2,10 +2,19 @@
 import { describe, expect, it } from 'vitest';
 import { PromptSchema } from '../../contracts/job.ts';
 import {
+  describeTask,
+  expectedSize,
+  upscaleWithin,
+  withheldLine,
+} from '../../web-preview/src/card.ts';
+import {
+  checkImageFile,
   checkPrompt,
   describeJobFailure,
   describeRefusal,
+  describeUploadRefusal,
   describeWait,
+  formatBytes,
   formatElapsed,
   parseSeed,
   promptLength,
@@ -82,5 +91,95 @@ describe('why a job ended without an image', () => {
     expect(describeJobFailure('SOMETHING_NEW')).toBe(
       'The image generator could not make this image.',
     );
+  });
+});
+
+describe('input image checks', () => {
+  const png = (size: number, name = 'a.png') => ({ name, type: 'image/png', size });
+  it('takes PNG, JPEG and WebP up to the limit', () => {
+    expect(checkImageFile(png(20 * 1024 * 1024), 20 * 1024 * 1024)).toBeUndefined();
+    expect(
+      checkImageFile({ name: 'a.jpg', type: 'image/jpeg', size: 10 }, undefined),
+    ).toBeUndefined();
+    expect(checkImageFile({ name: 'a.webp', type: 'image/webp', size: 10 }, 100)).toBeUndefined();
+  });
+
+  it('says what is wrong with a file, and the limit when it is too big', () => {
+    expect(checkImageFile({ name: 'n.txt', type: 'text/plain', size: 5 }, undefined)).toBe(
+      '“n.txt” is not an image. Choose a PNG, JPEG or WebP image.',
+    );
+    expect(checkImageFile({ name: 'x', type: '', size: 5 }, undefined)).toMatch(/not an image/);
+    expect(checkImageFile({ name: 'a.gif', type: 'image/gif', size: 5 }, undefined)).toBe(
+      '“a.gif” is a GIF image; this server takes PNG, JPEG or WebP images.',
+    );
+    expect(checkImageFile(png(0), undefined)).toMatch(/is empty/);
+    expect(checkImageFile(png(25 * 1024 * 1024 + 1), 20 * 1024 * 1024)).toBe(
+      '“a.png” is 25.0 MB; the largest image this server takes is 20 MB.',
+    );
+  });
+
+  it('formats sizes as the limits are configured (powers of 1024)', () => {
+    expect(formatBytes(20_971_520)).toBe('20 MB');
+    expect(formatBytes(1_572_864)).toBe('1.5 MB');
+    expect(formatBytes(4096)).toBe('4 KB');
+    expect(formatBytes(300)).toBe('300 bytes');
+  });
+
+  it('says why the relay refused an upload', () => {
+    expect(describeUploadRefusal('PAYLOAD_TOO_LARGE', 'Request body is too large', 4096)).toBe(
+      'The server refused the image: it is over the 4 KB limit.',
+    );
+    expect(
+      describeUploadRefusal('PAYLOAD_TOO_LARGE', 'the upload does not fit in memory', 4096),
+    ).toBe('The server refused the image: the upload does not fit in memory.');
+    expect(describeUploadRefusal('INVALID_IMAGE', 'not a PNG, JPEG or WebP', undefined)).toBe(
+      'The server refused the image: not a PNG, JPEG or WebP.',
+    );
+  });
+});
+
+describe('result cards', () => {
+  it('say how many of a job’s images were withheld, or nothing', () => {
+    expect(withheldLine(undefined)).toBe('');
+    expect(withheldLine({ blocked: 0, held: 0, of: 4 })).toBe('');
+    expect(withheldLine({ blocked: 1, held: 1, of: 4 })).toBe(
+      "2 of 4 images were withheld by this site's safety setting",
+    );
+    expect(withheldLine({ blocked: 0, held: 1, of: 2 })).toBe(
+      "1 of 2 images was withheld by this site's safety setting",
+    );
+  });
+
+  it('offer an upscale only while twice the size is within the server’s largest side', () => {
+    expect(upscaleWithin(1024, 1024, 2048)).toEqual({ width: 2048, height: 2048 });
+    expect(upscaleWithin(2048, 2048, 2048)).toBeUndefined();
+    expect(upscaleWithin(1344, 768, 2048)).toBeUndefined();
+    expect(upscaleWithin(1344, 768, 4096)).toEqual({ width: 2688, height: 1536 });
+    // Never past the contract's own upscale limit, whatever the server says.
+    expect(upscaleWithin(4096, 4096, 10_000)).toBeUndefined();
+  });
+
+  it('size their placeholders as the server will', () => {
+    const blob = new Blob([]);
+    const source = { blob, width: 320, height: 192, label: 'your image' };
+    expect(expectedSize({ prompt: 'p', task: 'generate', aspect: '16:9' })).toEqual({
+      width: 1344,
+      height: 768,
+    });
+    expect(expectedSize({ prompt: 'p', task: 'upscale', source })).toEqual({
+      width: 640,
+      height: 384,
+    });
+    expect(expectedSize({ prompt: 'p', task: 'vary', source })).toEqual({
+      width: 320,
+      height: 192,
+    });
+    expect(describeTask({ prompt: 'p', task: 'vary', strength: 'subtle', source })).toBe(
+      'Vary (subtle) of your image',
+    );
+    expect(describeTask({ prompt: 'p', task: 'vary', strength: 0.5, source })).toBe(
+      'Vary (strength 0.50) of your image',
+    );
+    expect(describeTask({ prompt: 'p', task: 'generate' })).toBe('');
   });
 });

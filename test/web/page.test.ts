@@ -6,13 +6,14 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { buildWebPreview } from '../../web-preview/build.ts';
 import { DemoGenerator } from '../../worker/generators/demo.ts';
 import { HttpGenerator } from '../../worker/generators/http.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
+import { launchChromium, newestCard, openPage as open } from './browser.ts';
 
 const ARTIFACTS = join(import.meta.dirname, '../../.artifacts');
 
@@ -128,11 +129,10 @@ describe('web page in chromium', () => {
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    // The relay serves web-preview/dist when it exists, so build before starting it.
-    await buildWebPreview();
     fakeGenerator = await startFakeGenerator();
     foreign = await startForeignSite();
-    app = await startTestImagine();
+    // Jobs of several images each: the per-client image budget is not what these tests are about.
+    app = await startTestImagine({ LIMIT_IMAGES_PER_USER: '1000' });
     failing = await startTestImagine(
       { ALLOWED_ORIGINS: foreign.origin },
       {
@@ -144,19 +144,7 @@ describe('web page in chromium', () => {
         }),
       },
     );
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -167,26 +155,12 @@ describe('web page in chromium', () => {
     await foreign?.close();
   });
 
-  /** A fresh context and page; CSP violations and page errors are collected. */
-  async function openPage(
-    url: string,
-    viewport = { width: 1100, height: 900 },
-  ): Promise<{ context: BrowserContext; page: Page; problems: string[]; enqueues: string[] }> {
-    const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
-    const page = await context.newPage();
-    const problems: string[] = [];
-    const enqueues: string[] = [];
-    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      if (/Content Security Policy|Refused to/i.test(msg.text())) problems.push(msg.text());
-    });
-    page.on('request', (req) => {
-      if (new URL(req.url()).pathname === '/enqueue') enqueues.push(req.postData() ?? '');
-    });
-    await page.goto(url);
-    await page.waitForSelector('html[data-ready="true"]');
-    return { context, page, problems, enqueues };
-  }
+  const openPage = (url: string, viewport?: { width: number; height: number }) =>
+    open(browser, url, viewport);
+
+  /** Choose how many images the form asks for. */
+  const chooseCount = (page: Page, n: number) =>
+    page.getByRole('radio', { name: n === 1 ? '1 image' : `${n} images` }).check();
 
   /** Record every data-state the newest card passes through. */
   async function recordStates(page: Page): Promise<void> {
@@ -201,12 +175,11 @@ describe('web page in chromium', () => {
     });
   }
 
-  const newestCard = (page: Page) => page.locator('#results > li').first();
-
   it('type a prompt and press Enter: the status moves on and the 16:9 image arrives', async () => {
     const { context, page, problems, enqueues } = await openPage(app.url);
     await expect(page.locator('#demo-notice').isVisible()).resolves.toBe(true);
     await page.getByRole('radio', { name: '16:9' }).check();
+    await chooseCount(page, 1);
     await recordStates(page);
     await page.getByLabel('Prompt').fill('A fox in space, watercolour');
     await page.getByLabel('Prompt').press('Enter');
@@ -231,7 +204,7 @@ describe('web page in chromium', () => {
 
     expect(enqueues).toHaveLength(1);
     const sent = JSON.parse(enqueues[0]!) as { prompt: string; aspect: string; seed?: number };
-    expect(sent).toEqual({ prompt: 'A fox in space, watercolour', aspect: '16:9' });
+    expect(sent).toEqual({ prompt: 'A fox in space, watercolour', aspect: '16:9', count: 1 });
     const meta = await card.locator('.card-meta').textContent();
     const seed = /Seed (\d+)/.exec(meta ?? '')?.[1];
     expect(seed).toBeDefined();
@@ -239,12 +212,12 @@ describe('web page in chromium', () => {
       card.getByRole('link', { name: 'Download' }).getAttribute('download'),
     ).resolves.toBe(`imagine-${seed}.png`);
 
-    // "Again": same prompt, new seed, stacked on top of the first result.
-    await card.getByRole('button', { name: /^Again/ }).click();
+    // "Re-roll": same prompt, new seed, stacked on top of the first result.
+    await card.getByRole('button', { name: /^Re-roll/ }).click();
     await page.locator('#results > li[data-state="done"]').nth(1).waitFor();
     await expect(page.locator('#results > li').count()).resolves.toBe(2);
     const again = JSON.parse(enqueues[1]!) as { prompt: string; aspect: string; seed?: number };
-    expect(again).toEqual({ prompt: 'A fox in space, watercolour', aspect: '16:9' });
+    expect(again).toEqual({ prompt: 'A fox in space, watercolour', aspect: '16:9', count: 1 });
 
     expect(problems).toEqual([]);
     await page.screenshot({ path: join(ARTIFACTS, 'web-desktop.png'), fullPage: true });
@@ -266,6 +239,7 @@ describe('web page in chromium', () => {
         'sdxl-base',
       ]);
       await menu.selectOption('sdxl-base');
+      await chooseCount(page, 1);
       await page.getByLabel('Prompt').fill('A fox in space');
       await page.getByLabel('Prompt').press('Enter');
       await newestCard(page).locator('img.result-image').waitFor();
@@ -280,22 +254,33 @@ describe('web page in chromium', () => {
     }
   });
 
-  it('an image output safety flags arrives blurred behind a click, with the prompt as alt text', async () => {
+  it('images output safety flags arrive blurred behind a click each, with the prompt as alt text', async () => {
     const flagging = await startTestImagine({ SAFETY: 'spoiler', SAFETY_THRESHOLD: '0' });
     try {
       const { context, page, problems } = await openPage(flagging.url);
+      await chooseCount(page, 2);
       await page.getByLabel('Prompt').fill('A lighthouse at dusk');
       await page.getByLabel('Prompt').press('Enter');
       const card = newestCard(page);
-      const img = card.locator('img.result-image');
-      await img.waitFor();
-      await expect(img.getAttribute('alt')).resolves.toBe('A lighthouse at dusk');
-      const filter = () => img.evaluate((el) => getComputedStyle(el).filter);
-      await expect(filter()).resolves.toBe('blur(28px)');
+      await page.locator('#results > li[data-state="done"]').waitFor();
+      const images = card.locator('img.result-image');
+      await expect(images.count()).resolves.toBe(2);
+      await expect(images.nth(0).getAttribute('alt')).resolves.toBe(
+        'A lighthouse at dusk (image 1 of 2)',
+      );
+      const filter = (i: number) => images.nth(i).evaluate((el) => getComputedStyle(el).filter);
+      await expect(filter(0)).resolves.toBe('blur(28px)');
+      await expect(filter(1)).resolves.toBe('blur(28px)');
       await page.screenshot({ path: join(ARTIFACTS, 'web-spoiler.png') });
-      await card.getByRole('button', { name: /show the image/ }).click();
+      // Each image is revealed on its own click; the first click never opens the full view.
+      await card.getByRole('button', { name: /^Image 2 of 2, flagged.*show the image/ }).click();
       // Revealed with the page's usual fade-in (from blur(8px) to none in 0.4 s).
-      await expect.poll(filter, { timeout: 5000 }).toBe('none');
+      await expect.poll(() => filter(1), { timeout: 5000 }).toBe('none');
+      await expect(filter(0)).resolves.toBe('blur(28px)');
+      await expect(page.locator('dialog.viewer').isVisible()).resolves.toBe(false);
+      // Once revealed, a click opens it full size.
+      await card.getByRole('button', { name: /^Image 2 of 2, seed \d+: open full size/ }).click();
+      await expect(page.locator('dialog.viewer').isVisible()).resolves.toBe(true);
       expect(problems).toEqual([]);
       await context.close();
     } finally {
@@ -303,26 +288,68 @@ describe('web page in chromium', () => {
     }
   });
 
-  it('remembers the chosen aspect in this browser only (localStorage), and sends it', async () => {
+  it('remembers aspect, image count, vary strength and image strength in this browser only', async () => {
     const { context, page, enqueues } = await openPage(app.url);
     await expect(page.getByRole('radio', { name: '1:1' }).isChecked()).resolves.toBe(true);
+    await expect(page.getByRole('radio', { name: '4 images' }).isChecked()).resolves.toBe(true);
     await page.getByRole('radio', { name: '3:2' }).check();
+    await chooseCount(page, 2);
+    // The strength slider shows once an image is chosen.
+    const png = await sharp({
+      create: { width: 64, height: 64, channels: 3, background: { r: 200, g: 40, b: 90 } },
+    })
+      .png()
+      .toBuffer();
+    await page.setInputFiles('#image-file', {
+      name: 'red.png',
+      mimeType: 'image/png',
+      buffer: png,
+    });
+    await page.getByLabel(/^Strength/).fill('0.3');
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     await expect(page.getByRole('radio', { name: '3:2' }).isChecked()).resolves.toBe(true);
+    await expect(page.getByRole('radio', { name: '2 images' }).isChecked()).resolves.toBe(true);
+    await expect(page.locator('#strength').inputValue()).resolves.toBe('0.3');
     await page.getByLabel('Prompt').fill('A remembered shape');
     await page.getByLabel('Prompt').press('Enter');
     await expect.poll(() => enqueues.length).toBe(1);
-    expect(JSON.parse(enqueues[0]!)).toMatchObject({ aspect: '3:2' });
+    expect(JSON.parse(enqueues[0]!)).toMatchObject({ aspect: '3:2', count: 2 });
+    // The vary strength chosen on a card is the one the next card starts with.
+    await page.locator('#results > li[data-state="done"]').waitFor();
+    const strong = newestCard(page).getByRole('radio', { name: 'Strong' });
+    await expect(strong.isChecked()).resolves.toBe(true);
+    await newestCard(page).getByRole('radio', { name: 'Subtle' }).check();
+    await expect(
+      newestCard(page).getByRole('button', { name: /^V1/ }).getAttribute('aria-label'),
+    ).resolves.toBe('V1: vary image 1 (subtle)');
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.getByLabel('Prompt').fill('A remembered shape');
+    await page.getByLabel('Prompt').press('Enter');
+    await page.locator('#results > li[data-state="done"]').waitFor();
+    await expect(newestCard(page).getByRole('radio', { name: 'Subtle' }).isChecked()).resolves.toBe(
+      true,
+    );
     // A stale or hostile entry is ignored, never a broken form.
-    await page.evaluate(() => localStorage.setItem('imagine.prefs.v1', '{"aspect":"<b>"}'));
+    await page.evaluate(() =>
+      localStorage.setItem(
+        'imagine.prefs.v1',
+        '{"aspect":"<b>","count":9,"vary":"wild","strength":7}',
+      ),
+    );
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     await expect(page.getByRole('radio', { name: '1:1' }).isChecked()).resolves.toBe(true);
+    await expect(page.getByRole('radio', { name: '4 images' }).isChecked()).resolves.toBe(true);
+    await expect(page.locator('#strength').inputValue()).resolves.toBe('0.6');
     await context.close();
     // Another browser profile starts from the defaults.
     const other = await openPage(app.url);
     await expect(other.page.getByRole('radio', { name: '1:1' }).isChecked()).resolves.toBe(true);
+    await expect(other.page.getByRole('radio', { name: '4 images' }).isChecked()).resolves.toBe(
+      true,
+    );
     await other.context.close();
   });
 
@@ -332,15 +359,37 @@ describe('web page in chromium', () => {
     await page.keyboard.press('Tab');
     await expect(page.evaluate(() => document.activeElement?.id)).resolves.toBe('prompt');
     await page.keyboard.type('A quiet harbour at dawn');
+    await page.keyboard.press('Tab'); // the image input
+    await expect(page.evaluate(() => document.activeElement?.id)).resolves.toBe('image-file');
     await page.keyboard.press('Tab'); // aspect radios
     await page.keyboard.press('ArrowRight'); // 1:1 → 16:9
     await page.keyboard.press('ArrowRight'); // → 9:16
     await expect(page.getByRole('radio', { name: '9:16' }).isChecked()).resolves.toBe(true);
+    await page.keyboard.press('Tab'); // image count radios
+    await page.keyboard.press('ArrowRight'); // 4 → 1
+    await expect(page.getByRole('radio', { name: '1 image' }).isChecked()).resolves.toBe(true);
     await page.keyboard.press('Tab'); // seed
     await page.keyboard.type('1234');
     await page.keyboard.press('Enter');
     const card = newestCard(page);
     await card.locator('img.result-image').waitFor();
+    // The image opens full size from the keyboard, and Escape brings focus back to it.
+    await page.keyboard.press('Tab'); // Generate
+    await page.keyboard.press('Tab'); // the image
+    await expect(
+      page.evaluate(() => document.activeElement?.getAttribute('aria-label')),
+    ).resolves.toBe('The image, seed 1234: open full size');
+    await page.keyboard.press('Enter');
+    const viewer = page.getByRole('dialog', { name: 'Full-size image' });
+    await viewer.waitFor();
+    await expect(viewer.locator('img').getAttribute('alt')).resolves.toBe(
+      'A quiet harbour at dawn',
+    );
+    await page.keyboard.press('Escape');
+    await expect(viewer.isHidden()).resolves.toBe(true);
+    await expect(
+      page.evaluate(() => document.activeElement?.getAttribute('aria-label')),
+    ).resolves.toBe('The image, seed 1234: open full size');
     const size = await card
       .locator('img.result-image')
       .evaluate((img: HTMLImageElement) =>
@@ -358,7 +407,7 @@ describe('web page in chromium', () => {
     await context.close();
   });
 
-  it('WebSocket refused: the image still arrives by polling, and the page says so', async () => {
+  it('WebSocket refused: the images still arrive by polling, and the page says so', async () => {
     const { context, page, problems } = await openPage(app.url);
     // Every WebSocket to /ws is refused: closed before the server ever sees it.
     let refused = 0;
@@ -368,23 +417,38 @@ describe('web page in chromium', () => {
     });
     const polls: string[] = [];
     page.on('request', (req) => {
-      const path = new URL(req.url()).pathname;
-      if (path.startsWith('/jobs/')) polls.push(path);
+      const url = new URL(req.url());
+      if (url.pathname.startsWith('/jobs/')) polls.push(url.pathname + url.search);
     });
+    await chooseCount(page, 2);
+    await page.getByLabel('Seed').fill('500');
     await page.getByLabel('Prompt').fill('A lighthouse in fog');
     await page.getByLabel('Prompt').press('Enter');
     const card = newestCard(page);
-    await card.locator('img.result-image').waitFor({ timeout: 20_000 });
+    await page.locator('#results > li[data-state="done"]').waitFor({ timeout: 20_000 });
     await expect(card.getAttribute('data-via')).resolves.toBe('polling');
     await expect(card.locator('.transport-note').textContent()).resolves.toMatch(/checking/i);
-    const size = await card
+    const images = await card
       .locator('img.result-image')
-      .evaluate((img: HTMLImageElement) =>
-        img.decode().then(() => [img.naturalWidth, img.naturalHeight]),
+      .evaluateAll((imgs: HTMLImageElement[]) =>
+        Promise.all(
+          imgs.map((img) => img.decode().then(() => [img.naturalWidth, img.naturalHeight])),
+        ),
       );
-    expect(size).toEqual([1024, 1024]);
+    expect(images).toEqual([
+      [1024, 1024],
+      [1024, 1024],
+    ]);
+    await expect(
+      card
+        .locator('.tile')
+        .evaluateAll((tiles) => tiles.map((t) => (t as HTMLElement).dataset.seed)),
+    ).resolves.toEqual(['500', '501']);
     expect(polls.some((p) => /^\/jobs\/[\w-]+$/.test(p))).toBe(true);
-    expect(polls.some((p) => /^\/jobs\/[\w-]+\/image$/.test(p))).toBe(true);
+    expect(polls.filter((p) => /^\/jobs\/[\w-]+\/image\?i=[01]$/.test(p)).sort()).toEqual([
+      expect.stringMatching(/i=0$/),
+      expect.stringMatching(/i=1$/),
+    ]);
     // The first attempt and every reconnect (with backoff) were tried before polling.
     expect(refused).toBe(4);
     expect(problems).toEqual([]);
@@ -455,6 +519,7 @@ describe('web page in chromium', () => {
     const { context, page, problems } = await openPage(failing.url);
     await expect(page.locator('#demo-notice').isHidden()).resolves.toBe(true);
     const before = fakeGenerator.calls;
+    await chooseCount(page, 1);
     await page.getByLabel('Prompt').fill('A red bicycle against a blue wall');
     await page.getByLabel('Prompt').press('Enter');
     const card = newestCard(page);
@@ -566,7 +631,6 @@ describe('Origin policy over real HTTP and WebSocket', () => {
   });
 
   it('serves the page with a strict CSP, revalidated HTML and immutable hashed assets', async () => {
-    await buildWebPreview();
     const fresh = await startTestImagine();
     try {
       const page = await fetch(`${fresh.url}/`);

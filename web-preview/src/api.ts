@@ -1,13 +1,35 @@
 /** The relay's HTTP API as the page uses it. */
-import type { AspectRatio } from '../../contracts/limits.ts';
+import type { AspectRatio, JobTask, VaryPreset } from '../../contracts/limits.ts';
 
-/** What the page asks for. */
+/** A vary's strength: Midjourney's two presets, or a number in (0, 1] (an image prompt's slider). */
+export type Strength = VaryPreset | number;
+
+/**
+ * The input image of a vary or upscale as `POST /enqueue` takes it: a signed `/inputs/` link
+ * (from {@link uploadImage} or {@link imageLink}), and what is known of the image.
+ */
+export interface InputRef {
+  image: { kind: 'url'; url: string };
+  jobId?: string;
+  index?: number;
+  seed?: number;
+  width?: number;
+  height?: number;
+}
+
+/** What the page asks for (`POST /enqueue`'s body). */
 export interface ImagineRequest {
   prompt: string;
-  aspect: AspectRatio;
+  /** A new image's shape; left out for a vary (its input's shape) and an upscale (twice it). */
+  aspect?: AspectRatio;
   seed?: number;
   /** One of the models `/healthz` lists, when the server offers a choice. */
   model?: string;
+  task?: JobTask;
+  /** Images to make, 1–4 (an upscale makes one and leaves it out). */
+  count?: number;
+  input?: InputRef;
+  strength?: Strength;
 }
 
 /** `POST /enqueue`'s answer (202). */
@@ -82,10 +104,49 @@ export async function enqueue(req: ImagineRequest): Promise<Enqueued> {
   return (await response.json()) as Enqueued;
 }
 
-/** What `/healthz` says about the generator, or undefined when it cannot be read. */
-export async function fetchGeneratorInfo(): Promise<
-  { generator: string; demo: boolean; models: string[] } | undefined
-> {
+/** `POST /uploads`' answer (201): a short-lived signed link to the image the page sent. */
+export interface Uploaded {
+  url: string;
+  expiresAt: number;
+  contentType: string;
+  width: number;
+  height: number;
+}
+
+/** Send the page's own copy of an image to the relay's memory; answers a signed link to it. */
+export async function uploadImage(image: Blob): Promise<Uploaded> {
+  const response = await request('/uploads', {
+    method: 'POST',
+    headers: { 'content-type': image.type, accept: 'application/json' },
+    body: image,
+  });
+  if (response.status !== 201) throw await readApiError(response);
+  return (await response.json()) as Uploaded;
+}
+
+/** A signed link to image `index` of a finished job still in the relay's buffer. */
+export async function imageLink(jobId: string, index: number): Promise<{ url: string }> {
+  const response = await request(`/jobs/${encodeURIComponent(jobId)}/image-link?i=${index}`, {
+    method: 'POST',
+    headers: { accept: 'application/json' },
+  });
+  if (!response.ok) throw await readApiError(response);
+  return (await response.json()) as { url: string };
+}
+
+/** What `/healthz` says about the generator (and the upload limit), or undefined when unreadable. */
+export interface ServerInfo {
+  generator: string;
+  demo: boolean;
+  models: string[];
+  /** Largest input image the relay takes, when it says. */
+  inputImageMaxBytes?: number;
+  /** Largest side of any image it makes (`LIMIT_IMAGE_SIDE`, upscales included), when it says. */
+  maxImageSide?: number;
+}
+
+/** Read `/healthz`; undefined when it cannot be read. */
+export async function fetchGeneratorInfo(): Promise<ServerInfo | undefined> {
   try {
     const response = await fetch('/healthz', { headers: { accept: 'application/json' } });
     if (!response.ok) return undefined;
@@ -93,12 +154,21 @@ export async function fetchGeneratorInfo(): Promise<
       generator?: unknown;
       demo?: unknown;
       models?: unknown;
+      inputImageMaxBytes?: unknown;
+      maxImageSide?: unknown;
     };
     if (typeof body.generator !== 'string') return undefined;
     const models = Array.isArray(body.models)
       ? body.models.filter((m): m is string => typeof m === 'string')
       : [];
-    return { generator: body.generator, demo: body.demo === true, models };
+    const positive = (v: unknown): v is number => typeof v === 'number' && v > 0;
+    return {
+      generator: body.generator,
+      demo: body.demo === true,
+      models,
+      ...(positive(body.inputImageMaxBytes) ? { inputImageMaxBytes: body.inputImageMaxBytes } : {}),
+      ...(positive(body.maxImageSide) ? { maxImageSide: body.maxImageSide } : {}),
+    };
   } catch {
     return undefined;
   }

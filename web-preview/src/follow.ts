@@ -1,28 +1,46 @@
 /**
- * Follow one job to its image: over the WebSocket first (status frames, then one `image` text
- * frame and ONE binary frame); when the socket cannot open or drops, reconnect with backoff;
- * when that keeps failing, poll `GET /jobs/:id` and fetch `GET /jobs/:id/image`.
+ * Follow one job to its images: over the WebSocket first (status frames, then per image one
+ * `image` text frame and ONE binary frame); when the socket cannot open or drops, reconnect with
+ * backoff (images already received are not reported twice); when that keeps failing, poll
+ * `GET /jobs/:id` and fetch each `GET /jobs/:id/image?i=N`.
  */
 import { ApiError, readApiError, request } from './api.ts';
 
 /** How the page is hearing about a job, shown discreetly. */
 export type Transport = 'websocket' | 'reconnecting' | 'polling' | 'unreachable';
 
+/** How many of a job's images output safety blocked or held, of how many made. */
+export interface Withheld {
+  blocked: number;
+  held: number;
+  of: number;
+}
+
+/** One image of a job, as received. */
+export interface FollowedImage {
+  /** 0-based position among the images delivered. */
+  index: number;
+  /** Images delivered (withheld ones are not counted). */
+  count: number;
+  blob: Blob;
+  seed: number;
+  width: number;
+  height: number;
+  generationMs: number | undefined;
+  /** Output safety flagged it: show it blurred until clicked. */
+  spoiler: boolean;
+}
+
 /** Everything a follower reports. */
 export type FollowEvent =
   | { kind: 'status'; state: 'queued' | 'generating'; position?: number }
   | { kind: 'transport'; transport: Transport }
+  | { kind: 'image'; image: FollowedImage; via: 'websocket' | 'polling' }
   | {
-      kind: 'image';
-      blob: Blob;
-      seed: number;
-      width: number;
-      height: number;
-      generationMs: number | undefined;
-      /** Output safety flagged it: show it blurred until clicked. */
-      spoiler: boolean;
-      /** How many of the job's images output safety blocked or held. */
-      withheld?: { blocked: number; held: number; of: number } | undefined;
+      /** Every image delivered has been reported. */
+      kind: 'done';
+      count: number;
+      withheld?: Withheld | undefined;
       via: 'websocket' | 'polling';
     }
   | { kind: 'failed'; state: 'failed' | 'expired'; code: string; message: string };
@@ -45,27 +63,31 @@ export interface Follower {
   stop(): void;
 }
 
-interface StatusBody {
-  state?: string;
-  position?: number;
+interface ImageInfo {
+  index?: number;
+  contentType?: string;
   seed?: number;
   width?: number;
   height?: number;
-  generationMs?: number;
-  contentType?: string;
   spoiler?: boolean;
-  withheld?: { blocked: number; held: number; of: number };
+  url?: string;
+}
+
+interface StatusBody extends ImageInfo {
+  state?: string;
+  position?: number;
+  count?: number;
+  generationMs?: number;
+  withheld?: Withheld;
+  images?: ImageInfo[];
   error?: { code?: string; message?: string };
 }
 
-interface ImageMeta {
-  contentType: string;
-  seed: number;
-  width: number;
-  height: number;
+interface ImageFrame extends ImageInfo {
+  type?: string;
+  count?: number;
   generationMs?: number;
-  spoiler?: boolean;
-  withheld?: { blocked: number; held: number; of: number };
+  withheld?: Withheld;
 }
 
 const DEFAULT_RECONNECT_MS = [400, 1200, 3000] as const;
@@ -82,6 +104,8 @@ export function followJob(opts: FollowOptions): Follower {
   let failures = 0;
   let transport: Transport | undefined;
   const followedSince = Date.now();
+  /** Indexes already reported: a reconnect or a poll after a drop resends them. */
+  const received = new Set<number>();
 
   const emit = (event: FollowEvent) => {
     if (!finished) opts.onEvent(event);
@@ -100,9 +124,37 @@ export function followJob(opts: FollowOptions): Follower {
   const fail = (state: 'failed' | 'expired', code: string | undefined, message: string) =>
     finish({ kind: 'failed', state, code: code ?? 'GENERATION_FAILED', message });
 
+  /** Report one image (once per index); when the last one is in, the job is done. */
+  const gotImage = (
+    info: ImageInfo & { count: number; generationMs?: number | undefined },
+    blob: Blob,
+    withheld: Withheld | undefined,
+    via: 'websocket' | 'polling',
+  ) => {
+    const index = info.index ?? received.size;
+    if (!received.has(index)) {
+      received.add(index);
+      emit({
+        kind: 'image',
+        image: {
+          index,
+          count: info.count,
+          blob,
+          seed: info.seed ?? 0,
+          width: info.width ?? 0,
+          height: info.height ?? 0,
+          generationMs: info.generationMs,
+          spoiler: info.spoiler === true,
+        },
+        via,
+      });
+    }
+    if (received.size >= info.count) finish({ kind: 'done', count: info.count, withheld, via });
+  };
+
   const connect = () => {
     if (finished) return;
-    let meta: ImageMeta | undefined;
+    let meta: ImageFrame | undefined;
     let heard = false;
     const ws = new WebSocket(opts.wsUrl);
     socket = ws;
@@ -113,37 +165,20 @@ export function followJob(opts: FollowOptions): Follower {
       failures = 0;
       if (message.data instanceof Blob) {
         if (!meta) return;
-        const blob = new Blob([message.data], { type: meta.contentType });
-        finish({
-          kind: 'image',
-          blob,
-          seed: meta.seed,
-          width: meta.width,
-          height: meta.height,
-          generationMs: meta.generationMs,
-          spoiler: meta.spoiler === true,
-          ...(meta.withheld ? { withheld: meta.withheld } : {}),
-          via: 'websocket',
-        });
+        const frame = meta;
+        meta = undefined;
+        const blob = new Blob([message.data], { type: frame.contentType ?? 'image/png' });
+        gotImage({ ...frame, count: frame.count ?? 1 }, blob, frame.withheld, 'websocket');
         return;
       }
-      let frame: StatusBody & { type?: string } & Partial<ImageMeta>;
+      let frame: StatusBody & ImageFrame;
       try {
         frame = JSON.parse(String(message.data));
       } catch {
         return;
       }
-      if (frame.type === 'image') {
-        meta = {
-          contentType: frame.contentType ?? 'image/png',
-          seed: frame.seed ?? 0,
-          width: frame.width ?? 0,
-          height: frame.height ?? 0,
-          ...(frame.generationMs === undefined ? {} : { generationMs: frame.generationMs }),
-          ...(frame.spoiler === true ? { spoiler: true } : {}),
-          ...(frame.withheld ? { withheld: frame.withheld } : {}),
-        };
-      } else if (frame.type === 'status') onStatus(frame, 'websocket');
+      if (frame.type === 'image') meta = frame;
+      else if (frame.type === 'status') onStatus(frame, 'websocket');
     };
     ws.onclose = () => {
       if (finished || socket !== ws) return;
@@ -179,7 +214,7 @@ export function followJob(opts: FollowOptions): Follower {
         return;
       case 'done':
         // Over the socket the image frames follow; when polling, fetch the bytes.
-        if (via === 'polling') void fetchImage(body);
+        if (via === 'polling') void fetchImages(body);
         return;
     }
   };
@@ -214,31 +249,37 @@ export function followJob(opts: FollowOptions): Follower {
       timer = setTimeout(poll, Math.min(pollMs * 2 ** Math.max(0, pollFailures - 1), 10_000));
   };
 
-  const fetchImage = async (status: StatusBody) => {
+  /** Fetch every image a finished job lists (one, from `imageUrl`, for a relay that lists none). */
+  const fetchImages = async (status: StatusBody) => {
+    const listed: ImageInfo[] = status.images?.length
+      ? status.images
+      : [{ ...status, index: 0, url: opts.imageUrl }];
+    const count = listed.length;
     try {
-      const response = await request(opts.imageUrl, { cache: 'no-store' });
-      if (response.status === 409 || response.status === 410 || response.status === 404) {
-        const err = await readApiError(response);
-        if (err.code === 'NOT_READY') {
-          timer = setTimeout(poll, pollMs);
+      for (const [i, info] of listed.entries()) {
+        const index = info.index ?? i;
+        if (received.has(index)) continue;
+        const url = info.url ?? `${opts.imageUrl}?i=${index}`;
+        const response = await request(url, { cache: 'no-store' });
+        if (response.status === 409 || response.status === 410 || response.status === 404) {
+          const err = await readApiError(response);
+          if (err.code === 'NOT_READY') {
+            timer = setTimeout(poll, pollMs);
+            return;
+          }
+          fail(err.code === 'JOB_FAILED' ? 'failed' : 'expired', err.code, err.message);
           return;
         }
-        fail(err.code === 'JOB_FAILED' ? 'failed' : 'expired', err.code, err.message);
-        return;
+        if (!response.ok) throw await readApiError(response);
+        const blob = await response.blob();
+        if (finished) return;
+        gotImage(
+          { ...info, index, count, generationMs: status.generationMs },
+          blob,
+          status.withheld,
+          'polling',
+        );
       }
-      if (!response.ok) throw await readApiError(response);
-      const blob = await response.blob();
-      finish({
-        kind: 'image',
-        blob,
-        seed: status.seed ?? 0,
-        width: status.width ?? 0,
-        height: status.height ?? 0,
-        generationMs: status.generationMs,
-        spoiler: status.spoiler === true,
-        ...(status.withheld ? { withheld: status.withheld } : {}),
-        via: 'polling',
-      });
     } catch {
       pollFailures++;
       if (!finished) timer = setTimeout(poll, pollMs);

@@ -1,10 +1,13 @@
 /** The page: a prompt form, and a stack of result cards that follow their jobs live. */
-import { ALT_TEXT_MAX, imageAltText } from '../../contracts/delivery.ts';
 import {
   ASPECT_RATIOS,
   ASPECT_SIZES,
   type AspectRatio,
+  IMAGE_COUNT_DEFAULT,
+  IMAGE_COUNT_MAX,
   PROMPT_MAX_CHARS,
+  UPSCALE_MAX_SIDE,
+  type VaryPreset,
 } from '../../contracts/limits.ts';
 import {
   ApiError,
@@ -12,40 +15,27 @@ import {
   enqueue,
   fetchGeneratorInfo,
   type ImagineRequest,
+  type InputRef,
+  imageLink,
+  uploadImage,
 } from './api.ts';
-import { type FollowEvent, type Follower, followJob, type Transport } from './follow.ts';
+import { type CardHost, type PageRequest, ResultCard, type SourceImage } from './card.ts';
+import { byId, el } from './dom.ts';
+import { ImageInput } from './input-image.ts';
 import {
   checkPrompt,
-  describeJobFailure,
   describeRefusal,
-  formatElapsed,
+  describeUploadRefusal,
   normalisePrompt,
   parseSeed,
   promptLength,
   UNREACHABLE,
 } from './messages.ts';
 import { loadPrefs, savePref } from './prefs.ts';
+import { ImageViewer } from './viewer.ts';
 
 /** Results kept in memory for the session; older ones are dropped (and their blobs freed). */
 const HISTORY_LIMIT = 12;
-
-function byId<T extends HTMLElement>(id: string): T {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`#${id} missing from the page`);
-  return el as T;
-}
-
-/** Create an element with a class and optional text (never HTML). */
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className?: string,
-  text?: string,
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 const form = byId<HTMLFormElement>('composer');
 const promptBox = byId<HTMLTextAreaElement>('prompt');
@@ -53,17 +43,32 @@ const counter = byId<HTMLSpanElement>('prompt-count');
 const seedBox = byId<HTMLInputElement>('seed');
 const formError = byId<HTMLDivElement>('form-error');
 const generateButton = byId<HTMLButtonElement>('generate');
+const aspectSet = byId<HTMLFieldSetElement>('aspects');
 const aspectChoices = byId<HTMLDivElement>('aspect-choices');
+const countChoices = byId<HTMLDivElement>('count-choices');
 const results = byId<HTMLOListElement>('results');
 const emptyState = byId<HTMLParagraphElement>('empty-state');
 const demoNotice = byId<HTMLElement>('demo-notice');
 const generatorInfo = byId<HTMLSpanElement>('generator-info');
 const modelField = byId<HTMLDivElement>('model-field');
 const modelBox = byId<HTMLSelectElement>('model');
+const viewer = new ImageViewer(document.body);
 
 // --- Aspect ratio chips -------------------------------------------------------------------
 
 const remembered = loadPrefs();
+const rememberedCount =
+  typeof remembered.count === 'number' &&
+  Number.isInteger(remembered.count) &&
+  remembered.count >= 1 &&
+  remembered.count <= IMAGE_COUNT_MAX
+    ? remembered.count
+    : IMAGE_COUNT_DEFAULT;
+let varyPreset: VaryPreset = remembered.vary === 'subtle' ? 'subtle' : 'strong';
+const rememberedStrength =
+  typeof remembered.strength === 'number' && remembered.strength > 0 && remembered.strength <= 1
+    ? remembered.strength
+    : 0.6;
 const rememberedAspect =
   typeof remembered.aspect === 'string' && remembered.aspect in ASPECT_SIZES
     ? remembered.aspect
@@ -92,6 +97,29 @@ for (const [i, aspect] of ASPECT_RATIOS.entries()) {
   aspectChoices.append(label);
 }
 
+// --- Number of images ---------------------------------------------------------------------
+
+for (let n = 1; n <= IMAGE_COUNT_MAX; n++) {
+  const label = el('label', 'chip');
+  const input = el('input');
+  input.type = 'radio';
+  input.name = 'count';
+  input.value = String(n);
+  input.checked = n === rememberedCount;
+  input.setAttribute('aria-label', `${n} ${n === 1 ? 'image' : 'images'}`);
+  input.addEventListener('change', () => {
+    if (input.checked) savePref('count', n);
+  });
+  label.append(input, el('span', 'chip-text', String(n)));
+  countChoices.append(label);
+}
+
+function selectedCount(): number {
+  const checked = form.querySelector<HTMLInputElement>('input[name="count"]:checked');
+  const n = Number(checked?.value);
+  return Number.isInteger(n) && n >= 1 && n <= IMAGE_COUNT_MAX ? n : IMAGE_COUNT_DEFAULT;
+}
+
 function selectedAspect(): AspectRatio {
   const checked = form.querySelector<HTMLInputElement>('input[name="aspect"]:checked');
   const value = checked?.value as AspectRatio | undefined;
@@ -111,7 +139,7 @@ function updateCounter(): void {
 
 let countdown: ReturnType<typeof setInterval> | undefined;
 
-function showFormError(message: string, field?: 'prompt' | 'seed', code?: string): void {
+function showFormError(message: string, field?: 'prompt' | 'seed' | 'image', code?: string): void {
   clearInterval(countdown);
   formError.textContent = message;
   formError.hidden = false;
@@ -173,263 +201,85 @@ function showModels(models: string[]): void {
   modelField.hidden = models.length < 2;
 }
 
+/** The relay's upload limit and largest image side, once /healthz has said them. */
+let inputImageMaxBytes: number | undefined;
+let maxImageSide: number = UPSCALE_MAX_SIDE;
+
 void fetchGeneratorInfo().then((info) => {
   if (!info) return;
   showGenerator(info);
   showModels(info.models);
+  inputImageMaxBytes = info.inputImageMaxBytes;
+  if (info.maxImageSide) maxImageSide = Math.min(UPSCALE_MAX_SIDE, info.maxImageSide);
+  document.documentElement.dataset.server = 'known';
+});
+
+// --- Image as input -------------------------------------------------------------------------
+
+const imageInput = new ImageInput(form, {
+  maxBytes: () => inputImageMaxBytes,
+  onError: (message) => {
+    if (message) showFormError(message, 'image', 'INVALID_IMAGE');
+    else if (formError.dataset.field === 'image') clearFormError();
+  },
+  onChange: (chosen) => {
+    // A vary keeps its input's shape: the aspect choice does not apply.
+    aspectSet.disabled = Boolean(chosen);
+    form.dataset.image = chosen ? 'true' : 'false';
+  },
+  initialStrength: rememberedStrength,
+  rememberStrength: (value) => savePref('strength', value),
 });
 
 // --- Result cards ---------------------------------------------------------------------------
 
-const TRANSPORT_NOTES: Record<Transport, string> = {
-  websocket: '',
-  reconnecting: 'Live connection lost; reconnecting…',
-  polling: 'Live updates unavailable; checking every second instead.',
-  unreachable: 'Cannot reach the server; still trying…',
-};
-
-/** One submitted prompt, from queued to its image (or its error). */
-class ResultCard {
-  readonly root: HTMLLIElement;
-  private readonly request: ImagineRequest;
-  private readonly frame: HTMLDivElement;
-  private readonly status: HTMLParagraphElement;
-  private readonly elapsed: HTMLSpanElement;
-  private readonly bar: HTMLDivElement;
-  private readonly note: HTMLParagraphElement;
-  private readonly meta: HTMLParagraphElement;
-  private readonly actions: HTMLDivElement;
-  private follower: Follower | undefined;
-  private ticker: ReturnType<typeof setInterval> | undefined;
-  private startedAt = 0;
-  private objectUrl: string | undefined;
-
-  constructor(request: ImagineRequest) {
-    this.request = request;
-    this.root = el('li', 'card');
-    this.root.setAttribute('aria-label', `Image for: ${request.prompt}`);
-    this.frame = el('div', 'frame');
-    const body = el('div', 'card-body');
-    const prompt = el('p', 'card-prompt', request.prompt);
-    const statusRow = el('div', 'status-row');
-    this.status = el('p', 'status');
-    this.status.setAttribute('role', 'status');
-    this.status.setAttribute('aria-live', 'polite');
-    this.elapsed = el('span', 'elapsed');
-    this.elapsed.setAttribute('aria-hidden', 'true');
-    statusRow.append(this.status, this.elapsed);
-    this.bar = el('div', 'progress');
-    this.bar.setAttribute('role', 'progressbar');
-    this.bar.setAttribute('aria-label', 'Progress');
-    this.bar.setAttribute('aria-valuemin', '0');
-    this.bar.setAttribute('aria-valuemax', '100');
-    this.bar.append(el('div', 'progress-fill'));
-    this.note = el('p', 'transport-note');
-    this.note.hidden = true;
-    this.meta = el('p', 'card-meta');
-    this.actions = el('div', 'card-actions');
-    body.append(prompt, statusRow, this.bar, this.note, this.meta, this.actions);
-    this.root.append(this.frame, body);
-  }
-
-  /** Size the placeholder like the image to come, so nothing jumps when it arrives. */
-  private sizeFrame(width: number, height: number): void {
-    this.frame.style.aspectRatio = `${width} / ${height}`;
-  }
-
-  /** Show the card in its "sending" state. */
-  sending(): void {
-    const { width, height } = ASPECT_SIZES[this.request.aspect];
-    this.sizeFrame(width, height);
-    this.frame.replaceChildren(el('div', 'shimmer'));
-    this.root.dataset.state = 'sending';
-    this.note.hidden = true;
-    this.meta.textContent = '';
-    this.actions.replaceChildren();
-    this.setStatus('Sending…', 5);
-    this.startedAt = performance.now();
-    clearInterval(this.ticker);
-    this.ticker = setInterval(() => this.tick(), 250);
-    this.tick();
-  }
-
-  /** The server took the job: follow it. */
-  follow(job: Enqueued): void {
-    this.root.dataset.jobId = job.jobId;
-    this.sizeFrame(job.width, job.height);
-    this.meta.textContent = `Seed ${job.seed} · ${job.width} × ${job.height}${job.demo ? ' · demo' : ''}`;
-    this.queued(job.position);
-    this.follower = followJob({
-      jobId: job.jobId,
-      wsUrl: job.ws,
-      statusUrl: job.status,
-      imageUrl: job.image,
-      onEvent: (event) => this.onEvent(event),
-    });
-  }
-
-  /** The server refused or could not be reached: the card is dropped, the form says why. */
-  discard(): void {
-    clearInterval(this.ticker);
-    this.root.remove();
-  }
-
-  private queued(position: number | undefined): void {
-    const ahead =
-      position === undefined || position <= 0
-        ? 'next in line'
-        : `${position} ${position === 1 ? 'job' : 'jobs'} ahead`;
-    this.root.dataset.state = 'queued';
-    this.setStatus(`Queued, ${ahead}`, 15);
-  }
-
-  private onEvent(event: FollowEvent): void {
-    switch (event.kind) {
-      case 'status':
-        if (event.state === 'queued') this.queued(event.position);
-        else {
-          this.root.dataset.state = 'generating';
-          this.setStatus('Generating…', undefined);
-        }
-        return;
-      case 'transport':
-        this.root.dataset.transport = event.transport;
-        this.note.textContent = TRANSPORT_NOTES[event.transport];
-        this.note.hidden = event.transport === 'websocket';
-        return;
-      case 'image':
-        this.done(event);
-        return;
-      case 'failed':
-        this.failed(event.code, event.message);
-        return;
+/**
+ * A signed link to a source image: the page's own copy sent to `POST /uploads`; when that is
+ * refused and the image is one of our results still in the relay's buffer, a link to it there.
+ */
+async function linkToSource(source: SourceImage): Promise<InputRef> {
+  let url: string;
+  try {
+    url = (await uploadImage(source.blob)).url;
+  } catch (err) {
+    if (source.jobId === undefined || source.index === undefined) throw err;
+    try {
+      url = (await imageLink(source.jobId, source.index)).url;
+    } catch {
+      throw err;
     }
   }
+  return {
+    image: { kind: 'url', url },
+    ...(source.jobId === undefined ? {} : { jobId: source.jobId }),
+    ...(source.index === undefined ? {} : { index: source.index }),
+    ...(source.seed === undefined ? {} : { seed: source.seed }),
+    width: source.width,
+    height: source.height,
+  };
+}
 
-  private done(event: Extract<FollowEvent, { kind: 'image' }>): void {
-    clearInterval(this.ticker);
-    const seconds = ((performance.now() - this.startedAt) / 1000).toFixed(1);
-    this.root.dataset.state = 'done';
-    this.root.dataset.via = event.via;
-    this.setStatus(`Done in ${seconds} s`, 100);
-    this.elapsed.textContent = '';
-    this.objectUrl = URL.createObjectURL(event.blob);
-    const img = el('img', 'result-image');
-    img.src = this.objectUrl;
-    img.alt = imageAltText(this.request.prompt, ALT_TEXT_MAX.web);
-    img.width = event.width;
-    img.height = event.height;
-    this.sizeFrame(event.width, event.height);
-    if (event.spoiler) {
-      // Flagged by this site's safety setting: blurred until the viewer chooses to see it.
-      const reveal = el('button', 'spoiler');
-      reveal.type = 'button';
-      reveal.setAttribute('aria-label', 'Flagged by the safety check: show the image');
-      const label = el('span', 'spoiler-label', 'Flagged by the safety check · click to show');
-      reveal.append(img, label);
-      reveal.addEventListener(
-        'click',
-        () => {
-          reveal.classList.add('revealed');
-          label.remove();
-          reveal.removeAttribute('aria-label');
-        },
-        { once: true },
-      );
-      this.frame.replaceChildren(reveal);
-    } else this.frame.replaceChildren(img);
-    const demo = this.meta.textContent?.endsWith(' · demo') ? ' · demo' : '';
-    this.meta.textContent = `Seed ${event.seed} · ${event.width} × ${event.height}${demo}`;
-    if (event.withheld) {
-      const n = event.withheld.blocked + event.withheld.held;
-      this.meta.textContent += ` · ${n} of ${event.withheld.of} images ${n === 1 ? 'was' : 'were'} withheld by this site's safety setting`;
-    }
+/** The body `POST /enqueue` gets for a card's request (its source image uploaded first). */
+async function toEnqueue(req: PageRequest): Promise<ImagineRequest> {
+  const body: ImagineRequest = {
+    prompt: req.prompt,
+    ...(req.task === 'generate' ? {} : { task: req.task }),
+    ...(req.aspect === undefined ? {} : { aspect: req.aspect }),
+    ...(req.count === undefined || req.task === 'upscale' ? {} : { count: req.count }),
+    ...(req.strength === undefined ? {} : { strength: req.strength }),
+    ...(req.seed === undefined ? {} : { seed: req.seed }),
+    ...(req.model === undefined ? {} : { model: req.model }),
+  };
+  if (req.source) body.input = await linkToSource(req.source);
+  return body;
+}
 
-    const ext = event.blob.type.split('/')[1]?.replace('jpeg', 'jpg') ?? 'png';
-    const download = el('a', 'button', 'Download');
-    download.href = this.objectUrl;
-    download.download = `imagine-${event.seed}.${ext}`;
-    const again = el('button', 'button', 'Again');
-    again.type = 'button';
-    again.title = 'Same prompt, new seed';
-    again.setAttribute('aria-label', `Again: ${this.request.prompt}, with a new seed`);
-    again.addEventListener('click', () => {
-      const { seed: _old, ...rest } = this.request;
-      void submit(rest);
-    });
-    const reuse = el('button', 'button subtle', 'Use seed');
-    reuse.type = 'button';
-    reuse.title = 'Put this prompt and seed back in the form';
-    reuse.addEventListener('click', () => {
-      promptBox.value = this.request.prompt;
-      seedBox.value = String(event.seed);
-      const radio = form.querySelector<HTMLInputElement>(
-        `input[name="aspect"][value="${this.request.aspect}"]`,
-      );
-      if (radio) radio.checked = true;
-      updateCounter();
-      promptBox.focus();
-    });
-    this.actions.replaceChildren(download, again, reuse);
-  }
-
-  private failed(code: string, message: string): void {
-    clearInterval(this.ticker);
-    this.root.dataset.state = 'failed';
-    this.root.dataset.errorCode = code;
-    this.setStatus(describeJobFailure(code), 0);
-    this.elapsed.textContent = '';
-    this.bar.hidden = true;
-    this.frame.style.aspectRatio = 'auto';
-    const icon = el('div', 'frame-error', '!');
-    icon.setAttribute('aria-hidden', 'true');
-    this.frame.replaceChildren(icon);
-    const detail = el('p', 'error-detail', `Details: ${message} (${code})`);
-    const retry = el('button', 'button primary', 'Try again');
-    retry.type = 'button';
-    retry.addEventListener('click', () => void this.retry());
-    this.actions.replaceChildren(retry);
-    this.meta.replaceChildren(detail);
-  }
-
-  /** Send the same request again in this card. */
-  async retry(): Promise<void> {
-    this.follower?.stop();
-    this.bar.hidden = false;
-    delete this.root.dataset.errorCode;
-    delete this.root.dataset.via;
-    delete this.root.dataset.transport;
-    await run(this);
-  }
-
-  get requestToSend(): ImagineRequest {
-    return this.request;
-  }
-
-  private setStatus(text: string, percent: number | undefined): void {
-    this.status.textContent = text;
-    const fill = this.bar.firstElementChild as HTMLElement;
-    if (percent === undefined) {
-      this.bar.removeAttribute('aria-valuenow');
-      this.bar.classList.add('indeterminate');
-      fill.style.width = '';
-    } else {
-      this.bar.setAttribute('aria-valuenow', String(percent));
-      this.bar.classList.remove('indeterminate');
-      fill.style.width = `${percent}%`;
-    }
-  }
-
-  private tick(): void {
-    this.elapsed.textContent = formatElapsed(performance.now() - this.startedAt);
-  }
-
-  /** Free the image and stop following (when dropped from the history). */
-  dispose(): void {
-    this.follower?.stop();
-    clearInterval(this.ticker);
-    if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
-    this.root.remove();
+/** Thrown when the relay refused the source image itself. */
+class UploadRefused extends Error {
+  readonly refusal: ApiError;
+  constructor(refusal: ApiError) {
+    super(refusal.message);
+    this.refusal = refusal;
   }
 }
 
@@ -439,7 +289,15 @@ const cards: ResultCard[] = [];
 async function run(card: ResultCard): Promise<boolean> {
   card.sending();
   try {
-    const job = await enqueue(card.requestToSend);
+    let body: ImagineRequest;
+    try {
+      body = await toEnqueue(card.request);
+    } catch (err) {
+      throw new UploadRefused(
+        err instanceof ApiError ? err : new ApiError('UNREACHABLE', String(err), 0),
+      );
+    }
+    const job: Enqueued = await enqueue(body);
     if (job.demo) showGenerator({ generator: job.generator, demo: true });
     card.follow(job);
     return true;
@@ -448,26 +306,62 @@ async function run(card: ResultCard): Promise<boolean> {
     const index = cards.indexOf(card);
     if (index >= 0) cards.splice(index, 1);
     emptyState.hidden = cards.length > 0;
-    showRefusal(err instanceof ApiError ? err : new ApiError('UNREACHABLE', String(err), 0));
+    if (err instanceof UploadRefused)
+      showFormError(
+        describeUploadRefusal(err.refusal.code, err.refusal.message, inputImageMaxBytes),
+        card.request.source?.label === 'your image' ? 'image' : undefined,
+        err.refusal.code,
+      );
+    else showRefusal(err instanceof ApiError ? err : new ApiError('UNREACHABLE', String(err), 0));
     return false;
   }
 }
 
-let submitting = false;
+const host: CardHost = {
+  submit: (request) => submit(request),
+  rerun: async (card) => {
+    await run(card);
+  },
+  useSeed: (prompt, seed, aspect) => {
+    promptBox.value = prompt;
+    seedBox.value = String(seed);
+    if (aspect) {
+      const radio = form.querySelector<HTMLInputElement>(`input[name="aspect"][value="${aspect}"]`);
+      if (radio) radio.checked = true;
+    }
+    updateCounter();
+    promptBox.focus();
+  },
+  view: (image, opener) => viewer.open(image, opener),
+  maxSide: () => maxImageSide,
+  count: () => selectedCount(),
+  varyPreset: () => varyPreset,
+  rememberVaryPreset: (preset) => {
+    varyPreset = preset;
+    savePref('vary', preset);
+  },
+};
 
 /** Add a new card at the top of the history and run it. */
-async function submit(request: ImagineRequest): Promise<boolean> {
-  if (submitting) return false;
-  submitting = true;
-  generateButton.setAttribute('aria-busy', 'true');
+async function submit(request: PageRequest): Promise<boolean> {
   clearFormError();
-  const card = new ResultCard(request);
+  const card = new ResultCard(request, host);
   cards.unshift(card);
   results.prepend(card.root);
   emptyState.hidden = true;
   for (const old of cards.splice(HISTORY_LIMIT)) old.dispose();
+  return run(card);
+}
+
+let submitting = false;
+
+/** The form's own submission: one at a time (Enter held down sends one request). */
+async function submitForm(request: PageRequest): Promise<void> {
+  if (submitting) return;
+  submitting = true;
+  generateButton.setAttribute('aria-busy', 'true');
   try {
-    return await run(card);
+    await submit(request);
   } finally {
     submitting = false;
     generateButton.removeAttribute('aria-busy');
@@ -480,9 +374,22 @@ form.addEventListener('submit', (event) => {
   if (problem) return showFormError(problem, 'prompt', 'INVALID_PROMPT');
   const seed = parseSeed(seedBox.value);
   if (seed.error) return showFormError(seed.error, 'seed', 'INVALID_PARAMETERS');
-  void submit({
+  const chosen = imageInput.chosen;
+  void submitForm({
     prompt: normalisePrompt(promptBox.value),
-    aspect: selectedAspect(),
+    task: chosen ? 'vary' : 'generate',
+    ...(chosen
+      ? {
+          strength: imageInput.strength,
+          source: {
+            blob: chosen.blob,
+            width: chosen.width,
+            height: chosen.height,
+            label: 'your image',
+          },
+        }
+      : { aspect: selectedAspect() }),
+    count: selectedCount(),
     ...(seed.seed === undefined ? {} : { seed: seed.seed }),
     ...(modelField.hidden || !modelBox.value ? {} : { model: modelBox.value }),
   });

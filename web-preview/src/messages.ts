@@ -107,3 +107,54 @@ export function describeJobFailure(code: string): string {
 
 /** When the server cannot be reached at all. */
 export const UNREACHABLE = 'The server cannot be reached. Check your connection, then try again.';
+
+/** Image types the relay takes as an input image. */
+export const INPUT_IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/webp'] as const;
+
+/** "20 MB", "512 KB", "1.5 MB" (powers of 1024, as the limits are configured). */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) {
+    const mb = bytes / (1024 * 1024);
+    return `${Number.isInteger(mb) ? mb : mb.toFixed(1)} MB`;
+  }
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${bytes} bytes`;
+}
+
+/**
+ * Why a file cannot be used as an input image before it is even sent (its type or size), or
+ * undefined when it may be. `maxBytes` is the relay's limit when it said one.
+ */
+export function checkImageFile(
+  file: { name: string; type: string; size: number },
+  maxBytes: number | undefined,
+): string | undefined {
+  const name = file.name ? `“${file.name}”` : 'That file';
+  if (!(INPUT_IMAGE_TYPES as readonly string[]).includes(file.type)) {
+    if (file.type.startsWith('image/'))
+      return `${name} is a ${file.type.slice(6).toUpperCase()} image; this server takes PNG, JPEG or WebP images.`;
+    return `${name} is not an image. Choose a PNG, JPEG or WebP image.`;
+  }
+  if (file.size === 0) return `${name} is empty. Choose a PNG, JPEG or WebP image.`;
+  if (maxBytes !== undefined && file.size > maxBytes)
+    return `${name} is ${formatBytes(file.size)}; the largest image this server takes is ${formatBytes(maxBytes)}.`;
+  return undefined;
+}
+
+/** Why the relay refused an input image the page sent (`POST /uploads`). */
+export function describeUploadRefusal(
+  code: string,
+  message: string,
+  maxBytes: number | undefined,
+): string {
+  switch (code) {
+    case 'UNREACHABLE':
+      return UNREACHABLE;
+    case 'PAYLOAD_TOO_LARGE':
+      return maxBytes !== undefined && !/memory/.test(message)
+        ? `The server refused the image: it is over the ${formatBytes(maxBytes)} limit.`
+        : `The server refused the image: ${message}.`;
+    default:
+      return `The server refused the image: ${message}.`;
+  }
+}
