@@ -3,7 +3,7 @@
  * to the deliverer of the job's platform (Discord, Slack), which lives in bot/.
  */
 import type { JobTask } from './limits.ts';
-import type { JobState, PushSource } from './push.ts';
+import type { JobState, PushSource, TerminalState } from './push.ts';
 import type { WithheldCount } from './safety.ts';
 import type { ReplyTarget } from './seal.ts';
 
@@ -30,6 +30,11 @@ export interface DeliveryEvent {
   jobId: string;
   state: JobState;
   position?: number | undefined;
+  /**
+   * How far a `generating` job has got, 0–1, as its generator reports it (absent: no report
+   * yet, or a generator that reports none). Deliverers show it as a percentage.
+   */
+  progress?: number | undefined;
   /** `generate` when unknown (a job from before the creative loop). */
   task?: JobTask | undefined;
   prompt?: string | undefined;
@@ -56,6 +61,26 @@ export interface DeliveryEvent {
   /** The finished images, in order (a `done` event); empty or absent otherwise. */
   images?: DeliveredImage[] | undefined;
 }
+
+/** Who presses a chat Cancel button: the requester of the job, or a moderator of its scope. */
+export interface CancelRequester {
+  platform: 'discord' | 'slack' | 'web';
+  userId: string;
+  /** The adapter checked the platform's moderator permission where the button was pressed. */
+  isModerator: boolean;
+}
+
+/**
+ * What came of a cancel. `cancelled`: the job was queued or running and is now `cancelled` (every
+ * channel is told once, by the relay); `already-finished`: it had ended (`state`), nothing
+ * changed; `not-allowed`: the requester is neither the job's requester nor a moderator;
+ * `unknown`: no such job (or it finished long ago).
+ */
+export type CancelResult =
+  | { outcome: 'cancelled'; jobId: string }
+  | { outcome: 'already-finished'; jobId: string; state: TerminalState }
+  | { outcome: 'not-allowed'; jobId: string }
+  | { outcome: 'unknown'; jobId: string };
 
 /** Delivers job events to one chat platform. */
 export interface ChatDeliverer {

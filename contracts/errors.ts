@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   JOB_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   NOT_READY: 409,
+  /** The job was cancelled: a worker skips it (queued) or stops it (running). */
+  JOB_CANCELLED: 409,
+  /** A cancel arrived after the job had ended: nothing was changed. */
+  ALREADY_FINISHED: 409,
   JOB_FAILED: 409,
   JOB_EXPIRED: 410,
   PAYLOAD_TOO_LARGE: 413,

@@ -189,12 +189,31 @@ export function verifyPushHeaders(
   };
 }
 
-/** The states a job moves through. */
-export const JOB_STATES = ['queued', 'generating', 'done', 'failed', 'expired'] as const;
+/**
+ * The states a job moves through. `cancelled` is final like `done`, `failed` and `expired`: the
+ * requester (or a moderator) stopped it; the relay decides it, a worker never pushes it.
+ */
+export const JOB_STATES = [
+  'queued',
+  'generating',
+  'done',
+  'failed',
+  'expired',
+  'cancelled',
+] as const;
 /** A job's state. */
 export type JobState = (typeof JOB_STATES)[number];
+/** The final states. */
+export const TERMINAL_STATES = [
+  'done',
+  'failed',
+  'expired',
+  'cancelled',
+] as const satisfies readonly JobState[];
+/** A final state. */
+export type TerminalState = (typeof TERMINAL_STATES)[number];
 
-const TERMINAL: ReadonlySet<JobState> = new Set(['done', 'failed', 'expired']);
+const TERMINAL: ReadonlySet<JobState> = new Set(TERMINAL_STATES);
 
 /** Whether a state is final. */
 export function isTerminal(state: JobState): boolean {

@@ -7,6 +7,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyPluginAsync,
+  type FastifyReply,
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
@@ -14,16 +15,18 @@ import type { BackendHealth } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
 import { parseHostList } from '../contracts/input-url.ts';
+import { isTerminal } from '../contracts/push.ts';
 import type { JobQueue } from '../queue/queue.ts';
 import type { FrontDoor } from '../submit/front-door.ts';
 import { type AdmissionPolicy, createSubmitter, type Submitter } from '../submit/submit.ts';
+import { cancelJob } from './cancel.ts';
 import { trustedHops } from './client-address.ts';
 import { coalesce } from './coalesce.ts';
 import { cutIdleConnections, isClientFault, SampledLog } from './connection-limits.ts';
 import { type ChatDeliverer, ChatDelivery } from './delivery.ts';
 import type { JobFanout } from './fanout.ts';
-import type { JobLedger, LedgerEntry } from './job-ledger.ts';
-import { type JobRecord, JobTracker, type JobUpdate } from './job-tracker.ts';
+import { type JobLedger, ledgerEntryOf } from './job-ledger.ts';
+import { type JobRecord, JobTracker, type JobUpdate, type ProgressUpdate } from './job-tracker.ts';
 import { createMetrics, type RelayMetrics } from './metrics.ts';
 import { registerOriginPolicy } from './origins.ts';
 import { MemoryReviewDesk } from './review-desk.ts';
@@ -83,20 +86,6 @@ declare module 'fastify' {
   }
 }
 
-/** What the ledger keeps of a job: no prompt, no reply target, no image. */
-function ledgerEntryOf(r: JobRecord): LedgerEntry {
-  return {
-    jobId: r.jobId,
-    state: r.state,
-    createdAt: r.createdAt,
-    platform: r.platform,
-    seed: r.seed,
-    width: r.width,
-    height: r.height,
-    ...(r.error ? { error: r.error } : {}),
-  };
-}
-
 /** Map Fastify's own error codes onto ours. */
 function fastifyErrorCode(err: { code?: string; statusCode?: number }): ErrorCode | undefined {
   switch (err.code) {
@@ -128,6 +117,18 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // The router's own refusals (an over-long or undecodable path parameter) in our coded shape.
+    frameworkErrors: (err, _request, reply) => {
+      void (reply as unknown as FastifyReply).status(400).send({
+        error: {
+          code: 'BAD_REQUEST',
+          message:
+            err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+              ? 'a path parameter is too long'
+              : 'the path is not a valid URL',
+        },
+      });
+    },
     // Node's defaults are "never": a client could hold a connection (and a half-sent body) open
     // for good. The whole request must arrive within requestTimeout (checked every second), and
     // a connection silent for connectionTimeout is cut unless its request is being answered.
@@ -179,15 +180,23 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
   tracker.on('update', ({ record, position, remote }: JobUpdate) => {
     hub.publish(record, position);
     // The instance a change came from records it (with Redis, every relay reads the same ledger).
-    if (!remote) deps.ledger?.remember(ledgerEntryOf(record));
+    if (!remote)
+      deps.ledger?.remember(ledgerEntryOf(record as JobRecord & Record<string, unknown>));
+    // A cancelled job's counts go back where it was admitted, wherever the cancel came in: only
+    // the admitting instance holds them, so every instance offers.
+    if (record.state === 'cancelled' && record.cancelledBeforeStart)
+      deps.admission?.cancelledBeforeStart?.(record.jobId);
     // Counted, and the admission slot released, on the instance the change came from.
     if (remote) return;
     if (record.state === 'queued') metrics.jobs.inc({ outcome: 'queued' });
-    if (record.state === 'done' || record.state === 'failed' || record.state === 'expired') {
+    if (isTerminal(record.state)) {
       metrics.jobs.inc({ outcome: record.state });
       deps.admission?.finished(record.jobId);
     }
   });
+  tracker.on('progress', ({ record, progress }: ProgressUpdate) =>
+    hub.publishProgress(record, progress),
+  );
   const broadcastPositions = coalesce(() => {
     for (const [jobId, position] of tracker.queuedPositions()) {
       if (hub.hasWaiters(jobId)) hub.publishPosition(jobId, position);
@@ -226,11 +235,13 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     reviews,
     ledger: deps.ledger,
   } satisfies RelayState);
+  const relayState = app.relay;
   app.decorate('frontDoor', {
     submit,
     admission: deps.admission,
     generator,
     reviews,
+    cancel: (jobId, requester) => cancelJob(relayState, jobId, requester),
   } satisfies FrontDoor);
 
   app.setErrorHandler((err, request, reply) => {

@@ -14,10 +14,17 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { sniffImageType } from '../contracts/image-types.ts';
+import { IMAGE_TYPES, sniffImageType } from '../contracts/image-types.ts';
 import { IMAGE_COUNT_MAX, JOB_ID_PATTERN, JOB_TASKS } from '../contracts/job.ts';
 import { PushSourceSchema } from '../contracts/push.ts';
-import { BufferedImage, type JobRecord, type JobTracker, type JobUpdate } from './job-tracker.ts';
+import { PREVIEW_MAX_BYTES } from '../contracts/ws-frames.ts';
+import {
+  BufferedImage,
+  type JobRecord,
+  type JobTracker,
+  type JobUpdate,
+  type ProgressUpdate,
+} from './job-tracker.ts';
 
 const ErrorSchema = z.object({ code: z.string().max(100), message: z.string().max(2000) });
 const optionalInt = z.number().int().nonnegative().optional();
@@ -44,6 +51,7 @@ const JobEventSchema = z.discriminatedUnion('kind', [
     jobId: z.string().regex(JOB_ID_PATTERN),
     createdAt: z.number().int().nonnegative(),
     platform: z.string().max(32).optional(),
+    userId: z.string().max(200).optional(),
     prompt: z.string().max(4000).optional(),
     seed: optionalInt,
     width: optionalInt,
@@ -55,7 +63,7 @@ const JobEventSchema = z.discriminatedUnion('kind', [
     from: z.string().max(64),
     kind: z.literal('change'),
     jobId: z.string().regex(JOB_ID_PATTERN),
-    state: z.enum(['generating', 'done', 'failed', 'expired']),
+    state: z.enum(['generating', 'done', 'failed', 'expired', 'cancelled']),
     createdAt: z.number().int().nonnegative().optional(),
     prompt: z.string().max(4000).optional(),
     seed: optionalInt,
@@ -66,7 +74,25 @@ const JobEventSchema = z.discriminatedUnion('kind', [
     error: ErrorSchema.optional(),
     ...jobShape,
     source: PushSourceSchema.optional(),
+    cancelledBeforeStart: z.boolean().optional(),
     images: z.array(EventImageSchema).min(1).max(IMAGE_COUNT_MAX).optional(),
+  }),
+  z.object({
+    v: z.literal(1),
+    from: z.string().max(64),
+    kind: z.literal('progress'),
+    jobId: z.string().regex(JOB_ID_PATTERN),
+    step: z.number().int().nonnegative(),
+    steps: z.number().int().positive(),
+    /** The preview's bytes follow the header. */
+    preview: z
+      .object({
+        contentType: z.enum(IMAGE_TYPES),
+        size: z.number().int().positive().max(PREVIEW_MAX_BYTES),
+        width: optionalInt,
+        height: optionalInt,
+      })
+      .optional(),
   }),
   z.object({
     v: z.literal(1),
@@ -96,7 +122,12 @@ export function decodeJobEvent(message: Buffer): { event: JobEvent; images: Buff
   if (4 + length > message.length) throw new Error('header runs past the message');
   const event = JobEventSchema.parse(JSON.parse(message.subarray(4, 4 + length).toString('utf8')));
   const rest = message.subarray(4 + length);
-  const listed = event.kind === 'change' ? event.images : undefined;
+  const listed =
+    event.kind === 'change'
+      ? event.images
+      : event.kind === 'progress' && event.preview
+        ? [event.preview]
+        : undefined;
   if (!listed) return { event, images: rest.length > 0 ? [rest] : [] };
   if (listed.reduce((n, i) => n + i.size, 0) !== rest.length)
     throw new Error('image lengths do not add up to the bytes after the header');
@@ -187,6 +218,31 @@ export class JobFanout {
     tracker.on('update', (u: JobUpdate) => {
       if (!u.remote) this.publishUpdate(u.record);
     });
+    tracker.on('progress', (u: ProgressUpdate) => {
+      if (u.remote) return;
+      const { step, steps, preview } = u.progress;
+      this.publish(
+        {
+          v: 1,
+          from: this.instanceId,
+          kind: 'progress',
+          jobId: u.record.jobId,
+          step,
+          steps,
+          ...(preview
+            ? {
+                preview: {
+                  contentType: preview.contentType as (typeof IMAGE_TYPES)[number],
+                  size: preview.size,
+                  width: preview.info.width,
+                  height: preview.info.height,
+                },
+              }
+            : {}),
+        },
+        preview?.chunks,
+      );
+    });
     tracker.on('forgotten', ({ jobId, remote }: { jobId: string; remote: boolean }) => {
       if (!remote) this.publish({ v: 1, from: this.instanceId, kind: 'forget', jobId });
     });
@@ -219,6 +275,7 @@ export class JobFanout {
         kind: 'queued',
         createdAt: record.createdAt,
         platform: record.platform,
+        userId: record.userId,
         prompt: record.prompt,
         ...params,
       });
@@ -237,6 +294,7 @@ export class JobFanout {
         generationMs: record.generationMs,
         error: record.error,
         source: record.source,
+        ...(record.cancelledBeforeStart ? { cancelledBeforeStart: true } : {}),
         ...(images
           ? {
               images: images.map((image) => ({
@@ -282,6 +340,22 @@ export class JobFanout {
     }
     if (event.kind === 'forget') {
       tracker.forget(event.jobId, { remote: true });
+      return;
+    }
+    if (event.kind === 'progress') {
+      const bytes = images[0];
+      const preview =
+        event.preview && bytes && sniffImageType(bytes) === event.preview.contentType
+          ? new BufferedImage(bytes, event.preview.contentType, {
+              width: event.preview.width,
+              height: event.preview.height,
+            })
+          : undefined;
+      tracker.reportProgress(
+        event.jobId,
+        { step: event.step, steps: event.steps, ...(preview ? { preview } : {}) },
+        { remote: true },
+      );
       return;
     }
     let buffered: BufferedImage[] | undefined;

@@ -21,6 +21,8 @@ export interface LedgerEntry {
   state: JobState;
   createdAt: number;
   platform?: string | undefined;
+  /** The requester's id on its platform (who may cancel it from chat). */
+  userId?: string | undefined;
   seed?: number | undefined;
   width?: number | undefined;
   height?: number | undefined;
@@ -33,6 +35,13 @@ export interface JobLedger {
   remember(entry: LedgerEntry): void;
   /** The last recorded state of a job, if it is still remembered. */
   recall(jobId: string): Promise<LedgerEntry | undefined>;
+  /**
+   * Move a job to `entry.state` unless it has already ended, atomically (every relay reading
+   * the same ledger sees one winner when a start and a cancel race). Resolves with what was
+   * recorded before (undefined: nothing); `applied` is false when that was a final state, which
+   * then stays. Rejects when the store cannot be reached.
+   */
+  transition(entry: LedgerEntry): Promise<{ applied: boolean; previous: LedgerEntry | undefined }>;
   close(): Promise<void>;
 }
 
@@ -46,15 +55,45 @@ function parseEntry(text: string | null | undefined): LedgerEntry | undefined {
   }
 }
 
+/** What the ledger keeps of a job's record: no prompt, no reply target, no image. */
+export function ledgerEntryOf(r: LedgerEntry & Record<string, unknown>): LedgerEntry {
+  return {
+    jobId: r.jobId,
+    state: r.state,
+    createdAt: r.createdAt,
+    platform: r.platform,
+    ...(r.userId === undefined ? {} : { userId: r.userId }),
+    seed: r.seed,
+    width: r.width,
+    height: r.height,
+    ...(r.error ? { error: r.error } : {}),
+  };
+}
+
+const FINAL_LUA = `local function final(s) return s == 'done' or s == 'failed' or s == 'expired' or s == 'cancelled' end`;
+
 // A final state is never overwritten by a late non-final one (a retried "generating").
 const REMEMBER_LUA = `
+${FINAL_LUA}
 local old = redis.call('GET', KEYS[1])
 if old and ARGV[3] == '0' then
   local ok, prev = pcall(cjson.decode, old)
-  if ok and (prev.state == 'done' or prev.state == 'failed' or prev.state == 'expired') then return 0 end
+  if ok and final(prev.state) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
+`;
+
+// A transition: nothing overwrites a final state; answers with what was there before.
+const TRANSITION_LUA = `
+${FINAL_LUA}
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, prev = pcall(cjson.decode, old)
+  if ok and final(prev.state) then return {0, old} end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, old or ''}
 `;
 
 /** The ledger in Redis: one key per job, expiring after `ttlMs`. */
@@ -83,6 +122,19 @@ export class RedisJobLedger implements JobLedger {
         isTerminal(entry.state) ? '1' : '0',
       )
       .catch((err) => this.#logger.warn({ err, jobId: entry.jobId }, 'could not record a job'));
+  }
+
+  async transition(
+    entry: LedgerEntry,
+  ): Promise<{ applied: boolean; previous: LedgerEntry | undefined }> {
+    const [applied, old] = (await this.#redis.eval(
+      TRANSITION_LUA,
+      1,
+      this.#prefix + entry.jobId,
+      JSON.stringify(entry),
+      String(this.#ttlMs),
+    )) as [number, string];
+    return { applied: applied === 1, previous: parseEntry(old) };
   }
 
   async recall(jobId: string): Promise<LedgerEntry | undefined> {
@@ -153,7 +205,21 @@ export class SqliteJobLedger implements JobLedger {
     }
   }
 
+  async transition(
+    entry: LedgerEntry,
+  ): Promise<{ applied: boolean; previous: LedgerEntry | undefined }> {
+    // One process, synchronous statements: nothing runs between the read and the write.
+    const previous = this.#recallNow(entry.jobId);
+    if (previous && isTerminal(previous.state)) return { applied: false, previous };
+    this.remember(entry);
+    return { applied: true, previous };
+  }
+
   async recall(jobId: string): Promise<LedgerEntry | undefined> {
+    return this.#recallNow(jobId);
+  }
+
+  #recallNow(jobId: string): LedgerEntry | undefined {
     try {
       const row = this.#select.get(jobId, this.#now()) as { entry: string } | undefined;
       return parseEntry(row?.entry);

@@ -56,6 +56,19 @@ function sourceOf(job: Job): PushSource | undefined {
   return source;
 }
 
+/** How far a generating job has got, as its worker last reported (not a state change). */
+export interface JobProgress {
+  step: number;
+  steps: number;
+  /** The generator's latest low-resolution preview, when it sends one (replaced by the next). */
+  preview?: BufferedImage | undefined;
+}
+
+/** `step / steps`, clamped to 0–1. */
+export function progressFraction(p: Pick<JobProgress, 'step' | 'steps'>): number {
+  return p.steps > 0 ? Math.min(1, Math.max(0, p.step / p.steps)) : 0;
+}
+
 /** What the relay knows of a job. */
 export interface JobRecord {
   jobId: string;
@@ -63,6 +76,8 @@ export interface JobRecord {
   createdAt: number;
   updatedAt: number;
   platform?: string | undefined;
+  /** The requester's id on its platform (who may cancel it from chat). */
+  userId?: string | undefined;
   prompt?: string | undefined;
   /** The job's base seed (image i has `(seed + i) mod 2^32`). */
   seed?: number | undefined;
@@ -92,11 +107,15 @@ export interface JobRecord {
   imageEvicted?: boolean;
   /** The last change came from another relay instance, which then owns the job's side effects. */
   remote?: boolean;
+  /** Generating: the worker's latest progress report; dropped when the job ends. */
+  progress?: JobProgress | undefined;
+  /** Cancelled while still queued: it never started, so its quota goes back. */
+  cancelledBeforeStart?: boolean | undefined;
 }
 
 /** A reported change to a job: its new state and whatever else the report says. */
 export type JobChange = { state: JobState } & {
-  [K in Exclude<keyof JobRecord, 'jobId' | 'images' | 'state' | 'remote'>]?:
+  [K in Exclude<keyof JobRecord, 'jobId' | 'images' | 'state' | 'remote' | 'progress'>]?:
     | JobRecord[K]
     | undefined;
 };
@@ -106,13 +125,22 @@ export type RemoteQueued = Pick<JobRecord, 'jobId' | 'createdAt'> &
   Partial<
     Pick<
       JobRecord,
-      'platform' | 'prompt' | 'seed' | 'width' | 'height' | 'task' | 'count' | 'steps' | 'strength'
+      | 'platform'
+      | 'userId'
+      | 'prompt'
+      | 'seed'
+      | 'width'
+      | 'height'
+      | 'task'
+      | 'count'
+      | 'steps'
+      | 'strength'
     >
   >;
 
 /** A job as a relay remembered it beyond its memory (the job ledger): state, never bytes. */
 export type RecalledJob = Pick<JobRecord, 'jobId' | 'state' | 'createdAt'> &
-  Partial<Pick<JobRecord, 'platform' | 'seed' | 'width' | 'height' | 'error'>>;
+  Partial<Pick<JobRecord, 'platform' | 'userId' | 'seed' | 'width' | 'height' | 'error'>>;
 
 /** A change to a job, as emitted to the hub and chat delivery. */
 export interface JobUpdate {
@@ -123,6 +151,14 @@ export interface JobUpdate {
    * The change came from another relay instance: update waiters, but chat delivery, metrics
    * and admission already happened there.
    */
+  remote?: boolean;
+}
+
+/** A generating job's progress report, as emitted (`progress`) to the hub, chat and fan-out. */
+export interface ProgressUpdate {
+  record: JobRecord;
+  progress: JobProgress;
+  /** The report came from another relay instance (chat delivery happens there). */
   remote?: boolean;
 }
 
@@ -138,7 +174,8 @@ export interface JobTrackerOptions {
 export { isTerminal };
 
 /**
- * Emits `update` (JobUpdate) on every state change, `positions` when the queued order moved and
+ * Emits `update` (JobUpdate) on every state change, `progress` (ProgressUpdate) on a generating
+ * job's progress report (no state change), `positions` when the queued order moved and
  * `forgotten` ({ jobId, remote }) when a queued job is dropped because it could not be sent.
  */
 export class JobTracker extends EventEmitter implements JobRegistry {
@@ -234,6 +271,7 @@ export class JobTracker extends EventEmitter implements JobRegistry {
       createdAt: job.createdAt,
       updatedAt: this.now(),
       platform: job.origin.platform,
+      userId: job.origin.userId,
       prompt: job.prompt,
       seed: job.params.seed,
       width: job.params.width,
@@ -343,6 +381,8 @@ export class JobTracker extends EventEmitter implements JobRegistry {
       if (value !== undefined) (record as unknown as Record<string, unknown>)[key] = value;
     }
     record.updatedAt = now;
+    // Progress (and its preview's bytes) means nothing once the job has ended or left generating.
+    if (change.state !== 'generating') record.progress = undefined;
     if (remote) record.remote = true;
     else delete record.remote;
     const leftQueue = this.leaveQueue(jobId);
@@ -356,6 +396,26 @@ export class JobTracker extends EventEmitter implements JobRegistry {
     }
     if (leftQueue) this.emit('positions');
     return { duplicate: false, record };
+  }
+
+  /**
+   * Record a generating job's progress (the latest replaces the one before; not a state change,
+   * so nothing is written to the ledger and chat is not told of a new state). Ignored unless the
+   * job is known here and generating. Returns whether it was applied.
+   */
+  reportProgress(jobId: string, progress: JobProgress, opts: { remote?: boolean } = {}): boolean {
+    const record = this.jobs.get(jobId);
+    if (record?.state !== 'generating') return false;
+    record.progress = progress;
+    // A progress report shows the job is alive (WebSocket idle checks read updatedAt).
+    record.updatedAt = this.now();
+    const remote = opts.remote === true;
+    this.emit('progress', {
+      record,
+      progress,
+      ...(remote ? { remote } : {}),
+    } satisfies ProgressUpdate);
+    return true;
   }
 
   /** Jobs not finished yet (queued or generating), as this instance knows them. */

@@ -24,7 +24,7 @@ export function createMetrics(live: {
     registry,
     jobs: new Counter({
       name: 'imagine_jobs_total',
-      help: 'Jobs by outcome (queued, done, failed, expired, refused)',
+      help: 'Jobs by outcome (queued, done, failed, expired, cancelled, refused)',
       labelNames: ['outcome'],
       registers: [registry],
     }),

@@ -67,8 +67,13 @@ export interface Admission {
  */
 export interface AdmissionPolicy {
   admit(ctx: AdmissionContext): Promise<Admission>;
-  /** A job reached a final state (done, failed, expired): release per-user concurrency. */
+  /** A job reached a final state (done, failed, expired, cancelled): release per-user concurrency. */
   finished(jobId: string): void;
+  /**
+   * A job was cancelled before it started: give back the counts its admission took. Called on
+   * every relay that sees the cancel; only the one that admitted the job holds what to give back.
+   */
+  cancelledBeforeStart?(jobId: string): void;
   /** The defaults a request from this origin gets (per-user defaults, capped by the server's). */
   requestDefaults?(
     origin: Origin,

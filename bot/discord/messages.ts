@@ -223,7 +223,7 @@ export function statusLine(event: DeliveryEvent): string {
   return `⏳ ${event.state}`;
 }
 
-/** The line shown on a failed or expired job, saying what to do. */
+/** The line shown on a failed, expired or cancelled job, saying what to do. */
 export function failureLine(event: DeliveryEvent): string {
   // A vary or upscale is retried from the button on its source image (see retryButtons).
   const again =
@@ -232,6 +232,7 @@ export function failureLine(event: DeliveryEvent): string {
       : retryCustomId(event) === undefined
         ? 'Run /imagine again to try again'
         : 'Press Retry to try again';
+  if (event.state === 'cancelled') return '🚫 Cancelled.';
   if (event.state === 'expired')
     return `⌛ This job waited too long in the queue and expired. ${again.replace('try again', 'queue it again')}.`;
   // The push contract allows 2000 + 100 characters of error: keep within Discord's 2000 (with

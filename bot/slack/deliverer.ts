@@ -111,6 +111,12 @@ export class SlackDeliverer implements ChatDeliverer {
       case 'done':
         await this.deliverImage(target, event);
         return;
+      case 'cancelled':
+        await this.deliverFailure(target, event, {
+          code: 'JOB_CANCELLED',
+          message: 'the job was cancelled',
+        });
+        return;
       case 'failed':
       case 'expired': {
         const problem = event.error ?? {

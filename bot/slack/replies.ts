@@ -47,6 +47,8 @@ export function adviceFor(problem: CodedProblem): string {
     case 'GENERATOR_UNAVAILABLE':
     case 'QUEUE_UNAVAILABLE':
       return 'The image service is unavailable at the moment. Press Retry in a minute.';
+    case 'JOB_CANCELLED':
+      return 'Cancelled. Press Retry to queue it again.';
     case 'SAFETY_HELD':
       return `${problem.message.charAt(0).toUpperCase()}${problem.message.slice(1)}. It comes here if a moderator approves it.`;
     case 'SAFETY_BLOCKED':

@@ -1,38 +1,16 @@
-/** Polling fallback: `GET /jobs/:jobId` (state) and `GET /jobs/:jobId/image` (bytes). */
+/**
+ * Polling fallback: `GET /jobs/:jobId` (state) and `GET /jobs/:jobId/image` (bytes); and
+ * `DELETE /jobs/:jobId` (cancel).
+ */
 import type { FastifyPluginAsync } from 'fastify';
 import { ImagineError } from '../../contracts/errors.ts';
 import { extensionFor } from '../../contracts/image-types.ts';
 import { JOB_ID_PATTERN } from '../../contracts/job.ts';
-import type { RelayState } from '../app.ts';
+import { cancelJob } from '../cancel.ts';
+import { lookupJob } from '../job-lookup.ts';
 import type { JobRecord } from '../job-tracker.ts';
 
-/**
- * How long a relay with fan-out waits for the event announcing a job it does not know yet: a
- * client may reach this instance just before the event from the instance that queued the job.
- */
-export const FANOUT_GRACE_MS = 2000;
-
-/**
- * A job's record: from memory, else from the ledger (a job queued before a restart, or through
- * another relay), else, with fan-out, after a brief wait for the event announcing it.
- */
-export async function lookupJob(
-  relay: Pick<RelayState, 'tracker' | 'fanout' | 'ledger'>,
-  jobId: string,
-): Promise<JobRecord | undefined> {
-  const known = relay.tracker.get(jobId) ?? (await recallJob(relay, jobId));
-  if (known || !relay.fanout) return known;
-  return relay.tracker.whenKnown(jobId, FANOUT_GRACE_MS);
-}
-
-/** Learn a job this instance has no record of from the ledger, if it remembers one. */
-export async function recallJob(
-  relay: Pick<RelayState, 'tracker' | 'ledger'>,
-  jobId: string,
-): Promise<JobRecord | undefined> {
-  const entry = await relay.ledger?.recall(jobId);
-  return entry ? relay.tracker.recall(entry) : undefined;
-}
+export { FANOUT_GRACE_MS, lookupJob, recallJob } from '../job-lookup.ts';
 
 /** Look a job up by id from a URL parameter, or throw the right 4xx. */
 export async function findJob(
@@ -102,6 +80,35 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
       generator: r.generator ?? relay.generator.name,
       demo: (r.generator ?? relay.generator.name) === 'demo',
     };
+  });
+
+  // Cancel: the job id is the capability (as for following it). 200 cancelled; 409 when it had
+  // already ended (nothing changed); 404 unknown; 400 malformed.
+  app.delete<{ Params: { jobId: string } }>('/jobs/:jobId', async (request, reply) => {
+    const { jobId } = request.params;
+    if (!JOB_ID_PATTERN.test(jobId))
+      throw new ImagineError('INVALID_JOB_ID', 'job id is malformed');
+    const result = await cancelJob(relay, jobId);
+    reply.header('cache-control', 'no-store');
+    switch (result.outcome) {
+      case 'cancelled':
+        request.log.info({ jobId }, 'job cancelled');
+        return { jobId, state: 'cancelled' };
+      case 'already-finished':
+        return reply.status(409).send({
+          ...new ImagineError(
+            'ALREADY_FINISHED',
+            `the job had already ended (${result.state}); nothing was cancelled`,
+          ).toBody(),
+          state: result.state,
+        });
+      case 'unknown':
+      case 'not-allowed':
+        throw new ImagineError(
+          'JOB_NOT_FOUND',
+          'no such job (it may have finished more than a few minutes ago)',
+        );
+    }
   });
 
   app.get<{ Params: { jobId: string }; Querystring: { i?: string } }>(

@@ -247,9 +247,11 @@ describe('relay fan-out over Redis', () => {
  */
 async function waiter(url: string): Promise<{ closed: Promise<Followed> }> {
   const socket = new WebSocket(url);
-  const out: Followed = { texts: [], binaries: [], closeCode: 0 };
+  const out: Followed = { texts: [], binaries: [], closeCode: 0, closeReason: '' };
   const closed = new Promise<Followed>((resolve, reject) => {
-    socket.on('close', (code) => resolve({ ...out, closeCode: code }));
+    socket.on('close', (code, reason) =>
+      resolve({ ...out, closeCode: code, closeReason: reason.toString() }),
+    );
     socket.on('error', reject);
   });
   closed.catch(() => {});
