@@ -23,6 +23,27 @@ describe('demo generator progress', () => {
     }
   });
 
+  it('a large image and its preview are the same picture, at the sizes asked for', async () => {
+    const seen: GenerateProgress[] = [];
+    const [image] = await new DemoGenerator().generate(
+      { task: 'generate', prompt: 'a fox', width: 1000, height: 333, seeds: [5], steps: 4 },
+      { signal: new AbortController().signal, onProgress: (p) => seen.push(p) },
+    );
+    const full = await sharp(image!.bytes).metadata();
+    expect([full.format, full.width, full.height]).toEqual(['png', 1000, 333]);
+    // What a downscale of the PNG itself gives, size and colour.
+    const fromPng = await sharp(image!.bytes)
+      .resize(64, 64, { fit: 'inside' })
+      .jpeg({ quality: 60 })
+      .toBuffer();
+    const preview = seen[0]!.preview!.bytes;
+    const [a, b] = await Promise.all([sharp(preview).stats(), sharp(fromPng).stats()]);
+    const [pa, pb] = await Promise.all([sharp(preview).metadata(), sharp(fromPng).metadata()]);
+    expect([pa.width, pa.height]).toEqual([pb.width, pb.height]);
+    for (let c = 0; c < 3; c++)
+      expect(Math.abs(a.channels[c]!.mean - b.channels[c]!.mean)).toBeLessThan(3);
+  });
+
   it('an abort stops it before the next image', async () => {
     const controller = new AbortController();
     const run = new DemoGenerator().generate(

@@ -31,6 +31,31 @@ import type {
 
 /** Side of the demo's progress previews, pixels (a downscale of the image just made). */
 const PREVIEW_SIDE = 64;
+/**
+ * The colour fields are smooth (no feature is finer than ~6% of the image), so they are computed
+ * on a grid of at most this many pixels a side and enlarged by sharp: a 1024² image costs the
+ * event loop a 256² render (1/16 of the work) and the enlarging and encoding run in libvips'
+ * own threads, off the loop that the relay and the worker share.
+ */
+const RENDER_SIDE = 256;
+
+/** The size the colour fields are computed at for a `width`×`height` image. */
+function renderSize(width: number, height: number): { width: number; height: number } {
+  const scale = Math.min(1, RENDER_SIDE / Math.max(width, height));
+  return {
+    width: Math.max(1, Math.round(width * scale)),
+    height: Math.max(1, Math.round(height * scale)),
+  };
+}
+
+/** The size sharp's `fit: 'inside'` gives `width`×`height` in a PREVIEW_SIDE square. */
+function previewSize(width: number, height: number): { width: number; height: number } {
+  const factor = Math.max(width / PREVIEW_SIDE, height / PREVIEW_SIDE);
+  return {
+    width: Math.max(1, Math.round(width / factor)),
+    height: Math.max(1, Math.round(height / factor)),
+  };
+}
 
 /** A small seeded PRNG (mulberry32). */
 function prng(seed: number): () => number {
@@ -107,6 +132,17 @@ async function png(pixels: Buffer, width: number, height: number): Promise<Buffe
     .toBuffer();
 }
 
+/** The colour fields of (prompt, seed) as a sharp pipeline at `width`×`height`. */
+async function art(prompt: string, seed: number, width: number, height: number) {
+  const sharp = await loadSharp();
+  const small = renderSize(width, height);
+  const pixels = renderDemoPixels({ prompt, seed, ...small });
+  const image = sharp(pixels, { raw: { ...small, channels: 3 } });
+  return small.width === width && small.height === height
+    ? image
+    : image.resize(width, height, { fit: 'fill', kernel: 'cubic' });
+}
+
 /** The input as raw RGB pixels of exactly `width`×`height` (cover fit, centred). */
 async function inputPixels(input: GeneratorInput, width: number, height: number): Promise<Buffer> {
   const sharp = await loadSharp();
@@ -124,10 +160,10 @@ async function vary(req: GenerateRequest, input: GeneratorInput, seed: number): 
   const { width, height } = req;
   const strength = req.strength ?? 0.75;
   const base = await inputPixels(input, width, height);
-  const art = renderDemoPixels({ prompt: req.prompt, seed, width, height });
+  const fields = await (await art(req.prompt, seed, width, height)).raw().toBuffer();
   const mix = 0.6 * strength;
   const out = Buffer.allocUnsafe(base.length);
-  for (let i = 0; i < base.length; i++) out[i] = base[i]! * (1 - mix) + art[i]! * mix;
+  for (let i = 0; i < base.length; i++) out[i] = base[i]! * (1 - mix) + fields[i]! * mix;
   const rand = prng(seed ^ 0x5eed);
   const hue = Math.round((rand() * 2 - 1) * 120 * strength);
   const sharp = await loadSharp();
@@ -179,25 +215,26 @@ export class DemoGenerator implements Generator {
       throw new ImagineError('GENERATION_FAILED', `a ${req.task} needs an input image`);
     const images: GeneratedImage[] = [];
     for (const seed of req.seeds) {
-      const bytes =
-        req.task === 'vary'
-          ? await vary(req, req.input!, seed)
-          : req.task === 'upscale'
-            ? await upscale(req, req.input!, seed)
-            : await png(
-                renderDemoPixels({
-                  prompt: req.prompt,
-                  seed,
-                  width: req.width,
-                  height: req.height,
-                }),
-                req.width,
-                req.height,
-              );
+      let bytes: Buffer;
+      let preview: Buffer | undefined;
+      if (req.task === 'vary') bytes = await vary(req, req.input!, seed);
+      else if (req.task === 'upscale') bytes = await upscale(req, req.input!, seed);
+      else {
+        const image = await art(req.prompt, seed, req.width, req.height);
+        const encoded = image.clone().png({ compressionLevel: 6, adaptiveFiltering: false });
+        // The preview is cut from the same pixels, so the PNG is never decoded again for it.
+        const small = onProgress
+          ? image
+              .resize({ ...previewSize(req.width, req.height), fit: 'fill' })
+              .jpeg({ quality: 60 })
+              .toBuffer()
+          : undefined;
+        [bytes, preview] = await Promise.all([encoded.toBuffer(), small]);
+      }
       signal.throwIfAborted();
       images.push({ bytes, contentType: 'image/png', seed, width: req.width, height: req.height });
       if (onProgress) {
-        const preview = await (await loadSharp())(bytes)
+        preview ??= await (await loadSharp())(bytes)
           .resize(PREVIEW_SIDE, PREVIEW_SIDE, { fit: 'inside' })
           .jpeg({ quality: 60 })
           .toBuffer();
