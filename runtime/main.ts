@@ -15,7 +15,20 @@ try {
   throw err;
 }
 
-const logger = pino({ level: config.LOG_LEVEL, base: { service: 'imagine', role: config.ROLE } });
+// Log lines leave asynchronously: a write to stdout (a pipe to the log shipper) never holds up
+// the event loop that serves jobs. What is still buffered is written out when the process exits.
+const logDestination = pino.destination({ dest: 1, sync: false });
+process.once('exit', () => {
+  try {
+    logDestination.flushSync();
+  } catch {
+    // stdout is gone (closed pipe): nothing left to write to.
+  }
+});
+const logger = pino(
+  { level: config.LOG_LEVEL, base: { service: 'imagine', role: config.ROLE } },
+  logDestination,
+);
 if (config.secretGenerated)
   logger.warn('RELAY_SECRET is not set: generated one for this run (embedded default only)');
 

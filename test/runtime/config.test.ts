@@ -107,7 +107,7 @@ describe('npm start on a busy port', () => {
           ...process.env,
           HOST: '127.0.0.1',
           PORT: String(port),
-          LOG_LEVEL: 'silent',
+          LOG_LEVEL: 'fatal',
           DATA_DIR: join(tmpdir(), 'imagine-test-busy-port'),
         },
         encoding: 'utf8',
@@ -116,6 +116,9 @@ describe('npm start on a busy port', () => {
       expect(out.status).toBe(1);
       expect(out.stderr).toContain(`port ${port} on 127.0.0.1 is already in use`);
       expect(out.stderr).not.toMatch(/at .*\.ts:\d+/);
+      // Logging is asynchronous; the line logged just before process.exit(1) is still written.
+      const lines = out.stdout.split('\n').filter((l) => l.startsWith('{'));
+      expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain('start-up failed');
     } finally {
       blocker.close();
     }
