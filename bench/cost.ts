@@ -3,8 +3,9 @@
  * process, the load generator, shares the machine's cores).
  *
  * `npm run bench:cost [scenario...]`, scenarios (default: pipeline enqueue memory):
- * - pipeline: CPU per 64×64 job, enqueue → image on the WebSocket, embedded (relay + worker +
- *   SQS emulator in one process), 8 jobs in flight.
+ * - pipeline: CPU per job, enqueue → image on the WebSocket, embedded (relay + worker + SQS
+ *   emulator in one process), 8 jobs in flight: 64×64 with output safety off and on (`spoiler`,
+ *   the default, runs the classifier on every image), and 1024² with it off.
  * - enqueue: CPU per `POST /enqueue` of a relay-only process, on SQS (emulator hosted here) and
  *   on BullMQ (a redis-server started here).
  * - scaling: CPU per `POST /enqueue` as outstanding jobs grow to BENCH_SCALING_MAX (100,000),
@@ -16,6 +17,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import * as net from 'node:net';
+import { cpus } from 'node:os';
 import WebSocket from 'ws';
 import { SIGNATURE_HEADER, signPush, TIMESTAMP_HEADER } from '../contracts/push.ts';
 import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
@@ -112,10 +114,11 @@ async function withRedis<T>(fn: (url: string) => Promise<T>): Promise<T> {
 
 process.stdout.write(`# ${await machine()}\n`);
 
-if (wanted('pipeline')) {
-  const server = await startServer({ WORKER_CONCURRENCY: '2', ...LIMITS });
+/** CPU per job of the embedded pipeline (enqueue → image on the WebSocket), 8 in flight. */
+async function pipelineCost(safety: 'off' | 'spoiler', size: number, jobs: number) {
+  const server = await startServer({ WORKER_CONCURRENCY: '2', SAFETY: safety, ...LIMITS });
   const job = async () => {
-    const { ws } = await enqueue(server.url);
+    const { ws } = await enqueue(server.url, size);
     await new Promise<void>((resolve, reject) => {
       const socket = new WebSocket(ws);
       socket.on('message', (_d, isBinary) => {
@@ -129,18 +132,27 @@ if (wanted('pipeline')) {
     });
   };
   try {
-    await pool(100, 8, job);
-    const jobs = 1000;
+    await pool(Math.ceil(jobs / 10), 8, job);
     const started = performance.now();
     const ms = await cpuPer(server, jobs, () => pool(jobs, 8, job));
-    report('pipeline CPU per job (embedded, demo 64x64, 8 in flight)', {
+    const jobsPerS = jobs / ((performance.now() - started) / 1000);
+    report(`pipeline CPU per job (embedded, demo ${size}x${size}, 8 in flight, SAFETY=${safety})`, {
       jobs,
       cpu_ms_per_job: ms,
-      jobs_per_s: jobs / ((performance.now() - started) / 1000),
+      jobs_per_s: jobsPerS,
+      // What the machine's cores could do at that CPU cost per job.
+      cpu_ceiling_jobs_per_s: (cpus().length * 1000) / ms,
     });
   } finally {
     await server.stop();
   }
+}
+
+if (wanted('pipeline')) {
+  await pipelineCost('off', 64, 1000);
+  // Output safety's classifier (~65 ms a job on this machine's CPU) is on by default.
+  await pipelineCost('spoiler', 64, 200);
+  await pipelineCost('off', 1024, 200);
 }
 
 async function enqueueCost(label: string, env: Record<string, string>) {

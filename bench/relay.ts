@@ -1,6 +1,7 @@
 /**
  * Relay throughput: 1 MiB images pushed (signed multipart, as workers do) and delivered to
- * waiting WebSocket clients, 16 at a time. Measures jobs/s, MB/s and push→frame latency.
+ * waiting WebSocket clients, 16 at a time. Measures jobs/s, MB/s, push→frame latency and the
+ * relay process's own CPU time per MiB (from process.cpuUsage, not throughput).
  * The relay runs alone in a child process; this process plays workers and browsers.
  * `npm run bench:relay [jobs] [concurrency]`
  */
@@ -122,22 +123,29 @@ async function pool<T>(count: number, width: number, fn: (i: number) => Promise<
   return out;
 }
 
-async function run(total: number): Promise<{ latencies: number[]; seconds: number }> {
+async function run(
+  total: number,
+): Promise<{ latencies: number[]; seconds: number; cpuMs: number }> {
   const jobs = await pool(total, CONCURRENCY, waitingJob);
+  const before = await server.usage();
   const started = performance.now();
   const latencies = await pool(total, CONCURRENCY, (i) => deliver(jobs[i]!, i));
-  return { latencies, seconds: (performance.now() - started) / 1000 };
+  const seconds = (performance.now() - started) / 1000;
+  const after = await server.usage();
+  return { latencies, seconds, cpuMs: after.cpuMs - before.cpuMs };
 }
 
 try {
   await run(64);
-  const { latencies, seconds } = await run(JOBS);
+  const { latencies, seconds, cpuMs } = await run(JOBS);
   latencies.sort((a, b) => a - b);
   process.stdout.write(`# ${await machine()}\n`);
   report(`relay 1 MiB push→WebSocket frame (concurrency ${CONCURRENCY})`, {
     jobs: JOBS,
     jobs_per_s: JOBS / seconds,
     MB_per_s: (JOBS * image.length) / 1e6 / seconds,
+    // The relay process's own CPU time (push in, WebSocket frame out), per 1 MiB image.
+    relay_cpu_ms_per_MiB: cpuMs / ((JOBS * image.length) / (1024 * 1024)),
     p50_ms: quantile(latencies, 0.5),
     p99_ms: quantile(latencies, 0.99),
     max_ms: latencies.at(-1)!,
