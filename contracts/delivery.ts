@@ -60,6 +60,12 @@ export interface DeliveryEvent {
   withheld?: WithheldCount | undefined;
   /** The finished images, in order (a `done` event); empty or absent otherwise. */
   images?: DeliveredImage[] | undefined;
+  /**
+   * Output safety review: the event is about one held image of a job whose user already has an
+   * answer (the job's other images, or an earlier decision). It goes beside that answer as a
+   * message of its own and never replaces it.
+   */
+  beside?: { index: number; of: number } | undefined;
 }
 
 /** Who presses a chat Cancel button: the requester of the job, or a moderator of its scope. */
@@ -111,6 +117,10 @@ export interface HeldImage {
   userId?: string | undefined;
   score?: number | undefined;
   threshold: number;
+  /** How many images the job made, how many of them were delivered and blocked at once. */
+  of?: number | undefined;
+  delivered?: number | undefined;
+  blocked?: number | undefined;
 }
 
 /** Who acts on a held image. */

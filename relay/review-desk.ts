@@ -35,6 +35,8 @@ const keyOf = (jobId: string, index: number) => `${jobId}:${index}`;
 /** The review desk of one relay instance. */
 export class MemoryReviewDesk implements ReviewDesk {
   readonly #held = new Map<string, HeldImage>();
+  /** Jobs whose user already heard of one of their held images: later news goes beside it. */
+  readonly #answered = new Set<string>();
   #bytes = 0;
   readonly #opts: ReviewDeskOptions;
   readonly #now: () => number;
@@ -106,10 +108,14 @@ export class MemoryReviewDesk implements ReviewDesk {
     // Taken before anything is awaited: a second click (or a second moderator) finds it gone.
     this.#drop(key);
     if (verdict === 'approve') {
+      const waiting = this.#waiting(jobId);
       await this.#opts.delivery.deliverTo(held.target, {
         ...this.#event(held),
         state: 'done',
         images: [held.image],
+        ...(waiting + (held.blocked ?? 0) > 0
+          ? { withheld: { blocked: held.blocked ?? 0, held: waiting, of: held.of ?? 1 } }
+          : {}),
       });
       this.#record(held, jobId, index, 'approved', actor);
       return 'approved';
@@ -117,14 +123,25 @@ export class MemoryReviewDesk implements ReviewDesk {
     await this.#tellUser(
       held,
       'SAFETY_BLOCKED',
-      'a moderator rejected the image; nothing was delivered',
+      held.of !== undefined && held.of > 1
+        ? `a moderator rejected image ${held.index + 1} of ${held.of}; it was not delivered`
+        : 'a moderator rejected the image; nothing was delivered',
     );
     this.#record(held, jobId, index, 'rejected', actor);
     return 'rejected';
   }
 
+  /**
+   * The event's common part. The first word the user gets about a job whose images were all
+   * held replaces its "awaits review" answer; any later one (or any, when some of the job's
+   * images were delivered) goes beside the answer instead of over it.
+   */
   #event(held: HeldImage): Omit<DeliveryEvent, 'state'> {
+    const beside = (held.delivered ?? 0) > 0 || this.#answered.has(held.jobId);
+    if (this.#waiting(held.jobId) > 0) this.#answered.add(held.jobId);
+    else this.#answered.delete(held.jobId);
     return {
+      ...(beside ? { beside: { index: held.index, of: held.of ?? 1 } } : {}),
       jobId: held.jobId,
       prompt: held.prompt,
       seed: held.image.seed,
@@ -141,6 +158,13 @@ export class MemoryReviewDesk implements ReviewDesk {
       .catch((err) =>
         this.#opts.logger.warn({ err, jobId: held.jobId }, 'could not tell the user'),
       );
+  }
+
+  /** How many of a job's images are still held here. */
+  #waiting(jobId: string): number {
+    let n = 0;
+    for (const held of this.#held.values()) if (held.jobId === jobId) n += 1;
+    return n;
   }
 
   #record(

@@ -170,15 +170,18 @@ export class DiscordApi {
     await this.rest.delete(Routes.webhookMessage(appId, token, messageId), { auth: false });
   }
 
-  /** Send a follow-up message. */
+  /** Send a follow-up message (with `files` as on an edit). */
   async followUp(
     appId: string,
     token: string,
     body: RESTPostAPIWebhookWithTokenJSONBody,
+    files?: DiscordFile[],
   ): Promise<APIMessage> {
+    const raw = rawFiles(files);
     return (await this.rest.post(Routes.webhook(appId, token), {
       body: quiet(body),
       auth: false,
+      ...(raw ? { files: raw } : {}),
     })) as APIMessage;
   }
 

@@ -211,6 +211,10 @@ export class DiscordDeliverer implements ChatDeliverer {
     // Inside the safety margin the token usually still works: with no channel to fall back on,
     // trying it beats giving up.
     const viaWebhook = tokenAlive || !this.canPostToChannel(target);
+    if (event.beside) {
+      await this.deliverBeside(target, event, tokenAlive && !this.webhookGone.has(event.jobId));
+      return;
+    }
     if (event.state === 'done' && event.images?.[0]) {
       try {
         await this.deliverImage(target, event, viaWebhook);
@@ -269,6 +273,64 @@ export class DiscordDeliverer implements ChatDeliverer {
       components: retryButtons(event),
     };
     await this.sendFinal(target, event.jobId, viaWebhook, async () => ({ payload }));
+  }
+
+  /**
+   * A moderator's decision on one held image of a job already answered: a message of its own
+   * beside the reply, never an edit of it. An approved image comes with its embed and buttons
+   * (a follow-up while the token lives, else a channel post replying to the job's message); a
+   * rejection or a notice is a follow-up only the user sees (past the token, a channel post).
+   */
+  private async deliverBeside(
+    target: DiscordTarget,
+    event: DeliveryEvent,
+    viaWebhook: boolean,
+  ): Promise<void> {
+    const beside = event.beside!;
+    const which = beside.of > 1 ? `image ${beside.index + 1} of ${beside.of}` : 'the image';
+    const image = event.state === 'done' ? event.images?.[0] : undefined;
+    const route: Route = viaWebhook || !this.canPostToChannel(target) ? 'webhook' : 'channel';
+    let payload: Payload & { flags?: number };
+    let files: DiscordFile[] | undefined;
+    if (image) {
+      const limit =
+        route === 'webhook'
+          ? (target.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_LIMIT)
+          : await this.guildUploadLimit(target.guildId);
+      const fit = await fitImage(image.bytes, image.contentType, limit);
+      const name = imageFileName(image.seed, fit.ext);
+      files = [{ name, data: fit.bytes, contentType: fit.contentType }];
+      payload = {
+        content: [
+          `✅ A moderator approved ${which}.`,
+          ...(event.withheld ? [withheldLine(event.withheld, 'server')] : []),
+        ].join('\n'),
+        embeds: [jobEmbed(event, name)],
+        components: doneButtons(event),
+        attachments: [
+          { id: 0, filename: name, description: imageAltText(event.prompt, ALT_TEXT_MAX.discord) },
+        ],
+        ...(target.ephemeral ? { flags: 64 } : {}),
+      };
+    } else {
+      const why = event.error?.message ?? `${which} was not delivered`;
+      payload = {
+        content: `🛡️ ${why.charAt(0).toUpperCase()}${why.slice(1)}.`.slice(0, 1900),
+        embeds: [],
+        components: [],
+        flags: 64,
+      };
+    }
+    if (route === 'webhook') {
+      try {
+        await this.api.followUp(target.applicationId, target.interactionToken, payload, files);
+        return;
+      } catch (err) {
+        if (!this.noteWebhookGone(event.jobId, err) || !this.canPostToChannel(target)) throw err;
+      }
+    }
+    const { flags: _ephemeral, ...post } = payload;
+    await this.toChannel(target, post, files);
   }
 
   /**

@@ -54,6 +54,8 @@ export interface SlackDelivererOptions {
   responseUrls?: ResponseUrlTracker;
 }
 
+const capitalized = (text: string) => `${text.charAt(0).toUpperCase()}${text.slice(1)}`;
+
 function slackError(err: unknown): string | undefined {
   return (err as { data?: { error?: string } } | null)?.data?.error;
 }
@@ -109,7 +111,8 @@ export class SlackDeliverer implements ChatDeliverer {
         );
         return;
       case 'done':
-        await this.deliverImage(target, event);
+        if (event.beside) await this.deliverBeside(target, event);
+        else await this.deliverImage(target, event);
         return;
       case 'cancelled':
         await this.deliverFailure(target, event, {
@@ -123,9 +126,90 @@ export class SlackDeliverer implements ChatDeliverer {
           code: event.state === 'expired' ? 'JOB_EXPIRED' : 'GENERATION_FAILED',
           message: event.state === 'expired' ? 'the job expired' : 'generation failed',
         };
-        await this.deliverFailure(target, event, problem);
+        if (event.beside) await this.tell(target, `${capitalized(problem.message)}.`);
+        else await this.deliverFailure(target, event, problem);
         return;
       }
+    }
+  }
+
+  /** Tell the job's user something only they see. */
+  private async tell(target: SlackTarget, text: string): Promise<void> {
+    await tellUser(
+      this.client,
+      this.logger,
+      {
+        channelId: target.channelId,
+        userId: target.userId,
+        responseUrl: target.responseUrl,
+        responseUrlIssuedAt: target.responseUrlIssuedAt,
+      },
+      text,
+      { now: this.now(), responseUrls: this.responseUrls },
+    );
+  }
+
+  /**
+   * A moderator approved one held image of a job already answered: it goes up in the job's
+   * thread with a comment saying so; the status card (the job's other images) stays as it is.
+   */
+  private async deliverBeside(target: SlackTarget, event: DeliveryEvent): Promise<void> {
+    const image = event.images?.[0];
+    const beside = event.beside!;
+    if (!image) throw new Error('a done event without an image');
+    const prompt = event.prompt ?? '';
+    const which = beside.of > 1 ? `image ${beside.index + 1} of ${beside.of}` : 'the image';
+    const preview = await previewable(image.bytes, image.contentType);
+    const of = beside.of > 1 ? ` (${beside.index + 1} of ${beside.of})` : '';
+    try {
+      await this.share(
+        target,
+        {
+          channelId: target.channelId,
+          threadTs: target.inline ? target.threadTs : (target.threadTs ?? target.statusTs),
+          initialComment: withPrompt(
+            `<@${target.userId}> a moderator approved ${which} of “`,
+            prompt,
+            '”',
+            3000,
+          ),
+        },
+        [
+          {
+            bytes: preview?.bytes ?? image.bytes,
+            filename: `imagine-${image.seed}.${preview?.extension ?? 'webp'}`,
+            title: `${truncate(prompt, 240)}${of}`,
+            altText: `${imageAltText(prompt, ALT_TEXT_MAX.slack - of.length)}${of}`,
+          },
+        ],
+      );
+    } catch (err) {
+      this.logger.error({ err, channel: target.channelId }, 'slack approved image upload failed');
+      const reason = slackError(err) ?? (err instanceof Error ? err.message : String(err));
+      await this.tell(
+        target,
+        `A moderator approved ${which} of “${escapeTruncated(prompt, 200)}”, but Slack refused the upload (${reason}).`,
+      );
+    }
+  }
+
+  /**
+   * Share files in the job's conversation. chat:write.public let the status message into a
+   * public channel the bot never joined; a file share needs membership, so join
+   * (channels:join) and share again.
+   */
+  private async share(
+    target: SlackTarget,
+    share: Parameters<typeof uploadFiles>[2],
+    files: Parameters<typeof uploadFiles>[3],
+  ): Promise<Awaited<ReturnType<typeof uploadFiles>>> {
+    try {
+      return await uploadFiles(this.client, this.budget, share, files);
+    } catch (err) {
+      if (slackError(err) !== 'not_in_channel') throw err;
+      await this.budget.take('conversations.join');
+      await this.client.conversations.join({ channel: target.channelId });
+      return await uploadFiles(this.client, this.budget, share, files);
     }
   }
 
@@ -294,19 +378,9 @@ export class SlackDeliverer implements ChatDeliverer {
       ),
     };
     const files = prepared.map((p) => p.file);
-    const uploadOnce = () => uploadFiles(this.client, this.budget, share, files);
-    let uploaded: Awaited<ReturnType<typeof uploadOnce>>;
+    let uploaded: Awaited<ReturnType<typeof uploadFiles>>;
     try {
-      try {
-        uploaded = await uploadOnce();
-      } catch (err) {
-        // chat:write.public let the status message into a public channel the bot never joined;
-        // a file share needs membership, so join (channels:join) and share again.
-        if (slackError(err) !== 'not_in_channel') throw err;
-        await this.budget.take('conversations.join');
-        await this.client.conversations.join({ channel: target.channelId });
-        uploaded = await uploadOnce();
-      }
+      uploaded = await this.share(target, share, files);
     } catch (err) {
       // Nothing else would touch the status message again: it would say "Generating…" forever.
       this.logger.error({ err, channel: target.channelId }, 'slack image upload failed');

@@ -9,12 +9,14 @@
  */
 import { Busboy, type BusboyInstance } from '@fastify/busboy';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { HeldImage } from '../../contracts/delivery.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import { header } from '../../contracts/headers.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
 import { describeIssues, IMAGE_COUNT_MAX } from '../../contracts/job.ts';
 import { LegacyPushSchema, type PushMeta, PushMetaSchema } from '../../contracts/push.ts';
 import { isDelivered, type PushSafety, withheldOf } from '../../contracts/safety.ts';
+import type { ReplyTarget } from '../../contracts/seal.ts';
 import { asModeration } from '../../moderation/index.ts';
 import { scopeNoun } from '../../moderation/policy.ts';
 import { scopeKeyOf } from '../../moderation/settings.ts';
@@ -158,6 +160,91 @@ function recordSafety(relay: FastifyInstance['relay'], jobId: string, safety: Pu
   }
 }
 
+/** One pushed image output safety holds for a moderator, with its verdict. */
+interface HeldPart {
+  image: BufferedImage;
+  verdict: NonNullable<PushMeta['safety']>['verdicts'][number];
+}
+
+/**
+ * Split a `done` push's images into those delivered and those held for review (every one the
+ * verdicts mark `review`, not only the first). When all are held the job ends for its user with
+ * `SAFETY_HELD` (or `SAFETY_BLOCKED` when there is nowhere to hold them).
+ */
+function heldForReview(
+  relay: FastifyInstance['relay'],
+  meta: PushMeta,
+  images: BufferedImage[] | undefined,
+) {
+  const verdicts = meta.safety?.verdicts ?? [];
+  const parts: HeldPart[] = [];
+  const delivered: BufferedImage[] = [];
+  for (const [i, image] of (images ?? []).entries()) {
+    const verdict = verdicts[i];
+    if (meta.status === 'done' && verdict?.action === 'review') parts.push({ image, verdict });
+    else delivered.push(image);
+  }
+  const opened =
+    parts.length > 0 && meta.replyTarget ? relay.delivery.open(meta.replyTarget) : undefined;
+  const target =
+    opened &&
+    relay.delivery.canReview(opened.platform) &&
+    parts.every((p) => p.verdict.reviewChannelId)
+      ? opened
+      : undefined;
+  const noun = scopeNoun(meta.safety?.platform);
+  const yours = parts.length === 1 ? 'yours awaits' : `all ${parts.length} of yours await`;
+  const error =
+    parts.length === 0 || delivered.length > 0
+      ? undefined
+      : target
+        ? {
+            code: 'SAFETY_HELD',
+            message: `this ${noun}'s safety setting holds flagged images for a moderator: ${yours} review`,
+          }
+        : {
+            code: 'SAFETY_BLOCKED',
+            message: `this ${noun}'s safety setting holds flagged images for a moderator, and there is no moderators' channel to hold ${parts.length === 1 ? 'it' : 'them'} in; nothing was delivered`,
+          };
+  const withheld = withheldOf(verdicts);
+  return { parts, delivered, target, error, of: verdicts.length, blocked: withheld?.blocked ?? 0 };
+}
+
+function heldImageOf(
+  meta: PushMeta,
+  part: HeldPart,
+  review: ReturnType<typeof heldForReview>,
+  createdAt: number,
+  target: ReplyTarget,
+): HeldImage {
+  const { image, verdict } = part;
+  return {
+    jobId: meta.jobId,
+    index: verdict.index,
+    image: {
+      bytes: image.bytes,
+      contentType: image.contentType,
+      seed: image.info.seed ?? meta.seed ?? 0,
+      width: image.info.width ?? meta.width ?? 0,
+      height: image.info.height ?? meta.height ?? 0,
+    },
+    prompt: meta.prompt,
+    generator: meta.generator,
+    createdAt,
+    heldAt: Date.now(),
+    target,
+    reviewChannelId: verdict.reviewChannelId!,
+    platform: meta.safety?.platform ?? target.platform,
+    scopeId: meta.safety?.scopeId,
+    userId: meta.safety?.userId,
+    score: verdict.score,
+    threshold: verdict.threshold,
+    of: review.of,
+    delivered: review.delivered.length,
+    blocked: review.blocked,
+  };
+}
+
 export const pushRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
   const maxImage = relay.config.PUSH_MAX_BYTES;
@@ -293,26 +380,10 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
       throw new ImagineError('INVALID_PUSH', `a "${meta.status}" push carries no image`);
     }
 
-    // Output safety `review` judges the first image pushed (the verdicts of pushed images come
-    // first, in part order).
-    const image = images?.[0];
-    // Output safety `review`: the image goes to the moderators, not to the user or the buffer.
-    const firstVerdict = meta.safety?.verdicts[0];
-    const reviewed = meta.status === 'done' && image && firstVerdict?.action === 'review';
-    const reviewTarget =
-      reviewed && meta.replyTarget ? relay.delivery.open(meta.replyTarget) : undefined;
-    const noun = scopeNoun(meta.safety?.platform);
-    const held = reviewed
-      ? reviewTarget && firstVerdict?.reviewChannelId
-        ? {
-            code: 'SAFETY_HELD',
-            message: `this ${noun}'s safety setting holds flagged images for a moderator: yours awaits review`,
-          }
-        : {
-            code: 'SAFETY_BLOCKED',
-            message: `this ${noun}'s safety setting holds flagged images for a moderator, and there is no moderators' channel to hold it in; nothing was delivered`,
-          }
-      : undefined;
+    // Output safety `review`: each image marked so goes to the moderators, not to the user or the
+    // buffer; the others are delivered. (The verdicts of pushed images come first, in part order.)
+    const review = heldForReview(relay, meta, images);
+    const held = review.error;
     // A push for a job that ended before a restart is a duplicate (a replay), not news.
     if (!relay.tracker.get(meta.jobId)) await recallJob(relay, meta.jobId);
     const { duplicate, record } = relay.tracker.apply(
@@ -345,36 +416,16 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
           ? { withheld: withheldOf(meta.safety.verdicts) }
           : {}),
       },
-      held ? undefined : images,
+      held ? undefined : review.delivered,
     );
     if (!duplicate && meta.safety) recordSafety(relay, meta.jobId, meta.safety);
-    if (!duplicate && held?.code === 'SAFETY_HELD' && image && reviewTarget && firstVerdict) {
-      const bytes = image.bytes;
-      void relay.reviews
-        .hold({
-          jobId: meta.jobId,
-          index: firstVerdict.index,
-          image: {
-            bytes,
-            contentType: image.contentType,
-            seed: image.info.seed ?? meta.seed ?? 0,
-            width: image.info.width ?? meta.width ?? 0,
-            height: image.info.height ?? meta.height ?? 0,
-          },
-          prompt: meta.prompt,
-          generator: meta.generator,
-          createdAt: record.createdAt,
-          heldAt: Date.now(),
-          target: reviewTarget,
-          reviewChannelId: firstVerdict.reviewChannelId!,
-          platform: meta.safety?.platform ?? reviewTarget.platform,
-          scopeId: meta.safety?.scopeId,
-          userId: meta.safety?.userId,
-          score: firstVerdict.score,
-          threshold: firstVerdict.threshold,
-        })
-        .catch((err) => request.log.error({ err, jobId: meta.jobId }, 'could not hold for review'));
-    }
+    if (!duplicate && review.target)
+      for (const part of review.parts)
+        void relay.reviews
+          .hold(heldImageOf(meta, part, review, record.createdAt, review.target))
+          .catch((err) =>
+            request.log.error({ err, jobId: meta.jobId }, 'could not hold for review'),
+          );
     request.log.info(
       {
         jobId: meta.jobId,

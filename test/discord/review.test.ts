@@ -145,6 +145,47 @@ describe('Discord: output safety review', () => {
     expect(fake.find(isImageEdit(interaction.token))).toEqual([]);
   });
 
+  it('a job of 2, both flagged: each image gets its own review message; Approve delivers each to the user', async () => {
+    const before = fake.channelMessages(MODS).length;
+    const interaction = fake.commandInteraction({ prompt: 'two foxes', seed: 21, count: 2 });
+    fake.dispatch(interaction);
+    const told = await fake.waitFor(
+      (r) => isEdit(interaction.token)(r) && JSON.stringify(r.body ?? {}).includes('await review'),
+    );
+    expect(JSON.stringify(told.body)).toContain('all 2 of yours await review');
+    await fake.waitFor(() => fake.channelMessages(MODS).length >= before + 2);
+    const reviews = fake.channelMessages(MODS).slice(before, before + 2);
+    const indexes = reviews.map(
+      (m) =>
+        customIdsOf(m as unknown as Record<string, unknown>)
+          .find((c) => c.startsWith('review|approve|'))!
+          .split('|')[3],
+    );
+    expect(indexes.sort()).toEqual(['0', '1']);
+    expect(reviews.map((m) => m.attachments[0]?.filename).sort()).toEqual([
+      'SPOILER_imagine-21.png',
+      'SPOILER_imagine-22.png',
+    ]);
+    const byIndex = (i: string) => reviews[indexes.indexOf(i)]!;
+    // The first decision replaces "awaits review" with the image, and says the other still waits.
+    click(byIndex('1'), 'approve', MANAGE_GUILD);
+    const first = await fake.waitFor(isImageEdit(interaction.token));
+    expect(first.files.map((f) => f.filename)).toEqual(['imagine-22.png']);
+    expect(JSON.stringify(first.body)).toContain('1 held for a moderator');
+    // The second goes beside it, as a follow-up: the reply keeps image 2.
+    click(byIndex('0'), 'approve', MANAGE_GUILD);
+    const followUp = await fake.waitFor(
+      (r) =>
+        r.method === 'POST' &&
+        decodeURIComponent(r.path).endsWith(`/webhooks/${fake.applicationId}/${interaction.token}`) &&
+        r.files.length > 0,
+    );
+    expect(followUp.status).toBe(200);
+    expect(followUp.files.map((f) => f.filename)).toEqual(['imagine-21.png']);
+    expect(JSON.stringify(followUp.body)).toContain('A moderator approved image 1 of 2');
+    expect(fake.find(isImageEdit(interaction.token))).toHaveLength(1);
+  });
+
   it('Approve after a restart: the held image is gone from memory, and the click says it expired', async () => {
     const { interaction, review } = await heldImage('a quiet harbour', 15);
     await app?.stop();

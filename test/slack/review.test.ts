@@ -158,6 +158,53 @@ describe('Slack: output safety review', () => {
     expect([...fake.files.values()].find((f) => f.filename === 'imagine-13.png')).toBeUndefined();
   });
 
+  it('a job of 2, both flagged: a review card for each; each Approve delivers its image, the second beside the first', async () => {
+    const before = reviewMessages().length;
+    const res = await postToSlackApp(
+      `${app!.url}/slack/events`,
+      slashCommandForm({
+        text: 'two teapots --seed 31 --count 2',
+        responseUrl: fake.responseUrl('m1'),
+      }),
+    );
+    expect(res.status).toBe(200);
+    await told('m1', /all 2 of yours await review/);
+    await fake.waitFor(() => reviewMessages().length >= before + 2);
+    const cards = reviewMessages().slice(before, before + 2);
+    for (const card of cards) posted.set(card.ts, structuredClone(card.blocks));
+    const indexOf = (m: FakeMessage) =>
+      buttonsOf(m.blocks)
+        .find((b) => b.action_id === 'imagine_review_approve')!
+        .value!.split('|')[1];
+    expect(cards.map(indexOf).sort()).toEqual(['0', '1']);
+    const card = (i: string) => cards.find((m) => indexOf(m) === i)!;
+    const inGeneral = (name: string) =>
+      [...fake.files.values()].find((f) => f.channel === 'C0GENERAL' && f.filename === name);
+
+    await click(card('1'), 'imagine_review_approve', 'U0MOD', 'm2');
+    const second = await fake.waitFor(() => inGeneral('imagine-32.png'));
+    // The first decision turns the status message into the result card of that image.
+    const status = await fake.waitFor(() =>
+      statusMessages(fake).find((m) =>
+        m.blocks.some((b) => (b as { slack_file?: { id?: string } }).slack_file?.id === second.id),
+      ),
+    );
+    await click(card('0'), 'imagine_review_approve', 'U0MOD', 'm3');
+    const first = await fake.waitFor(() => inGeneral('imagine-31.png'));
+    expect(first.initialComment).toContain('a moderator approved image 1 of 2');
+    expect(first.threadTs).toBe(status.ts);
+    // The card still shows image 2: the second approval went beside it.
+    expect(
+      fake
+        .message(status.ts)!
+        .blocks.some((b) => (b as { slack_file?: { id?: string } }).slack_file?.id === second.id),
+    ).toBe(true);
+    // Both review cards say who decided (and lose their buttons).
+    await fake.waitFor(() =>
+      cards.every((c) => buttonsOf(fake.message(c.ts)!.blocks).length === 0),
+    );
+  });
+
   it('after a restart the held image is gone: a click says it expired', async () => {
     const review = await heldImage('a blue kite', 14, 'h4');
     await app!.stop();
