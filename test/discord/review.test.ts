@@ -177,7 +177,9 @@ describe('Discord: output safety review', () => {
     const followUp = await fake.waitFor(
       (r) =>
         r.method === 'POST' &&
-        decodeURIComponent(r.path).endsWith(`/webhooks/${fake.applicationId}/${interaction.token}`) &&
+        decodeURIComponent(r.path).endsWith(
+          `/webhooks/${fake.applicationId}/${interaction.token}`,
+        ) &&
         r.files.length > 0,
     );
     expect(followUp.status).toBe(200);
