@@ -7,9 +7,11 @@ import {
   upscaleWithin,
   withheldLine,
 } from '../../web-preview/src/card.ts';
+import { progressOf } from '../../web-preview/src/follow.ts';
 import {
   checkImageFile,
   checkPrompt,
+  describeCancel,
   describeJobFailure,
   describeRefusal,
   describeUploadRefusal,
@@ -181,5 +183,38 @@ describe('result cards', () => {
       'Vary (strength 0.50) of your image',
     );
     expect(describeTask({ prompt: 'p', task: 'generate' })).toBe('');
+  });
+});
+
+describe('progress and cancel wording', () => {
+  it('reads progress from the status frame, never inventing one', () => {
+    expect(progressOf({})).toBeUndefined();
+    expect(progressOf({ progress: 'half' })).toBeUndefined();
+    expect(progressOf({ progress: 0.42, step: 11, steps: 28 })).toEqual({
+      fraction: 0.42,
+      step: 11,
+      steps: 28,
+    });
+    // Steps alone are enough; out-of-range values are clamped, bad steps left out.
+    expect(progressOf({ step: 3, steps: 4 })).toEqual({ fraction: 0.75, step: 3, steps: 4 });
+    expect(progressOf({ progress: 1.7 })).toEqual({ fraction: 1 });
+    expect(progressOf({ progress: -1, step: -2, steps: 0 })).toEqual({ fraction: 0 });
+    expect(progressOf({ step: 1, steps: 0 })).toBeUndefined();
+  });
+
+  it('says why a cancel did not cancel', () => {
+    expect(describeCancel({ outcome: 'already-finished', state: 'done' })).toBe(
+      'Too late to cancel: the images were already made.',
+    );
+    expect(describeCancel({ outcome: 'already-finished', state: 'failed' })).toBe(
+      'Nothing to cancel: the job had already ended.',
+    );
+    expect(describeCancel({ outcome: 'already-finished', state: 'cancelled' })).toBe(
+      'This job was already cancelled.',
+    );
+    expect(describeCancel({ outcome: 'unknown' })).toMatch(/no longer knows/);
+    expect(describeCancel({ outcome: 'error', code: 'UNREACHABLE', message: 'x' })).toBe(
+      'Could not cancel: the server cannot be reached. Try again.',
+    );
   });
 });

@@ -104,6 +104,37 @@ export async function enqueue(req: ImagineRequest): Promise<Enqueued> {
   return (await response.json()) as Enqueued;
 }
 
+/** What `DELETE /jobs/:id` did. */
+export type CancelOutcome =
+  | { outcome: 'cancelled' }
+  /** It had already ended (`state`: done, failed, expired or cancelled): nothing was cancelled. */
+  | { outcome: 'already-finished'; state: string }
+  /** The relay does not know the job (any more). */
+  | { outcome: 'unknown' };
+
+/** Cancel a job (the id is the capability). */
+export async function cancelJob(jobId: string): Promise<CancelOutcome> {
+  const response = await request(`/jobs/${encodeURIComponent(jobId)}`, {
+    method: 'DELETE',
+    headers: { accept: 'application/json' },
+  });
+  if (response.status === 200) return { outcome: 'cancelled' };
+  if (response.status === 404) return { outcome: 'unknown' };
+  if (response.status === 409) {
+    const body = (await response.json().catch(() => ({}))) as {
+      state?: unknown;
+      error?: { code?: string; message?: string };
+    };
+    if (body.error?.code === 'ALREADY_FINISHED')
+      return {
+        outcome: 'already-finished',
+        state: typeof body.state === 'string' ? body.state : 'done',
+      };
+    throw new ApiError(body.error?.code ?? 'HTTP_409', body.error?.message ?? 'conflict', 409);
+  }
+  throw await readApiError(response);
+}
+
 /** `POST /uploads`' answer (201): a short-lived signed link to the image the page sent. */
 export interface Uploaded {
   url: string;

@@ -13,17 +13,18 @@ import {
   type VaryPreset,
   varySize,
 } from '../../contracts/limits.ts';
-import type { Enqueued, Strength } from './api.ts';
+import { ApiError, type CancelOutcome, cancelJob, type Enqueued, type Strength } from './api.ts';
 import { button, el } from './dom.ts';
 import {
   type FollowEvent,
   type FollowedImage,
   type Follower,
   followJob,
+  type Progress,
   type Transport,
   type Withheld,
 } from './follow.ts';
-import { describeJobFailure, formatElapsed } from './messages.ts';
+import { describeCancel, describeJobFailure, formatElapsed } from './messages.ts';
 import type { ViewedImage } from './viewer.ts';
 
 /** The input image of a vary or upscale: the page's own copy, and where it came from. */
@@ -146,6 +147,10 @@ export class ResultCard {
   private readonly meta: HTMLParagraphElement;
   private readonly actions: HTMLDivElement;
   private readonly loop: HTMLDivElement;
+  private readonly percent: HTMLSpanElement;
+  private readonly cancelNote: HTMLParagraphElement;
+  private readonly cancelButton: HTMLButtonElement;
+  private preview: { img: HTMLImageElement; url: string } | undefined;
   private follower: Follower | undefined;
   private ticker: ReturnType<typeof setInterval> | undefined;
   private startedAt = 0;
@@ -172,7 +177,9 @@ export class ResultCard {
     this.status.setAttribute('aria-live', 'polite');
     this.elapsed = el('span', 'elapsed');
     this.elapsed.setAttribute('aria-hidden', 'true');
-    statusRow.append(this.status, this.elapsed);
+    this.percent = el('span', 'percent');
+    this.percent.setAttribute('aria-hidden', 'true');
+    statusRow.append(this.status, this.percent, this.elapsed);
     this.bar = el('div', 'progress');
     this.bar.setAttribute('role', 'progressbar');
     this.bar.setAttribute('aria-label', 'Progress');
@@ -182,13 +189,26 @@ export class ResultCard {
     this.note = el('p', 'transport-note');
     this.note.hidden = true;
     this.meta = el('p', 'card-meta');
+    this.cancelNote = el('p', 'cancel-note');
+    this.cancelNote.setAttribute('aria-live', 'polite');
+    this.cancelNote.hidden = true;
+    this.cancelButton = button('button', 'Cancel', `Cancel: ${request.prompt}`);
+    this.cancelButton.addEventListener('click', () => void this.cancel());
     this.actions = el('div', 'card-actions');
     this.loop = el('div', 'loop');
     this.loop.setAttribute('role', 'group');
     this.loop.setAttribute('aria-label', 'Make more from these images');
     body.append(prompt);
     if (task) body.append(el('p', 'card-task', task));
-    body.append(statusRow, this.bar, this.note, this.meta, this.actions, this.loop);
+    body.append(
+      statusRow,
+      this.bar,
+      this.note,
+      this.meta,
+      this.cancelNote,
+      this.actions,
+      this.loop,
+    );
     this.root.append(this.frame, body);
   }
 
@@ -230,7 +250,8 @@ export class ResultCard {
     this.meta.textContent = '';
     this.actions.replaceChildren();
     this.loop.replaceChildren();
-    this.setStatus(this.request.source ? 'Sending the image…' : 'Sending…', 5);
+    this.cancelNote.hidden = true;
+    this.setStatus(this.request.source ? 'Sending the image…' : 'Sending…', undefined);
     this.startedAt = performance.now();
     clearInterval(this.ticker);
     this.ticker = setInterval(() => this.tick(), 250);
@@ -245,6 +266,9 @@ export class ResultCard {
     this.layout(this.expectedCount);
     this.meta.textContent = this.metaText(this.seedsOf(job.seed), job.demo);
     this.queued(job.position);
+    this.cancelButton.disabled = false;
+    this.cancelButton.removeAttribute('aria-busy');
+    this.actions.replaceChildren(this.cancelButton);
     this.follower = followJob({
       jobId: job.jobId,
       wsUrl: job.ws,
@@ -276,17 +300,20 @@ export class ResultCard {
         ? 'next in line'
         : `${position} ${position === 1 ? 'job' : 'jobs'} ahead`;
     this.root.dataset.state = 'queued';
-    this.setStatus(`Queued, ${ahead}`, 15);
+    this.setStatus(`Queued, ${ahead}`, undefined);
   }
 
   private onEvent(event: FollowEvent): void {
     switch (event.kind) {
       case 'status':
         if (event.state === 'queued') this.queued(event.position);
-        else {
-          this.root.dataset.state = 'generating';
-          this.setStatus('Generating…', undefined);
-        }
+        else this.generating(event.progress);
+        return;
+      case 'preview':
+        this.showPreview(event.blob);
+        return;
+      case 'cancelled':
+        this.cancelled();
         return;
       case 'transport':
         this.root.dataset.transport = event.transport;
@@ -305,6 +332,103 @@ export class ResultCard {
     }
   }
 
+  /** Generating: the generator's own progress on the bar, or an indeterminate bar without. */
+  private generating(progress: Progress | undefined): void {
+    if (this.shown.length > 0) return;
+    this.root.dataset.state = 'generating';
+    if (!progress) {
+      this.setStatus('Generating…', undefined);
+      return;
+    }
+    const percent = Math.round(progress.fraction * 100);
+    const steps =
+      progress.step !== undefined && progress.steps !== undefined
+        ? ` (step ${progress.step} of ${progress.steps})`
+        : '';
+    this.setStatus('Generating…', percent, `${percent}%${steps}`);
+  }
+
+  /** The latest preview, over the placeholders until the images come. */
+  private showPreview(blob: Blob): void {
+    if (this.shown.length > 0 || this.root.dataset.state === 'cancelled') return;
+    const url = URL.createObjectURL(blob);
+    if (!this.preview) {
+      const img = el('img', 'preview-image');
+      img.alt = 'Preview of the image forming';
+      this.frame.append(img);
+      this.preview = { img, url };
+    } else {
+      URL.revokeObjectURL(this.preview.url);
+      this.preview.url = url;
+    }
+    this.preview.img.src = url;
+    this.root.dataset.preview = 'true';
+  }
+
+  private dropPreview(): void {
+    if (!this.preview) return;
+    URL.revokeObjectURL(this.preview.url);
+    this.preview.img.remove();
+    this.preview = undefined;
+    delete this.root.dataset.preview;
+  }
+
+  /** Ask the relay to cancel; the card says what came of it. */
+  async cancel(): Promise<void> {
+    const job = this.job;
+    if (!job || this.cancelButton.disabled) return;
+    this.cancelButton.disabled = true;
+    this.cancelButton.setAttribute('aria-busy', 'true');
+    let outcome: CancelOutcome;
+    try {
+      outcome = await cancelJob(job.jobId);
+    } catch (err) {
+      const e = err instanceof ApiError ? err : new ApiError('UNREACHABLE', String(err), 0);
+      this.cancelButton.disabled = false;
+      this.cancelButton.removeAttribute('aria-busy');
+      this.sayCancel(describeCancel({ outcome: 'error', code: e.code, message: e.message }));
+      return;
+    }
+    this.cancelButton.removeAttribute('aria-busy');
+    if (outcome.outcome === 'cancelled') {
+      this.cancelled();
+      return;
+    }
+    // Too late (or unknown): the card goes on to whatever the job did.
+    this.cancelButton.remove();
+    this.sayCancel(describeCancel(outcome));
+  }
+
+  private sayCancel(text: string): void {
+    this.cancelNote.textContent = text;
+    this.cancelNote.hidden = false;
+  }
+
+  /** Cancelled (said once, whether the DELETE's answer or the socket says it first). */
+  private cancelled(): void {
+    if (this.root.dataset.state === 'cancelled' || this.root.dataset.state === 'done') return;
+    this.follower?.stop();
+    clearInterval(this.ticker);
+    this.dropPreview();
+    this.root.dataset.state = 'cancelled';
+    this.setStatus('Cancelled', undefined);
+    this.elapsed.textContent = '';
+    this.bar.hidden = true;
+    this.cancelNote.hidden = true;
+    this.frame.style.aspectRatio = 'auto';
+    this.frame.classList.remove('grid');
+    this.frame.style.gridTemplateColumns = '';
+    this.frame.style.gridTemplateRows = '';
+    this.frame.style.maxWidth = '';
+    const icon = el('div', 'frame-cancelled', '×');
+    icon.setAttribute('aria-hidden', 'true');
+    this.frame.replaceChildren(icon);
+    const again = button('button', 'Run again', `Run again: ${this.request.prompt}`);
+    again.addEventListener('click', () => void this.retry());
+    this.actions.replaceChildren(again);
+    this.loop.replaceChildren();
+  }
+
   private altText(image: FollowedImage): string {
     const alt = imageAltText(this.request.prompt, ALT_TEXT_MAX.web);
     return image.count > 1 ? `${alt} (image ${image.index + 1} of ${image.count})` : alt;
@@ -312,7 +436,9 @@ export class ResultCard {
 
   /** Put one arrived image into its tile (the grid is relaid out for what is delivered). */
   private showImage(image: FollowedImage): void {
+    if (this.root.dataset.state === 'cancelled') return;
     if (this.shown.length === 0) {
+      this.dropPreview();
       this.size = { width: image.width, height: image.height };
       this.placeholders(image.count);
     }
@@ -371,6 +497,7 @@ export class ResultCard {
   }
 
   private done(count: number, withheld: Withheld | undefined, via: string): void {
+    if (this.root.dataset.state === 'cancelled') return;
     clearInterval(this.ticker);
     const seconds = ((performance.now() - this.startedAt) / 1000).toFixed(1);
     this.root.dataset.state = 'done';
@@ -543,6 +670,7 @@ export class ResultCard {
 
   private failed(code: string, message: string): void {
     clearInterval(this.ticker);
+    this.dropPreview();
     this.root.dataset.state = 'failed';
     this.root.dataset.errorCode = code;
     this.setStatus(describeJobFailure(code), 0);
@@ -574,17 +702,23 @@ export class ResultCard {
     await this.host.rerun(this);
   }
 
-  private setStatus(text: string, percent: number | undefined): void {
-    this.status.textContent = text;
+  /** The status line, and the bar: a real percentage, or indeterminate (`undefined`). */
+  private setStatus(text: string, percent: number | undefined, valueText?: string): void {
+    if (this.status.textContent !== text) this.status.textContent = text;
     const fill = this.bar.firstElementChild as HTMLElement;
     if (percent === undefined) {
       this.bar.removeAttribute('aria-valuenow');
+      this.bar.removeAttribute('aria-valuetext');
       this.bar.classList.add('indeterminate');
       fill.style.width = '';
+      this.percent.textContent = '';
     } else {
       this.bar.setAttribute('aria-valuenow', String(percent));
+      if (valueText) this.bar.setAttribute('aria-valuetext', valueText);
+      else this.bar.removeAttribute('aria-valuetext');
       this.bar.classList.remove('indeterminate');
       fill.style.width = `${percent}%`;
+      this.percent.textContent = percent < 100 ? `${percent}%` : '';
     }
   }
 
@@ -601,6 +735,7 @@ export class ResultCard {
   dispose(): void {
     this.follower?.stop();
     clearInterval(this.ticker);
+    this.dropPreview();
     this.freeImages();
     this.root.remove();
   }

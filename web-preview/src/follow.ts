@@ -31,9 +31,21 @@ export interface FollowedImage {
   spoiler: boolean;
 }
 
+/** How far the generator has got, as it reported (never an estimate). */
+export interface Progress {
+  /** 0–1. */
+  fraction: number;
+  step?: number;
+  steps?: number;
+}
+
 /** Everything a follower reports. */
 export type FollowEvent =
-  | { kind: 'status'; state: 'queued' | 'generating'; position?: number }
+  | { kind: 'status'; state: 'queued'; position?: number }
+  /** Generating; `progress` when the generator reported some. */
+  | { kind: 'status'; state: 'generating'; progress?: Progress }
+  /** The latest low-resolution preview of the image forming. */
+  | { kind: 'preview'; blob: Blob; width?: number; height?: number }
   | { kind: 'transport'; transport: Transport }
   | { kind: 'image'; image: FollowedImage; via: 'websocket' | 'polling' }
   | {
@@ -43,7 +55,9 @@ export type FollowEvent =
       withheld?: Withheld | undefined;
       via: 'websocket' | 'polling';
     }
-  | { kind: 'failed'; state: 'failed' | 'expired'; code: string; message: string };
+  | { kind: 'failed'; state: 'failed' | 'expired'; code: string; message: string }
+  /** The job was cancelled (by this page or anyone holding its id). */
+  | { kind: 'cancelled' };
 
 /** Options of {@link followJob}. */
 export interface FollowOptions {
@@ -76,6 +90,9 @@ interface ImageInfo {
 interface StatusBody extends ImageInfo {
   state?: string;
   position?: number;
+  progress?: number;
+  step?: number;
+  steps?: number;
   count?: number;
   generationMs?: number;
   withheld?: Withheld;
@@ -85,9 +102,29 @@ interface StatusBody extends ImageInfo {
 
 interface ImageFrame extends ImageInfo {
   type?: string;
+  bytes?: number;
   count?: number;
   generationMs?: number;
   withheld?: Withheld;
+}
+
+/** A status body's progress, when it carries a usable one. */
+export function progressOf(body: {
+  progress?: unknown;
+  step?: unknown;
+  steps?: unknown;
+}): Progress | undefined {
+  const { progress, step, steps } = body;
+  const whole = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0;
+  let fraction: number | undefined;
+  if (typeof progress === 'number' && Number.isFinite(progress)) fraction = progress;
+  else if (whole(step) && whole(steps) && steps > 0) fraction = step / steps;
+  if (fraction === undefined) return undefined;
+  return {
+    fraction: Math.min(1, Math.max(0, fraction)),
+    ...(whole(step) ? { step } : {}),
+    ...(whole(steps) && steps > 0 ? { steps } : {}),
+  };
 }
 
 const DEFAULT_RECONNECT_MS = [400, 1200, 3000] as const;
@@ -154,6 +191,7 @@ export function followJob(opts: FollowOptions): Follower {
 
   const connect = () => {
     if (finished) return;
+    /** The frame the next binary frame belongs to: an image, or a preview. */
     let meta: ImageFrame | undefined;
     let heard = false;
     const ws = new WebSocket(opts.wsUrl);
@@ -168,6 +206,17 @@ export function followJob(opts: FollowOptions): Follower {
         const frame = meta;
         meta = undefined;
         const blob = new Blob([message.data], { type: frame.contentType ?? 'image/png' });
+        if (frame.type === 'preview') {
+          // A preview never replaces an image already in.
+          if (received.size === 0)
+            emit({
+              kind: 'preview',
+              blob,
+              ...(frame.width ? { width: frame.width } : {}),
+              ...(frame.height ? { height: frame.height } : {}),
+            });
+          return;
+        }
         gotImage({ ...frame, count: frame.count ?? 1 }, blob, frame.withheld, 'websocket');
         return;
       }
@@ -177,7 +226,7 @@ export function followJob(opts: FollowOptions): Follower {
       } catch {
         return;
       }
-      if (frame.type === 'image') meta = frame;
+      if (frame.type === 'image' || frame.type === 'preview') meta = frame;
       else if (frame.type === 'status') onStatus(frame, 'websocket');
     };
     ws.onclose = () => {
@@ -203,8 +252,13 @@ export function followJob(opts: FollowOptions): Follower {
           ...(body.position === undefined ? {} : { position: body.position }),
         });
         return;
-      case 'generating':
-        emit({ kind: 'status', state: 'generating' });
+      case 'generating': {
+        const progress = progressOf(body);
+        emit({ kind: 'status', state: 'generating', ...(progress ? { progress } : {}) });
+        return;
+      }
+      case 'cancelled':
+        finish({ kind: 'cancelled' });
         return;
       case 'failed':
         fail('failed', body.error?.code, body.error?.message ?? 'the job failed');

@@ -158,3 +158,24 @@ export function describeUploadRefusal(
       return `The server refused the image: ${message}.`;
   }
 }
+
+/** What the card says when a cancel did not cancel. */
+export function describeCancel(
+  result:
+    | { outcome: 'already-finished'; state: string }
+    | { outcome: 'unknown' }
+    | { outcome: 'error'; code: string; message: string },
+): string {
+  switch (result.outcome) {
+    case 'already-finished':
+      if (result.state === 'done') return 'Too late to cancel: the images were already made.';
+      if (result.state === 'cancelled') return 'This job was already cancelled.';
+      return 'Nothing to cancel: the job had already ended.';
+    case 'unknown':
+      return 'Nothing to cancel: the server no longer knows this job.';
+    case 'error':
+      return result.code === 'UNREACHABLE'
+        ? 'Could not cancel: the server cannot be reached. Try again.'
+        : `Could not cancel (${result.code}): ${result.message}. Try again.`;
+  }
+}
