@@ -12,10 +12,17 @@ RUN node web-preview/build.ts \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM node:24-bookworm-slim AS runtime
+# glibc malloc: images freed from the result buffer go back to the OS (fixed mmap and trim
+# thresholds; glibc's default raises them after the first free, keeping 1 MiB buffers on the
+# heap), and two arenas instead of one per thread. `npm run bench:cost memory`: relay RSS after
+# 1,000 1 MiB images left the buffer 3.2× idle → 1.3×; idle RSS 152 → 140 MB.
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
-    DATA_DIR=/data
+    DATA_DIR=/data \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=65536 \
+    MALLOC_TRIM_THRESHOLD_=65536
 WORKDIR /app
 RUN mkdir -p /data && chown node:node /data
 COPY --from=build --chown=node:node /app /app
