@@ -1,7 +1,7 @@
 /** The embedded settings store: one SQLite file (Node's built-in `node:sqlite`) under DATA_DIR. */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
   type AuditEntry,
   emptyScopeSettings,
@@ -40,6 +40,8 @@ const SCOPE_ROW = '';
 export class SqliteSettingsStore implements SettingsStore {
   readonly kind = 'sqlite' as const;
   readonly #db: DatabaseSync;
+  /** The reads every request makes, compiled once (preparing costs more than the query). */
+  readonly #prepared = new Map<string, StatementSync>();
 
   /** Open (creating) the file; `:memory:` is accepted for tests. */
   constructor(file: string) {
@@ -51,11 +53,20 @@ export class SqliteSettingsStore implements SettingsStore {
     this.#db.exec(SCHEMA);
   }
 
+  #statement(sql: string): StatementSync {
+    let statement = this.#prepared.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#prepared.set(sql, statement);
+    }
+    return statement;
+  }
+
   async get(scopeKey: string): Promise<ScopeSettings> {
     const settings = emptyScopeSettings();
-    const limits = this.#db
-      .prepare('SELECT channel, key, value FROM limits WHERE scope = ?')
-      .all(scopeKey) as Array<{ channel: string; key: string; value: string }>;
+    const limits = this.#statement('SELECT channel, key, value FROM limits WHERE scope = ?').all(
+      scopeKey,
+    ) as Array<{ channel: string; key: string; value: string }>;
     for (const row of limits) {
       let value: unknown;
       try {
@@ -68,13 +79,13 @@ export class SqliteSettingsStore implements SettingsStore {
       else settings.channels[row.channel] = { ...settings.channels[row.channel], [row.key]: value };
     }
     settings.blockedWords = (
-      this.#db
-        .prepare('SELECT word FROM blocked_words WHERE scope = ? ORDER BY word')
-        .all(scopeKey) as Array<{ word: string }>
+      this.#statement('SELECT word FROM blocked_words WHERE scope = ? ORDER BY word').all(
+        scopeKey,
+      ) as Array<{ word: string }>
     ).map((r) => r.word);
-    const channels = this.#db
-      .prepare('SELECT channel, mode FROM channels WHERE scope = ? ORDER BY channel')
-      .all(scopeKey) as Array<{ channel: string; mode: 'allow' | 'deny' }>;
+    const channels = this.#statement(
+      'SELECT channel, mode FROM channels WHERE scope = ? ORDER BY channel',
+    ).all(scopeKey) as Array<{ channel: string; mode: 'allow' | 'deny' }>;
     settings.allowedChannels = channels.filter((c) => c.mode === 'allow').map((c) => c.channel);
     settings.deniedChannels = channels.filter((c) => c.mode === 'deny').map((c) => c.channel);
     return settings;
@@ -157,7 +168,7 @@ export class SqliteSettingsStore implements SettingsStore {
   }
 
   async getUser(userKey: string): Promise<UserDefaults> {
-    const row = this.#db.prepare('SELECT value FROM user_defaults WHERE user = ?').get(userKey) as
+    const row = this.#statement('SELECT value FROM user_defaults WHERE user = ?').get(userKey) as
       | { value: string }
       | undefined;
     if (!row) return {};
