@@ -68,6 +68,12 @@ export interface DeliveryEvent {
   beside?: { index: number; of: number } | undefined;
 }
 
+/** Finished images still in the relay's memory (its TTL buffer), as chat buttons reach them. */
+export interface ResultImages {
+  /** Image `index` of a finished job's delivered images; undefined once it left memory. */
+  image(jobId: string, index: number): DeliveredImage | undefined;
+}
+
 /** Who presses a chat Cancel button: the requester of the job, or a moderator of its scope. */
 export interface CancelRequester {
   platform: 'discord' | 'slack' | 'web';

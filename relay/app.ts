@@ -15,6 +15,7 @@ import type { BackendHealth } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
 import { parseHostList } from '../contracts/input-url.ts';
+import { imageSeed } from '../contracts/limits.ts';
 import { isTerminal } from '../contracts/push.ts';
 import type { JobQueue } from '../queue/queue.ts';
 import type { FrontDoor } from '../submit/front-door.ts';
@@ -241,6 +242,21 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     admission: deps.admission,
     generator,
     reviews,
+    results: {
+      image(jobId, index) {
+        const record = tracker.get(jobId);
+        const image = record?.images?.[index];
+        if (!record || !image) return undefined;
+        return {
+          bytes: image.bytes,
+          contentType: image.contentType,
+          seed: image.info.seed ?? imageSeed(record.seed ?? 0, index),
+          width: image.info.width ?? record.width ?? 0,
+          height: image.info.height ?? record.height ?? 0,
+          ...(record.spoilers?.[index] ? { spoiler: true } : {}),
+        };
+      },
+    },
     cancel: (jobId, requester) => cancelJob(relayState, jobId, requester),
   } satisfies FrontDoor);
 

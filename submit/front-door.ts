@@ -3,7 +3,12 @@
  * admission policy and the generator's name. The relay decorates its Fastify instance with it
  * as `frontDoor`, so adapters in bot/ never reach into the relay's own state.
  */
-import type { CancelRequester, CancelResult, ReviewDesk } from '../contracts/delivery.ts';
+import type {
+  CancelRequester,
+  CancelResult,
+  ResultImages,
+  ReviewDesk,
+} from '../contracts/delivery.ts';
 import type { AdmissionPolicy, Submitter } from './submit.ts';
 
 /** The submit path and moderation, as a front end sees them. */
@@ -14,6 +19,8 @@ export interface FrontDoor {
   generator: { name: string; demo: boolean };
   /** Images output safety holds for moderators (Approve / Reject buttons reach them here). */
   reviews: ReviewDesk;
+  /** Finished images in the relay's memory (Slack's "Show image" under a blurred spoiler). */
+  results: ResultImages;
   /**
    * Cancel a job from a chat Cancel button: allowed for the job's requester (same platform and
    * user id as its origin) and for moderators. A queued job never reaches the generator and gets

@@ -98,6 +98,7 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
     logger,
     now,
     responseUrls,
+    budget,
     relay() {
       if (!relay) throw new Error('the Slack adapter is not attached to a relay yet');
       return relay;

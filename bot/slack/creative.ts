@@ -109,6 +109,32 @@ export interface CardImage {
   height: number;
   /** The uploaded file in the thread. */
   fileId: string | undefined;
+  /** Output safety blurred it: the card offers "Show image" (the original, to the clicker only). */
+  spoiler?: boolean | undefined;
+}
+
+/** Action ids of the "Show image" buttons under blurred images (`imagine_reveal_2`). */
+export const REVEAL_ACTION_PATTERN = /^imagine_reveal_[1-4]$/;
+
+/**
+ * "Show image" under each blurred image of a card: its value is `<jobId>|<index>`, the original
+ * is fetched from the relay's memory at click time and sent to the clicker alone.
+ */
+export function revealButtons(jobId: string, images: readonly CardImage[]): types.KnownBlock[] {
+  const elements = images.flatMap((image, i) =>
+    image.spoiler
+      ? [
+          button(
+            images.length > 1 ? `👁 Show image ${i + 1}` : '👁 Show image',
+            `imagine_reveal_${i + 1}`,
+            `${jobId}|${i}`,
+          ),
+        ]
+      : [],
+  );
+  return elements.length === 0 || !JOB_ID_PATTERN.test(jobId)
+    ? []
+    : [{ type: 'actions', block_id: versionedBlockId('imagine_reveal'), elements }];
 }
 
 /** The job a card shows, as a button needs it. */
@@ -334,6 +360,7 @@ export function loopResultMessage(
       { type: 'mrkdwn', text: truncate(`${facts}${shown ? '' : ' · images in the thread'}`, 2900) },
     ],
   });
+  blocks.push(...revealButtons(job.jobId, images));
   blocks.push(...creativeButtons(job, images));
   return { text: `${head} — ${facts}`, blocks };
 }

@@ -397,6 +397,7 @@ export class SlackDeliverer implements ChatDeliverer {
       height: p.image.height,
       fileId: uploaded[i]?.id,
       preview: p.preview,
+      ...(p.spoiler ? { spoiler: true } : {}),
     }));
     try {
       await this.setStatus(target, loopResultMessage(job, cardImages, facts), true);

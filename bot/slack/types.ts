@@ -14,6 +14,7 @@ import type {
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
 import type { FrontDoor } from '../../submit/front-door.ts';
+import type { SlackRateBudget } from './rate-budget.ts';
 import type { ResponseUrlTracker } from './replies.ts';
 
 /** What every Slack module is handed besides its payload. */
@@ -26,6 +27,8 @@ export interface SlackEnv {
   now(): number;
   /** Uses of each response_url (Slack: 5 within 30 minutes). */
   responseUrls: ResponseUrlTracker;
+  /** Web API calls counted against Slack's method tiers (shared with the deliverer). */
+  budget: SlackRateBudget;
 }
 
 /** Arguments of a slash command handler. */

@@ -6,6 +6,7 @@ import type { SlackAction } from '../types.ts';
 import { creativeAction } from './creative.ts';
 import { rerollAction } from './reroll.ts';
 import { retryAction } from './retry.ts';
+import { revealAction } from './reveal.ts';
 import { reviewApproveAction, reviewRejectAction } from './review.ts';
 import { variationsAction } from './variations.ts';
 
@@ -18,4 +19,5 @@ export const slackActions: readonly SlackAction[] = [
   retryAction,
   reviewApproveAction,
   reviewRejectAction,
+  revealAction,
 ];

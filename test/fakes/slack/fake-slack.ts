@@ -13,9 +13,13 @@
  * - an `image` block's `slack_file` must name an uploaded png/jpg/jpeg/gif, and block ids are
  *   unique in a message and new in each version of it (`invalid_blocks` otherwise);
  * - a response_url takes 5 posts within 30 minutes of being issued (404 `used_url` /
- *   `expired_url` after that).
+ *   `expired_url` after that);
+ * - OAuth scopes: the bot token holds the scopes `bot/slack/manifest.yaml` asks for (or those a
+ *   test names); a method whose scope it lacks answers `missing_scope` with `needed` and
+ *   `provided`, and every answer carries `X-OAuth-Scopes`, as Slack's do.
  */
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
@@ -77,6 +81,51 @@ export interface FakeSlackOptions {
   users?: FakeUser[];
   /** Enforce method tiers (default true). */
   tiers?: boolean;
+  /** The bot token's OAuth scopes (default: the manifest's bot scopes). */
+  scopes?: readonly string[];
+}
+
+/** The bot scopes `bot/slack/manifest.yaml` asks for (what an install from it grants). */
+export function manifestBotScopes(): string[] {
+  const text = readFileSync(new URL('../../../bot/slack/manifest.yaml', import.meta.url), 'utf8');
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => /^ {4}bot:\s*$/.test(l));
+  const scopes: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (/^\s*#/.test(line) || line.trim() === '') continue;
+    const item = /^ {6}- ([a-z:._]+)\s*$/.exec(line);
+    if (!item) break;
+    scopes.push(item[1]!);
+  }
+  return scopes;
+}
+
+/**
+ * The scope each Web API method needs of a bot token (Slack's method reference). A method not
+ * listed needs none here. `conversations.open` for a 1:1 DM needs `im:write` (a group DM
+ * `mpim:write`).
+ */
+function scopeNeeded(method: string, args: Record<string, unknown>): string | undefined {
+  switch (method) {
+    case 'chat.postMessage':
+    case 'chat.update':
+    case 'chat.delete':
+    case 'chat.postEphemeral':
+      return 'chat:write';
+    case 'files.getUploadURLExternal':
+    case 'files.completeUploadExternal':
+      return 'files:write';
+    case 'files.info':
+      return 'files:read';
+    case 'users.info':
+      return 'users:read';
+    case 'conversations.join':
+      return 'channels:join';
+    case 'conversations.open':
+      return String(args.users ?? '').includes(',') ? 'mpim:write' : 'im:write';
+    default:
+      return undefined;
+  }
 }
 
 /**
@@ -201,6 +250,8 @@ export class FakeSlack extends EventEmitter {
   /** Added to Date.now(): `advance(ms)` moves the fake's time. */
   private offsetMs = 0;
   private readonly enforceTiers: boolean;
+  /** The bot token's scopes. */
+  readonly scopes: Set<string>;
   /** When each method was called (fake time, ms), for the tiers. */
   private readonly methodCalls = new Map<string, number[]>();
   /** response_url ids: when issued, how often used. */
@@ -219,6 +270,7 @@ export class FakeSlack extends EventEmitter {
     this.appToken = opts.appToken ?? FAKE_APP_TOKEN;
     this.teamId = opts.teamId ?? FAKE_TEAM_ID;
     this.enforceTiers = opts.tiers ?? true;
+    this.scopes = new Set(opts.scopes ?? manifestBotScopes());
     for (const u of opts.users ?? []) this.users.set(u.id, u);
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err) => json(res, 500, { ok: false, error: String(err) }));
@@ -510,13 +562,18 @@ export class FakeSlack extends EventEmitter {
       const token = auth.startsWith('Bearer ') ? auth.slice(7) : (args.token as string | undefined);
       const expected = method === 'apps.connections.open' ? this.appToken : this.botToken;
       if (token !== expected) return json(res, 200, { ok: false, error: 'invalid_auth' });
+      const provided = [...this.scopes].join(',');
+      const scoped = { 'x-oauth-scopes': provided };
+      const needed = method === 'apps.connections.open' ? undefined : scopeNeeded(method, args);
+      if (needed && !this.scopes.has(needed))
+        return json(res, 200, { ok: false, error: 'missing_scope', needed, provided }, scoped);
       const pending = this.failures.get(method) ?? [];
       const index = pending.findIndex((f) => f.when(args));
       if (index >= 0) {
         const [failure] = pending.splice(index, 1);
-        return json(res, 200, { ok: false, error: failure!.error });
+        return json(res, 200, { ok: false, error: failure!.error }, scoped);
       }
-      return json(res, 200, this.api(method, args));
+      return json(res, 200, this.api(method, args), scoped);
     } finally {
       this.emit('change');
     }
@@ -667,6 +724,16 @@ export class FakeSlack extends EventEmitter {
             ...(file.height ? { original_h: file.height } : {}),
           },
         };
+      }
+      case 'conversations.open': {
+        const users = String(args.users ?? '')
+          .split(',')
+          .filter(Boolean);
+        if (users.length === 0 && !args.channel)
+          return { ok: false, error: 'users_list_not_supplied' };
+        if (users.length > 1) return { ok: false, error: 'method_not_supported_for_channel_type' };
+        const channel = users[0] ? this.dmOf(users[0]) : String(args.channel);
+        return { ok: true, channel: { id: channel } };
       }
       case 'conversations.join': {
         if (!args.channel) return { ok: false, error: 'channel_not_found' };
