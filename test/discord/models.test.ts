@@ -1,15 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { APIChatInputApplicationCommandInteraction } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DiscordApi } from '../../bot/discord/api.ts';
 import { registerCommands } from '../../bot/discord/register.ts';
 import type { Job } from '../../contracts/job.ts';
-import { type FakeA1111, startFakeA1111 } from '../fakes/a1111.ts';
+import type { FakeA1111 } from '../fakes/a1111.ts';
 import { discordSigner } from '../fakes/discord/harness.ts';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
+import { type ModelBoxes, startModelBoxes } from '../helpers/model-boxes.ts';
 
 const MANAGE_GUILD = String(1n << 5n);
 const MEMBER = String((1n << 10n) | (1n << 11n) | (1n << 31n));
@@ -18,38 +16,30 @@ type Answer = { type: number; data?: { content?: string; flags?: number } };
 
 describe('Discord /imagine model option, restricted per server by /imagine-admin (HTTP interactions, two A1111 fakes)', () => {
   let fake: FakeDiscord;
+  let boxes: ModelBoxes;
   let flux: FakeA1111;
   let sdxl: FakeA1111;
-  let dataDir: string;
   let app: Awaited<ReturnType<typeof startTestImagine>>;
   const signer = discordSigner();
-  const txt2img = (box: FakeA1111) => box.seen.filter((s) => s.path === '/sdapi/v1/txt2img');
+  const txt2img = (box: FakeA1111) => boxes.txt2img(box);
   const checkpoint = (s: { body: unknown }) =>
     (s.body as { override_settings?: { sd_model_checkpoint?: string } }).override_settings
       ?.sd_model_checkpoint;
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'imagine-discord-models-'));
     fake = await startFakeDiscord();
-    flux = await startFakeA1111();
-    sdxl = await startFakeA1111();
+    boxes = await startModelBoxes('discord-models');
+    ({ flux, sdxl } = boxes);
     app = await startTestImagine({
       DISCORD_PUBLIC_KEY: signer.publicKeyHex,
       DISCORD_API_URL: fake.apiUrl,
-      DATA_DIR: dataDir,
-      MODELS: 'flux1-schnell, sdxl-base, sd-turbo',
-      GENERATORS: JSON.stringify([
-        { name: 'flux-box', type: 'a1111', url: flux.url, models: ['flux1-schnell'] },
-        { name: 'sdxl-box', type: 'a1111', url: sdxl.url, models: ['sdxl-base', 'sd-turbo'] },
-      ]),
+      ...boxes.env,
     });
   });
   afterAll(async () => {
     await app?.stop();
     await fake?.close();
-    await flux?.close();
-    await sdxl?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await boxes?.close();
   });
 
   async function post(

@@ -9,7 +9,6 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeButton } from '../../bot/slack/creative.ts';
 import { ImagineError } from '../../contracts/errors.ts';
-import type { AdmissionContext, AdmissionPolicy } from '../../submit/submit.ts';
 import {
   blockActionForm,
   buttonsOf,
@@ -18,39 +17,15 @@ import {
   textOf,
 } from '../fakes/slack/requests.ts';
 import {
+  CountingAdmission,
   decoded,
   FakeSlack,
+  inputEnv,
   RecordingGenerator,
+  resultCard,
   startWithSlack,
   statusMessages,
 } from './helpers.ts';
-
-/** The fake's url_private is a loopback http host: allow-listed for input images here. */
-const inputEnv = (fake: FakeSlack) => ({
-  INPUT_IMAGE_HOSTS: new URL(fake.apiUrl).host,
-  INPUT_IMAGE_ALLOW_HTTP: 'true',
-});
-
-/** Admits everything except prompts with "refuse", recording each request it sees. */
-class CountingAdmission implements AdmissionPolicy {
-  readonly seen: AdmissionContext[] = [];
-  async admit(ctx: AdmissionContext) {
-    this.seen.push(ctx);
-    if (ctx.prompt.includes('refuse'))
-      throw new ImagineError('RATE_LIMITED', 'image limit reached', { retryAfterSeconds: 60 });
-    return { confirm: () => {}, cancel: async () => {} };
-  }
-  finished() {}
-}
-
-/** The card of status message `ts` once it shows a finished job (it has a Re-roll or Vary). */
-function loopCard(fake: FakeSlack, ts: string) {
-  return fake.waitFor(() => {
-    const m = fake.message(ts);
-    const ids = m ? buttonsOf(m.blocks).map((b) => b.action_id) : [];
-    return ids.some((id) => id === 'imagine_reroll_job' || id.startsWith('imagine_vary')) && m;
-  });
-}
 
 describe('Slack creative loop: a grid of four, U/V after a restart, limits on each', () => {
   let fake: FakeSlack;
@@ -77,7 +52,7 @@ describe('Slack creative loop: a grid of four, U/V after a restart, limits on ea
     );
     expect(res.status).toBe(200);
     const status = await fake.waitFor(() => statusMessages(fake)[0]);
-    const card = await loopCard(fake, status.ts);
+    const card = await resultCard(fake, status.ts);
     // One share of all four files, in the status message's thread.
     const completes = fake.callsOf('files.completeUploadExternal');
     expect(completes).toHaveLength(1);
@@ -135,7 +110,7 @@ describe('Slack creative loop: a grid of four, U/V after a restart, limits on ea
     const upStatus = await fake.waitFor(() =>
       statusMessages(fake).find((m) => !before.has(m.ts) && m.threadTs === gridTs),
     );
-    const upCard = await loopCard(fake, upStatus.ts);
+    const upCard = await resultCard(fake, upStatus.ts);
     const upCall = generator.calls.find((c) => c.task === 'upscale')!;
     expect(textOf(upCard.blocks)).toContain('<@U0BOB> upscaled: *a koi pond*');
     // The worker's input fetcher hands the generator a PNG cover-fitted to the size the task
@@ -164,7 +139,7 @@ describe('Slack creative loop: a grid of four, U/V after a restart, limits on ea
     const varyStatus = await fake.waitFor(() =>
       statusMessages(fake).find((m) => !seen.has(m.ts) && m.threadTs === gridTs),
     );
-    await loopCard(fake, varyStatus.ts);
+    await resultCard(fake, varyStatus.ts);
     const varyCall = generator.calls.find((c) => c.task === 'vary')!;
     // A vary starts from its output size (1024×1024, the file's own): V3's pixels, as PNG.
     const third = await decoded(files[2]!.bytes!);
@@ -187,7 +162,7 @@ describe('Slack creative loop: a grid of four, U/V after a restart, limits on ea
     const status = await fake.waitFor(() =>
       statusMessages(fake).find((m) => m.channel === 'C0SINGLE'),
     );
-    const card = await loopCard(fake, status.ts);
+    const card = await resultCard(fake, status.ts);
     const file = fake.messages.find((m) => m.files && m.threadTs === status.ts)!.files![0]!;
     expect(file.altText).toBe('a koi pond');
     const buttons = buttonsOf(card.blocks);
@@ -218,7 +193,7 @@ describe('Slack creative loop: a grid of four, U/V after a restart, limits on ea
     const upStatus = await fake.waitFor(() =>
       statusMessages(fake).find((m) => !before.has(m.ts) && m.threadTs === status.ts),
     );
-    const upCard = await loopCard(fake, upStatus.ts);
+    const upCard = await resultCard(fake, upStatus.ts);
     const { pixels } = await decoded(file.bytes!);
     const upCall = generator.calls.find((c) => c.task === 'upscale' && c.input?.pixels === pixels)!;
     // The worker fetched the file from the thread, with the bot token.
@@ -240,7 +215,7 @@ describe('Slack creative loop: a grid of four, U/V after a restart, limits on ea
     const varyStatus = await fake.waitFor(() =>
       statusMessages(fake).find((m) => !seen.has(m.ts) && m.threadTs === status.ts),
     );
-    await loopCard(fake, varyStatus.ts);
+    await resultCard(fake, varyStatus.ts);
     const varyCall = generator.calls.find((c) => c.task === 'vary' && c.input?.pixels === pixels)!;
     expect(varyCall).toMatchObject({
       strength: 0.75,

@@ -1,7 +1,9 @@
 /** Shared set-up for the Slack tests: imagine wired to a fake Slack. */
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
+import { ImagineError } from '../../contracts/errors.ts';
 import type { StartOptions } from '../../runtime/start.ts';
+import type { AdmissionContext, AdmissionPolicy } from '../../submit/submit.ts';
 import type { GenerateRequest, Generator } from '../../worker/generator.ts';
 import { DemoGenerator } from '../../worker/generators/demo.ts';
 import { type FakeMessage, FakeSlack } from '../fakes/slack/fake-slack.ts';
@@ -25,6 +27,24 @@ export async function startWithSlack(
 ) {
   const app = await startTestImagine({ ...slackHttpEnv(fake), ...env }, opts);
   return { ...app, eventsUrl: `${app.url}/slack/events` };
+}
+
+/** The fake's url_private is a loopback http host: allow-listed for input images. */
+export const inputEnv = (fake: FakeSlack) => ({
+  INPUT_IMAGE_HOSTS: new URL(fake.apiUrl).host,
+  INPUT_IMAGE_ALLOW_HTTP: 'true',
+});
+
+/** Admits everything except prompts with "refuse", recording each request it sees. */
+export class CountingAdmission implements AdmissionPolicy {
+  readonly seen: AdmissionContext[] = [];
+  async admit(ctx: AdmissionContext) {
+    this.seen.push(ctx);
+    if (ctx.prompt.includes('refuse'))
+      throw new ImagineError('RATE_LIMITED', 'image limit reached', { retryAfterSeconds: 60 });
+    return { confirm: () => {}, cancel: async () => {} };
+  }
+  finished() {}
 }
 
 /** Action ids a result card carries (Re-roll, or Vary on a single image). */

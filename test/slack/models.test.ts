@@ -1,43 +1,30 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { requestFromText } from '../../bot/slack/request-text.ts';
 import type { Job } from '../../contracts/job.ts';
-import { type FakeA1111, startFakeA1111 } from '../fakes/a1111.ts';
+import type { FakeA1111 } from '../fakes/a1111.ts';
 import { postToSlackApp, slashCommandForm } from '../fakes/slack/requests.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
+import { type ModelBoxes, startModelBoxes } from '../helpers/model-boxes.ts';
 import { FakeSlack, slackHttpEnv } from './helpers.ts';
 
 describe('Slack /imagine --model, restricted per workspace by /imagine-admin (fake Slack, two A1111 fakes)', () => {
   let fake: FakeSlack;
+  let boxes: ModelBoxes;
   let flux: FakeA1111;
   let sdxl: FakeA1111;
   let app: Awaited<ReturnType<typeof startTestImagine>>;
-  let dataDir: string;
-  const txt2img = (box: FakeA1111) => box.seen.filter((s) => s.path === '/sdapi/v1/txt2img');
+  const txt2img = (box: FakeA1111) => boxes.txt2img(box);
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'imagine-slack-models-'));
     fake = await FakeSlack.start({ users: [{ id: 'U0ADMIN', name: 'ada', is_admin: true }] });
-    flux = await startFakeA1111();
-    sdxl = await startFakeA1111();
-    app = await startTestImagine({
-      ...slackHttpEnv(fake),
-      DATA_DIR: dataDir,
-      MODELS: 'flux1-schnell, sdxl-base, sd-turbo',
-      GENERATORS: JSON.stringify([
-        { name: 'flux-box', type: 'a1111', url: flux.url, models: ['flux1-schnell'] },
-        { name: 'sdxl-box', type: 'a1111', url: sdxl.url, models: ['sdxl-base', 'sd-turbo'] },
-      ]),
-    });
+    boxes = await startModelBoxes('slack-models');
+    ({ flux, sdxl } = boxes);
+    app = await startTestImagine({ ...slackHttpEnv(fake), ...boxes.env });
   });
   afterAll(async () => {
     await app?.stop();
     await fake?.stop();
-    await flux?.close();
-    await sdxl?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await boxes?.close();
   });
 
   async function slash(command: string, text: string, userId = 'U0ADMIN') {

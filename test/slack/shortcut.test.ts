@@ -5,38 +5,17 @@
  */
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImagineError } from '../../contracts/errors.ts';
-import type { AdmissionContext, AdmissionPolicy } from '../../submit/submit.ts';
 import { FAKE_TEAM_ID } from '../fakes/slack/fake-slack.ts';
-import { buttonsOf, postToSlackApp } from '../fakes/slack/requests.ts';
-import { FakeSlack, RecordingGenerator, startWithSlack, statusMessages } from './helpers.ts';
-
-/** The fake's url_private is a loopback http host: allow-listed for input images here. */
-const inputEnv = (fake: FakeSlack) => ({
-  INPUT_IMAGE_HOSTS: new URL(fake.apiUrl).host,
-  INPUT_IMAGE_ALLOW_HTTP: 'true',
-});
-
-/** Admits everything except prompts with "refuse", recording each request it sees. */
-class CountingAdmission implements AdmissionPolicy {
-  readonly seen: AdmissionContext[] = [];
-  async admit(ctx: AdmissionContext) {
-    this.seen.push(ctx);
-    if (ctx.prompt.includes('refuse'))
-      throw new ImagineError('RATE_LIMITED', 'image limit reached', { retryAfterSeconds: 60 });
-    return { confirm: () => {}, cancel: async () => {} };
-  }
-  finished() {}
-}
-
-/** The card of status message `ts` once it shows a finished job (it has a Re-roll or Vary). */
-function loopCard(fake: FakeSlack, ts: string) {
-  return fake.waitFor(() => {
-    const m = fake.message(ts);
-    const ids = m ? buttonsOf(m.blocks).map((b) => b.action_id) : [];
-    return ids.some((id) => id === 'imagine_reroll_job' || id.startsWith('imagine_vary')) && m;
-  });
-}
+import { postToSlackApp } from '../fakes/slack/requests.ts';
+import {
+  CountingAdmission,
+  FakeSlack,
+  inputEnv,
+  RecordingGenerator,
+  resultCard,
+  startWithSlack,
+  statusMessages,
+} from './helpers.ts';
 
 describe('Slack message shortcut: Imagine from this image', () => {
   let fake: FakeSlack;
@@ -147,7 +126,7 @@ describe('Slack message shortcut: Imagine from this image', () => {
         (m) => m.channel === 'C0PHOTOS' && m.threadTs === '1700000100.000100',
       ),
     );
-    await loopCard(fake, status.ts);
+    await resultCard(fake, status.ts);
     const call = generator.calls.find((c) => c.task === 'vary')!;
     expect(call).toMatchObject({ task: 'vary', strength: 0.35 });
     // The worker's input fetcher normalises the JPEG: a PNG cover-fitted to the vary's size,
