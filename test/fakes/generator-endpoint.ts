@@ -1,8 +1,10 @@
 /**
  * A local stand-in for the Flux endpoint on Modal (which cannot be reached from here): the
- * contract of worker/modal/flux_core.py — POST JSON {prompt, width, height, seed, steps,
- * deadline?} answered with image bytes, a request whose deadline has passed answered 504 without
- * generating — behind what Modal's web layer does in front of it:
+ * contract of worker/modal/flux_core.py — POST JSON {task, prompt, width, height, seeds, seed,
+ * steps, deadline?, ...} answered with the bytes of one image, JSON {images} for several, or the
+ * progress stream; a request whose deadline has passed answered 504 without generating — behind
+ * what Modal's web layer does in front of it (test/worker/modal-contract.test.ts runs the client
+ * against flux_core itself; this fake is for Modal's layer and for misbehaviours):
  * - proxy auth: every request (the result URL too) without the right Modal-Key / Modal-Secret
  *   gets 401 before the app sees it;
  * - cold start: the first request after a scale-to-zero waits `coldStartMs` for the container;
@@ -76,6 +78,11 @@ interface Answer {
   status: number;
   headers: Record<string, string>;
   body: string | Buffer;
+}
+
+/** The request's seeds: `seeds`, or the one `seed` of endpoints before the creative loop. */
+function seedsOf(body: Record<string, unknown>): number[] {
+  return Array.isArray(body.seeds) ? body.seeds.map(Number) : [Number(body.seed) || 0];
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -172,20 +179,29 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
     }
     const width = Number(body.width) || 64;
     const height = Number(body.height) || 64;
-    const seed = Number(body.seed) || 0;
-    const png = await sharp({
-      create: { width, height, channels: 3, background: { r: seed % 256, g: 100, b: 150 } },
-    })
-      .png()
-      .toBuffer();
+    const seeds = seedsOf(body);
+    const pngs = await Promise.all(
+      seeds.map((seed) =>
+        sharp({
+          create: { width, height, channels: 3, background: { r: seed % 256, g: 100, b: 150 } },
+        })
+          .png()
+          .toBuffer(),
+      ),
+    );
+    const safety = state.safetyScore === undefined ? {} : { 'x-safety-score': state.safetyScore };
+    if (pngs.length > 1)
+      return {
+        status: 200,
+        headers: { 'content-type': 'application/json', ...safety },
+        body: JSON.stringify({
+          images: pngs.map((png, i) => ({ image: png.toString('base64'), seed: seeds[i] })),
+        }),
+      };
     return {
       status: 200,
-      headers: {
-        'content-type': 'image/png',
-        'x-seed': String(seed),
-        ...(state.safetyScore === undefined ? {} : { 'x-safety-score': state.safetyScore }),
-      },
-      body: png,
+      headers: { 'content-type': 'image/png', 'x-seed': String(seeds[0]), ...safety },
+      body: pngs[0]!,
     };
   };
 
@@ -221,8 +237,18 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
       return;
     }
     const data = Buffer.isBuffer(answer.body) ? answer.body : Buffer.from(answer.body);
+    // Several images came as JSON: one image line each, as flux_core streams them.
+    const images: Array<{ image: string; seed: number }> =
+      answer.headers['content-type'] === 'application/json'
+        ? JSON.parse(data.toString('utf8')).images
+        : [{ image: data.toString('base64'), seed: seedsOf(body)[0]! }];
     res.end(
-      `${JSON.stringify({ type: 'image', seed: Number(body.seed) || 0, content_type: answer.headers['content-type'], data: data.toString('base64') })}\n`,
+      images
+        .map(
+          ({ image, seed }, index) =>
+            `${JSON.stringify({ type: 'image', index, seed, content_type: 'image/png', data: image })}\n`,
+        )
+        .join(''),
     );
   };
 

@@ -143,11 +143,14 @@ describe('modal generator against a local fake of the Modal endpoint', () => {
     expect([meta.width, meta.height]).toEqual([128, 64]);
     const before = Date.now() / 1000;
     expect(fake.requests[0]?.body).toEqual({
+      task: 'generate',
       prompt: request.prompt,
       width: 128,
       height: 64,
-      seed: 99,
       steps: 4,
+      count: 1,
+      seeds: [99],
+      seed: 99,
       deadline: expect.any(Number),
     });
     // When this client stops waiting (timeoutMs 10 000 from the call).
@@ -155,6 +158,116 @@ describe('modal generator against a local fake of the Modal endpoint', () => {
     expect(deadline).toBeGreaterThan(before);
     expect(deadline).toBeLessThanOrEqual(before + 10);
     expect(fake.requests[0]?.headers['modal-key']).toBe(fake.key);
+  });
+
+  describe('the creative loop: N images, vary, upscale', () => {
+    const answering = (response: () => Response) =>
+      new HttpGenerator({
+        name: 'http',
+        url: 'http://generator.invalid/',
+        timeoutMs: 5000,
+        maxBytes: 1024 * 1024,
+        fetch: async () => response(),
+      });
+
+    it('a job of 3 is one request with its seeds, answered as JSON images in order', async () => {
+      const images = await make().generate(
+        { ...request, seeds: [5, 6, 7] },
+        { signal: new AbortController().signal },
+      );
+      expect(fake.requests).toHaveLength(1);
+      expect(fake.requests[0]?.body).toMatchObject({ count: 3, seeds: [5, 6, 7], seed: 5 });
+      expect(images.map((i) => i.seed)).toEqual([5, 6, 7]);
+      for (const image of images) {
+        const meta = await sharp(image.bytes).metadata();
+        expect([meta.width, meta.height]).toEqual([128, 64]);
+      }
+    });
+
+    it('a job of 2 streamed: progress, then one image line each', async () => {
+      fake.streamSteps = 2;
+      const seen: number[] = [];
+      const images = await make().generate(
+        { ...request, seeds: [40, 41] },
+        { signal: new AbortController().signal, onProgress: (p) => seen.push(p.step) },
+      );
+      expect(seen).toEqual([1, 2]);
+      expect(images.map((i) => i.seed)).toEqual([40, 41]);
+    });
+
+    it('a vary sends the task, the input image and its strength', async () => {
+      const input = await sharp({
+        create: { width: 128, height: 64, channels: 3, background: { r: 1, g: 2, b: 3 } },
+      })
+        .png()
+        .toBuffer();
+      await make().generate(
+        {
+          ...request,
+          task: 'vary',
+          strength: 0.35,
+          input: { bytes: input, contentType: 'image/png', width: 128, height: 64 },
+        },
+        { signal: new AbortController().signal },
+      );
+      expect(fake.requests[0]?.body).toMatchObject({
+        task: 'vary',
+        strength: 0.35,
+        image: input.toString('base64'),
+        image_type: 'image/png',
+      });
+    });
+
+    it('a vary without its input image is refused before any request', async () => {
+      expect(
+        await codeOf(
+          make().generate({ ...request, task: 'vary' }, { signal: new AbortController().signal }),
+        ),
+      ).toBe('GENERATION_FAILED');
+      expect(fake.requests).toHaveLength(0);
+    });
+
+    it('answers short of the count are GENERATOR_BAD_RESPONSE, not fewer images', async () => {
+      const png = await sharp({
+        create: { width: 8, height: 8, channels: 3, background: { r: 0, g: 0, b: 0 } },
+      })
+        .png()
+        .toBuffer();
+      const two = { ...request, seeds: [1, 2] };
+      const live = { signal: new AbortController().signal };
+      const bytes = answering(
+        () => new Response(png, { headers: { 'content-type': 'image/png' } }),
+      );
+      expect(await codeOf(bytes.generate(two, live))).toBe('GENERATOR_BAD_RESPONSE');
+      const json = answering(() =>
+        Response.json({ images: [{ image: png.toString('base64'), seed: 1 }] }),
+      );
+      expect(await codeOf(json.generate(two, live))).toBe('GENERATOR_BAD_RESPONSE');
+      const line = `{"type":"image","index":0,"seed":1,"data":"${png.toString('base64')}"}\n`;
+      const stream = answering(
+        () => new Response(line, { headers: { 'content-type': 'application/x-ndjson' } }),
+      );
+      await expect(stream.generate(two, live)).rejects.toThrow('after 1 of 2 images');
+      const twice = answering(
+        () => new Response(line + line, { headers: { 'content-type': 'application/x-ndjson' } }),
+      );
+      expect(await codeOf(twice.generate(two, live))).toBe('GENERATOR_BAD_RESPONSE');
+    });
+
+    it('a 4xx refusal is GENERATOR_REJECTED with the endpoint’s reason', async () => {
+      const refusing = answering(() =>
+        Response.json(
+          { error: { code: 'BAD_REQUEST', message: 'count must be from 1 to 4 (got 9)' } },
+          { status: 422 },
+        ),
+      );
+      const err = await refusing
+        .generate(request, { signal: new AbortController().signal })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ImagineError);
+      expect((err as ImagineError).code).toBe('GENERATOR_REJECTED');
+      expect((err as ImagineError).message).toContain('count must be from 1 to 4');
+    });
   });
 
   describe('Modal’s web layer', () => {

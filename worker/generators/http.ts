@@ -1,7 +1,9 @@
 /**
- * The HTTP generator: POST JSON `{prompt, width, height, seed, steps, deadline}` to an endpoint
- * that answers with image bytes. With Modal credentials it is the Flux-on-Modal generator
- * (`Modal-Key` / `Modal-Secret` proxy auth). Every failure is a coded error.
+ * The HTTP generator: POST JSON `{task, prompt, width, height, steps, count, seeds, seed,
+ * strength?, image?, image_type?, deadline}` to an endpoint that answers with the images (README,
+ * "The generator contract"): a progress stream, JSON `{images: [...]}`, or the bytes of one
+ * image. With Modal credentials it is the Flux-on-Modal generator (`Modal-Key` / `Modal-Secret`
+ * proxy auth). Every failure is a coded error.
  *
  * Modal answers a web request still running after 150 s with a 303 to the call's result URL;
  * a GET there waits for the same call (and may be redirected again). Those redirects are
@@ -26,26 +28,49 @@ export const PROGRESS_STREAM_TYPE = 'application/x-ndjson';
 /** Largest preview a progress line may carry (decoded), bytes. */
 export const PREVIEW_MAX_BYTES = 256 * 1024;
 
+/** One image as the endpoint answered it, before it is checked. */
+interface AnsweredImage {
+  bytes: Buffer;
+  seed?: number;
+}
+
+/** Decode one base64 image of an answer, under the byte cap. */
+function answeredImage(data: unknown, seed: unknown, maxBytes: number): AnsweredImage {
+  if (typeof data !== 'string')
+    throw new ImagineError('GENERATOR_BAD_RESPONSE', 'an image in the answer carries no data');
+  if (data.length > Math.ceil((maxBytes * 4) / 3) + 4)
+    throw new ImagineError('GENERATOR_TOO_LARGE', `generator answered over ${maxBytes} bytes`);
+  const bytes = Buffer.from(data, 'base64');
+  if (bytes.length > maxBytes)
+    throw new ImagineError('GENERATOR_TOO_LARGE', `generator answered over ${maxBytes} bytes`);
+  return Number.isInteger(seed) ? { bytes, seed: seed as number } : { bytes };
+}
+
 /**
- * Read a progress stream (README, "HTTP generator contract"): NDJSON lines
- * `{"type":"progress","step":i,"steps":n,"preview"?:base64}` then one
- * `{"type":"image","seed":s,"data":base64}` (or `{"type":"error","message":…}`). Malformed
- * progress lines are skipped (progress is a courtesy); a missing or bad image line is an error.
+ * Read a progress stream (README, "The generator contract"): NDJSON lines
+ * `{"type":"progress","step":i,"steps":n,"preview"?:base64}`, then one
+ * `{"type":"image","index"?:i,"seed":s,"data":base64}` per image (or `{"type":"error",…}`).
+ * Malformed progress lines are skipped (progress is a courtesy); a missing or bad image line is
+ * an error. Returns once `count` images have come, in index order (arrival order without one).
  */
 async function readProgressStream(
   response: Response,
+  count: number,
   maxBytes: number,
   signal: AbortSignal,
   onProgress: ((p: GenerateProgress) => void) | undefined,
-): Promise<{ bytes: Buffer; seed?: number }> {
+): Promise<AnsweredImage[]> {
   if (!response.body) throw new ImagineError('GENERATOR_BAD_RESPONSE', 'generator sent no stream');
-  // base64 makes the image 4/3 as long; progress lines and previews come on top.
-  const cap = Math.ceil(maxBytes * 1.4) + 4 * PREVIEW_MAX_BYTES;
+  // base64 makes each image 4/3 as long; progress lines and previews come on top.
+  const cap = count * Math.ceil(maxBytes * 1.4) + 4 * PREVIEW_MAX_BYTES;
   const decoder = new TextDecoder();
+  const images: Array<AnsweredImage | undefined> = new Array(count).fill(undefined);
+  let received = 0;
   let pending = '';
   let total = 0;
-  const handle = (line: string): { bytes: Buffer; seed?: number } | undefined => {
-    if (line.trim() === '') return undefined;
+  /** Handle one line; true once every image has come. */
+  const handle = (line: string): boolean => {
+    if (line.trim() === '') return false;
     let event: Record<string, unknown>;
     try {
       event = JSON.parse(line);
@@ -57,7 +82,8 @@ async function readProgressStream(
     }
     if (event.type === 'progress') {
       const { step, steps } = event;
-      if (!Number.isInteger(step) || !Number.isInteger(steps) || (steps as number) < 1) return;
+      if (!Number.isInteger(step) || !Number.isInteger(steps) || (steps as number) < 1)
+        return false;
       const progress: GenerateProgress = {
         step: Math.max(0, Math.min(step as number, steps as number)),
         steps: steps as number,
@@ -72,7 +98,7 @@ async function readProgressStream(
       } catch {
         // A listener's failure is not the generator's.
       }
-      return undefined;
+      return false;
     }
     if (event.type === 'error')
       throw new ImagineError(
@@ -80,14 +106,23 @@ async function readProgressStream(
         `generator failed: ${String(event.message ?? 'no reason given').slice(0, 300)}`,
       );
     if (event.type === 'image') {
-      if (typeof event.data !== 'string')
-        throw new ImagineError('GENERATOR_BAD_RESPONSE', 'the image line carries no data');
-      const bytes = Buffer.from(event.data, 'base64');
-      if (bytes.length > maxBytes)
-        throw new ImagineError('GENERATOR_TOO_LARGE', `generator answered over ${maxBytes} bytes`);
-      return Number.isInteger(event.seed) ? { bytes, seed: event.seed as number } : { bytes };
+      const index = event.index === undefined ? images.indexOf(undefined) : event.index;
+      if (!Number.isInteger(index) || (index as number) < 0 || (index as number) >= count)
+        throw new ImagineError(
+          'GENERATOR_BAD_RESPONSE',
+          `generator sent an image line past the ${count} asked for`,
+        );
+      if (images[index as number])
+        throw new ImagineError('GENERATOR_BAD_RESPONSE', `generator sent image ${index} twice`);
+      images[index as number] = answeredImage(event.data, event.seed, maxBytes);
+      received++;
+      return received === count;
     }
-    return undefined;
+    return false;
+  };
+  const done = async () => {
+    await response.body?.cancel().catch(() => {});
+    return images as AnsweredImage[];
   };
   for await (const chunk of response.body) {
     signal.throwIfAborted();
@@ -99,18 +134,58 @@ async function readProgressStream(
     pending += decoder.decode(chunk, { stream: true });
     let nl = pending.indexOf('\n');
     while (nl >= 0) {
-      const result = handle(pending.slice(0, nl));
+      const complete = handle(pending.slice(0, nl));
       pending = pending.slice(nl + 1);
-      if (result) {
-        await response.body.cancel().catch(() => {});
-        return result;
-      }
+      if (complete) return done();
       nl = pending.indexOf('\n');
     }
   }
-  const last = handle(pending + decoder.decode());
-  if (last) return last;
-  throw new ImagineError('GENERATOR_BAD_RESPONSE', 'the stream ended before the image');
+  if (handle(pending + decoder.decode())) return done();
+  throw new ImagineError(
+    'GENERATOR_BAD_RESPONSE',
+    received === 0
+      ? 'the stream ended before the image'
+      : `the stream ended after ${received} of ${count} images`,
+  );
+}
+
+/** Read a JSON answer `{"images": [{"image": base64, "seed"?}, …]}`, one entry per seed. */
+async function readJsonImages(
+  response: Response,
+  count: number,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<AnsweredImage[]> {
+  const text = (
+    await readCapped(response, count * Math.ceil(maxBytes * 1.4) + 64 * 1024, signal)
+  ).toString('utf8');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new ImagineError('GENERATOR_BAD_RESPONSE', 'generator answered JSON that does not parse');
+  }
+  const images = (body as { images?: unknown } | null)?.images;
+  if (!Array.isArray(images) || images.length !== count)
+    throw new ImagineError(
+      'GENERATOR_BAD_RESPONSE',
+      `generator answered ${Array.isArray(images) ? images.length : 'no'} images for ${count} seeds`,
+    );
+  return images.map((entry: { image?: unknown; data?: unknown; seed?: unknown } | null) =>
+    answeredImage(entry?.image ?? entry?.data, entry?.seed, maxBytes),
+  );
+}
+
+/** The reason in a refusal's body: flux_core's `{error: {message}}`, FastAPI's `detail`, or text. */
+function refusalReason(text: string): string {
+  try {
+    const body = JSON.parse(text) as { error?: { message?: unknown }; detail?: unknown };
+    const reason = body?.error?.message ?? body?.detail;
+    if (typeof reason === 'string') return reason;
+  } catch {
+    // not JSON: the text itself
+  }
+  return text;
 }
 
 /** Options of {@link HttpGenerator}. */
@@ -256,29 +331,38 @@ export class HttpGenerator implements Generator {
     req: GenerateRequest,
     { signal, onProgress }: GenerateOptions,
   ): Promise<GeneratedImage[]> {
+    const count = req.seeds.length;
     const seed = req.seeds[0];
-    if (seed === undefined || req.seeds.length !== 1 || req.task !== 'generate')
-      throw new ImagineError(
-        'GENERATION_FAILED',
-        'the HTTP generator makes one generated image per call (count, vary and upscale come with the creative loop)',
-      );
+    if (seed === undefined)
+      throw new ImagineError('GENERATION_FAILED', 'a generator call needs at least one seed');
+    if (req.task !== 'generate' && !req.input)
+      throw new ImagineError('GENERATION_FAILED', `a ${req.task} needs its input image`);
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const combined = AbortSignal.any([signal, timeout]);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
-      // A generator that can report progress streams it (README); plain image bytes still work.
-      accept: `${PROGRESS_STREAM_TYPE}, image/*`,
+      // A generator that can report progress streams it (README); JSON images and plain image
+      // bytes still work.
+      accept: `${PROGRESS_STREAM_TYPE}, application/json;q=0.9, image/*;q=0.8`,
     };
     if (this.opts.modalKey) headers['modal-key'] = this.opts.modalKey;
     if (this.opts.modalSecret) headers['modal-secret'] = this.opts.modalSecret;
     try {
       const response = await this.call(
         JSON.stringify({
+          task: req.task,
           prompt: req.prompt,
           width: req.width,
           height: req.height,
-          seed,
           steps: req.steps,
+          count,
+          seeds: req.seeds,
+          // For endpoints written before the creative loop.
+          seed,
+          ...(req.strength !== undefined ? { strength: req.strength } : {}),
+          ...(req.input
+            ? { image: req.input.bytes.toString('base64'), image_type: req.input.contentType }
+            : {}),
           deadline: (Date.now() + this.opts.timeoutMs) / 1000,
         }),
         headers,
@@ -291,7 +375,7 @@ export class HttpGenerator implements Generator {
           `generator refused the credentials (HTTP ${response.status}); check MODAL_KEY and MODAL_SECRET`,
         );
       }
-      if (response.status === 429 || response.status >= 500) {
+      if (response.status === 408 || response.status === 429 || response.status >= 500) {
         await response.body?.cancel();
         throw new ImagineError(
           'GENERATOR_UNAVAILABLE',
@@ -299,36 +383,58 @@ export class HttpGenerator implements Generator {
         );
       }
       if (!response.ok) {
-        const text = (await response.text()).slice(0, 300);
+        const text = (await readCapped(response, 64 * 1024, combined)).toString('utf8');
+        // Any other 4xx: the endpoint refused this very request (a size over its limit, an
+        // input it cannot read); another try would fail the same way.
         throw new ImagineError(
-          'GENERATOR_BAD_RESPONSE',
-          `generator answered HTTP ${response.status}: ${text}`,
+          'GENERATOR_REJECTED',
+          `generator answered HTTP ${response.status}: ${refusalReason(text).slice(0, 300)}`,
         );
       }
-      const streamed = (response.headers.get('content-type') ?? '').startsWith(PROGRESS_STREAM_TYPE)
-        ? await readProgressStream(response, this.opts.maxBytes, combined, onProgress)
-        : undefined;
-      const bytes = streamed?.bytes ?? (await readCapped(response, this.opts.maxBytes, combined));
-      const contentType = sniffImageType(bytes);
-      if (!contentType)
-        throw new ImagineError(
-          'GENERATOR_BAD_RESPONSE',
-          `generator answered ${bytes.length} bytes that are not PNG, JPEG or WebP`,
-        );
+      const type = response.headers.get('content-type') ?? '';
       const seedHeader = Number(response.headers.get('x-seed'));
+      let answered: AnsweredImage[];
+      if (type.startsWith(PROGRESS_STREAM_TYPE))
+        answered = await readProgressStream(
+          response,
+          count,
+          this.opts.maxBytes,
+          combined,
+          onProgress,
+        );
+      else if (type.startsWith('application/json'))
+        answered = await readJsonImages(response, count, this.opts.maxBytes, combined);
+      else {
+        const bytes = await readCapped(response, this.opts.maxBytes, combined);
+        if (count !== 1 && sniffImageType(bytes))
+          throw new ImagineError(
+            'GENERATOR_BAD_RESPONSE',
+            `generator answered one image for a job of ${count}`,
+          );
+        answered = [
+          Number.isInteger(seedHeader) && response.headers.has('x-seed')
+            ? { bytes, seed: seedHeader }
+            : { bytes },
+        ];
+      }
+      // One header for the whole answer: it applies to every image in it.
       const safetyScore = parseSafetyScore(response.headers.get('x-safety-score'));
-      return [
-        {
+      return answered.map(({ bytes, seed: answeredSeed }, i) => {
+        const contentType = sniffImageType(bytes);
+        if (!contentType)
+          throw new ImagineError(
+            'GENERATOR_BAD_RESPONSE',
+            `generator answered ${bytes.length} bytes that are not PNG, JPEG or WebP`,
+          );
+        return {
           bytes,
           contentType,
-          seed:
-            streamed?.seed ??
-            (Number.isInteger(seedHeader) && response.headers.has('x-seed') ? seedHeader : seed),
+          seed: answeredSeed ?? (req.seeds[i] as number),
           width: req.width,
           height: req.height,
           ...(safetyScore === undefined ? {} : { safetyScore }),
-        },
-      ];
+        };
+      });
     } catch (err) {
       if (err instanceof ImagineError) throw err;
       if (timeout.aborted)

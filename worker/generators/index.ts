@@ -53,6 +53,10 @@ function defaultTasks(spec: BackendSpec, config: Readonly<Config>): BackendTask[
       return spec.upscaleModel || config.REPLICATE_UPSCALE_MODEL
         ? ['generate', 'vary', 'upscale']
         : ['generate', 'vary'];
+    // The Flux app on Modal (worker/modal/) does all three; another HTTP endpoint may be one
+    // written before the creative loop, so it lists what it can do.
+    case 'modal':
+      return ['generate', 'vary', 'upscale'];
     default:
       return ['generate'];
   }

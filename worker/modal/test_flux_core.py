@@ -10,8 +10,6 @@ import asyncio
 import base64
 import io
 import json
-import threading
-import time
 
 import flux_core
 import pytest
@@ -32,72 +30,11 @@ from flux_core import (
     step_callback,
 )
 from PIL import Image
+from stand_in import StandIn
 
 NDJSON = {"accept": "application/x-ndjson, image/*"}
 VARY = {"task": "vary", "prompt": "a"}
 UPSCALE = {"task": "upscale", "prompt": "a"}
-
-
-class StandIn:
-    """Behaves like flux_app's torch pipeline as diffusers drives it: one batched call; image i
-    made from `seeds[i]` alone (its colour comes from that seed, blended over the input image
-    for image to image); `num_timesteps` set before the loop as diffusers does; the step
-    callback after each denoising step with the packed latents (first image only: all
-    `read_tokens` reads), then the images."""
-
-    def __init__(
-        self,
-        *,
-        wait_for_stop_from: int | None = None,
-        on_step=None,
-        fail: Exception | None = None,
-        latent_row=None,
-        images_short: bool = False,
-    ):
-        self.calls: list[GenerateParams] = []
-        self.steps_run = 0
-        self.started = threading.Event()
-        self.finished = threading.Event()
-        self.wait_for_stop_from = wait_for_stop_from
-        self.on_step = on_step
-        self.fail = fail
-        self.latent_row = latent_row or (lambda step, token: [0.1 * step] * 64)
-        self.images_short = images_short
-        self.num_timesteps = 0
-
-    @staticmethod
-    def image_for(params: GenerateParams, seed: int) -> Image.Image:
-        colour = Image.new("RGB", (params.width, params.height), (seed % 256, seed >> 24, 150))
-        if params.image is None:
-            return colour
-        return Image.blend(params.image, colour, params.strength)
-
-    def run(self, params, callback):
-        try:
-            self.calls.append(params)
-            self.started.set()
-            if self.fail:
-                raise self.fail
-            self.num_timesteps = denoising_steps(params.steps, params.strength)
-            tokens = (params.width // 16) * (params.height // 16)
-            for step in range(self.num_timesteps):
-                if self.wait_for_stop_from is not None and step >= self.wait_for_stop_from:
-                    # A step that lasts until someone asks the pipeline to stop (10 s safety cap).
-                    cap = time.monotonic() + 10
-                    while not callback.should_stop() and time.monotonic() < cap:
-                        time.sleep(0.001)
-                latents = [[self.latent_row(step, t) for t in range(tokens)]]
-                callback(self, step, 1000 - step, {"latents": latents})
-                self.steps_run += 1
-                if self.on_step:
-                    self.on_step(step)
-            images = [self.image_for(params, seed) for seed in params.seeds]
-            return images[:-1] if self.images_short else images
-        finally:
-            self.finished.set()
-
-    def read_tokens(self, latents, indices):
-        return [latents[0][i] for i in indices]
 
 
 def client_for(pipeline, **kwargs) -> TestClient:
