@@ -524,9 +524,10 @@ describe('web page in chromium', () => {
     await page.getByLabel('Prompt').press('Enter');
     const card = newestCard(page);
     await page.locator('#results > li[data-state="failed"]').waitFor();
-    await expect(card.getAttribute('data-error-code')).resolves.toBe('GENERATOR_BAD_RESPONSE');
-    await expect(card.getByRole('status').textContent()).resolves.toBe(
-      'The image generator could not make this image.',
+    // A 4xx from the generator is its refusal of this very request (README, the generator contract).
+    await expect(card.getAttribute('data-error-code')).resolves.toBe('GENERATOR_REJECTED');
+    await expect(card.getByRole('status').textContent()).resolves.toMatch(
+      /^The image generator refused this request/,
     );
     await expect(card.locator('.error-detail').textContent()).resolves.toContain(
       'the model rejected this request',
