@@ -295,6 +295,16 @@ export const ENV = {
     default: '2',
     doc: 'Jobs in flight per worker.',
   },
+  PROGRESS_PUSH_MS: {
+    schema: int(0, 60_000).default(250),
+    default: '250',
+    doc: 'Least time between two progress pushes of one job from the worker to the relay (the latest report wins, one push in flight per job; a failed one is dropped, and the final image never waits for one). The page shows every one; Discord and Slack status edits are thinned further (at most one a second per job, within the Slack budget). 0: progress is not forwarded.',
+  },
+  CANCEL_POLL_MS: {
+    schema: int(0, 600_000).default(2000),
+    default: '2000',
+    doc: 'While a job runs with no push for this long (a generator that reports no progress), the worker asks the relay whether it was cancelled (a signed `generating` push); a cancelled job has its generator call aborted. 0: only progress pushes learn it.',
+  },
   WORKER_DRAIN_SECONDS: {
     schema: int(0, 3600).default(25),
     default: '25',

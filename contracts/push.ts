@@ -260,6 +260,33 @@ export const PushSourceSchema = z
 export type PushSource = z.infer<typeof PushSourceSchema>;
 
 /**
+ * A `generating` push's progress report: step `step` of `steps` over the whole generator call
+ * (every image of it), as the generator reported it. The worker sends these coalesced (latest
+ * wins, one in flight per job, at most every PROGRESS_PUSH_MS); a `generating` push without it
+ * is the worker asking whether the job was cancelled (the relay answers 409 `JOB_CANCELLED`).
+ */
+export const PushProgressSchema = z
+  .object({
+    step: z.number().int().min(0).max(1_000_000),
+    steps: z.number().int().min(1).max(1_000_000),
+  })
+  .strict()
+  .refine((p) => p.step <= p.steps, { message: 'progress.step is past progress.steps' });
+/** A progress report. */
+export type PushProgress = z.infer<typeof PushProgressSchema>;
+
+/** Describes the one `preview` file part of a progress report (at most 64 KiB). */
+export const PushPreviewSchema = z
+  .object({
+    contentType: z.enum(IMAGE_TYPES),
+    width: z.number().int().positive().max(16384).optional(),
+    height: z.number().int().positive().max(16384).optional(),
+  })
+  .strict();
+/** A preview's description. */
+export type PushPreview = z.infer<typeof PushPreviewSchema>;
+
+/**
  * The `meta` part of a multipart push. A `done` push carries its images as file parts named
  * `image`, in order, and `images` describes each (seed, size, type) in the same order. A push
  * without `images` is the single-image shape: one `image` part described by the top-level
@@ -293,6 +320,10 @@ export const PushMetaSchema = z.object({
   error: z.object({ code: z.string().max(100), message: z.string().max(2000) }).optional(),
   /** Output safety: a verdict for every image made; only delivered ones are image parts. */
   safety: PushSafetySchema.optional(),
+  /** `generating` only: how far the generator has got. */
+  progress: PushProgressSchema.optional(),
+  /** `generating` with `progress` only: describes the one `preview` part. */
+  preview: PushPreviewSchema.optional(),
 });
 /** The `meta` part of a multipart push. */
 export type PushMeta = z.infer<typeof PushMetaSchema>;

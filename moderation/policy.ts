@@ -103,6 +103,11 @@ export class ModerationPolicy implements AdmissionPolicy {
   readonly #finishTimes: number[] = [];
   /** Retries of slot bindings and releases the store refused (an outage). */
   readonly #retries = new Set<NodeJS.Timeout>();
+  /**
+   * What each job admitted here took from the windows, oldest first, so a cancel before it
+   * starts gives it back (kept as long as a lease could live).
+   */
+  readonly #refunds = new Map<string, { at: number; giveBack: () => Promise<void> }>();
   #closed = false;
 
   constructor(opts: ModerationPolicyOptions) {
@@ -327,6 +332,8 @@ export class ModerationPolicy implements AdmissionPolicy {
       throw new ImagineError('RATE_LIMITED', 'moderators have paused image requests here');
 
     const undo: Array<() => Promise<void>> = [];
+    // The window counts alone (the slot goes back when the job is finished).
+    const counted: Array<() => Promise<void>> = [];
     const rollback = async () => {
       for (const step of undo.reverse())
         await step().catch((err) => this.#logger.warn({ err }, 'could not give back a count'));
@@ -353,6 +360,7 @@ export class ModerationPolicy implements AdmissionPolicy {
         );
       }
       undo.push(() => this.#counters.giveBack(userKey, window, mine.windowEndsAt));
+      counted.push(undo.at(-1)!);
 
       const all = await this.#counters.take(scopeCounter, limits.imagesPerScope, window);
       if (!all.ok) {
@@ -364,6 +372,7 @@ export class ModerationPolicy implements AdmissionPolicy {
         );
       }
       undo.push(() => this.#counters.giveBack(scopeCounter, window, all.windowEndsAt));
+      counted.push(undo.at(-1)!);
 
       lastCheck();
       this.#admitting++;
@@ -374,6 +383,9 @@ export class ModerationPolicy implements AdmissionPolicy {
           settled = true;
           this.#admitting--;
           this.#hold(jobId, lease);
+          this.#keepRefund(jobId, async () => {
+            for (const step of counted) await step();
+          });
         },
         cancel: async () => {
           if (settled) return;
@@ -397,7 +409,28 @@ export class ModerationPolicy implements AdmissionPolicy {
     );
   }
 
+  #keepRefund(jobId: string, giveBack: () => Promise<void>): void {
+    const now = this.#now();
+    for (const [id, { at }] of this.#refunds) {
+      if (now - at <= this.#leaseMs) break;
+      this.#refunds.delete(id);
+    }
+    this.#refunds.set(jobId, { at: now, giveBack });
+  }
+
+  /** A job admitted here was cancelled before it started: its images go back to the windows. */
+  cancelledBeforeStart(jobId: string): void {
+    const refund = this.#refunds.get(jobId);
+    if (!refund) return;
+    this.#refunds.delete(jobId);
+    refund
+      .giveBack()
+      .catch((err) => this.#logger.warn({ err, jobId }, 'could not give back a cancelled job'));
+  }
+
   finished(jobId: string): void {
+    // Finished (or cancelled, after its refund): nothing left to give back.
+    this.#refunds.delete(jobId);
     this.#finishTimes.push(this.#now());
     if (this.#finishTimes.length > THROUGHPUT_SAMPLES) this.#finishTimes.shift();
     this.#persist('release a concurrency slot', () => this.#slots.releaseJob(jobId));

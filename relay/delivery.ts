@@ -9,11 +9,23 @@ import { imageSeed } from '../contracts/limits.ts';
 import type { ReplyTarget } from '../contracts/seal.ts';
 import { openReplyTarget } from '../contracts/seal.ts';
 import { coalesce } from './coalesce.ts';
-import { isTerminal, type JobRecord, type JobTracker, type JobUpdate } from './job-tracker.ts';
+import {
+  isTerminal,
+  type JobRecord,
+  type JobTracker,
+  type JobUpdate,
+  type ProgressUpdate,
+  progressFraction,
+} from './job-tracker.ts';
 
 /** How often queue positions are sent to chat, and to how many jobs at the head of the queue. */
 const CHAT_POSITION_INTERVAL_MS = 5000;
 const CHAT_POSITION_JOBS = 10;
+/**
+ * Least time between two progress events of one job handed to chat: one Discord edit a second
+ * per job; the Slack deliverer's own budget drops what its tier cannot take.
+ */
+export const CHAT_PROGRESS_INTERVAL_MS = 1000;
 
 export type { ChatDeliverer, DeliveryEvent };
 
@@ -29,6 +41,11 @@ export class ChatDelivery {
   private readonly lanes = new Map<string, Lane>();
   private readonly idle = new Set<() => void>();
   private positions: ReturnType<typeof coalesce> | undefined;
+  /** Per job: when progress was last handed to chat, and the trailing send waiting. */
+  private readonly progressSent = new Map<
+    string,
+    { at: number; timer?: NodeJS.Timeout | undefined }
+  >();
 
   private readonly secret: string;
   private readonly logger: Logger;
@@ -48,9 +65,26 @@ export class ChatDelivery {
   /** Follow a tracker's updates. */
   attach(tracker: JobTracker): void {
     tracker.on('update', (u: JobUpdate) => {
+      if (u.record.state !== 'generating') this.forgetProgress(u.record.jobId);
       // Another relay instance received that push and delivers it; delivering here too would
       // post twice.
       if (!u.remote) this.onUpdate(u.record, u.position);
+    });
+    // Progress goes to chat at most once a second per job, the latest report then.
+    tracker.on('progress', (u: ProgressUpdate) => {
+      if (u.remote || !u.record.replyTarget || this.deliverers.size === 0) return;
+      const jobId = u.record.jobId;
+      const sent = this.progressSent.get(jobId) ?? { at: 0 };
+      this.progressSent.set(jobId, sent);
+      if (sent.timer) return;
+      const wait = Math.max(0, sent.at + CHAT_PROGRESS_INTERVAL_MS - Date.now());
+      sent.timer = setTimeout(() => {
+        sent.timer = undefined;
+        sent.at = Date.now();
+        const record = tracker.get(jobId);
+        if (record?.state === 'generating') this.onUpdate(record, undefined);
+      }, wait);
+      sent.timer.unref();
     });
     // Chat edits are rate limited by the platforms (Slack: ~50 chat.update a minute per
     // workspace): queue positions go out at most every 5 s, and only to the first jobs in line,
@@ -94,9 +128,16 @@ export class ChatDelivery {
     }
   }
 
+  private forgetProgress(jobId: string): void {
+    const sent = this.progressSent.get(jobId);
+    if (sent?.timer) clearTimeout(sent.timer);
+    this.progressSent.delete(jobId);
+  }
+
   /** Resolves when no delivery is pending (tests, shutdown). */
   async drain(): Promise<void> {
     this.positions?.cancel();
+    for (const jobId of [...this.progressSent.keys()]) this.forgetProgress(jobId);
     if (this.lanes.size === 0) return;
     await new Promise<void>((resolve) => this.idle.add(resolve));
   }
@@ -107,6 +148,9 @@ export class ChatDelivery {
       jobId: record.jobId,
       state: record.state,
       position,
+      ...(record.state === 'generating' && record.progress
+        ? { progress: progressFraction(record.progress) }
+        : {}),
       prompt: record.prompt,
       seed: record.seed,
       width: record.width,

@@ -72,27 +72,42 @@ export function ledgerEntryOf(r: LedgerEntry & Record<string, unknown>): LedgerE
 
 const FINAL_LUA = `local function final(s) return s == 'done' or s == 'failed' or s == 'expired' or s == 'cancelled' end`;
 
+// What a later write does not say (the requester, learned where the job was queued) is kept.
+const MERGE_LUA = `
+local function merged(new, prev)
+  if not prev then return new end
+  local entry = cjson.decode(new)
+  for k, v in pairs(prev) do if entry[k] == nil then entry[k] = v end end
+  return cjson.encode(entry)
+end`;
+
 // A final state is never overwritten by a late non-final one (a retried "generating").
 const REMEMBER_LUA = `
 ${FINAL_LUA}
+${MERGE_LUA}
 local old = redis.call('GET', KEYS[1])
-if old and ARGV[3] == '0' then
-  local ok, prev = pcall(cjson.decode, old)
-  if ok and final(prev.state) then return 0 end
+local prev
+if old then
+  local ok, p = pcall(cjson.decode, old)
+  if ok then prev = p end
+  if prev and ARGV[3] == '0' and final(prev.state) then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], merged(ARGV[1], prev), 'PX', ARGV[2])
 return 1
 `;
 
 // A transition: nothing overwrites a final state; answers with what was there before.
 const TRANSITION_LUA = `
 ${FINAL_LUA}
+${MERGE_LUA}
 local old = redis.call('GET', KEYS[1])
+local prev
 if old then
-  local ok, prev = pcall(cjson.decode, old)
-  if ok and final(prev.state) then return {0, old} end
+  local ok, p = pcall(cjson.decode, old)
+  if ok then prev = p end
+  if prev and final(prev.state) then return {0, old} end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], merged(ARGV[1], prev), 'PX', ARGV[2])
 return {1, old or ''}
 `;
 
@@ -152,6 +167,11 @@ export class RedisJobLedger implements JobLedger {
   }
 }
 
+/** The fields of an entry that say something (a later write keeps what it leaves out). */
+function definedOnly(entry: LedgerEntry): Partial<LedgerEntry> {
+  return Object.fromEntries(Object.entries(entry).filter(([, v]) => v !== undefined));
+}
+
 /** The ledger in a SQLite file (one relay, no Redis): rows expire after `ttlMs`. */
 export class SqliteJobLedger implements JobLedger {
   readonly #db: DatabaseSync;
@@ -193,10 +213,11 @@ export class SqliteJobLedger implements JobLedger {
   remember(entry: LedgerEntry): void {
     try {
       const now = this.#now();
+      const previous = this.#recallNow(entry.jobId);
       this.#upsert.run(
         entry.jobId,
         isTerminal(entry.state) ? 1 : 0,
-        JSON.stringify(entry),
+        JSON.stringify(previous ? { ...previous, ...definedOnly(entry) } : entry),
         now + this.#ttlMs,
       );
       if (++this.#writes % 1000 === 0) this.#prune.run(now);

@@ -22,6 +22,7 @@ import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
 import { generatorFromConfig } from '../worker/generators/index.ts';
 import { GeneratorRouter } from '../worker/generators/router.ts';
+import type { RelayPusher } from '../worker/push-client.ts';
 import type { ImageClassifier } from '../worker/safety/classifier.ts';
 import type { RunningWorker } from '../worker/worker.ts';
 import { workerHealthListener } from './worker-health.ts';
@@ -41,6 +42,8 @@ export interface StartOptions {
   adapters?: ChatAdapter[];
   /** The worker's safety classifier; by default NSFWJS as configured (loaded on first use). */
   classifier?: ImageClassifier;
+  /** How the worker pushes to the relay (tests wrap it); by default signed HTTP to RELAY_URL. */
+  pusher?: RelayPusher;
 }
 
 /** A running imagine. */
@@ -185,6 +188,8 @@ async function startParts(
       secret: config.RELAY_SECRET,
       maxAttempts,
       maxImageBytes: config.PUSH_MAX_BYTES,
+      progress: { intervalMs: config.PROGRESS_PUSH_MS, pollMs: config.CANCEL_POLL_MS },
+      ...(opts.pusher ? { pusher: opts.pusher } : {}),
       logger,
       safety: {
         classifier:

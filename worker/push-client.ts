@@ -9,9 +9,27 @@ import { ERROR_CODES, type ErrorCode, ImagineError, isRetryable } from '../contr
 import { extensionFor } from '../contracts/image-types.ts';
 import { type PushMeta, signPushHeaders } from '../contracts/push.ts';
 
+/** Options of one push. */
+export interface PushOptions {
+  /** Aborts the push (a progress push overtaken by the final one). */
+  signal?: AbortSignal;
+  /** Tries, overriding the pusher's own (a progress push gets one: the next one replaces it). */
+  attempts?: number;
+  /** A progress report's preview (`meta.preview` describes it), sent as the `preview` part. */
+  preview?: Buffer;
+}
+
 /** Sends pushes to the relay. */
 export interface RelayPusher {
-  push(meta: PushMeta, images?: Buffer | readonly Buffer[]): Promise<{ duplicate: boolean }>;
+  /**
+   * Throws a coded error when the relay refuses (4xx: `JOB_CANCELLED` when the job was
+   * cancelled) or cannot be reached after the tries.
+   */
+  push(
+    meta: PushMeta,
+    images?: Buffer | readonly Buffer[],
+    opts?: PushOptions,
+  ): Promise<{ duplicate: boolean }>;
 }
 
 /** Options of {@link createRelayPusher}. */
@@ -30,6 +48,7 @@ export interface RelayPusherOptions {
 export function encodePush(
   meta: PushMeta,
   images?: Buffer | readonly Buffer[],
+  preview?: Buffer,
 ): { body: Buffer; contentType: string } {
   const boundary = `imagine-${randomBytes(12).toString('hex')}`;
   const parts: Buffer[] = [
@@ -51,6 +70,17 @@ export function encodePush(
       Buffer.from('\r\n'),
     );
   });
+  if (preview) {
+    const type = meta.preview?.contentType ?? 'image/jpeg';
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="preview"; ` +
+          `filename="${meta.jobId}-preview.${extensionFor(type)}"\r\nContent-Type: ${type}\r\n\r\n`,
+      ),
+      preview,
+      Buffer.from('\r\n'),
+    );
+  }
   parts.push(Buffer.from(`--${boundary}--\r\n`));
   return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
 }
@@ -86,11 +116,13 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
   const url = new URL('/push', opts.relayUrl).toString();
   const attempts = opts.attempts ?? 5;
   return {
-    async push(meta, images) {
-      const { body, contentType } = encodePush(meta, images);
+    async push(meta, images, pushOpts = {}) {
+      const { signal } = pushOpts;
+      const { body, contentType } = encodePush(meta, images, pushOpts.preview);
       let lastError: unknown;
-      for (let attempt = 0; attempt < attempts; attempt++) {
-        if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt));
+      const tries = pushOpts.attempts ?? attempts;
+      for (let attempt = 0; attempt < tries; attempt++) {
+        if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, { signal });
         // Signed in the headers (v2): the relay authenticates the push before reading its body.
         const signed = signPushHeaders(opts.secret, meta.jobId, body);
         try {
@@ -98,6 +130,7 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
             method: 'POST',
             headers: { 'content-type': contentType, ...signed },
             body: body as Uint8Array<ArrayBuffer>,
+            ...(signal ? { signal } : {}),
           });
           const text = await response.text();
           if (response.ok)
@@ -111,6 +144,7 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
           if (!transient) throw new PushRefused(lastError as ImagineError);
         } catch (err) {
           if (err instanceof PushRefused) throw err.refusal;
+          if (signal?.aborted) throw err;
           lastError = err;
         }
       }

@@ -1,7 +1,10 @@
 /**
- * Runs one job: report "generating", call the generator, push the image or the failure.
- * Retryable failures are thrown so the queue redelivers, except on the last attempt, when the
- * user is told instead: no job dies without a word.
+ * Runs one job: report "generating", call the generator (forwarding its progress), push the image
+ * or the failure. Retryable failures are thrown so the queue redelivers, except on the last
+ * attempt, when the user is told instead: no job dies without a word. A job the relay says was
+ * cancelled (409 `JOB_CANCELLED` to the "generating" push) is skipped and acknowledged; one
+ * cancelled while it runs (the answer to a progress push or a cancel poll) has its generator
+ * call aborted. The relay has already told the user, so nothing more is pushed.
  */
 import type { Logger } from 'pino';
 import sharp from 'sharp';
@@ -17,6 +20,7 @@ import {
 import { fitImage } from './fit-image.ts';
 import type { Generator, GeneratorInput } from './generator.ts';
 import type { InputFetcher } from './input-fetcher.ts';
+import { isCancelledRefusal, ProgressForwarder } from './progress-forwarder.ts';
 import type { RelayPusher } from './push-client.ts';
 import type { ImageClassifier } from './safety/classifier.ts';
 import { judgeImages } from './safety/judge.ts';
@@ -74,6 +78,12 @@ export interface JobRunnerOptions {
   safety?: WorkerSafety | undefined;
   /** Largest image the relay accepts (`PUSH_MAX_BYTES`); bigger ones are re-encoded to fit. */
   maxImageBytes?: number;
+  /**
+   * Progress forwarding and cancel polls: least ms between a job's progress pushes (0: progress
+   * is not forwarded) and ms without a push after which the worker asks whether the job was
+   * cancelled (0: never). Absent: 250 and 2000.
+   */
+  progress?: { intervalMs: number; pollMs: number };
   now?: () => number;
 }
 
@@ -106,8 +116,20 @@ export function createJobRunner(
     ...(job.replyTarget ? { replyTarget: job.replyTarget } : {}),
   });
 
-  return async (job, { signal, attempt }) => {
+  const progressOpts = opts.progress ?? { intervalMs: 250, pollMs: 2000 };
+
+  return async (job, { signal: queueSignal, attempt }) => {
     const log = opts.logger.child({ jobId: job.jobId, attempt });
+    // Aborted by the queue (shutdown, lost lease) or by a cancel from the relay.
+    const cancel = new AbortController();
+    const signal = AbortSignal.any([queueSignal, cancel.signal]);
+    let cancelled = false;
+    const onCancelled = () => {
+      if (cancelled) return;
+      cancelled = true;
+      log.info('the job was cancelled while running; stopping the generator');
+      cancel.abort(new ImagineError('JOB_CANCELLED', 'the job was cancelled'));
+    };
     if (now() > job.expiresAt) {
       log.warn('job expired before it could start');
       await opts.pusher.push({
@@ -120,10 +142,44 @@ export function createJobRunner(
       });
       return;
     }
-    // Status is best effort: the image matters more than the word "generating".
-    await opts.pusher.push({ ...base(job), status: 'generating' }).catch((err) => {
+    // Status is best effort: the image matters more than the word "generating". Its answer
+    // says whether the job was cancelled while it waited in the queue.
+    try {
+      await opts.pusher.push({ ...base(job), status: 'generating' });
+    } catch (err) {
+      if (isCancelledRefusal(err)) {
+        log.info('the job was cancelled before it started; skipped');
+        return;
+      }
       log.warn({ err }, 'could not report generating');
+    }
+    const forwarder = new ProgressForwarder({
+      push: (progress, pushSignal) =>
+        opts.pusher.push(
+          {
+            ...base(job),
+            status: 'generating',
+            ...(progress ? { progress: { step: progress.step, steps: progress.steps } } : {}),
+            ...(progress?.preview
+              ? { preview: { contentType: progress.preview.contentType } }
+              : {}),
+          },
+          undefined,
+          {
+            signal: pushSignal,
+            attempts: 1,
+            ...(progress?.preview ? { preview: progress.preview.bytes } : {}),
+          },
+        ),
+      intervalMs: progressOpts.intervalMs,
+      pollMs: progressOpts.pollMs,
+      onCancelled,
+      logger: log,
     });
+    const onProgress =
+      progressOpts.intervalMs > 0
+        ? (progress: Parameters<ProgressForwarder['report']>[0]) => forwarder.report(progress)
+        : undefined;
     const started = performance.now();
     let images: Awaited<ReturnType<Generator['generate']>>;
     try {
@@ -145,9 +201,12 @@ export function createJobRunner(
           ...(input ? { input } : {}),
           ...(job.strength !== undefined ? { strength: job.strength } : {}),
         },
-        { signal },
+        { signal, ...(onProgress ? { onProgress } : {}) },
       );
     } catch (err) {
+      forwarder.stop();
+      // The relay already said "cancelled" everywhere: acknowledged, nothing more to push.
+      if (cancelled) return;
       if (signal.aborted) throw err;
       const e = asImagineError(err, 'GENERATION_FAILED');
       if (isRetryable(e) && attempt < opts.maxAttempts) {
@@ -162,6 +221,9 @@ export function createJobRunner(
       });
       return;
     }
+    // The final push goes now: a progress push still in flight is aborted, not waited for.
+    forwarder.stop();
+    if (cancelled) return;
     const generationMs = performance.now() - started;
     if (images.length !== job.count) {
       const e = new ImagineError(

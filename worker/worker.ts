@@ -21,6 +21,8 @@ export interface WorkerOptions {
   safety?: WorkerSafety;
   /** Fetches the input images of vary and upscale jobs. */
   fetchInput?: InputFetcher;
+  /** Progress forwarding and cancel polls (`PROGRESS_PUSH_MS`, `CANCEL_POLL_MS`). */
+  progress?: { intervalMs: number; pollMs: number };
 }
 
 /** A running worker. */
@@ -39,6 +41,7 @@ export function startWorker(opts: WorkerOptions): RunningWorker {
     safety: opts.safety,
     ...(opts.maxImageBytes === undefined ? {} : { maxImageBytes: opts.maxImageBytes }),
     ...(opts.fetchInput ? { fetchInput: opts.fetchInput } : {}),
+    ...(opts.progress ? { progress: opts.progress } : {}),
   });
   opts.consumer.start((job, ctx) => run(job, ctx));
   opts.logger.info({ generator: opts.generator.name }, 'worker started');

@@ -14,13 +14,21 @@ import { ImagineError } from '../../contracts/errors.ts';
 import { header } from '../../contracts/headers.ts';
 import { sniffImageType } from '../../contracts/image-types.ts';
 import { describeIssues, IMAGE_COUNT_MAX } from '../../contracts/job.ts';
-import { LegacyPushSchema, type PushMeta, PushMetaSchema } from '../../contracts/push.ts';
+import {
+  isTerminal,
+  type JobState,
+  LegacyPushSchema,
+  type PushMeta,
+  PushMetaSchema,
+} from '../../contracts/push.ts';
 import { isDelivered, type PushSafety, withheldOf } from '../../contracts/safety.ts';
 import type { ReplyTarget } from '../../contracts/seal.ts';
+import { PREVIEW_MAX_BYTES } from '../../contracts/ws-frames.ts';
 import { asModeration } from '../../moderation/index.ts';
 import { scopeNoun } from '../../moderation/policy.ts';
 import { scopeKeyOf } from '../../moderation/settings.ts';
 import { checkImage } from '../image-check.ts';
+import { ledgerEntryOf } from '../job-ledger.ts';
 import { BufferedImage } from '../job-tracker.ts';
 import { createPushGate, type PushAuth } from '../push-auth.ts';
 import { recallJob } from './jobs.ts';
@@ -29,12 +37,14 @@ interface ParsedPush {
   meta: PushMeta;
   /** The images as they arrived, in order: chunks of the request body, never copied. */
   images: Buffer[][];
+  /** A progress report's `preview` part, when it has one. */
+  preview?: Buffer[] | undefined;
   legacy: boolean;
 }
 
 /** Feeds a multipart body, chunk by chunk, to busboy; resolves with `meta` and the `image`s. */
 function createMultipartSplitter(contentType: string, maxImage: number) {
-  const out: { meta?: string; images: Buffer[][] } = { images: [] };
+  const out: { meta?: string; images: Buffer[][]; preview?: Buffer[] } = { images: [] };
   let failure: unknown;
   let settle: { resolve: (v: typeof out) => void; reject: (e: unknown) => void } | undefined;
   const fail = (err: unknown) => {
@@ -67,6 +77,10 @@ function createMultipartSplitter(contentType: string, maxImage: number) {
     const chunks: Buffer[] = [];
     // Kept in the order the parts came, whenever each ends.
     if (name === 'image') out.images.push(chunks);
+    else if (name === 'preview') {
+      if (out.preview) fail(new ImagineError('INVALID_PUSH', 'at most one "preview" part'));
+      out.preview = chunks;
+    }
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('limit', () =>
       fail(new ImagineError('PAYLOAD_TOO_LARGE', `image is over the ${maxImage}-byte limit`)),
@@ -97,7 +111,11 @@ function createMultipartSplitter(contentType: string, maxImage: number) {
   };
 }
 
-function parseMultipart(parts: { meta?: string; images: Buffer[][] }): ParsedPush {
+function parseMultipart(parts: {
+  meta?: string;
+  images: Buffer[][];
+  preview?: Buffer[];
+}): ParsedPush {
   if (parts.meta === undefined)
     throw new ImagineError('INVALID_PUSH', 'multipart body needs a "meta" part');
   let metaJson: unknown;
@@ -119,7 +137,18 @@ function parseMultipart(parts: { meta?: string; images: Buffer[][] }): ParsedPus
       'INVALID_PUSH',
       `${parts.images.length} image parts need meta.images to describe each`,
     );
-  return { meta: meta.data, images: parts.images, legacy: false };
+  if (parts.preview && !meta.data.preview)
+    throw new ImagineError('INVALID_PUSH', 'a "preview" part needs meta.preview to describe it');
+  if (meta.data.preview && !parts.preview)
+    throw new ImagineError(
+      'INVALID_PUSH',
+      'meta.preview describes a "preview" part the body lacks',
+    );
+  if ((meta.data.progress || meta.data.preview) && meta.data.status !== 'generating')
+    throw new ImagineError('INVALID_PUSH', 'progress and preview belong to "generating" pushes');
+  if (meta.data.preview && !meta.data.progress)
+    throw new ImagineError('INVALID_PUSH', 'a preview comes with a progress report');
+  return { meta: meta.data, images: parts.images, preview: parts.preview, legacy: false };
 }
 
 function parseLegacy(body: Buffer): ParsedPush {
@@ -243,6 +272,114 @@ function heldImageOf(
     delivered: review.delivered.length,
     blocked: review.blocked,
   };
+}
+
+/** A progress report's preview, checked: small, and the image type it says it is. */
+async function previewOf(chunks: Buffer[], meta: PushMeta): Promise<BufferedImage> {
+  const image = new BufferedImage(chunks, meta.preview?.contentType ?? 'image/jpeg', {
+    width: meta.preview?.width,
+    height: meta.preview?.height,
+  });
+  if (image.size === 0) throw new ImagineError('INVALID_PUSH', 'the preview is empty');
+  if (image.size > PREVIEW_MAX_BYTES)
+    throw new ImagineError(
+      'PAYLOAD_TOO_LARGE',
+      `the preview is ${image.size} bytes; the limit is ${PREVIEW_MAX_BYTES}`,
+    );
+  const sniffed = sniffImageType(image.head(16));
+  if (!sniffed || sniffed !== meta.preview?.contentType)
+    throw new ImagineError(
+      'INVALID_PUSH',
+      `meta.preview says ${meta.preview?.contentType} but the preview is ${sniffed ?? 'no image'}`,
+    );
+  await checkImage(image.bytes, sniffed);
+  return image;
+}
+
+/** What the relay answers a push that changed nothing. */
+interface PushAnswer {
+  ok: true;
+  jobId: string;
+  state: JobState;
+  duplicate: boolean;
+}
+
+/**
+ * A `generating` push for a job already generating (a progress report, or the worker asking
+ * whether it was cancelled): record the progress and answer; throws `JOB_CANCELLED` when the job
+ * was cancelled, so the worker stops it. Undefined: the push starts the job (a state change).
+ */
+async function runningPush(
+  relay: FastifyInstance['relay'],
+  meta: PushMeta,
+  preview: BufferedImage | undefined,
+): Promise<PushAnswer | undefined> {
+  const record = relay.tracker.get(meta.jobId) ?? (await recallJob(relay, meta.jobId));
+  if (record?.state === 'cancelled')
+    throw new ImagineError('JOB_CANCELLED', 'the job was cancelled; stop it');
+  if (record && isTerminal(record.state))
+    return { ok: true, jobId: meta.jobId, state: record.state, duplicate: true };
+  if (record?.state !== 'generating') return undefined;
+  // With other relays, the cancel may have come in there: the ledger they all write says so.
+  if (relay.fanout && relay.ledger) {
+    const entry = await relay.ledger.recall(meta.jobId);
+    if (entry?.state === 'cancelled') {
+      learnCancelled(relay, meta.jobId);
+      throw new ImagineError('JOB_CANCELLED', 'the job was cancelled; stop it');
+    }
+  }
+  if (meta.progress)
+    relay.tracker.reportProgress(meta.jobId, {
+      ...meta.progress,
+      ...(preview ? { preview } : {}),
+    });
+  return { ok: true, jobId: meta.jobId, state: 'generating', duplicate: false };
+}
+
+/**
+ * Record a job's start or end in the ledger unless it was cancelled (at another relay, or before
+ * a restart): true when it was, and the tracker here learns it. Nothing to decide when the job
+ * already ended here, or when there is no ledger; a ledger outage lets the push through.
+ */
+async function cancelledElsewhere(
+  relay: FastifyInstance['relay'],
+  meta: PushMeta,
+  state: JobState,
+  request: FastifyRequest,
+): Promise<boolean> {
+  const known = relay.tracker.get(meta.jobId);
+  if (known?.state === 'cancelled') return true;
+  if (!relay.ledger || (known && isTerminal(known.state))) return false;
+  // One relay and its own ledger: the tracker here already knows every cancel.
+  if (!relay.fanout && known && state !== 'generating') return false;
+  try {
+    const decided = await relay.ledger.transition(
+      ledgerEntryOf({
+        jobId: meta.jobId,
+        state,
+        createdAt: meta.createdAt ?? known?.createdAt ?? Date.now(),
+        platform: known?.platform,
+        userId: known?.userId,
+        seed: meta.seed,
+        width: meta.width,
+        height: meta.height,
+        error: meta.error,
+      }),
+    );
+    if (decided.applied || decided.previous?.state !== 'cancelled') return false;
+  } catch (err) {
+    request.log.warn({ err, jobId: meta.jobId }, 'job ledger unavailable; push taken as it is');
+    return false;
+  }
+  learnCancelled(relay, meta.jobId);
+  return true;
+}
+
+/** The tracker learns of a cancel another relay decided (which told chat and counted it). */
+function learnCancelled(relay: FastifyInstance['relay'], jobId: string): void {
+  if (relay.tracker.get(jobId))
+    relay.tracker.apply(jobId, { state: 'cancelled' }, undefined, { remote: true });
+  else relay.tracker.recall({ jobId, state: 'cancelled', createdAt: Date.now() });
 }
 
 export const pushRoutes: FastifyPluginAsync = async (app) => {
@@ -379,6 +516,16 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
     } else if (push.images.length > 0) {
       throw new ImagineError('INVALID_PUSH', `a "${meta.status}" push carries no image`);
     }
+    const preview = push.preview ? await previewOf(push.preview, meta) : undefined;
+
+    if (meta.status === 'generating') {
+      // A progress report or a worker asking after a running job: no state change.
+      const answer = await runningPush(relay, meta, preview);
+      if (answer) {
+        relay.metrics.pushes.inc({ kind: answer.duplicate ? 'duplicate' : 'progress' });
+        return reply.status(200).send(answer);
+      }
+    }
 
     // Output safety `review`: each image marked so goes to the moderators, not to the user or the
     // buffer; the others are delivered. (The verdicts of pushed images come first, in part order.)
@@ -386,6 +533,16 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
     const held = review.error;
     // A push for a job that ended before a restart is a duplicate (a replay), not news.
     if (!relay.tracker.get(meta.jobId)) await recallJob(relay, meta.jobId);
+    // The job's start, or its end, decided against a cancel that came in at another relay.
+    const cancelled = await cancelledElsewhere(relay, meta, held ? 'failed' : meta.status, request);
+    if (cancelled) {
+      if (meta.status === 'generating')
+        throw new ImagineError('JOB_CANCELLED', 'the job was cancelled; skip it');
+      relay.metrics.pushes.inc({ kind: 'duplicate' });
+      return reply
+        .status(200)
+        .send({ ok: true, jobId: meta.jobId, state: 'cancelled', duplicate: true });
+    }
     const { duplicate, record } = relay.tracker.apply(
       meta.jobId,
       {
@@ -418,6 +575,11 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
       },
       held ? undefined : review.delivered,
     );
+    if (!duplicate && meta.status === 'generating' && meta.progress)
+      relay.tracker.reportProgress(meta.jobId, {
+        ...meta.progress,
+        ...(preview ? { preview } : {}),
+      });
     if (!duplicate && meta.safety) recordSafety(relay, meta.jobId, meta.safety);
     if (!duplicate && review.target)
       for (const part of review.parts)
@@ -426,7 +588,7 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
           .catch((err) =>
             request.log.error({ err, jobId: meta.jobId }, 'could not hold for review'),
           );
-    request.log.info(
+    request.log[meta.progress ? 'debug' : 'info'](
       {
         jobId: meta.jobId,
         status: meta.status,
