@@ -30,6 +30,7 @@ import {
 } from './api.ts';
 import { fitImage } from './fit-image.ts';
 import {
+  cancelButtons,
   DELIVERY_FAILED,
   doneButtons,
   escapeMarkdown,
@@ -98,6 +99,28 @@ class StatusThrottle {
     this.refilledAt = now();
   }
 
+  /**
+   * A droppable edit (a new percentage): true, and counted, when the job's last edit is a full
+   * interval ago and the global bucket has a token; false means skip it. Never waits, so it
+   * never holds up the final image behind it.
+   */
+  tryTake(jobId: string): boolean {
+    if (this.dueIn(jobId) > 0) return false;
+    const t = this.now();
+    this.tokens = Math.min(this.rate, this.tokens + ((t - this.refilledAt) / 1000) * this.rate);
+    this.refilledAt = t;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    this.lastEdit.set(jobId, t);
+    return true;
+  }
+
+  /** Milliseconds until the job may be edited again (0: now). */
+  dueIn(jobId: string): number {
+    const last = this.lastEdit.get(jobId);
+    return last === undefined ? 0 : Math.max(0, last + this.perJobMs - this.now());
+  }
+
   async wait(jobId: string): Promise<void> {
     const last = this.lastEdit.get(jobId);
     if (last !== undefined) {
@@ -131,6 +154,8 @@ export class DiscordDeliverer implements ChatDeliverer {
   /** Jobs whose interaction webhook answered 404 or a dead token: never called again. */
   private readonly webhookGone = new Set<string>();
   private readonly guildLimits = new Map<string, { limit: number; at: number }>();
+  /** A percentage waiting for the job's next edit slot, by job (replaced by a newer one). */
+  private readonly later = new Map<string, NodeJS.Timeout>();
 
   constructor(opts: DiscordDelivererOptions) {
     this.api = opts.api;
@@ -195,18 +220,30 @@ export class DiscordDeliverer implements ChatDeliverer {
     if (!isTerminal(event.state)) {
       // A status nobody can see any more is not worth a channel message.
       if (!tokenAlive || this.webhookGone.has(event.jobId)) return;
-      await this.throttle.wait(event.jobId);
-      try {
-        await this.edit(target, {
-          content: statusLine(event),
-          embeds: [jobEmbed(event)],
-          components: [],
-        });
-      } catch (err) {
-        if (!this.noteWebhookGone(event.jobId, err)) throw err;
-      }
+      // A new percentage never waits in the job's lane (the final image would wait behind it):
+      // too soon after the last edit, it is shown when the job may be edited again, unless a
+      // newer one or the end comes first. A change of state waits its turn.
+      if (event.state === 'generating' && event.progress !== undefined) {
+        this.cancelLater(event.jobId);
+        const due = this.throttle.dueIn(event.jobId);
+        if (due > 0) {
+          const timer = setTimeout(() => {
+            this.later.delete(event.jobId);
+            if (!this.throttle.tryTake(event.jobId)) return;
+            this.editStatus(target, event).catch((err) =>
+              this.logger.debug({ err, jobId: event.jobId }, 'progress edit failed'),
+            );
+          }, due);
+          timer.unref();
+          this.later.set(event.jobId, timer);
+          return;
+        }
+        if (!this.throttle.tryTake(event.jobId)) return;
+      } else await this.throttle.wait(event.jobId);
+      await this.editStatus(target, event);
       return;
     }
+    this.cancelLater(event.jobId);
     this.throttle.forget(event.jobId);
     // Inside the safety margin the token usually still works: with no channel to fall back on,
     // trying it beats giving up.
@@ -234,6 +271,26 @@ export class DiscordDeliverer implements ChatDeliverer {
       return;
     }
     await this.deliverFailure(target, event, viaWebhook);
+  }
+
+  /** A status edit: the line, the embed and the Cancel button. */
+  private async editStatus(target: DiscordTarget, event: DeliveryEvent): Promise<void> {
+    if (this.webhookGone.has(event.jobId)) return;
+    try {
+      await this.edit(target, {
+        content: statusLine(event),
+        embeds: [jobEmbed(event)],
+        components: cancelButtons(event.jobId),
+      });
+    } catch (err) {
+      if (!this.noteWebhookGone(event.jobId, err)) throw err;
+    }
+  }
+
+  private cancelLater(jobId: string): void {
+    const timer = this.later.get(jobId);
+    if (timer) clearTimeout(timer);
+    this.later.delete(jobId);
   }
 
   private canPostToChannel(target: DiscordTarget): boolean {

@@ -18,7 +18,12 @@ import { asImagineError } from '../../contracts/errors.ts';
 import type { AdmissionPolicy, Submitter } from '../../submit/submit.ts';
 import type { DiscordApi } from './api.ts';
 import { type InteractionClaims, MemoryClaims } from './claims.ts';
-import { handleInteraction, type InteractionRoutes, interactionContext } from './interactions.ts';
+import {
+  handleInteraction,
+  type InteractionDeps,
+  type InteractionRoutes,
+  interactionContext,
+} from './interactions.ts';
 import { parseInteraction, replyHandleOf } from './payload.ts';
 
 /** Options of {@link startDiscordGateway}. */
@@ -31,6 +36,8 @@ export interface DiscordGatewayOptions {
   admission?: AdmissionPolicy | undefined;
   /** Images held for moderator review. */
   reviews?: ReviewDesk | undefined;
+  /** Cancel a job (its Cancel button). */
+  cancel?: InteractionDeps['cancel'];
   logger: Logger;
   now?: () => number;
   /** Defer if a handler has not responded by then (Discord allows 3 s), as HTTP mode does. */
@@ -104,6 +111,7 @@ export async function startDiscordGateway(opts: DiscordGatewayOptions): Promise<
         submit: opts.submit,
         admission: opts.admission,
         reviews: opts.reviews,
+        cancel: opts.cancel,
         logger,
         now,
       },

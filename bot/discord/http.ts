@@ -88,6 +88,7 @@ export function discordInteractionsPlugin(opts: DiscordHttpOptions): FastifyPlug
           submit: app.frontDoor.submit,
           admission: app.frontDoor.admission,
           reviews: app.frontDoor.reviews,
+          cancel: (jobId, requester) => app.frontDoor.cancel(jobId, requester),
           logger: opts.logger.child({ reqId: request.id }),
           now,
         },

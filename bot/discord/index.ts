@@ -78,6 +78,7 @@ export function createDiscordAdapter(opts: DiscordAdapterOptions): ChatAdapter {
               submit: (submission) => app.frontDoor.submit(submission),
               admission: app.frontDoor.admission,
               reviews: app.frontDoor.reviews,
+              cancel: (jobId, requester) => app.frontDoor.cancel(jobId, requester),
               logger,
               now,
               claims,

@@ -18,6 +18,7 @@ import {
 import type { Logger } from 'pino';
 import type { ReviewDesk } from '../../contracts/delivery.ts';
 import { asImagineError } from '../../contracts/errors.ts';
+import type { FrontDoor } from '../../submit/front-door.ts';
 import type { AdmissionPolicy, Submitter } from '../../submit/submit.ts';
 import type { DiscordApi } from './api.ts';
 import { decodeCustomId } from './custom-id.ts';
@@ -31,6 +32,8 @@ export interface InteractionDeps {
   admission?: AdmissionPolicy | undefined;
   /** Images held for moderator review (the Approve / Reject buttons). */
   reviews?: ReviewDesk | undefined;
+  /** Cancel a job (the Cancel button on its status message). */
+  cancel?: FrontDoor['cancel'] | undefined;
   logger: Logger;
   now: () => number;
 }

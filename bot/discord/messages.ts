@@ -14,6 +14,7 @@ import {
 } from 'discord.js';
 import type { DeliveredImage, DeliveryEvent } from '../../contracts/delivery.ts';
 import type { ImagineError } from '../../contracts/errors.ts';
+import { JOB_ID_PATTERN } from '../../contracts/job.ts';
 import { upscaleSize } from '../../contracts/limits.ts';
 import { formatDuration } from '../../moderation/settings.ts';
 import {
@@ -36,6 +37,7 @@ export const BUTTONS = {
   varyImage: 'vy',
   varySubtle: 'vys',
   review: 'review',
+  cancel: 'cancel',
 } as const;
 
 /** Embed colour (a soft violet). */
@@ -211,6 +213,27 @@ export function retryButtons(event: DeliveryEvent): APIActionRowComponent<APIBut
   return [{ type: ComponentType.ActionRow, components: [button('Retry', id, '🔁')] }];
 }
 
+/**
+ * The Cancel button on a job's status message: `cancel|<jobId>` (the id is all a click needs, so
+ * it works on any relay and after restarts). The relay checks who presses it.
+ */
+export function cancelButtons(jobId: string): APIActionRowComponent<APIButtonComponent>[] {
+  if (!JOB_ID_PATTERN.test(jobId) || jobId.length > 90) return [];
+  return [
+    {
+      type: ComponentType.ActionRow,
+      components: [
+        {
+          type: ComponentType.Button,
+          style: ButtonStyle.Danger,
+          label: 'Cancel',
+          custom_id: encodeCustomId(BUTTONS.cancel, jobId),
+        },
+      ],
+    },
+  ];
+}
+
 /** The status line of a job that is not finished. */
 export function statusLine(event: DeliveryEvent): string {
   if (event.state === 'queued') {
@@ -219,7 +242,10 @@ export function statusLine(event: DeliveryEvent): string {
       ? '⏳ Queued: you are next.'
       : `⏳ Queued: ${ahead} ${ahead === 1 ? 'job' : 'jobs'} ahead of you.`;
   }
-  if (event.state === 'generating') return '🎨 Generating…';
+  if (event.state === 'generating')
+    return event.progress === undefined
+      ? '🎨 Generating…'
+      : `🎨 Generating… ${Math.floor(Math.min(1, Math.max(0, event.progress)) * 100)}%`;
   return `⏳ ${event.state}`;
 }
 

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { types } from '@slack/bolt';
-import { ASPECT_SIZES, type AspectRatio } from '../../contracts/job.ts';
+import { ASPECT_SIZES, type AspectRatio, JOB_ID_PATTERN } from '../../contracts/job.ts';
 
 type Block = types.KnownBlock;
 
@@ -174,14 +174,62 @@ function context(text: string): Block {
   return { type: 'context', elements: [{ type: 'mrkdwn', text: truncate(text, TEXT_MAX) }] };
 }
 
-/** The status message while a job waits or runs. */
+/** The Cancel button's action id (its value is the job id). */
+export const CANCEL_ACTION_ID = 'imagine_cancel';
+
+/**
+ * The status message while a job waits or runs; with `cancelJobId`, a Cancel button (for the
+ * person who asked and moderators, checked on the relay) whose value is the job id.
+ */
 export function statusMessage(
   userId: string,
   prompt: string,
   line: string,
+  cancelJobId?: string,
 ): { text: string; blocks: Block[] } {
   const head = withPrompt(`<@${userId}> is imagining: *`, prompt, '*');
-  return { text: `${head} — ${line}`, blocks: [promptSection(head), context(line)] };
+  const blocks = [promptSection(head), context(line)];
+  if (cancelJobId && JOB_ID_PATTERN.test(cancelJobId))
+    blocks.push({
+      type: 'actions',
+      block_id: versionedBlockId('imagine_status'),
+      elements: [
+        {
+          type: 'button',
+          action_id: CANCEL_ACTION_ID,
+          text: { type: 'plain_text', text: 'Cancel' },
+          style: 'danger',
+          value: cancelJobId,
+        },
+      ],
+    });
+  return { text: `${head} — ${line}`, blocks };
+}
+
+/** The status message of a cancelled job: it says so, with Retry when the job can be re-run. */
+export function cancelledMessage(
+  userId: string,
+  spec: JobSpec,
+  opts: { retry?: boolean } = {},
+): { text: string; blocks: Block[] } {
+  const head = withPrompt(`<@${userId}>'s image was cancelled: *`, spec.prompt, '*');
+  const line = ':no_entry_sign: Cancelled.';
+  const value = encodeJobSpec(spec);
+  const blocks: Block[] = [promptSection(head), context(line)];
+  if (opts.retry !== false && fitsButton(value))
+    blocks.push({
+      type: 'actions',
+      block_id: versionedBlockId('imagine_cancelled'),
+      elements: [
+        {
+          type: 'button',
+          action_id: ACTION_IDS.retry,
+          text: { type: 'plain_text', text: '🔁 Retry' },
+          value,
+        },
+      ],
+    });
+  return { text: `${head} — Cancelled.`, blocks };
 }
 
 /** The context line of a queued job. */
@@ -192,6 +240,12 @@ export function queuedLine(position: number | undefined): string {
 
 /** The context line of a running job. */
 export const GENERATING_LINE = ':art: Generating…';
+
+/** The context line of a running job, with its percentage once the generator reports one. */
+export function generatingLine(progress: number | undefined): string {
+  if (progress === undefined) return GENERATING_LINE;
+  return `${GENERATING_LINE} ${Math.floor(Math.min(1, Math.max(0, progress)) * 100)}%`;
+}
 
 /** The status message once the image is in: facts, preview and Re-roll / Variations. */
 export function resultMessage(

@@ -25,9 +25,10 @@ import {
 import { withheldLine } from '../../contracts/safety.ts';
 import type { ReplyTarget, SlackTarget } from '../../contracts/seal.ts';
 import {
+  cancelledMessage,
   escapeTruncated,
   failedMessage,
-  GENERATING_LINE,
+  generatingLine,
   type JobSpec,
   queuedLine,
   statusMessage,
@@ -99,26 +100,31 @@ export class SlackDeliverer implements ChatDeliverer {
     switch (event.state) {
       case 'queued': {
         const line = queuedLine(event.position);
-        await this.editStatus(target, statusMessage(target.userId, prompt, line), line, 'position');
-        return;
-      }
-      case 'generating':
         await this.editStatus(
           target,
-          statusMessage(target.userId, prompt, GENERATING_LINE),
-          GENERATING_LINE,
-          'progress',
+          statusMessage(target.userId, prompt, line, event.jobId),
+          line,
+          'position',
         );
         return;
+      }
+      case 'generating': {
+        // A new percentage is the first edit to drop when the tier runs short.
+        const line = generatingLine(event.progress);
+        await this.editStatus(
+          target,
+          statusMessage(target.userId, prompt, line, event.jobId),
+          line,
+          event.progress === undefined ? 'progress' : 'percent',
+        );
+        return;
+      }
       case 'done':
         if (event.beside) await this.deliverBeside(target, event);
         else await this.deliverImage(target, event);
         return;
       case 'cancelled':
-        await this.deliverFailure(target, event, {
-          code: 'JOB_CANCELLED',
-          message: 'the job was cancelled',
-        });
+        await this.deliverCancelled(target, event);
         return;
       case 'failed':
       case 'expired': {
@@ -130,6 +136,24 @@ export class SlackDeliverer implements ChatDeliverer {
         else await this.deliverFailure(target, event, problem);
         return;
       }
+    }
+  }
+
+  /**
+   * The status message says Cancelled (with Retry for a plain generate), its one final word:
+   * whoever pressed Cancel was answered already, and the status is where the job lived.
+   */
+  private async deliverCancelled(target: SlackTarget, event: DeliveryEvent): Promise<void> {
+    const fromImage = event.task === 'vary' || event.task === 'upscale';
+    const message = cancelledMessage(target.userId, this.spec(event, true), { retry: !fromImage });
+    try {
+      await this.setStatus(target, message, true);
+    } catch (err) {
+      this.logger.warn({ err, channel: target.channelId }, 'slack cancelled card not shown');
+      await this.tell(
+        target,
+        `Your image “${escapeTruncated(event.prompt ?? '', 200)}” was cancelled.`,
+      );
     }
   }
 

@@ -29,7 +29,9 @@ export const SLACK_METHOD_TIERS: Readonly<Record<string, number>> = {
 
 /** How much of a method's tier a call may use: droppable edits leave the rest to results. */
 export const PRIORITY_SHARE = {
-  /** Queue positions: the first to go. */
+  /** A new percentage while generating: the first to go (the next one says more anyway). */
+  percent: 0.3,
+  /** Queue positions. */
   position: 0.5,
   /** "Generating…": dropped only when the tier is nearly spent. */
   progress: 0.8,

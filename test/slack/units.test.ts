@@ -7,12 +7,14 @@ import {
   escapeTruncated,
   failedMessage,
   fitsButton,
+  generatingLine,
   requestFromSpec,
   resultMessage,
   statusMessage,
   truncate,
 } from '../../bot/slack/blocks.ts';
 import { slackCommands } from '../../bot/slack/commands/index.ts';
+import { SlackRateBudget } from '../../bot/slack/rate-budget.ts';
 import { adviceFor } from '../../bot/slack/replies.ts';
 import { requestFromText } from '../../bot/slack/request-text.ts';
 import { ImagineError } from '../../contracts/errors.ts';
@@ -226,5 +228,27 @@ describe('manifest.yaml', () => {
     expect(manifest).toMatch(
       /- name: Imagine from this image\n\s+type: message\n\s+callback_id: imagine_from_image\n/,
     );
+  });
+});
+
+describe('status edits and the tier budget', () => {
+  it('a new percentage is the first status edit to drop, before queue positions and "Generating…"', () => {
+    const budget = new SlackRateBudget({ tiers: { 'chat.update': 10 }, now: () => 0 });
+    let percent = 0;
+    while (budget.tryTake('chat.update', 'percent')) percent += 1;
+    expect(percent).toBe(3);
+    expect(budget.tryTake('chat.update', 'position')).toBe(true);
+    expect(budget.tryTake('chat.update', 'progress')).toBe(true);
+  });
+
+  it('the status line shows the percentage, and the status message a Cancel carrying the job id', () => {
+    expect(generatingLine(undefined)).toBe(':art: Generating…');
+    expect(generatingLine(0.426)).toBe(':art: Generating… 42%');
+    const jobId = 'A'.repeat(22);
+    const message = statusMessage('U1', 'a fox', generatingLine(0.5), jobId);
+    expect(buttonsOf(message.blocks)).toEqual([
+      expect.objectContaining({ action_id: 'imagine_cancel', value: jobId }),
+    ]);
+    expect(buttonsOf(statusMessage('U1', 'a fox', 'queued').blocks)).toEqual([]);
   });
 });

@@ -11,6 +11,7 @@ import {
   varyImageButton,
   varySubtleMenu,
 } from './buttons.ts';
+import { cancelButton } from './cancel.ts';
 import { reviewButton } from './review.ts';
 
 /** The component handlers imagine dispatches to. */
@@ -22,4 +23,5 @@ export const componentHandlers: ComponentHandler[] = [
   varyImageButton,
   varySubtleMenu,
   reviewButton,
+  cancelButton,
 ];

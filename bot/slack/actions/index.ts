@@ -3,6 +3,7 @@
  * module exporting a {@link SlackAction} and add it to this list.
  */
 import type { SlackAction } from '../types.ts';
+import { cancelAction } from './cancel.ts';
 import { creativeAction } from './creative.ts';
 import { rerollAction } from './reroll.ts';
 import { retryAction } from './retry.ts';
@@ -20,4 +21,5 @@ export const slackActions: readonly SlackAction[] = [
   reviewApproveAction,
   reviewRejectAction,
   revealAction,
+  cancelAction,
 ];
