@@ -176,9 +176,13 @@ export function createJobRunner(
       onCancelled,
       logger: log,
     });
+    // A preview is pixels nobody classified: with output safety on for this job it is not sent
+    // (the step counts still are), so no one sees an image before it is judged.
+    const previews = !opts.safety || (job.safety ?? opts.safety.defaultPolicy).mode === 'off';
     const onProgress =
       progressOpts.intervalMs > 0
-        ? (progress: Parameters<ProgressForwarder['report']>[0]) => forwarder.report(progress)
+        ? (progress: Parameters<ProgressForwarder['report']>[0]) =>
+            forwarder.report(previews ? progress : { step: progress.step, steps: progress.steps })
         : undefined;
     const started = performance.now();
     let images: Awaited<ReturnType<Generator['generate']>>;
