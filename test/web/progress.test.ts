@@ -3,16 +3,14 @@
  * and worker: the bar shows the generator's own progress (indeterminate before there is any),
  * the latest preview shows until the images come, Cancel on a queued job says Cancelled once
  * and the job never reaches the generator, and a cancel after the images says it was too late.
- * The generator is the demo one behind a gate the test opens. Progress reports enter the relay
- * where a worker's progress push lands (its job tracker), so the relay's own hub sends the
- * frames the page reads.
+ * The generator is the demo one behind gates the test opens; its progress reports travel the
+ * whole way (worker → signed progress push → relay → WebSocket) to the page.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BufferedImage } from '../../relay/job-tracker.ts';
 import type { GenerateOptions, GenerateRequest, Generator } from '../../worker/generator.ts';
 import { DemoGenerator } from '../../worker/generators/demo.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
@@ -48,15 +46,22 @@ class Gate {
   }
 }
 
+/** Steps a stepped job reports; the third carries a preview. */
+const STEPS = 4;
+
 /**
- * The demo generator, remembering every request; a request whose prompt is held waits at that
- * prompt's gate before it starts.
+ * The demo generator, remembering every request. A request whose prompt is held waits at that
+ * prompt's gate before it starts; one whose prompt is stepped reports each of {@link STEPS}
+ * steps and waits at the step gate after each.
  */
 class GatedGenerator implements Generator {
   readonly name = 'demo';
   readonly calls: GenerateRequest[] = [];
+  readonly step = new Gate();
   private readonly gates = new Map<string, Gate>();
+  private readonly stepped = new Set<string>();
   private readonly demo = new DemoGenerator();
+  private preview: Buffer | undefined;
 
   /** Make jobs with this prompt wait until the gate returned is opened. */
   hold(prompt: string): Gate {
@@ -65,9 +70,35 @@ class GatedGenerator implements Generator {
     return gate;
   }
 
+  /** Make jobs with this prompt report their steps, one per opening of `step`. */
+  stepThrough(prompt: string): void {
+    this.stepped.add(prompt);
+  }
+
+  /** Prompts whose generator call was aborted. */
+  readonly aborted: string[] = [];
+
   async generate(request: GenerateRequest, options: GenerateOptions) {
     this.calls.push(request);
+    options.signal.addEventListener('abort', () => this.aborted.push(request.prompt), {
+      once: true,
+    });
     await this.gates.get(request.prompt)?.wait(options.signal);
+    if (this.stepped.has(request.prompt)) {
+      this.preview ??= await sharp({
+        create: { width: 64, height: 64, channels: 3, background: { r: 40, g: 120, b: 200 } },
+      })
+        .jpeg()
+        .toBuffer();
+      for (let step = 1; step <= STEPS; step++) {
+        options.onProgress?.({
+          step,
+          steps: STEPS,
+          ...(step === 3 ? { preview: { bytes: this.preview, contentType: 'image/jpeg' } } : {}),
+        });
+        await this.step.wait(options.signal);
+      }
+    }
     return this.demo.generate(request, options);
   }
 }
@@ -90,8 +121,9 @@ describe('progress and cancel in chromium', () => {
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     // One job at a time, so a second one stays queued behind the first.
+    // Every progress report forwarded as it comes (the test waits on each one anyway).
     app = await startTestImagine(
-      { WORKER_CONCURRENCY: '1', LIMIT_IMAGES_PER_USER: '1000' },
+      { WORKER_CONCURRENCY: '1', LIMIT_IMAGES_PER_USER: '1000', PROGRESS_PUSH_MS: '20' },
       { generator },
     );
     browser = await launchChromium();
@@ -102,40 +134,27 @@ describe('progress and cancel in chromium', () => {
     await app?.stop();
   });
 
-  it('the bar shows the generator’s own progress, the preview shows, and the images replace it', async () => {
+  it('the bar follows the generator’s own progress to the end, the preview shows, and the image replaces it', async () => {
     const { context, page, problems } = await openPage(browser, app.url);
     await chooseCount(page, 1);
     const gate = generator.hold('A slow lighthouse');
+    generator.stepThrough('A slow lighthouse');
     await page.getByLabel('Prompt').fill('A slow lighthouse');
     await page.getByLabel('Prompt').press('Enter');
     const card = newestCard(page);
     await card.and(page.locator('[data-state="generating"]')).waitFor();
-    const jobId = (await card.getAttribute('data-job-id'))!;
     // Generating, nothing reported yet: indeterminate, no made-up percentage.
     await expect(barValue(page)).resolves.toEqual({ now: null, indeterminate: true });
-    const preview = await sharp({
-      create: { width: 64, height: 64, channels: 3, background: { r: 40, g: 120, b: 200 } },
-    })
-      .jpeg()
-      .toBuffer();
-    const tracker = app.relay!.relay.tracker;
+    gate.open();
     for (const [step, percent] of [
       [1, '25'],
       [2, '50'],
       [3, '75'],
       [4, '100'],
     ] as const) {
-      const applied = tracker.reportProgress(jobId, {
-        step,
-        steps: 4,
-        ...(step === 3
-          ? { preview: new BufferedImage(preview, 'image/jpeg', { width: 64, height: 64 }) }
-          : {}),
-      });
-      expect(applied).toBe(true);
-      await expect.poll(() => barValue(page).then((v) => v.now)).toBe(percent);
+      await expect.poll(() => barValue(page).then((v) => v.now), { timeout: 10_000 }).toBe(percent);
       await expect(card.getByRole('progressbar').getAttribute('aria-valuetext')).resolves.toBe(
-        `${percent}% (step ${step} of 4)`,
+        `${percent}% (step ${step} of ${STEPS})`,
       );
       if (step === 3) {
         const img = card.locator('img.preview-image');
@@ -146,10 +165,10 @@ describe('progress and cancel in chromium', () => {
         expect(size).toEqual([64, 64]);
         await page.screenshot({ path: join(ARTIFACTS, 'web-progress.png') });
       }
+      // The status line is not re-announced on every step.
+      await expect(card.getByRole('status').textContent()).resolves.toBe('Generating…');
+      generator.step.open();
     }
-    // The status line is not re-announced on every step.
-    await expect(card.getByRole('status').textContent()).resolves.toBe('Generating…');
-    gate.open();
     await card.and(page.locator('[data-state="done"]')).waitFor();
     await expect(card.locator('img.preview-image').count()).resolves.toBe(0);
     await expect(card.locator('img.result-image').count()).resolves.toBe(1);
@@ -158,7 +177,7 @@ describe('progress and cancel in chromium', () => {
     await context.close();
   });
 
-  it('Cancel on a queued job says Cancelled once (the DELETE and the socket both say it), and the job ahead goes on', async () => {
+  it('Cancel on a queued job says Cancelled once, and the job never reaches the generator', async () => {
     const { context, page, problems } = await openPage(browser, app.url);
     await chooseCount(page, 1);
     const calls = generator.calls.length;
@@ -203,10 +222,37 @@ describe('progress and cancel in chromium', () => {
     await expect(queued.getByText('Cancelled', { exact: true }).count()).resolves.toBe(1);
     await expect(queued.getByRole('button', { name: /^Cancel/ }).count()).resolves.toBe(0);
     await expect(queued.getByRole('button', { name: /^Run again/ }).count()).resolves.toBe(1);
-    // The first job goes on to its images.
+    // The first job goes on to its images; the cancelled one never reaches the generator (a job
+    // sent after it, on the one worker slot, is made after the worker has passed it by).
     gate.open();
     await page.locator(`#results > li[data-job-id="${firstId}"][data-state="done"]`).waitFor();
-    expect(generator.calls[calls]?.prompt).toBe('The first in line');
+    await page.getByLabel('Prompt').fill('The third in line');
+    await page.getByLabel('Prompt').press('Enter');
+    await expect.poll(() => page.locator('#results > li').count()).toBe(3);
+    await newestCard(page).and(page.locator('[data-state="done"]')).waitFor();
+    expect(generator.calls.slice(calls).map((c) => c.prompt)).toEqual([
+      'The first in line',
+      'The third in line',
+    ]);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it('Cancel while generating says Cancelled and the generator call is aborted', async () => {
+    const { context, page, problems } = await openPage(browser, app.url);
+    await chooseCount(page, 1);
+    const gate = generator.hold('Stopped midway');
+    await page.getByLabel('Prompt').fill('Stopped midway');
+    await page.getByLabel('Prompt').press('Enter');
+    const card = newestCard(page);
+    await card.and(page.locator('[data-state="generating"]')).waitFor();
+    await card.getByRole('button', { name: 'Cancel: Stopped midway' }).click();
+    await card.and(page.locator('[data-state="cancelled"]')).waitFor();
+    await expect(card.getByRole('status').textContent()).resolves.toBe('Cancelled');
+    // The worker learns it (its next push or poll) and aborts the call.
+    await expect.poll(() => generator.aborted, { timeout: 10_000 }).toContain('Stopped midway');
+    await expect(card.locator('img.result-image').count()).resolves.toBe(0);
+    gate.open();
     expect(problems).toEqual([]);
     await context.close();
   });
