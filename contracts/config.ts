@@ -508,7 +508,7 @@ export const ENV = {
   LIMIT_IMAGES_PER_JOB: {
     schema: int(1, 4).default(4),
     default: '4',
-    doc: 'Most images one /imagine may make (a request or a user default asking for more is capped by moderators per server/channel; an explicit request over it is refused).',
+    doc: 'Most images one /imagine may make, and so the default of 4 where it is lower (moderators set it per server/channel as `max_images`; a user default over it is cut to it, an explicit request over it is refused). Every limit counts each image.',
   },
   LIMIT_STEPS: {
     schema: int(1, 50).default(50),

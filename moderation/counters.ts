@@ -64,24 +64,35 @@ export class WindowCounters {
     return limiter;
   }
 
-  /** Count one against `key` if that keeps it within `limit`; otherwise count nothing. */
-  async take(key: string, limit: number, windowSeconds: number): Promise<TakeResult> {
+  /**
+   * Count `points` (the images of a job) against `key` if that keeps it within `limit`;
+   * otherwise count nothing. A refusal's `used` is what was counted before this take.
+   */
+  async take(key: string, limit: number, windowSeconds: number, points = 1): Promise<TakeResult> {
     const limiter = this.#limiter(windowSeconds);
-    const res = await limiter.consume(key, 1).catch(rethrowStoreError);
+    const res = await limiter.consume(key, points).catch(rethrowStoreError);
     const usage = { used: res.consumedPoints, resetsInMs: res.msBeforeNext };
     if (res.consumedPoints <= limit)
       return { ok: true, usage, windowEndsAt: this.#now() + res.msBeforeNext };
-    await limiter.reward(key, 1).catch(rethrowStoreError);
+    await limiter.reward(key, points).catch(rethrowStoreError);
     return {
       ok: false,
-      usage: { used: Math.max(limit, res.consumedPoints - 1), resetsInMs: res.msBeforeNext },
+      usage: { used: Math.max(0, res.consumedPoints - points), resetsInMs: res.msBeforeNext },
     };
   }
 
-  /** Give one back (a job that never made it onto the queue), if its window is still running. */
-  async giveBack(key: string, windowSeconds: number, windowEndsAt: number): Promise<void> {
+  /**
+   * Give back `points` taken for a job that never made it onto the queue, if its window is
+   * still running.
+   */
+  async giveBack(
+    key: string,
+    windowSeconds: number,
+    windowEndsAt: number,
+    points = 1,
+  ): Promise<void> {
     if (this.#now() >= windowEndsAt) return;
-    await this.#limiter(windowSeconds).reward(key, 1).catch(rethrowStoreError);
+    await this.#limiter(windowSeconds).reward(key, points).catch(rethrowStoreError);
   }
 
   /** How much of `key`'s window is used. */

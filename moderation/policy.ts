@@ -266,11 +266,16 @@ export class ModerationPolicy implements AdmissionPolicy {
     }
     const limits = effectiveLimits(this.defaultsFor(scopeKey), settings, origin.channelId);
 
-    const side = Math.max(params.width, params.height);
+    // An upscale doubles its input: the side limit applies to what it starts from (the image
+    // it was offered under), or the Upscale button on a 2048-pixel image would be refused.
+    const upscale = ctx.task === 'upscale';
+    const side = Math.max(params.width, params.height) / (upscale ? 2 : 1);
     if (side > limits.maxImageSide)
       throw new ImagineError(
         'INVALID_PARAMETERS',
-        `images here are at most ${limits.maxImageSide} pixels on a side (asked for ${params.width}×${params.height})`,
+        upscale
+          ? `images here are upscaled from at most ${limits.maxImageSide} pixels on a side (this one is ${params.width / 2}×${params.height / 2})`
+          : `images here are at most ${limits.maxImageSide} pixels on a side (asked for ${params.width}×${params.height})`,
       );
 
     if (ctx.count > limits.maxImagesPerJob)
@@ -292,7 +297,7 @@ export class ModerationPolicy implements AdmissionPolicy {
       );
 
     this.#checkQueue(ctx, limits);
-    const admission = await this.#count(scopeKey, origin, limits, () =>
+    const admission = await this.#count(scopeKey, origin, limits, ctx.count, () =>
       this.#checkQueue(ctx, limits),
     );
     return { ...admission, safety: safetyPolicyOf(limits, origin.ageRestricted) };
@@ -310,19 +315,21 @@ export class ModerationPolicy implements AdmissionPolicy {
     const minutes = Math.max(1, Math.ceil(seconds / 60));
     throw new ImagineError(
       'QUEUE_FULL',
-      `imagine is busy (${waiting} images waiting); try again in about ${minutes} minute${minutes === 1 ? '' : 's'}`,
+      `imagine is busy (${waiting} job${waiting === 1 ? '' : 's'} waiting); try again in about ${minutes} minute${minutes === 1 ? '' : 's'}`,
       { retryAfterSeconds: seconds },
     );
   }
 
   /**
-   * Take a concurrency slot, then a user and a scope window count; undo on any refusal.
-   * `lastCheck` runs after the last await, so nothing can slip in between it and the grant.
+   * Take a concurrency slot, then the job's `images` from the user's and the scope's windows;
+   * undo on any refusal. `lastCheck` runs after the last await, so nothing can slip in between
+   * it and the grant.
    */
   async #count(
     scopeKey: string,
     origin: Origin,
     limits: Limits,
+    images: number,
     lastCheck: () => void,
   ): Promise<Admission> {
     const userKey = `u:${scopeKey}:${rateUserOf(origin)}`;
@@ -343,35 +350,43 @@ export class ModerationPolicy implements AdmissionPolicy {
       if (!slot.ok) {
         throw new ImagineError(
           'RATE_LIMITED',
-          `you already have ${slot.held} image${slot.held === 1 ? '' : 's'} in progress (the limit here is ${limits.concurrentPerUser}); try again when one finishes`,
+          `you already have ${slot.held} job${slot.held === 1 ? '' : 's'} in progress (the limit here is ${limits.concurrentPerUser}); try again when one finishes`,
           { retryAfterSeconds: Math.max(5, Math.ceil(this.secondsPerJob())) },
         );
       }
       const { lease } = slot;
       undo.push(() => this.#slots.release(lease));
 
-      const mine = await this.#counters.take(userKey, limits.imagesPerUser, window);
+      // Every image counts: a job of 4 takes 4, an upscale 1.
+      const mine = await this.#counters.take(userKey, limits.imagesPerUser, window, images);
       if (!mine.ok) {
         const wait = secondsFromMs(mine.usage.resetsInMs);
+        const left = Math.max(0, limits.imagesPerUser - mine.usage.used);
         throw new ImagineError(
           'RATE_LIMITED',
-          `you have used your ${limits.imagesPerUser} images per ${formatDuration(window)} here; try again in ${formatDuration(wait)}`,
+          left > 0
+            ? `this asks for ${images} images and you have ${left} of your ${limits.imagesPerUser} per ${formatDuration(window)} left here; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
+            : `you have used your ${limits.imagesPerUser} images per ${formatDuration(window)} here; try again in ${formatDuration(wait)}`,
           { retryAfterSeconds: Math.max(1, wait) },
         );
       }
-      undo.push(() => this.#counters.giveBack(userKey, window, mine.windowEndsAt));
+      undo.push(() => this.#counters.giveBack(userKey, window, mine.windowEndsAt, images));
       counted.push(undo.at(-1)!);
 
-      const all = await this.#counters.take(scopeCounter, limits.imagesPerScope, window);
+      const all = await this.#counters.take(scopeCounter, limits.imagesPerScope, window, images);
       if (!all.ok) {
         const wait = secondsFromMs(all.usage.resetsInMs);
+        const left = Math.max(0, limits.imagesPerScope - all.usage.used);
+        const noun = scopeNoun(origin.platform);
         throw new ImagineError(
           'RATE_LIMITED',
-          `this ${scopeNoun(origin.platform)} has used its ${limits.imagesPerScope} images per ${formatDuration(window)}; try again in ${formatDuration(wait)}`,
+          left > 0
+            ? `this asks for ${images} images and this ${noun} has ${left} of its ${limits.imagesPerScope} per ${formatDuration(window)} left; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
+            : `this ${noun} has used its ${limits.imagesPerScope} images per ${formatDuration(window)}; try again in ${formatDuration(wait)}`,
           { retryAfterSeconds: Math.max(1, wait) },
         );
       }
-      undo.push(() => this.#counters.giveBack(scopeCounter, window, all.windowEndsAt));
+      undo.push(() => this.#counters.giveBack(scopeCounter, window, all.windowEndsAt, images));
       counted.push(undo.at(-1)!);
 
       lastCheck();

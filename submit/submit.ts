@@ -9,10 +9,12 @@ import { checkInputUrl, type InputUrlPolicy } from '../contracts/input-url.ts';
 import {
   type AspectRatio,
   describeIssues,
+  IMAGE_COUNT_DEFAULT,
   type ImagineRequest,
   ImagineRequestSchema,
   type Job,
   type JobParams,
+  type JobTask,
   newJobId,
   type Origin,
   resolveRequest,
@@ -26,7 +28,9 @@ import type { JobQueue } from '../queue/queue.ts';
 export interface AdmissionContext {
   prompt: string;
   params: JobParams;
-  /** Images the job makes. */
+  /** The job's task: an upscale's size limit applies to its input (half its output). */
+  task?: JobTask;
+  /** Images the job makes: every window limit counts each (an upscale is 1). */
   count: number;
   origin: Origin;
   /**
@@ -103,7 +107,10 @@ export interface SubmitterOptions {
   registry: JobRegistry;
   secret: string;
   defaultSteps: number;
-  /** Images a request makes when it names no count (the server/channel setting aside). */
+  /**
+   * Images a request makes when neither it nor its user names a count (default
+   * {@link IMAGE_COUNT_DEFAULT}, 4); the policy caps it by the server/channel's `max_images`.
+   */
   defaultCount?: number;
   jobTtlSeconds: number;
   /** Models users may choose (`MODELS`); a request naming another is refused. */
@@ -170,7 +177,7 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
         throw new ImagineError('INPUT_NOT_ALLOWED', 'this relay takes no input image URLs');
       checkInputUrl(parsed.input.image.url, opts.inputPolicy, now());
     }
-    const fallback = { steps: opts.defaultSteps, count: opts.defaultCount ?? 1 };
+    const fallback = { steps: opts.defaultSteps, count: opts.defaultCount ?? IMAGE_COUNT_DEFAULT };
     const defaults: RequestDefaults = admission.requestDefaults
       ? await admission.requestDefaults(origin, fallback)
       : fallback;
@@ -181,6 +188,7 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
     const granted = await admission.admit({
       prompt: req.prompt,
       params,
+      task,
       count,
       origin,
       // Read live: a policy checks it again after its own awaits, when parallel requests

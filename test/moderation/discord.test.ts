@@ -132,8 +132,9 @@ describe('Discord /imagine-admin and /imagine-quota end to end (HTTP interaction
     expect(before.data?.content).toContain('1 of 1');
     const tracker = app.relay!.relay.tracker;
     const size = tracker.size;
+    // One image each: the quota here is 1 image.
     const imagine = async (prompt: string) => {
-      const interaction = fake.commandInteraction({ prompt });
+      const interaction = fake.commandInteraction({ prompt, count: 1 });
       await fake.postInteraction(`${app.url}/discord/interactions`, interaction, (body) =>
         signer.headers(body),
       );

@@ -139,8 +139,9 @@ describe.each(BACKENDS)('admission on %s', (_name, makeBackend) => {
     expect(queued.size).toBe(5);
     for (const r of results)
       if (r.status === 'rejected') expect((r.reason as { code: string }).code).toBe('QUEUE_FULL');
-    // The refused got their counts back: the scope counted only the five queued.
-    expect((await p.quota(ctx({ userId: 'user-0' }).origin)).scope.used).toBe(5);
+    // The refused got their counts back: the scope counted only the five queued jobs, each of
+    // the default 4 images.
+    expect((await p.quota(ctx({ userId: 'user-0' }).origin)).scope.used).toBe(20);
   });
 
   it('counts web clients by address, IPv6 ones by their /64 network', async () => {

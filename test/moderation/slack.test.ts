@@ -98,7 +98,7 @@ describe('Slack /imagine-admin and /imagine-quota end to end (fake Slack)', () =
     const first = await slash('/imagine-quota', '', 'U0ALICE');
     expect(JSON.parse(first.ackBody)).toMatchObject({ response_type: 'ephemeral' });
     expect(JSON.parse(first.ackBody).text).toContain('2 of 2');
-    await slash('/imagine', 'a fox in space', 'U0ALICE');
+    await slash('/imagine', 'a fox in space --count 1', 'U0ALICE');
     await expect
       .poll(
         async () =>
@@ -115,10 +115,11 @@ describe('Slack /imagine-admin and /imagine-quota end to end (fake Slack)', () =
     await responded(id);
     const queued = app.relay!.relay.tracker.size;
     const ephemeralsBefore = fake.ephemerals.length + fake.responses.length;
-    await slash('/imagine', 'a hare', 'U0OWNER', 'C0GENERAL');
+    // One image: the quota here is 2 images per user.
+    await slash('/imagine', 'a hare --count 1', 'U0OWNER', 'C0GENERAL');
     await fake.waitFor(() => fake.ephemerals.length + fake.responses.length > ephemeralsBefore);
     expect(app.relay!.relay.tracker.size).toBe(queued);
-    await slash('/imagine', 'a hare', 'U0OWNER', 'C0ART');
+    await slash('/imagine', 'a hare --count 1', 'U0OWNER', 'C0ART');
     await expect.poll(() => app.relay!.relay.tracker.size).toBe(queued + 1);
   });
 });

@@ -28,10 +28,11 @@ describe.each([
 
   it('POST /enqueue answers 429 with Retry-After past the per-user limit, and enqueues nothing', async () => {
     app = await startTestImagine(
-      { ...env(), LIMIT_IMAGES_PER_USER: '2', DATA_DIR: dataDir },
+      { ...env(), LIMIT_IMAGES_PER_USER: '8', DATA_DIR: dataDir },
       { role: 'relay' },
     );
     const tracker = app.relay!.relay.tracker;
+    // Two jobs of the default 4 images use the 8.
     for (const prompt of ['a fox', 'a hare']) {
       expect((await fetch(`${app.url}/enqueue`, json({ prompt }))).status).toBe(202);
     }
@@ -41,8 +42,11 @@ describe.each([
     const retryAfter = Number(res.headers.get('retry-after'));
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(3600);
-    const body = (await res.json()) as { error: { code: string; retryAfterSeconds: number } };
+    const body = (await res.json()) as {
+      error: { code: string; message: string; retryAfterSeconds: number };
+    };
     expect(body.error.code).toBe('RATE_LIMITED');
+    expect(body.error.message).toMatch(/used your 8 images/);
     expect(body.error.retryAfterSeconds).toBe(retryAfter);
     expect(tracker.size).toBe(before);
     expect(tracker.queuedCount).toBe(2);
