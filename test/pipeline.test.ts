@@ -12,7 +12,7 @@ describe('web flow end to end (fauxqs + demo generator + real sockets)', () => {
     await app?.stop();
   });
 
-  it('the seed README flow: POST /enqueue, then the image arrives on /ws', async () => {
+  it('the seed README flow: POST /enqueue, then the images (4 by default) arrive on /ws', async () => {
     const res = await fetch(`${app.url}/enqueue`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -25,11 +25,16 @@ describe('web flow end to end (fauxqs + demo generator + real sockets)', () => {
     const got = await followJob(body.ws);
     const states = got.texts.filter((t) => t.type === 'status').map((t) => t.state);
     expect(states.at(-1)).toBe('done');
-    const imageFrame = got.texts.find((t) => t.type === 'image');
-    expect(imageFrame).toMatchObject({ jobId: body.jobId, contentType: 'image/png', seed: 42 });
-    expect(got.binaries).toHaveLength(1);
-    expect(imageFrame?.bytes).toBe(got.binaries[0]!.length);
-    const meta = await sharp(got.binaries[0]!).metadata();
-    expect([meta.format, meta.width, meta.height]).toEqual(['png', 1344, 768]);
+    // A request naming no count makes 4 images: an image frame and a binary frame each, the
+    // first exactly what a single-image client of the seed reads.
+    const imageFrames = got.texts.filter((t) => t.type === 'image');
+    expect(imageFrames.map((f) => f.seed)).toEqual([42, 43, 44, 45]);
+    expect(imageFrames[0]).toMatchObject({ jobId: body.jobId, contentType: 'image/png', seed: 42 });
+    expect(got.binaries).toHaveLength(4);
+    for (const [i, frame] of imageFrames.entries()) {
+      expect(frame.bytes).toBe(got.binaries[i]!.length);
+      const meta = await sharp(got.binaries[i]!).metadata();
+      expect([meta.format, meta.width, meta.height]).toEqual(['png', 1344, 768]);
+    }
   });
 });

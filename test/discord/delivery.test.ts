@@ -43,6 +43,7 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
       prompt: 'a very detailed city',
       seed: 11,
       attachmentSizeLimit: limit,
+      count: 1,
     });
     fake.dispatch(interaction);
     const final = await fake.waitFor(isImageEdit(interaction.token));
@@ -61,7 +62,7 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
   it('a 413 despite the announced limit is answered by a smaller re-encoding', async () => {
     fake.enforcedUploadLimit = 40_000;
     try {
-      const interaction = fake.commandInteraction({ prompt: 'lying limits', seed: 12 });
+      const interaction = fake.commandInteraction({ prompt: 'lying limits', seed: 12, count: 1 });
       fake.dispatch(interaction);
       const final = await fake.waitFor(isImageEdit(interaction.token));
       const tooLarge = fake.find(isEdit(interaction.token)).filter((r) => r.status === 413);
@@ -74,7 +75,7 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
 
   it('an expired interaction token falls back to a channel message that mentions the user', async () => {
     generator.hold();
-    const interaction = fake.commandInteraction({ prompt: 'slow gpu sunrise', seed: 13 });
+    const interaction = fake.commandInteraction({ prompt: 'slow gpu sunrise', seed: 13, count: 1 });
     fake.dispatch(interaction);
     await fake.waitFor((r) => isEdit(interaction.token)(r) && r.status === 200);
     const originalId = fake.original(interaction.token)!.id;

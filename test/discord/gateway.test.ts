@@ -45,6 +45,7 @@ describe('Discord over the gateway (real discord.js against the fake)', () => {
       prompt: 'a *fox* in space',
       aspect: '16:9',
       seed: 42,
+      count: 1,
     });
     fake.dispatch(interaction);
     const token = interaction.token;

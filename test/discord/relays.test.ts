@@ -36,7 +36,7 @@ describe('Discord gateway with two relays: exactly one answers each interaction'
       REDIS_KEY_PREFIX: `test-discord-relays-${randomBytes(4).toString('hex')}:`,
     });
     for (const prompt of ['one of two', 'two of two', 'three of two']) {
-      const interaction = f.commandInteraction({ prompt, seed: 4 });
+      const interaction = f.commandInteraction({ prompt, seed: 4, count: 1 });
       f.dispatch(interaction);
       await f.waitFor(isImageEdit(interaction.token));
       expect(callbacks(f, interaction.id).map((r) => [r.status, r.body?.type])).toEqual([[204, 5]]);
@@ -47,7 +47,7 @@ describe('Discord gateway with two relays: exactly one answers each interaction'
 
   it('without Redis both answer: the loser’s 40060 deletes nothing, and the winner delivers', async () => {
     const f = await twoRelays();
-    const interaction = f.commandInteraction({ prompt: 'a race for the reply', seed: 5 });
+    const interaction = f.commandInteraction({ prompt: 'a race for the reply', seed: 5, count: 1 });
     f.dispatch(interaction);
     await f.waitFor(isImageEdit(interaction.token));
     const answers = callbacks(f, interaction.id);

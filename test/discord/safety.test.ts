@@ -33,7 +33,7 @@ async function start(env: Record<string, string>) {
 describe('Discord: output safety', () => {
   it('an image under the threshold: in the embed, with the prompt as alt text', async () => {
     const discord = await start({ SAFETY: 'block' });
-    const interaction = discord.commandInteraction({ prompt: 'a fox in space', seed: 5 });
+    const interaction = discord.commandInteraction({ prompt: 'a fox in space', seed: 5, count: 1 });
     discord.dispatch(interaction);
     const final = await discord.waitFor(isImageEdit(interaction.token));
     const file = final.files[0]!;

@@ -9,7 +9,10 @@ export interface Enqueued {
   position: number;
 }
 
-/** Enqueue a prompt (64×64 unless `params` say otherwise); throws unless the relay answers 202. */
+/**
+ * Enqueue a prompt for one image (64×64 unless `params` say otherwise; `params.count` for more:
+ * a request naming no count makes 4); throws unless the relay answers 202.
+ */
 export async function enqueueJob(
   baseUrl: string,
   prompt: string,
@@ -18,7 +21,7 @@ export async function enqueueJob(
   const res = await fetch(`${baseUrl}/enqueue`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt, ...params }),
+    body: JSON.stringify({ prompt, count: 1, ...params }),
   });
   if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as Enqueued;

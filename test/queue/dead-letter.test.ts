@@ -41,7 +41,7 @@ describe('malformed queue messages go to the dead-letter queue', () => {
     const res = await fetch(`${app.url}/enqueue`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: 'still alive', width: 64, height: 64 }),
+      body: JSON.stringify({ prompt: 'still alive', width: 64, height: 64, count: 1 }),
     });
     const { ws } = (await res.json()) as { ws: string };
     const got = await followJob(ws);

@@ -16,7 +16,8 @@ async function admittedOutOfTen(
     const res = await fetch(`${baseUrl}/enqueue`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...headersFor(i) },
-      body: JSON.stringify({ prompt: `fox ${i}`, width: 64, height: 64 }),
+      // One image each: the limit below is 3 images.
+      body: JSON.stringify({ prompt: `fox ${i}`, width: 64, height: 64, count: 1 }),
     });
     if (res.status === 202) admitted++;
     else expect(res.status).toBe(429);

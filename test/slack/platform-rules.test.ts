@@ -68,7 +68,7 @@ describe('Slack platform rules, end to end against the strict fake', () => {
     );
 
   it('the upload carries the prompt as alt_txt, the argument Slack reads', async () => {
-    expect((await imagine('a heron at dawn', 'C0ALT')).status).toBe(200);
+    expect((await imagine('a heron at dawn --count 1', 'C0ALT')).status).toBe(200);
     const file = await fake.waitFor(() =>
       [...fake.files.values()].find((f) => f.channel === 'C0ALT' && f.bytes),
     );
@@ -139,7 +139,7 @@ describe('Slack platform rules, end to end against the strict fake', () => {
         channel_type: 'im',
         channel: 'D0DAVE',
         user: 'U0DAVE',
-        text: 'a single swan',
+        text: 'a single swan --count 1',
         ts: '1700000001.000100',
       },
       'Ev0REPEATED',

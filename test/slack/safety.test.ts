@@ -32,7 +32,7 @@ async function imagine(env: Record<string, string>, text: string, id: string) {
 
 describe('Slack: output safety', () => {
   it('an image under the threshold is uploaded as made, with the prompt as alt_txt', async () => {
-    const slack = await imagine({ SAFETY: 'block' }, 'a fox in space --seed 3', 'c1');
+    const slack = await imagine({ SAFETY: 'block' }, 'a fox in space --seed 3 --count 1', 'c1');
     const file = await slack.waitFor(() => [...slack.files.values()].find((f) => f.channel));
     expect(file.altText).toBe('a fox in space');
     expect(file.filename).toBe('imagine-3.png');
@@ -42,7 +42,7 @@ describe('Slack: output safety', () => {
   it('spoiler: uploaded blurred (a different, smaller image) and the comment says why', async () => {
     const slack = await imagine(
       { SAFETY: 'spoiler', SAFETY_THRESHOLD: '0' },
-      'a fox in space --seed 4',
+      'a fox in space --seed 4 --count 1',
       'c2',
     );
     const file = await slack.waitFor(() => [...slack.files.values()].find((f) => f.channel));

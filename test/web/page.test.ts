@@ -134,7 +134,8 @@ describe('web page in chromium', () => {
     // Jobs of several images each: the per-client image budget is not what these tests are about.
     app = await startTestImagine({ LIMIT_IMAGES_PER_USER: '1000' });
     failing = await startTestImagine(
-      { ALLOWED_ORIGINS: foreign.origin },
+      // The stand-in endpoint answers one image per call: one image per job here.
+      { ALLOWED_ORIGINS: foreign.origin, LIMIT_IMAGES_PER_JOB: '1' },
       {
         generator: new HttpGenerator({
           name: 'http',
