@@ -43,7 +43,7 @@ async function enqueue(url: string, size = 64): Promise<{ jobId: string; ws: str
   const res = await fetch(`${url}/enqueue`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'fly-client-ip': clientIp() },
-    body: JSON.stringify({ prompt: 'cost benchmark', width: size, height: size }),
+    body: JSON.stringify({ prompt: 'cost benchmark', width: size, height: size, count: 1 }),
   });
   if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as { jobId: string; ws: string };

@@ -138,7 +138,7 @@ async function followOne(i: number): Promise<Outcome> {
   const res = await fetch(`${server.url}/enqueue`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: `load ${i}`, width: 64, height: 64, seed: i }),
+    body: JSON.stringify({ prompt: `load ${i}`, width: 64, height: 64, seed: i, count: 1 }),
   });
   if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
   const { ws, jobId } = (await res.json()) as { ws: string; jobId: string };

@@ -17,7 +17,13 @@ async function oneJob(i: number): Promise<number> {
   const res = await fetch(`${server.url}/enqueue`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: `benchmark job ${i}`, width: 64, height: 64, seed: i }),
+    body: JSON.stringify({
+      prompt: `benchmark job ${i}`,
+      width: 64,
+      height: 64,
+      seed: i,
+      count: 1,
+    }),
   });
   if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
   const { ws } = (await res.json()) as { ws: string };

@@ -53,7 +53,13 @@ async function waitingJob(i: number): Promise<Waiting> {
   const res = await fetch(`${server.url}/enqueue`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: `relay bench ${i}`, width: 1024, height: 1024, seed: i }),
+    body: JSON.stringify({
+      prompt: `relay bench ${i}`,
+      width: 1024,
+      height: 1024,
+      seed: i,
+      count: 1,
+    }),
   });
   if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
   const { jobId } = (await res.json()) as { jobId: string };
