@@ -54,10 +54,10 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-/** Ask for an image; resolve with the interaction and the review message it produced. */
+/** Ask for one image; resolve with the interaction and the review message it produced. */
 async function heldImage(prompt: string, seed: number) {
   const before = fake.channelMessages(MODS).length;
-  const interaction = fake.commandInteraction({ prompt, seed });
+  const interaction = fake.commandInteraction({ prompt, seed, count: 1 });
   fake.dispatch(interaction);
   const told = await fake.waitFor(
     (r) => isEdit(interaction.token)(r) && JSON.stringify(r.body ?? {}).includes('awaits review'),

@@ -63,12 +63,12 @@ const posted = new Map<string, unknown[]>();
 const reviewMessages = () =>
   fake.messages.filter((m) => m.channel === MODS && !m.files && buttonsOf(m.blocks).length > 0);
 
-/** Ask for an image; resolve with the review message (buttons) it produced. */
+/** Ask for one image; resolve with the review message (buttons) it produced. */
 async function heldImage(prompt: string, seed: number, id: string) {
   const before = reviewMessages().length;
   const res = await postToSlackApp(
     `${app!.url}/slack/events`,
-    slashCommandForm({ text: `${prompt} --seed ${seed}`, responseUrl: fake.responseUrl(id) }),
+    slashCommandForm({ text: `${prompt} --seed ${seed} --count 1`, responseUrl: fake.responseUrl(id) }),
   );
   expect(res.status).toBe(200);
   const review = await fake.waitFor(() => reviewMessages()[before]);
