@@ -8,7 +8,7 @@
  *   between them) for one job of 4 images compared with 4 jobs of 1 with the same seeds.
  * The vary and upscale inputs come from a loopback "CDN" (as a Discord attachment would).
  *
- * `npm run bench:loop [jobs per task] [side]` (defaults: 30 jobs, 1024 pixels).
+ * `npm run bench:loop [jobs per task] [side]` (defaults: 100 jobs, 1024 pixels).
  */
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +16,7 @@ import WebSocket from 'ws';
 import { DemoGenerator } from '../worker/generators/demo.ts';
 import { type BenchServer, machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
 
-const JOBS = Number(process.argv[2] ?? 30);
+const JOBS = Number(process.argv[2] ?? 100);
 const SIDE = Number(process.argv[3] ?? 1024);
 const WARMUP = 3;
 const SEED = 1234;
