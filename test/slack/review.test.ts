@@ -68,7 +68,10 @@ async function heldImage(prompt: string, seed: number, id: string) {
   const before = reviewMessages().length;
   const res = await postToSlackApp(
     `${app!.url}/slack/events`,
-    slashCommandForm({ text: `${prompt} --seed ${seed} --count 1`, responseUrl: fake.responseUrl(id) }),
+    slashCommandForm({
+      text: `${prompt} --seed ${seed} --count 1`,
+      responseUrl: fake.responseUrl(id),
+    }),
   );
   expect(res.status).toBe(200);
   const review = await fake.waitFor(() => reviewMessages()[before]);
