@@ -27,7 +27,7 @@ afterEach(async () => {
   fake = undefined;
 });
 
-/** A spoiler job; resolves with its result card and the "Show image" button on it. */
+/** A spoiler job of one image; resolves with its result card and the "Show image" button on it. */
 async function blurredJob(opts: { scopes?: string[] } = {}) {
   fake = await FakeSlack.start(opts.scopes ? { scopes: opts.scopes } : {});
   app = await startTestImagine(
@@ -37,7 +37,10 @@ async function blurredJob(opts: { scopes?: string[] } = {}) {
   const slack = fake;
   await postToSlackApp(
     `${app.url}/slack/events`,
-    slashCommandForm({ text: 'a fox in space --seed 7', responseUrl: slack.responseUrl('c1') }),
+    slashCommandForm({
+      text: 'a fox in space --seed 7 --count 1',
+      responseUrl: slack.responseUrl('c1'),
+    }),
   );
   const card = await slack.waitFor(() =>
     statusMessages(slack).find((m) =>
