@@ -133,6 +133,16 @@ describe.each(BACKENDS)('limits count images on %s', (_name, makeBackend) => {
     });
   });
 
+  it('a job of 4 cancelled before it started gives back its 4 images', async () => {
+    const p = await backend.make({ imagesPerUser: 6 });
+    const admitted = await p.admit(ctx({ ...alice, count: 4 }));
+    admitted.confirm('job-of-4');
+    expect(await used(p)).toBe(4);
+    p.cancelledBeforeStart('job-of-4');
+    await expect.poll(() => used(p)).toBe(0);
+    expect((await p.quota(alice)).scope.used).toBe(0);
+  });
+
   it('a job the queue refused gives back every image it took, and only those', async () => {
     const p = await backend.make({ imagesPerUser: 6 });
     const { submit, queue } = submitterFor(p);
