@@ -503,7 +503,7 @@ export const ENV = {
   LIMIT_IMAGE_SIDE: {
     schema: int(64, 2048).default(2048),
     default: '2048',
-    doc: 'Largest width or height (pixels) a request may ask for.',
+    doc: 'Largest width or height (pixels) a request may ask for; an upscale is measured on its input (a 2048² image may become 4096²).',
   },
   LIMIT_IMAGES_PER_JOB: {
     schema: int(1, 4).default(4),

@@ -165,7 +165,7 @@ describe('the creative loop in chromium', () => {
     await context.close();
   });
 
-  it('U2 upscales image 2 (the page sends its own copy back); the 2048² result offers Vary, not a further upscale', async () => {
+  it('U2 upscales image 2 (the page sends its own copy back); the 2048² result offers Vary and a further upscale to 4096²', async () => {
     const { context, page, problems, enqueues } = await openPage(browser, app.url);
     await chooseCount(page, 4);
     const grid = await generate(page, 'A harbour at noon', 2000);
@@ -215,10 +215,13 @@ describe('the creative loop in chromium', () => {
       );
     expect(size).toEqual([2048, 2048]);
     await expect(tileSeeds(page)).resolves.toEqual([2001]);
-    // Vary is offered; a further upscale (4096 px) is over this relay's LIMIT_IMAGE_SIDE.
+    // Vary is offered, and a further upscale: LIMIT_IMAGE_SIDE (2048) applies to an upscale's
+    // input, and 4096 is within the contract's upscale limit.
     await expect(card.getByRole('button', { name: 'Vary (Subtle)' }).count()).resolves.toBe(1);
     await expect(card.getByRole('button', { name: 'Vary (Strong)' }).count()).resolves.toBe(1);
-    await expect(card.getByRole('button', { name: /^Upscale/ }).count()).resolves.toBe(0);
+    await expect(
+      card.getByRole('button', { name: 'Upscale 2× (to 4096 × 4096)' }).count(),
+    ).resolves.toBe(1);
     await expect(card.getByRole('button', { name: /^Re-roll/ }).count()).resolves.toBe(0);
     // Vary (Subtle) of the upscale: a vary of that 2048² image, at the subtle strength, making
     // as many images as the form says (one here, to spare the CPU).

@@ -152,13 +152,15 @@ describe('result cards', () => {
     );
   });
 
-  it('offer an upscale only while twice the size is within the server’s largest side', () => {
+  it('offer an upscale while the image is within the server’s largest side and twice it within 4096', () => {
     expect(upscaleWithin(1024, 1024, 2048)).toEqual({ width: 2048, height: 2048 });
-    expect(upscaleWithin(2048, 2048, 2048)).toBeUndefined();
-    expect(upscaleWithin(1344, 768, 2048)).toBeUndefined();
-    expect(upscaleWithin(1344, 768, 4096)).toEqual({ width: 2688, height: 1536 });
+    // The server measures an upscale's side on its input: 2048² may become 4096².
+    expect(upscaleWithin(2048, 2048, 2048)).toEqual({ width: 4096, height: 4096 });
+    expect(upscaleWithin(1344, 768, 2048)).toEqual({ width: 2688, height: 1536 });
+    expect(upscaleWithin(1344, 768, 1024)).toBeUndefined();
     // Never past the contract's own upscale limit, whatever the server says.
     expect(upscaleWithin(4096, 4096, 10_000)).toBeUndefined();
+    expect(upscaleWithin(2100, 1000, 10_000)).toBeUndefined();
   });
 
   it('size their placeholders as the server will', () => {

@@ -9,6 +9,7 @@ import {
   ASPECT_SIZES,
   type AspectRatio,
   type JobTask,
+  UPSCALE_MAX_SIDE,
   upscaleSize,
   type VaryPreset,
   varySize,
@@ -109,14 +110,18 @@ export function withheldLine(withheld: Withheld | undefined): string {
   return `${n} of ${withheld.of} images ${n === 1 ? 'was' : 'were'} withheld by this site's safety setting`;
 }
 
-/** The size an upscale of this image would make, or undefined when it would be over `maxSide`. */
+/**
+ * The size an upscale of this image makes, or undefined when the relay would refuse it: an
+ * upscale's input must keep within `maxSide` (LIMIT_IMAGE_SIDE, measured on what it starts from)
+ * and its output within UPSCALE_MAX_SIDE.
+ */
 export function upscaleWithin(
   width: number,
   height: number,
   maxSide: number,
 ): { width: number; height: number } | undefined {
-  const bigger = upscaleSize(width, height);
-  return bigger && Math.max(bigger.width, bigger.height) <= maxSide ? bigger : undefined;
+  if (Math.max(width, height) > maxSide) return undefined;
+  return upscaleSize(width, height);
 }
 
 /** Columns and rows of a grid of `count` images (one alone, else two columns). */
@@ -601,7 +606,7 @@ export class ResultCard {
         const bigger = upscaleWithin(s.image.width, s.image.height, this.host.maxSide());
         u.title = bigger
           ? `Upscale image ${n} 2× (to ${bigger.width} × ${bigger.height})`
-          : `Image ${n} cannot be upscaled here: twice its size is over ${this.host.maxSide()} pixels`;
+          : `Image ${n} cannot be upscaled here: it is over ${this.host.maxSide()} pixels on a side, or twice its size is over ${UPSCALE_MAX_SIDE}`;
         u.disabled = bigger === undefined;
         this.busy(u, () => this.upscale(s, count));
         ups.append(u);
