@@ -162,7 +162,8 @@ function button(text: string, actionId: string, value: string): types.Button {
  * The actions blocks of a result card, or none when a value would not fit Slack's limit (a
  * prompt of 1000 emoji). Grid: U1–U4 / V1–V4 / Re-roll. One image: Vary (Subtle), Vary
  * (Strong), Upscale 2× (while twice the size stays within the limit), Re-roll (not for an
- * upscale: it has no seeds of its own to draw again).
+ * upscale: it has no seeds of its own to draw again). An image output safety blurred gets no U
+ * or V (its file in the thread is the blurred copy).
  */
 export function creativeButtons(job: CardJob, images: readonly CardImage[]): types.KnownBlock[] {
   const base: ButtonMeta = {
@@ -177,7 +178,9 @@ export function creativeButtons(job: CardJob, images: readonly CardImage[]): typ
   };
   const forImage = (i: number): ButtonMeta | undefined => {
     const image = images[i];
-    if (!image?.fileId) return undefined;
+    // A blurred image's file is the blurred copy: a U or V from it would start from the blur.
+    // "Show image" reveals the original; U/V stay for the images shown as made.
+    if (!image?.fileId || image.spoiler) return undefined;
     return { ...base, i, is: image.seed, w: image.width, h: image.height, f: image.fileId };
   };
   const rerollMeta: ButtonMeta = {

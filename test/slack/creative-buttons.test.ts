@@ -47,6 +47,19 @@ describe('Slack creative-loop buttons', () => {
     expect(u2.meta).toMatchObject({ i: 1, is: 11, f: 'F00000001', w: 1024, h: 1024 });
   });
 
+  it('a blurred image gets no U or V: its file in the thread is the blurred copy, not the image', () => {
+    const flagged = images.map((image, i) => (i === 1 ? { ...image, spoiler: true } : image));
+    const ids = buttonsOf(creativeButtons(job, flagged)).map((b) => b.action_id);
+    expect(ids).not.toContain('imagine_upscale_2');
+    expect(ids).not.toContain('imagine_vary_strong_2');
+    expect(ids).toContain('imagine_upscale_1');
+    expect(ids).toContain('imagine_vary_strong_3');
+    expect(ids).toContain('imagine_reroll_job');
+    const single = { ...job, count: 1 };
+    const one = buttonsOf(creativeButtons(single, [{ ...images[0]!, spoiler: true }]));
+    expect(one.map((b) => b.action_id)).toEqual(['imagine_reroll_job']);
+  });
+
   it('U2 asks for an upscale of image 2; V3 for a strong vary of image 3, as big a grid', () => {
     const buttons = buttonsOf(creativeButtons(job, images));
     const u2 = buttons.find((b) => b.action_id === 'imagine_upscale_2')!;
