@@ -37,7 +37,10 @@ export class ProgressForwarder {
   #inFlight: AbortController | undefined;
   #timer: NodeJS.Timeout | undefined;
   #poll: NodeJS.Timeout | undefined;
+  /** When the last push of any kind started (cancel polls count from it). */
   #lastSentAt: number;
+  /** When the last progress push started (the first report goes at once). */
+  #lastProgressAt = Number.NEGATIVE_INFINITY;
   #stopped = false;
 
   constructor(opts: ProgressForwarderOptions) {
@@ -78,7 +81,7 @@ export class ProgressForwarder {
 
   #schedule(): void {
     if (this.#stopped || this.#inFlight || this.#timer || !this.#latest) return;
-    const wait = Math.max(0, this.#lastSentAt + this.#opts.intervalMs - this.#now());
+    const wait = Math.max(0, this.#lastProgressAt + this.#opts.intervalMs - this.#now());
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       const progress = this.#latest;
@@ -92,6 +95,7 @@ export class ProgressForwarder {
     const controller = new AbortController();
     this.#inFlight = controller;
     this.#lastSentAt = this.#now();
+    if (progress) this.#lastProgressAt = this.#lastSentAt;
     this.#opts
       .push(progress, controller.signal)
       .catch((err: unknown) => {

@@ -158,6 +158,64 @@ describe('cancel of a queued job, across relays sharing Redis', () => {
   });
 });
 
+describe('progress across relays, and to chat', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('a progress push to A reaches a waiter on B with its preview; chat hears at most one a second', async () => {
+    const env = sharedEnv();
+    const chat = recordingDeliverer();
+    const a = await startTestImagine(env, { role: 'relay', deliverers: [chat] });
+    cleanups.push(() => a.stop());
+    const b = await startTestImagine(env, { role: 'relay' });
+    cleanups.push(() => b.stop());
+    const { job } = await a.relay!.frontDoor.submit({
+      request: {
+        prompt: 'a fox seen progressing from two relays',
+        width: 64,
+        height: 64,
+        count: 1,
+      },
+      origin: { platform: 'slack', userId: 'U1', scopeId: 'T1' },
+      replyTarget: { platform: 'slack', channelId: 'C1', userId: 'U1' },
+    });
+    const pusher = createRelayPusher({ relayUrl: a.url, secret: TEST_SECRET });
+    const meta = { jobId: job.jobId, replyTarget: job.replyTarget };
+    await pusher.push({ ...meta, status: 'generating' });
+    const onB = await openWaiter(wsUrl(b.url, job.jobId));
+    const preview = await pngOf(8, 8, { r: 1, g: 2, b: 3 });
+    // Ten reports in a burst, each answered before the next is sent.
+    for (let step = 1; step <= 10; step++)
+      await pusher.push(
+        {
+          ...meta,
+          status: 'generating',
+          progress: { step, steps: 10 },
+          ...(step === 10 ? { preview: { contentType: 'image/png' as const } } : {}),
+        },
+        undefined,
+        step === 10 ? { preview } : {},
+      );
+    await until(() => onB.frames.binaries.length === 1, "B's waiter to get the preview");
+    const steps = onB.frames.texts.filter((t) => t.progress !== undefined).map((t) => t.step);
+    expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(onB.frames.binaries[0]!.equals(preview)).toBe(true);
+    await sleep(1300);
+    const png = await pngOf(64, 64);
+    await pusher.push({ ...meta, status: 'done', contentType: 'image/png' }, png);
+    await onB.closed;
+    await a.relay!.relay.delivery.drain();
+    const reports = chat.events.filter((e) => e.state === 'generating' && e.progress !== undefined);
+    // The burst took well under a second: chat got one report of it (the latest), or two.
+    expect(reports.length).toBeGreaterThanOrEqual(1);
+    expect(reports.length).toBeLessThanOrEqual(2);
+    expect(reports.at(-1)?.progress).toBe(1);
+    expect(chat.events.at(-1)?.state).toBe('done');
+  });
+});
+
 describe('cancel of a running job', () => {
   let fake: FakeGeneratorEndpoint;
   let app: Awaited<ReturnType<typeof startTestImagine>>;
