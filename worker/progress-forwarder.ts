@@ -39,8 +39,11 @@ export class ProgressForwarder {
   #poll: NodeJS.Timeout | undefined;
   /** When the last push of any kind started (cancel polls count from it). */
   #lastSentAt: number;
-  /** When the last progress push started (the first report goes at once). */
-  #lastProgressAt = Number.NEGATIVE_INFINITY;
+  /**
+   * When the last progress push started; the "generating" push counts as the first, so a job
+   * done within the interval pushes no progress at all.
+   */
+  #lastProgressAt: number;
   #stopped = false;
 
   constructor(opts: ProgressForwarderOptions) {
@@ -48,6 +51,7 @@ export class ProgressForwarder {
     this.#now = opts.now ?? Date.now;
     // The "generating" push the runner just sent counts as the first word.
     this.#lastSentAt = this.#now();
+    this.#lastProgressAt = this.#lastSentAt;
     if (opts.pollMs > 0) {
       this.#poll = setInterval(() => {
         if (!this.#inFlight && !this.#timer && this.#now() - this.#lastSentAt >= opts.pollMs)
