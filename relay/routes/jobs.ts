@@ -118,6 +118,8 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
       const r = await findJob(lookup, request.params.jobId);
       if (r.state === 'failed')
         throw new ImagineError('JOB_FAILED', r.error?.message ?? 'the job failed');
+      if (r.state === 'cancelled')
+        throw new ImagineError('JOB_CANCELLED', 'the job was cancelled; it made no image');
       if (r.state === 'expired' || (r.state === 'done' && !r.images))
         throw new ImagineError('JOB_EXPIRED', 'the job expired or its image is no longer held');
       if (!r.images)

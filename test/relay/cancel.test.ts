@@ -37,6 +37,10 @@ describe('DELETE /jobs/:jobId', () => {
       state: string;
     };
     expect(polled.state).toBe('cancelled');
+    // Its image is not "not ready, try again": there will be none.
+    const image = await fetch(`${app.url}/jobs/${job.jobId}/image`);
+    expect(image.status).toBe(409);
+    expect(await image.json()).toMatchObject({ error: { code: 'JOB_CANCELLED' } });
     // A waiter arriving later is told at once, and closed.
     const late = await openWaiter(job.ws);
     const lateSeen = await late.closed;
