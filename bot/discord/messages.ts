@@ -138,13 +138,20 @@ export function varyId(
 export function doneButtons(event: DeliveryEvent): Row[] {
   const images = event.images ?? [];
   const s = spec(event);
-  const reroll = button(
-    'Re-roll',
-    encodeCustomId(BUTTONS.reroll, s ? encodeSize(s) : '', images.length || 1),
-    '🎲',
-  );
+  // Re-roll: `reroll|size|count|model` (the model when the job named one). A long model name
+  // that would not fit 100 characters leaves no Re-roll: one that dropped it would run another.
+  const rerollArgs = [
+    s ? encodeSize(s) : '',
+    images.length || 1,
+    ...(event.model ? [event.model] : []),
+  ];
+  const reroll =
+    [BUTTONS.reroll, ...rerollArgs].join('|').length <= CUSTOM_ID_MAX
+      ? button('Re-roll', encodeCustomId(BUTTONS.reroll, ...rerollArgs), '🎲')
+      : undefined;
+  const rerolls = reroll ? [reroll] : [];
   const [first] = images;
-  if (!first) return [{ type: ComponentType.ActionRow, components: [reroll] }];
+  if (!first) return reroll ? [{ type: ComponentType.ActionRow, components: [reroll] }] : [];
   const canUpscale = (image: DeliveredImage) =>
     upscaleSize(image.width, image.height) !== undefined;
   if (images.length === 1) {
@@ -155,14 +162,18 @@ export function doneButtons(event: DeliveryEvent): Row[] {
       );
     row.push(button('Vary (Subtle)', varyId(0, first, 'subtle'), '🌱'));
     row.push(button('Vary (Strong)', varyId(0, first, 'strong'), '🌪️'));
-    if (event.task !== 'upscale') row.push(reroll);
+    if (event.task !== 'upscale') row.push(...rerolls);
     return [{ type: ComponentType.ActionRow, components: row }];
   }
   const upscales = images.flatMap((image, i) =>
     canUpscale(image) ? [button(`U${i + 1}`, upscaleId(i, image))] : [],
   );
+  const top: Row[] =
+    upscales.length + rerolls.length > 0
+      ? [{ type: ComponentType.ActionRow, components: [...upscales, ...rerolls] }]
+      : [];
   return [
-    { type: ComponentType.ActionRow, components: [...upscales, reroll] },
+    ...top,
     {
       type: ComponentType.ActionRow,
       components: images.map((image, i) => button(`V${i + 1}`, varyId(i, image, 'strong'))),

@@ -17,6 +17,7 @@ import {
   type AspectRatio,
   IMAGE_COUNT_MAX,
   JOB_ID_PATTERN,
+  ModelNameSchema,
   upscaleSize,
 } from '../../contracts/job.ts';
 import { truncate, versionedBlockId, withPrompt } from './blocks.ts';
@@ -70,6 +71,8 @@ const ButtonMetaSchema = z
     f: FileId.optional(),
     /** Re-roll of a vary or upscale: the job's own input (file, size). */
     in: z.object({ f: FileId, w: Side.optional(), h: Side.optional() }).strict().optional(),
+    /** Re-roll: the model the job named (the submit path checks it is still offered). */
+    m: ModelNameSchema.optional(),
   })
   .strict();
 /** The meta a creative-loop button carries. */
@@ -152,6 +155,8 @@ export interface CardJob {
   inputFileId?: string | undefined;
   inputWidth?: number | undefined;
   inputHeight?: number | undefined;
+  /** The model the job named, if it named one (Re-roll repeats it). */
+  model?: string | undefined;
 }
 
 function button(text: string, actionId: string, value: string): types.Button {
@@ -185,6 +190,7 @@ export function creativeButtons(job: CardJob, images: readonly CardImage[]): typ
   };
   const rerollMeta: ButtonMeta = {
     ...base,
+    ...(job.model ? { m: job.model } : {}),
     ...(job.inputFileId
       ? {
           in: {
@@ -292,6 +298,7 @@ export function requestForClick(
       prompt,
       count: meta.n,
       ...(meta.st !== undefined ? { steps: meta.st } : {}),
+      ...(meta.m !== undefined ? { model: meta.m } : {}),
     };
     if (meta.t === 'vary') {
       if (!meta.in) return undefined;

@@ -379,6 +379,7 @@ export class SlackDeliverer implements ChatDeliverer {
       inputFileId: target.inputFileId,
       inputWidth: event.source?.width,
       inputHeight: event.source?.height,
+      model: event.model,
     };
     const facts = {
       userId: target.userId,

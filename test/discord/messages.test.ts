@@ -111,6 +111,20 @@ describe('custom ids', () => {
     expect(failureLine({ ...failed, model: `${longest}m` })).not.toMatch(/Retry/);
   });
 
+  it('Re-roll carries the model a job named; a model name too long for custom_id leaves no Re-roll', () => {
+    const done = { jobId: 'j', state: 'done' as const, createdAt: 0, width: 1000, height: 600 };
+    const ids = (model?: string) =>
+      doneButtons({ ...done, ...(model ? { model } : {}) }).flatMap((r) =>
+        r.components.map((c) => 'custom_id' in c && c.custom_id),
+      );
+    expect(ids()).toEqual(['reroll|1000x600|1']);
+    expect(ids('sdxl-base')).toEqual(['reroll|1000x600|1|sdxl-base']);
+    const longest = 'm'.repeat(100 - 'reroll|1000x600|1|'.length);
+    expect(ids(longest)[0]).toHaveLength(100);
+    // A Re-roll that dropped the model would run another one: none.
+    expect(ids(`${longest}m`)).toEqual([]);
+  });
+
   it('an upscaled image offers Vary and a further Upscale only while 2× fits 4096', () => {
     const image = (side: number) => ({
       bytes: Buffer.alloc(0),

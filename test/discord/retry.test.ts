@@ -69,4 +69,32 @@ describe('Discord Retry carries the failed job’s count and model', () => {
       { task: 'generate', seeds: [11, 12, 13], model: 'sdxl-base' },
     ]);
   });
+
+  it('Re-roll of a job of 2 with a model (after a restart) asks for 2 new images of that model', async () => {
+    generator.failing = false;
+    const interaction = fake.commandInteraction({
+      prompt: 'two cranes',
+      seed: 40,
+      count: 2,
+      model: 'sdxl-base',
+    });
+    fake.dispatch(interaction);
+    const done = await fake.waitFor(isImageEdit(interaction.token));
+    expect(customIdsOf(done.body)).toContain('reroll|1:1|2|sdxl-base');
+
+    await app.stop();
+    app = await startTestImagine(env(), { generator });
+    const seen = generator.seen.length;
+    const click = fake.buttonInteraction(
+      fake.original(interaction.token)!,
+      'reroll|1:1|2|sdxl-base',
+    );
+    fake.dispatch(click);
+    const rerolled = await fake.waitFor(isImageEdit(click.token));
+    expect(rerolled.files).toHaveLength(2);
+    const again = generator.seen.slice(seen);
+    expect(again).toMatchObject([{ task: 'generate', model: 'sdxl-base' }]);
+    expect(again[0]!.seeds).toHaveLength(2);
+    expect(again[0]!.seeds).not.toEqual([40, 41]);
+  });
 });

@@ -47,6 +47,19 @@ describe('Slack creative-loop buttons', () => {
     expect(u2.meta).toMatchObject({ i: 1, is: 11, f: 'F00000001', w: 1024, h: 1024 });
   });
 
+  it('Re-roll carries the model the job named (and none when it named none)', () => {
+    const reroll = (model?: string) => {
+      const b = buttonsOf(creativeButtons({ ...job, ...(model ? { model } : {}) }, images)).at(-1)!;
+      expect(b.action_id).toBe('imagine_reroll_job');
+      return requestForClick(b.action_id, decodeButton(b.value)!)!;
+    };
+    expect(reroll('sdxl-base')).toMatchObject({ prompt: job.prompt, count: 4, model: 'sdxl-base' });
+    expect(reroll()).not.toHaveProperty('model');
+    // A value naming a model that is not a model name is not ours.
+    const b = buttonsOf(creativeButtons({ ...job, model: 'sdxl-base' }, images)).at(-1)!;
+    expect(decodeButton(b.value!.replace('"m":"sdxl-base"', '"m":"|bad|"'))).toBeUndefined();
+  });
+
   it('a blurred image gets no U or V: its file in the thread is the blurred copy, not the image', () => {
     const flagged = images.map((image, i) => (i === 1 ? { ...image, spoiler: true } : image));
     const ids = buttonsOf(creativeButtons(job, flagged)).map((b) => b.action_id);

@@ -41,15 +41,16 @@ async function rerun(
   // (and Retry carried none for one image): theirs made 1, not today's default of 4.
   const count = Number(withSeed ? args[2] : args[1]);
   request.count = Number.isInteger(count) && count >= 1 ? count : 1;
-  // Retry carries the job's model fourth when it named one (the submit path checks it).
-  const model = withSeed ? args[3] : undefined;
+  // Retry carries the job's model fourth when it named one, Re-roll third (the submit path
+  // checks it is still offered).
+  const model = withSeed ? args[3] : args[2];
   if (model) request.model = model;
   // A deferred reply to a button click is a new message: the original image stays as it is.
   await ctx.respond({ type: InteractionResponseType.DeferredChannelMessageWithSource });
   await submitJob(ctx, request);
 }
 
-/** Re-roll: same prompt, size and count, new seeds. */
+/** Re-roll: same prompt, size, count and model, new seeds (`reroll|WxH|n|model`). */
 export const rerollButton: ComponentHandler = {
   name: BUTTONS.reroll,
   execute: (ctx, args) => rerun(ctx, args, false),
