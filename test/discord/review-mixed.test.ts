@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asModeration } from '../../moderation/index.ts';
-import { DemoGenerator } from '../../worker/generators/demo.ts';
 import { createNsfwClassifier } from '../../worker/safety/classifier.ts';
 import { customIdsOf, isEdit, isImageEdit } from '../fakes/discord/harness.ts';
 import { type FakeDiscord, type FakeMessage, startFakeDiscord } from '../fakes/discord/server.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
+import { seedPairScoredApart } from '../helpers/seed-pair.ts';
 
 const classifier = createNsfwClassifier();
 const GUILD = '600000000000000001';
@@ -33,27 +33,7 @@ let dataDir: string;
 let app: Awaited<ReturnType<typeof startTestImagine>> | undefined;
 
 beforeAll(async () => {
-  const demo = new DemoGenerator();
-  for (seed = 1; seed < 50; seed += 2) {
-    const images = await demo.generate(
-      {
-        task: 'generate',
-        prompt: PROMPT,
-        width: SIZE,
-        height: SIZE,
-        seeds: [seed, seed + 1],
-        steps: 4,
-      },
-      { signal: new AbortController().signal },
-    );
-    const [a, b] = await Promise.all(images.map((i) => classifier.classify(i.bytes)));
-    if (Math.abs(a!.score - b!.score) > 0.002) {
-      threshold = ((a!.score + b!.score) / 2).toFixed(6);
-      flaggedSeed = a!.score > b!.score ? seed : seed + 1;
-      break;
-    }
-  }
-  if (!threshold) throw new Error('no seed pair with different scores');
+  ({ seed, threshold, flaggedSeed } = await seedPairScoredApart(classifier, PROMPT, SIZE));
   fake = await startFakeDiscord();
   dataDir = mkdtempSync(join(tmpdir(), 'imagine-review-mixed-'));
   app = await startTestImagine(

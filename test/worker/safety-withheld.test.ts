@@ -5,12 +5,12 @@
  * between the real scores of the job's two images, so one is flagged and one is not.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoGenerator } from '../../worker/generators/demo.ts';
 import { createNsfwClassifier } from '../../worker/safety/classifier.ts';
 import { isImageEdit } from '../fakes/discord/harness.ts';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.ts';
 import { enqueueJob } from '../helpers/enqueue.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
+import { seedPairScoredApart } from '../helpers/seed-pair.ts';
 import { followJob } from '../helpers/ws.ts';
 
 const classifier = createNsfwClassifier();
@@ -21,26 +21,7 @@ let seed = 0;
 
 /** Find a base seed whose two demo images score apart; the threshold goes between them. */
 beforeAll(async () => {
-  const demo = new DemoGenerator();
-  for (seed = 1; seed < 50; seed += 2) {
-    const images = await demo.generate(
-      {
-        task: 'generate',
-        prompt: PROMPT,
-        width: SIZE,
-        height: SIZE,
-        seeds: [seed, seed + 1],
-        steps: 4,
-      },
-      { signal: new AbortController().signal },
-    );
-    const [a, b] = await Promise.all(images.map((i) => classifier.classify(i.bytes)));
-    if (Math.abs(a!.score - b!.score) > 0.002) {
-      threshold = ((a!.score + b!.score) / 2).toFixed(6);
-      return;
-    }
-  }
-  throw new Error('no seed pair with different scores');
+  ({ seed, threshold } = await seedPairScoredApart(classifier, PROMPT, SIZE));
 });
 
 let app: Awaited<ReturnType<typeof startTestImagine>> | undefined;
