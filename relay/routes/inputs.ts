@@ -70,6 +70,11 @@ export const inputRoutes: FastifyPluginAsync = async (app) => {
       const i = Number(raw);
       const record = await findJob((id) => lookupJob(relay, id), request.params.jobId);
       const image = record.images?.[i];
+      // A job that ended without images will never have one: say which end, not "not ready".
+      if (record.state === 'cancelled')
+        throw new ImagineError('JOB_CANCELLED', 'the job was cancelled; it made no image');
+      if (record.state === 'failed')
+        throw new ImagineError('JOB_FAILED', record.error?.message ?? 'the job failed');
       if (record.state !== 'done' || !record.images)
         throw new ImagineError(
           record.state === 'done' || record.state === 'expired' ? 'JOB_EXPIRED' : 'NOT_READY',

@@ -41,6 +41,10 @@ describe('DELETE /jobs/:jobId', () => {
     const image = await fetch(`${app.url}/jobs/${job.jobId}/image`);
     expect(image.status).toBe(409);
     expect(await image.json()).toMatchObject({ error: { code: 'JOB_CANCELLED' } });
+    // Nor can a link to it be signed: the same answer, not NOT_READY.
+    const link = await fetch(`${app.url}/jobs/${job.jobId}/image-link?i=0`, { method: 'POST' });
+    expect(link.status).toBe(409);
+    expect(await link.json()).toMatchObject({ error: { code: 'JOB_CANCELLED' } });
     // A waiter arriving later is told at once, and closed.
     const late = await openWaiter(job.ws);
     const lateSeen = await late.closed;
