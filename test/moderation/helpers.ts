@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { inject } from 'vitest';
-import type { JobParams, Origin } from '../../contracts/job.ts';
+import type { Job, JobParams, Origin } from '../../contracts/job.ts';
 import {
   MemoryConcurrencySlots,
   RedisConcurrencySlots,
@@ -16,7 +16,12 @@ import { ModerationPolicy } from '../../moderation/policy.ts';
 import { RedisSettingsStore } from '../../moderation/redis-store.ts';
 import type { Limits } from '../../moderation/settings.ts';
 import { SqliteSettingsStore } from '../../moderation/sqlite-store.ts';
-import type { AdmissionContext } from '../../submit/submit.ts';
+import {
+  type AdmissionContext,
+  createSubmitter,
+  type JobRegistry,
+  type SubmitterOptions,
+} from '../../submit/submit.ts';
 
 /** Defaults roomy enough that a test only meets the limit it sets. */
 export const ROOMY: Limits = {
@@ -147,4 +152,30 @@ export async function refusal(
     return { code: e.code, retryAfterSeconds: e.retryAfterSeconds };
   }
   throw new Error('expected a refusal, got an admission');
+}
+
+/**
+ * A submitter admitting through `policy` onto a queue that keeps what it is sent in `sent` (no
+ * relay: positions are 0), with `extra` options (models, default count, input policy).
+ */
+export function submitterFor(
+  policy: ModerationPolicy,
+  sent: Job[],
+  extra: Partial<SubmitterOptions> = {},
+) {
+  const registry: JobRegistry = {
+    registerQueued: () => ({ position: 0 }),
+    queuedCount: 0,
+    forget: () => {},
+  };
+  return createSubmitter({
+    queue: { send: async (job) => void sent.push(job), depth: async () => undefined },
+    registry,
+    secret: 'x'.repeat(32),
+    defaultSteps: 4,
+    jobTtlSeconds: 900,
+    admission: policy,
+    logger: pino({ level: 'silent' }),
+    ...extra,
+  });
 }

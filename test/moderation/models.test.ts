@@ -1,12 +1,9 @@
-import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ImagineError } from '../../contracts/errors.ts';
 import type { Job, Origin } from '../../contracts/job.ts';
 import { parseAdminText, runAdminCommand, runAdminText } from '../../moderation/admin.ts';
 import type { ModeratorEvidence } from '../../moderation/permissions.ts';
-import type { ModerationPolicy } from '../../moderation/policy.ts';
-import { createSubmitter, type JobRegistry } from '../../submit/submit.ts';
-import { BACKENDS, type Backend } from './helpers.ts';
+import { BACKENDS, type Backend, submitterFor } from './helpers.ts';
 
 const OFFERED = ['flux', 'sdxl', 'turbo'];
 const discordMod: ModeratorEvidence = { platform: 'discord', permissions: String(1n << 5n) };
@@ -21,24 +18,6 @@ const inGuild = (channelId: string): Origin => ({
   scopeId: 'g1',
   channelId,
 });
-
-function submitterFor(policy: ModerationPolicy, sent: Job[]) {
-  const registry: JobRegistry = {
-    registerQueued: () => ({ position: 0 }),
-    queuedCount: 0,
-    forget: () => {},
-  };
-  return createSubmitter({
-    queue: { send: async (job) => void sent.push(job), depth: async () => undefined },
-    registry,
-    secret: 'x'.repeat(32),
-    defaultSteps: 4,
-    jobTtlSeconds: 900,
-    models: OFFERED,
-    admission: policy,
-    logger: pino({ level: 'silent' }),
-  });
-}
 
 async function refusedWith(promise: Promise<unknown>): Promise<ImagineError> {
   const err = await promise.then(
@@ -106,7 +85,7 @@ describe.each(BACKENDS)('per-server models on %s', (_name, makeBackend) => {
 
     const second = await backend.make({}, { models: OFFERED });
     const sent: Job[] = [];
-    const submit = submitterFor(second, sent);
+    const submit = submitterFor(second, sent, { models: OFFERED });
     // Server-wide: flux (the offered default) is not allowed, so the scope's first allowed one.
     await submit({ request: { prompt: 'a fox' }, origin: inGuild('700000000000000009') });
     expect(sent.at(-1)?.model).toBe('sdxl');
@@ -166,7 +145,7 @@ describe.each(BACKENDS)('per-server models on %s', (_name, makeBackend) => {
       ).ok,
     ).toBe(true);
     const sent: Job[] = [];
-    const submit = submitterFor(policy, sent);
+    const submit = submitterFor(policy, sent, { models: OFFERED });
     const origin = (channelId: string): Origin => ({
       platform: 'slack',
       userId: 'U7',

@@ -1,36 +1,19 @@
-import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Job } from '../../contracts/job.ts';
-import type { ModerationPolicy } from '../../moderation/policy.ts';
 import {
   parseUserSettingsText,
   readUserDefaults,
   UserSettingsError,
 } from '../../moderation/user-settings.ts';
-import { createSubmitter, type JobRegistry } from '../../submit/submit.ts';
-import { BACKENDS, type Backend, ctx, refusal } from './helpers.ts';
+import { BACKENDS, type Backend, ctx, refusal, submitterFor } from './helpers.ts';
+
+/** The vary below reads its source from Discord's CDN, an allowed input host. */
+const USER_SETTINGS_SUBMIT = {
+  defaultCount: 4,
+  inputPolicy: { hosts: ['cdn.discordapp.com'], allowHttp: false, secret: 'x'.repeat(32) },
+};
 
 const alice = { platform: 'discord', userId: 'alice', scopeId: 'g1', channelId: 'c1' } as const;
-
-function submitterFor(policy: ModerationPolicy, sent: Job[]) {
-  const registry: JobRegistry = {
-    registerQueued: () => ({ position: 0 }),
-    queuedCount: 0,
-    forget: () => {},
-  };
-  return createSubmitter({
-    queue: { send: async (job) => void sent.push(job), depth: async () => undefined },
-    registry,
-    secret: 'x'.repeat(32),
-    defaultSteps: 4,
-    defaultCount: 4,
-    jobTtlSeconds: 900,
-    admission: policy,
-    // The vary below reads its source from Discord's CDN, an allowed input host.
-    inputPolicy: { hosts: ['cdn.discordapp.com'], allowHttp: false, secret: 'x'.repeat(32) },
-    logger: pino({ level: 'silent' }),
-  });
-}
 
 describe.each(BACKENDS)('per-user defaults on %s', (_name, makeBackend) => {
   let backend: Backend;
@@ -64,7 +47,7 @@ describe.each(BACKENDS)('per-user defaults on %s', (_name, makeBackend) => {
     const p = await backend.make();
     await p.changeUserDefaults(alice, { count: 2, aspect: '16:9', steps: 8, vary: 'subtle' });
     const sent: Job[] = [];
-    const submit = submitterFor(p, sent);
+    const submit = submitterFor(p, sent, USER_SETTINGS_SUBMIT);
     const { job } = await submit({ request: { prompt: 'a fox' }, origin: alice });
     expect(job).toMatchObject({ count: 2, params: { width: 1344, height: 768, steps: 8 } });
     // What the request says wins over the user's defaults.
@@ -92,7 +75,7 @@ describe.each(BACKENDS)('per-user defaults on %s', (_name, makeBackend) => {
     const p = await backend.make({ maxImagesPerJob: 2, maxSteps: 6 });
     await p.changeUserDefaults(alice, { count: 4, steps: 20 });
     const sent: Job[] = [];
-    const submit = submitterFor(p, sent);
+    const submit = submitterFor(p, sent, USER_SETTINGS_SUBMIT);
     const { job } = await submit({ request: { prompt: 'a fox' }, origin: alice });
     expect(job.count).toBe(2);
     expect(job.params.steps).toBe(6);
