@@ -77,8 +77,6 @@ type Payload = {
   attachments?: Array<{ id: number; filename: string; description?: string }>;
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Spaces status edits: per job, and globally with a token bucket, so a burst of jobs never
  * trips Discord's limits. Final states never wait.
@@ -100,47 +98,46 @@ class StatusThrottle {
   }
 
   /**
-   * A droppable edit (a new percentage): true, and counted, when the job's last edit is a full
-   * interval ago and the global bucket has a token; false means skip it. Never waits, so it
-   * never holds up the final image behind it.
+   * Milliseconds until the job may be edited (0: now): a full interval after its last edit,
+   * with a token in the global bucket.
    */
+  dueIn(jobId: string): number {
+    const t = this.now();
+    this.refill(t);
+    const last = this.lastEdit.get(jobId);
+    const perJob = last === undefined ? 0 : Math.max(0, last + this.perJobMs - t);
+    const global = this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) / this.rate) * 1000);
+    return Math.max(perJob, global);
+  }
+
+  /** Count an edit of the job now; false (nothing counted) when it is not yet due. */
   tryTake(jobId: string): boolean {
     if (this.dueIn(jobId) > 0) return false;
-    const t = this.now();
-    this.tokens = Math.min(this.rate, this.tokens + ((t - this.refilledAt) / 1000) * this.rate);
-    this.refilledAt = t;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    this.lastEdit.set(jobId, t);
-    return true;
-  }
-
-  /** Milliseconds until the job may be edited again (0: now). */
-  dueIn(jobId: string): number {
-    const last = this.lastEdit.get(jobId);
-    return last === undefined ? 0 : Math.max(0, last + this.perJobMs - this.now());
-  }
-
-  async wait(jobId: string): Promise<void> {
-    const last = this.lastEdit.get(jobId);
-    if (last !== undefined) {
-      const due = last + this.perJobMs - this.now();
-      if (due > 0) await sleep(due);
-    }
-    for (;;) {
-      const t = this.now();
-      this.tokens = Math.min(this.rate, this.tokens + ((t - this.refilledAt) / 1000) * this.rate);
-      this.refilledAt = t;
-      if (this.tokens >= 1) break;
-      await sleep(Math.ceil(((1 - this.tokens) / this.rate) * 1000));
-    }
     this.tokens -= 1;
     this.lastEdit.set(jobId, this.now());
+    return true;
   }
 
   forget(jobId: string): void {
     this.lastEdit.delete(jobId);
   }
+
+  private refill(t: number): void {
+    this.tokens = Math.min(this.rate, this.tokens + ((t - this.refilledAt) / 1000) * this.rate);
+    this.refilledAt = t;
+  }
+}
+
+/**
+ * A job's next status edit: the newest status not yet shown (a newer one replaces it, so the
+ * message never steps back to an older one), the timer that shows it when the job may be
+ * edited again, and the deliveries of state changes waiting for it to be shown.
+ */
+interface PendingStatus {
+  target: DiscordTarget;
+  event: DeliveryEvent;
+  timer: NodeJS.Timeout | undefined;
+  waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
 }
 
 /** The Discord {@link ChatDeliverer}. */
@@ -154,8 +151,8 @@ export class DiscordDeliverer implements ChatDeliverer {
   /** Jobs whose interaction webhook answered 404 or a dead token: never called again. */
   private readonly webhookGone = new Set<string>();
   private readonly guildLimits = new Map<string, { limit: number; at: number }>();
-  /** A percentage waiting for the job's next edit slot, by job (replaced by a newer one). */
-  private readonly later = new Map<string, NodeJS.Timeout>();
+  /** The status waiting for the job's next edit slot, by job (replaced by a newer one). */
+  private readonly pending = new Map<string, PendingStatus>();
 
   constructor(opts: DiscordDelivererOptions) {
     this.api = opts.api;
@@ -220,27 +217,17 @@ export class DiscordDeliverer implements ChatDeliverer {
     if (!isTerminal(event.state)) {
       // A status nobody can see any more is not worth a channel message.
       if (!tokenAlive || this.webhookGone.has(event.jobId)) return;
-      // A new percentage never waits in the job's lane (the final image would wait behind it):
-      // too soon after the last edit, it is shown when the job may be edited again, unless a
-      // newer one or the end comes first. A change of state waits its turn.
+      // One status edit per job per interval, the newest status winning: a new percentage never
+      // waits in the job's lane (the final image would wait behind it); a change of state waits
+      // until it (or a newer status) is shown.
+      const shown = this.showStatus(target, event);
       if (event.state === 'generating' && event.progress !== undefined) {
-        this.cancelLater(event.jobId);
-        const due = this.throttle.dueIn(event.jobId);
-        if (due > 0) {
-          const timer = setTimeout(() => {
-            this.later.delete(event.jobId);
-            if (!this.throttle.tryTake(event.jobId)) return;
-            this.editStatus(target, event).catch((err) =>
-              this.logger.debug({ err, jobId: event.jobId }, 'progress edit failed'),
-            );
-          }, due);
-          timer.unref();
-          this.later.set(event.jobId, timer);
-          return;
-        }
-        if (!this.throttle.tryTake(event.jobId)) return;
-      } else await this.throttle.wait(event.jobId);
-      await this.editStatus(target, event);
+        shown.catch((err) =>
+          this.logger.debug({ err, jobId: event.jobId }, 'progress edit failed'),
+        );
+        return;
+      }
+      await shown;
       return;
     }
     this.cancelLater(event.jobId);
@@ -287,10 +274,56 @@ export class DiscordDeliverer implements ChatDeliverer {
     }
   }
 
+  /**
+   * Show a status as soon as the job may be edited, replacing any status still waiting (its
+   * waiters then wait for this one). Resolves once it, or a newer status, has been shown; a
+   * final state arriving first resolves it unshown.
+   */
+  private showStatus(target: DiscordTarget, event: DeliveryEvent): Promise<void> {
+    const { jobId } = event;
+    const shown = Promise.withResolvers<void>();
+    const waiting = this.pending.get(jobId);
+    if (waiting) {
+      waiting.target = target;
+      waiting.event = event;
+      waiting.waiters.push(shown);
+    } else {
+      this.pending.set(jobId, { target, event, timer: undefined, waiters: [shown] });
+      this.flushStatus(jobId);
+    }
+    return shown.promise;
+  }
+
+  /** Edit the job's waiting status now if it may be, else try again when it may. */
+  private flushStatus(jobId: string): void {
+    const next = this.pending.get(jobId);
+    if (!next) return;
+    next.timer = undefined;
+    const due = this.throttle.dueIn(jobId);
+    // A timer can fire a millisecond before the clock says the interval is over: try again.
+    if (due > 0 || !this.throttle.tryTake(jobId)) {
+      next.timer = setTimeout(() => this.flushStatus(jobId), Math.max(1, due));
+      next.timer.unref();
+      return;
+    }
+    this.pending.delete(jobId);
+    this.editStatus(next.target, next.event).then(
+      () => {
+        for (const w of next.waiters) w.resolve();
+      },
+      (err: unknown) => {
+        for (const w of next.waiters) w.reject(err);
+      },
+    );
+  }
+
+  /** Drop the job's waiting status (a final state supersedes it); its waiters resolve. */
   private cancelLater(jobId: string): void {
-    const timer = this.later.get(jobId);
-    if (timer) clearTimeout(timer);
-    this.later.delete(jobId);
+    const next = this.pending.get(jobId);
+    if (!next) return;
+    if (next.timer) clearTimeout(next.timer);
+    this.pending.delete(jobId);
+    for (const w of next.waiters) w.resolve();
   }
 
   private canPostToChannel(target: DiscordTarget): boolean {

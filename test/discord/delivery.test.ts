@@ -1,6 +1,6 @@
 import pino from 'pino';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DiscordApi } from '../../bot/discord/api.ts';
 import { DiscordDeliverer } from '../../bot/discord/deliverer.ts';
 import type { DiscordTarget } from '../../contracts/seal.ts';
@@ -301,5 +301,33 @@ describe('Discord delivery: upload limits and the 15-minute window', () => {
     // first one's transit may eat into the 400 ms by a few milliseconds (it failed at 399).
     expect(edits[1]!.at - edits[0]!.at).toBeGreaterThanOrEqual(300);
     expect(customIdsOf(edits[2]!.body)).toEqual(['retry||2|1']);
+  });
+
+  it('a percentage that arrives while a change of state waits for its slot is shown, never overwritten by the older state', async () => {
+    const api = new DiscordApi({ apiUrl: fake.apiUrl, token: fake.botToken });
+    const deliverer = new DiscordDeliverer({
+      api,
+      logger: pino({ level: 'silent' }),
+      statusIntervalMs: 300,
+    });
+    const { interaction, target } = deferredTarget('held', 3);
+    const base = { jobId: 'job-held', createdAt: Date.now(), prompt: 'held', seed: 3 };
+    await deliverer.deliver(target, { ...base, state: 'queued', position: 0 });
+    // The worker starts and reports step 1 of 4 in the same moment, then is held there: the
+    // state change waits for the job's next slot, and the percentage comes in behind it.
+    const started = deliverer.deliver(target, { ...base, state: 'generating' });
+    await deliverer.deliver(target, { ...base, state: 'generating', progress: 0.25 });
+    await started;
+    await vi.waitFor(
+      () => expect(fake.original(interaction.token)?.content).toBe('🎨 Generating… 25%'),
+      { timeout: 3000 },
+    );
+    // Nothing older replaces it afterwards.
+    await new Promise((r) => setTimeout(r, 700));
+    const edits = fake.find(isEdit(interaction.token)).map((r) => String(r.body?.content));
+    expect(edits.at(-1)).toBe('🎨 Generating… 25%');
+    expect(edits).toHaveLength(2);
+    const times = fake.find(isEdit(interaction.token)).map((r) => r.at);
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(200);
   });
 });
