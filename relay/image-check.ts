@@ -3,6 +3,11 @@
  * chunks and their CRCs up to IEND, JPEG segments up to SOS and an EOI at the end, WebP's RIFF
  * chunk sizes) and its header decoded by sharp for the dimensions. Magic bytes followed by
  * garbage are refused. Cheap: no pixel is decoded.
+ *
+ * The common PNG (what sharp and most generators write: IHDR, at most a pHYs, then IDAT) is
+ * decided from the walk alone, without sharp: only headers sharp (libpng) accepts take that
+ * path, so the answer is the same; anything else (other chunks before the image data, a palette,
+ * an IHDR value out of the plain range) is still decoded by sharp.
  */
 import { crc32 } from 'node:zlib';
 import sharp, { type Metadata } from 'sharp';
@@ -11,10 +16,54 @@ import type { ImageType } from '../contracts/image-types.ts';
 
 const damaged = (why: string) => new ImagineError('INVALID_PUSH', `image is damaged: ${why}`);
 
-function walkPng(b: Buffer): void {
+/**
+ * PNG colour types and the bit depths each allows (the PNG spec, as libpng checks them). A
+ * palette (3) needs its PLTE checked, so it is left to sharp.
+ */
+const PLAIN_PNG_DEPTHS: Record<number, readonly number[]> = {
+  0: [1, 2, 4, 8, 16],
+  2: [8, 16],
+  4: [8, 16],
+  6: [8, 16],
+};
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/** Largest side decided without sharp (libpng's own limit is higher). */
+const PLAIN_PNG_MAX_SIDE = 16384;
+/** sharp's default `limitInputPixels`: a bigger image is refused by `metadata()`. */
+const SHARP_MAX_PIXELS = 0x3fff * 0x3fff;
+
+/**
+ * The size a plain PNG header declares (IHDR fields in the ranges libpng accepts, nothing
+ * before the first IDAT but at most one 9-byte pHYs), or undefined when sharp must decide.
+ */
+function plainPngSize(b: Buffer, beforeIdat: readonly string[]): Size | undefined {
+  // The whole signature (the sniff looked at four bytes; libpng compares all eight).
+  if (!b.subarray(0, 8).equals(PNG_SIGNATURE)) return undefined;
+  const pHYs = beforeIdat.filter((t) => t === 'pHYs').length;
+  if (beforeIdat.length !== pHYs || pHYs > 1) return undefined;
+  const width = b.readUInt32BE(16);
+  const height = b.readUInt32BE(20);
+  const [depth, color, compression, filter, interlace] = b.subarray(24, 29);
+  if (!PLAIN_PNG_DEPTHS[color!]?.includes(depth!)) return undefined;
+  if (compression !== 0 || filter !== 0 || (interlace !== 0 && interlace !== 1)) return undefined;
+  if (width < 1 || height < 1 || width > PLAIN_PNG_MAX_SIDE || height > PLAIN_PNG_MAX_SIDE)
+    return undefined;
+  if (width * height > SHARP_MAX_PIXELS) return undefined;
+  return { width, height };
+}
+
+interface Size {
+  width: number;
+  height: number;
+}
+
+/** Walk a PNG; returns its size when the header is plain enough to decide without sharp. */
+function walkPng(b: Buffer): Size | undefined {
   let at = 8;
   let first = true;
   let idat = false;
+  // Chunk types between IHDR and the first IDAT (what libpng reads for the header).
+  const beforeIdat: string[] = [];
   while (at + 12 <= b.length) {
     const length = b.readUInt32BE(at);
     const type = b.toString('latin1', at + 4, at + 8);
@@ -25,11 +74,14 @@ function walkPng(b: Buffer): void {
     if (crc32(b.subarray(at + 4, at + 8 + length)) !== b.readUInt32BE(at + 8 + length))
       throw damaged(`PNG chunk ${type} fails its CRC`);
     if (type === 'IDAT') idat = true;
+    // (Never plain beyond two, or with a pHYs of another length: the list stops growing.)
+    else if (!idat && at > 8 && beforeIdat.length < 2)
+      beforeIdat.push(type === 'pHYs' && length !== 9 ? 'pHYs of another length' : type);
     at = end;
     if (type === 'IEND') {
       if (!idat) throw damaged('PNG has no image data');
       if (at !== b.length) throw damaged('bytes after PNG IEND');
-      return;
+      return plainPngSize(b, beforeIdat);
     }
   }
   throw damaged('PNG ends before IEND');
@@ -79,19 +131,26 @@ function walkWebp(b: Buffer): void {
   if (!image) throw damaged('WebP has no image data');
 }
 
-/** Check that `bytes` are a whole image of `type`; returns its decoded size. */
-export async function checkImage(
-  bytes: Buffer,
-  type: ImageType,
-): Promise<{ width: number; height: number }> {
+/**
+ * Walk `bytes` as an image of `type` (throws `INVALID_PUSH` when it is damaged); returns its
+ * size when the walk alone decides the header (a plain PNG), undefined when sharp must.
+ */
+export function walkImage(bytes: Buffer, type: ImageType): Size | undefined {
   try {
-    if (type === 'image/png') walkPng(bytes);
-    else if (type === 'image/jpeg') walkJpeg(bytes);
+    if (type === 'image/png') return walkPng(bytes);
+    if (type === 'image/jpeg') walkJpeg(bytes);
     else walkWebp(bytes);
+    return undefined;
   } catch (err) {
     if (err instanceof ImagineError) throw err;
     throw damaged('its structure cannot be read');
   }
+}
+
+/** Check that `bytes` are a whole image of `type`; returns its decoded size. */
+export async function checkImage(bytes: Buffer, type: ImageType): Promise<Size> {
+  const plain = walkImage(bytes, type);
+  if (plain) return plain;
   let meta: Metadata;
   try {
     meta = await sharp(bytes).metadata();

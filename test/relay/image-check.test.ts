@@ -1,8 +1,9 @@
 /** Magic bytes are not an image: a PNG/JPEG/WebP header followed by garbage is refused. */
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkImage } from '../../relay/image-check.ts';
+import { checkImage, walkImage } from '../../relay/image-check.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { sendPush, testJobId } from '../helpers/push.ts';
 
@@ -55,6 +56,151 @@ describe('checkImage', () => {
   ])('refuses %s with INVALID_PUSH', async (_name, make) => {
     const [bytes, type] = make();
     await expect(checkImage(bytes, type)).rejects.toMatchObject({ code: 'INVALID_PUSH' });
+  });
+});
+
+/** A PNG chunk with its length and CRC. */
+function pngChunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])));
+  return Buffer.concat([head, data, crc]);
+}
+
+interface Header {
+  width?: number;
+  height?: number;
+  depth?: number;
+  color?: number;
+  compression?: number;
+  filter?: number;
+  interlace?: number;
+  /** Chunks between IHDR and IDAT. */
+  before?: Buffer[];
+  signature?: Buffer;
+}
+
+/** A PNG built chunk by chunk (IDAT holds bytes no header read looks into). */
+function craftPng(h: Header = {}): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(h.width ?? 24, 0);
+  ihdr.writeUInt32BE(h.height ?? 16, 4);
+  ihdr.set([h.depth ?? 8, h.color ?? 2, h.compression ?? 0, h.filter ?? 0, h.interlace ?? 0], 8);
+  return Buffer.concat([
+    h.signature ?? Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    ...(h.before ?? []),
+    pngChunk('IDAT', randomBytes(40)),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function pHYs(x: number, y: number, unit: number, length = 9): Buffer {
+  const data = Buffer.alloc(length);
+  if (length >= 9) {
+    data.writeUInt32BE(x, 0);
+    data.writeUInt32BE(y, 4);
+    data[8] = unit;
+  }
+  return pngChunk('pHYs', data);
+}
+
+/** What sharp alone decides (the check before the walk decided plain PNGs by itself). */
+async function sharpSays(bytes: Buffer): Promise<{ width: number; height: number } | 'refused'> {
+  try {
+    const meta = await sharp(bytes).metadata();
+    return meta.width && meta.height ? { width: meta.width, height: meta.height } : 'refused';
+  } catch {
+    return 'refused';
+  }
+}
+
+async function checkSays(bytes: Buffer): Promise<{ width: number; height: number } | 'refused'> {
+  try {
+    return await checkImage(bytes, 'image/png');
+  } catch (err) {
+    expect(err).toMatchObject({ code: 'INVALID_PUSH' });
+    return 'refused';
+  }
+}
+
+describe('PNG headers decided without sharp', () => {
+  const cases: [string, Header][] = [];
+  for (const color of [0, 1, 2, 3, 4, 5, 6, 7])
+    for (const depth of [0, 1, 2, 3, 4, 8, 12, 16, 32])
+      cases.push([`colour type ${color}, depth ${depth}`, { color, depth }]);
+  for (const interlace of [1, 2, 255]) cases.push([`interlace ${interlace}`, { interlace }]);
+  for (const compression of [1, 8]) cases.push([`compression ${compression}`, { compression }]);
+  for (const filter of [1, 64]) cases.push([`filter ${filter}`, { filter }]);
+  const sizes: [number, number][] = [
+    [0, 16],
+    [16, 0],
+    [1, 1],
+    [16384, 1],
+    [16385, 1],
+    [16383, 16383],
+    [16384, 16383],
+    [16384, 16384],
+    [1_000_000, 1],
+    [2 ** 31 - 1, 1],
+    [2 ** 31, 1],
+    [2 ** 32 - 1, 2 ** 32 - 1],
+  ];
+  for (const [width, height] of sizes) cases.push([`${width}×${height}`, { width, height }]);
+  cases.push(
+    ['a pHYs', { before: [pHYs(2835, 2835, 1)] }],
+    ['a pHYs with odd values', { before: [pHYs(0xffffffff, 0, 7)] }],
+    ['two pHYs', { before: [pHYs(1, 1, 1), pHYs(1, 1, 1)] }],
+    ['a pHYs of 8 bytes', { before: [pHYs(0, 0, 0, 8)] }],
+    ['a pHYs of 10 bytes', { before: [pHYs(1, 1, 1, 10)] }],
+    ['a gAMA', { before: [pngChunk('gAMA', Buffer.from([0, 0, 0xb1, 0x8f]))] }],
+    ['a zero gAMA', { before: [pngChunk('gAMA', Buffer.alloc(4))] }],
+    ['an unknown critical chunk', { before: [pngChunk('ABCD', Buffer.alloc(8))] }],
+    ['a chunk with the reserved bit', { before: [pngChunk('abcd', Buffer.alloc(8))] }],
+    ['an unknown ancillary chunk', { before: [pngChunk('abCd', Buffer.alloc(8))] }],
+    ['a PLTE in a truecolour image', { before: [pngChunk('PLTE', Buffer.alloc(6))] }],
+    ['a palette image with its PLTE', { color: 3, before: [pngChunk('PLTE', Buffer.alloc(6))] }],
+    ['a tEXt', { before: [pngChunk('tEXt', Buffer.from('parameters\0a fox'))] }],
+    ['a tEXt without a keyword', { before: [pngChunk('tEXt', Buffer.from('\0a fox'))] }],
+    ['a second IHDR', { before: [pngChunk('IHDR', Buffer.alloc(13))] }],
+    ['a damaged signature', { signature: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]) }],
+    [
+      'a signature with CR and LF swapped',
+      {
+        signature: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0a, 0x0d, 0x1a, 0x0a]),
+      },
+    ],
+  );
+
+  it.each(cases)('%s: the same answer as sharp', async (_name, header) => {
+    const bytes = craftPng(header);
+    expect(await checkSays(bytes)).toEqual(await sharpSays(bytes));
+  });
+
+  it('decides the PNGs sharp writes by the walk alone, and the others by sharp', async () => {
+    const plain = [
+      png,
+      await solid.clone().ensureAlpha().png().toBuffer(),
+      await solid.clone().greyscale().png().toBuffer(),
+      await solid.clone().png({ progressive: true }).toBuffer(),
+      await solid.clone().png({ compressionLevel: 1 }).toBuffer(),
+    ];
+    for (const b of plain) {
+      expect(walkImage(b, 'image/png')).toEqual({ width: 24, height: 16 });
+      expect(await checkImage(b, 'image/png')).toEqual(await sharpSays(b));
+    }
+    const others = [
+      await solid.clone().png({ palette: true }).toBuffer(),
+      await solid.clone().withMetadata({ density: 300 }).png().toBuffer(),
+    ];
+    for (const b of others) {
+      expect(walkImage(b, 'image/png')).toBeUndefined();
+      expect(await checkImage(b, 'image/png')).toEqual({ width: 24, height: 16 });
+    }
+    expect(walkImage(jpeg, 'image/jpeg')).toBeUndefined();
+    expect(walkImage(webp, 'image/webp')).toBeUndefined();
   });
 });
 
