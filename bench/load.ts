@@ -22,7 +22,7 @@ import { createServer, request as httpRequest, type IncomingMessage } from 'node
 import { connect } from 'node:net';
 import sharp from 'sharp';
 import WebSocket from 'ws';
-import { signPushHeaders } from '../contracts/push.ts';
+import { isTerminal, type JobState, signPushHeaders } from '../contracts/push.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
 
@@ -153,10 +153,10 @@ async function followOne(i: number): Promise<Outcome> {
       }
       const frame = JSON.parse(String(data)) as {
         type: string;
-        state?: string;
+        state?: JobState;
         error?: { code: string };
       };
-      if (frame.type === 'status' && ['done', 'failed', 'expired'].includes(frame.state ?? '')) {
+      if (frame.type === 'status' && frame.state && isTerminal(frame.state)) {
         out.terminals.push(frame.state!);
         if (frame.error) out.error = frame.error.code;
       }
@@ -171,8 +171,8 @@ async function followOne(i: number): Promise<Outcome> {
     // The socket dropped: follow by polling, as the page does.
     const deadline = Date.now() + 120_000;
     while (Date.now() < deadline) {
-      const s = (await (await fetch(`${server.url}/jobs/${jobId}`)).json()) as { state?: string };
-      if (s.state && ['done', 'failed', 'expired'].includes(s.state)) {
+      const s = (await (await fetch(`${server.url}/jobs/${jobId}`)).json()) as { state?: JobState };
+      if (s.state && isTerminal(s.state)) {
         out.terminals.push(s.state);
         break;
       }
