@@ -137,8 +137,13 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
   const calls = new Map<string, Promise<Answer>>();
 
   /** What flux_core.py does with a valid request: one generation, its answer. */
-  const generate = async (body: Record<string, unknown>): Promise<Answer> => {
+  const generate = (body: Record<string, unknown>): Promise<Answer> => {
     generations.push(String(body.prompt));
+    return produce(body);
+  };
+
+  /** The answer to one generation (counted by whoever began it). */
+  const produce = async (body: Record<string, unknown>): Promise<Answer> => {
     if (state.delayMs > 0) await sleep(state.delayMs);
     switch (state.mode) {
       case 'slow':
@@ -231,7 +236,7 @@ export async function startFakeGenerator(): Promise<FakeGeneratorEndpoint> {
         ).toString('base64');
       res.write(`${JSON.stringify(line)}\n`);
     }
-    const answer = await generate(body);
+    const answer = await produce(body);
     if (closed || res.destroyed) {
       state.streamsAbandoned++;
       return;

@@ -94,6 +94,8 @@ describe('progress frames on the WebSocket', () => {
     expect(imageAt).toBeGreaterThan(lastReport);
     const last = frames.at(-1)!;
     expect('binary' in last && sniffImageType(last.binary)).toBe('image/png');
+    // One streamed call is one generation.
+    expect(fake.started('a fox step by step')).toBe(1);
   });
 
   it('a job that reports no progress still gets its image (plain bytes)', async () => {
