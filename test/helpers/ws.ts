@@ -4,25 +4,39 @@ import WebSocket from 'ws';
 /** Frames received by {@link followJob}. */
 export interface Followed {
   texts: Array<Record<string, unknown>>;
+  /** The images: every binary frame but previews. */
   binaries: Buffer[];
+  /** The preview binaries (each follows its `preview` text frame). */
+  previews: Buffer[];
   closeCode: number;
   /** The close frame's reason (the final state, for a job that ended). */
   closeReason: string;
+}
+
+/**
+ * File a frame: a binary after a `preview` frame is that preview's bytes (a job slow enough to
+ * forward progress sends one, which would otherwise count as an image), any other is an image.
+ */
+function collect(out: Followed, data: Buffer, isBinary: boolean): void {
+  if (!isBinary) {
+    out.texts.push(JSON.parse(String(data)));
+    return;
+  }
+  const bytes = Buffer.from(data);
+  if (out.texts.at(-1)?.type === 'preview') out.previews.push(bytes);
+  else out.binaries.push(bytes);
 }
 
 /** Connect to a job's WebSocket and collect every frame until the server closes it. */
 export function followJob(wsUrl: string, timeoutMs = 15_000): Promise<Followed> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(wsUrl);
-    const out: Followed = { texts: [], binaries: [], closeCode: 0, closeReason: '' };
+    const out: Followed = { texts: [], binaries: [], previews: [], closeCode: 0, closeReason: '' };
     const timer = setTimeout(() => {
       socket.terminate();
       reject(new Error(`no close within ${timeoutMs} ms; got ${JSON.stringify(out.texts)}`));
     }, timeoutMs);
-    socket.on('message', (data, isBinary) => {
-      if (isBinary) out.binaries.push(Buffer.from(data as Buffer));
-      else out.texts.push(JSON.parse(String(data)));
-    });
+    socket.on('message', (data, isBinary) => collect(out, data as Buffer, isBinary));
     socket.on('close', (code, reason) => {
       clearTimeout(timer);
       out.closeCode = code;
@@ -45,7 +59,7 @@ export async function openWaiter(
   timeoutMs = 15_000,
 ): Promise<{ frames: Followed; closed: Promise<Followed>; socket: WebSocket }> {
   const socket = new WebSocket(wsUrl);
-  const frames: Followed = { texts: [], binaries: [], closeCode: 0, closeReason: '' };
+  const frames: Followed = { texts: [], binaries: [], previews: [], closeCode: 0, closeReason: '' };
   const closed = new Promise<Followed>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.terminate();
@@ -62,8 +76,7 @@ export async function openWaiter(
   closed.catch(() => {});
   await new Promise<void>((resolve, reject) => {
     socket.on('message', (data, isBinary) => {
-      if (isBinary) frames.binaries.push(Buffer.from(data as Buffer));
-      else frames.texts.push(JSON.parse(String(data)));
+      collect(frames, data as Buffer, isBinary);
       resolve();
     });
     socket.once('error', reject);

@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import WebSocket from 'ws';
 import type { ReplyTarget } from '../../contracts/seal.ts';
 import type { ChatDeliverer, DeliveryEvent } from '../../relay/delivery.ts';
 import { decodeJobEvent, encodeJobEvent } from '../../relay/fanout.ts';
@@ -16,7 +15,7 @@ import { pngOf } from '../helpers/images.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { freePort } from '../helpers/net.ts';
 import { sendPush } from '../helpers/push.ts';
-import { type Followed, followJob } from '../helpers/ws.ts';
+import { type Followed, followJob, openWaiter } from '../helpers/ws.ts';
 
 const redisUrl = inject('redisUrl');
 
@@ -246,24 +245,8 @@ describe('relay fan-out over Redis', () => {
  * relay before anything is pushed; `closed` has every frame once the server closes it.
  */
 async function waiter(url: string): Promise<{ closed: Promise<Followed> }> {
-  const socket = new WebSocket(url);
-  const out: Followed = { texts: [], binaries: [], closeCode: 0, closeReason: '' };
-  const closed = new Promise<Followed>((resolve, reject) => {
-    socket.on('close', (code, reason) =>
-      resolve({ ...out, closeCode: code, closeReason: reason.toString() }),
-    );
-    socket.on('error', reject);
-  });
-  closed.catch(() => {});
-  await new Promise<void>((resolve, reject) => {
-    socket.on('message', (data, isBinary) => {
-      if (isBinary) out.binaries.push(Buffer.from(data as Buffer));
-      else out.texts.push(JSON.parse(String(data)));
-      resolve();
-    });
-    socket.once('error', reject);
-  });
-  expect(out.texts[0]).toMatchObject({ type: 'status', state: 'queued' });
+  const { frames, closed } = await openWaiter(url);
+  expect(frames.texts[0]).toMatchObject({ type: 'status', state: 'queued' });
   return { closed };
 }
 

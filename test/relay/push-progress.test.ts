@@ -71,8 +71,10 @@ describe('progress pushes', () => {
       bytes: preview.length,
       width: 16,
     });
-    expect(seen.binaries[0]!.equals(preview)).toBe(true);
-    expect(seen.binaries[1]!.equals(png)).toBe(true);
+    expect(seen.previews).toHaveLength(1);
+    expect(seen.previews[0]!.equals(preview)).toBe(true);
+    expect(seen.binaries).toHaveLength(1);
+    expect(seen.binaries[0]!.equals(png)).toBe(true);
   });
 
   it('a late waiter sees the latest progress and preview at once', async () => {
@@ -92,7 +94,7 @@ describe('progress pushes', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(waiter.frames.texts[0]).toMatchObject({ state: 'generating', progress: 0.75, step: 3 });
     expect(waiter.frames.texts[1]).toMatchObject({ type: 'preview' });
-    expect(waiter.frames.binaries[0]!.equals(preview)).toBe(true);
+    expect(waiter.frames.previews[0]!.equals(preview)).toBe(true);
     waiter.socket.close();
   });
 
