@@ -135,14 +135,28 @@ async function pipelineCost(safety: 'off' | 'spoiler', size: number, jobs: numbe
   try {
     await pool(Math.ceil(jobs / 10), 8, job);
     const started = performance.now();
-    const ms = await cpuPer(server, jobs, () => pool(jobs, 8, job));
+    const before = await server.usage();
+    await pool(jobs, 8, job);
+    const after = await server.usage();
+    const ms = (after.cpuMs - before.cpuMs) / jobs;
     const jobsPerS = jobs / ((performance.now() - started) / 1000);
+    // SQS requests per job (what AWS bills), by action, from the server's own HTTP requests.
+    const requests: Record<string, number> = {};
+    let total = 0;
+    for (const [action, n] of Object.entries(after.sqsRequests)) {
+      const d = n - (before.sqsRequests[action] ?? 0);
+      if (d === 0) continue;
+      requests[`sqs_${action}`] = d / jobs;
+      total += d;
+    }
     report(`pipeline CPU per job (embedded, demo ${size}x${size}, 8 in flight, SAFETY=${safety})`, {
       jobs,
       cpu_ms_per_job: ms,
       jobs_per_s: jobsPerS,
       // What the machine's cores could do at that CPU cost per job.
       cpu_ceiling_jobs_per_s: (cpus().length * 1000) / ms,
+      sqs_requests_per_job: total / jobs,
+      ...requests,
     });
   } finally {
     await server.stop();

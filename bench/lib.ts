@@ -28,6 +28,8 @@ export interface Usage {
   heapUsed: number;
   external: number;
   arrayBuffers: number;
+  /** Outgoing SQS requests so far, by action (`ReceiveMessage`, `DeleteMessageBatch`, ...). */
+  sqsRequests: Record<string, number>;
 }
 
 const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));

@@ -1,12 +1,16 @@
 /**
- * SQS adapter: the one file that knows `@aws-sdk/client-sqs` and `sqs-consumer`.
+ * SQS adapter: the one file that knows `@aws-sdk/client-sqs`.
  * The same code path runs against AWS and against the embedded emulator.
  */
 
-import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  ChangeMessageVisibilityBatchCommand,
+  ChangeMessageVisibilityCommand,
+  DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   type Message,
+  ReceiveMessageCommand,
   SendMessageBatchCommand,
   type SendMessageBatchCommandOutput,
   type SendMessageBatchRequestEntry,
@@ -14,7 +18,6 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { Logger } from 'pino';
-import { Consumer } from 'sqs-consumer';
 import { ImagineError, isRetryable } from '../contracts/errors.ts';
 import { describeIssues, type Job, JobSchema } from '../contracts/job.ts';
 import type { JobConsumer, JobHandler, JobQueue } from './queue.ts';
@@ -242,94 +245,345 @@ export interface SqsConsumerOptions {
   retryDelaySeconds?: number;
   /** On stop, how long jobs in flight may take to finish before they are handed back. */
   drainMs?: number;
+  /**
+   * How long a finished job's delete waits for others to share its `DeleteMessageBatch` call
+   * (default 20 ms). The user already has the result; the message stays invisible meanwhile.
+   */
+  deleteLingerMs?: number;
+  /** Calls that fail a message's delete before it is given up (default 5). */
+  deleteAttempts?: number;
 }
 
+/** A message this worker holds: received, not yet deleted or handed back. */
+interface Held {
+  message: Message;
+  /** When its visibility window was last set (received or extended), `performance.now()`. */
+  extendedAt: number;
+}
+
+/** A finished job's message waiting for its `DeleteMessageBatch`. */
+interface PendingDelete {
+  held: Held;
+  /** Calls that failed it so far. */
+  failures: number;
+  done: () => void;
+}
+
+/** What becomes of a message once its handler is done. */
+type Outcome = 'delete' | 'retry' | 'hand-back';
+
+/** Messages whose job ended although their delete did not go through, remembered this long. */
+const ENDED_MEMORY_MS = 60 * 60 * 1000;
+const ENDED_MEMORY_ENTRIES = 10_000;
+
 /**
- * Consumes jobs with `sqs-consumer`: one long-polling consumer per concurrency slot, so each
- * slot picks up the next job the moment it is free. Visibility is extended while a job runs.
- * A malformed message is moved to the dead-letter queue at once, never retried or crashed on.
+ * Consumes jobs from SQS. One long poll asks for as many messages as there are free slots (up to
+ * 10), so with several slots free one `ReceiveMessage` serves several jobs, and there are never
+ * more jobs running than `concurrency`. While all slots are busy nothing is polled; while the
+ * queue is empty one long poll waits (an idle worker costs one request per `waitTimeSeconds`).
+ * Finished jobs' messages are deleted together (`DeleteMessageBatch`, after a short linger);
+ * an entry that fails is retried, its message kept invisible meanwhile. Visibility is extended
+ * for long jobs (`ChangeMessageVisibilityBatch`, one call for all that need it). A malformed
+ * message is moved to the dead-letter queue at once, never retried or crashed on.
+ *
+ * (`sqs-consumer` was used before: its batch mode waits for a whole received batch before it
+ * polls again, so one slow job idles the other slots, and it deletes per message or per batch
+ * received; one consumer per slot cost a ReceiveMessage and a DeleteMessage per job.)
  */
 export class SqsJobConsumer implements JobConsumer {
-  private consumers: Consumer[] = [];
-  /** Consumers running a job right now (the rest are long-polling). */
-  private readonly busy = new Set<Consumer>();
-  private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly abort = new AbortController();
-
-  private readonly opts: SqsConsumerOptions;
+  readonly #opts: SqsConsumerOptions;
+  readonly #log: Logger;
+  /** Jobs in their handler now. */
+  #running = 0;
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  #slotFreed: (() => void) | undefined;
+  /** Cuts the long poll short on stop. */
+  readonly #pollAbort = new AbortController();
+  /** Handed to every handler: aborted when shutdown hands the jobs still running back. */
+  readonly #abort = new AbortController();
+  /** Handlers running. */
+  readonly #jobs = new Set<Promise<unknown>>();
+  /** Deletes and visibility changes in flight. */
+  readonly #settling = new Set<Promise<unknown>>();
+  /** Messages received and not yet settled, by receipt handle. */
+  readonly #held = new Map<string, Held>();
+  #heartbeat: NodeJS.Timeout | undefined;
+  #deletes: PendingDelete[] = [];
+  #deleteTimer: NodeJS.Timeout | undefined;
+  /** Messages whose job ended but whose delete was given up: MessageId → when. */
+  readonly #ended = new Map<string, number>();
 
   constructor(opts: SqsConsumerOptions) {
-    this.opts = opts;
+    this.#opts = opts;
+    this.#log = opts.logger;
   }
 
   start(handler: JobHandler): void {
-    const { opts } = this;
-    for (let i = 0; i < opts.concurrency; i++) {
-      const consumer = Consumer.create({
-        queueUrl: opts.queueUrl,
-        sqs: opts.client,
-        batchSize: 1,
-        waitTimeSeconds: opts.waitTimeSeconds,
-        visibilityTimeout: opts.visibilityTimeoutSeconds,
-        heartbeatInterval: Math.max(1, Math.floor(opts.visibilityTimeoutSeconds / 3)),
-        terminateVisibilityTimeout: opts.retryDelaySeconds ?? 5,
-        pollingWaitTimeMs: 0,
-        // Lets stop() wait for a job in flight to finish and its message to be deleted.
-        pollingCompleteWaitTimeMs: (opts.drainMs ?? 25_000) + 15_000,
-        messageSystemAttributeNames: ['ApproximateReceiveCount'],
-        handleMessage: async (message) => {
-          this.busy.add(consumer);
-          const work = this.handle(message, handler);
-          this.inFlight.add(work);
-          try {
-            return await work;
-          } finally {
-            this.inFlight.delete(work);
-            this.busy.delete(consumer);
-          }
-        },
-      });
-      consumer.on('error', (err) => {
-        if (!this.abort.signal.aborted) opts.logger.warn({ err }, 'sqs consumer error');
-      });
-      consumer.on('processing_error', (err) => {
-        opts.logger.warn({ err: err.cause ?? err }, 'job will be retried');
-      });
-      consumer.start();
-      this.consumers.push(consumer);
+    this.#loop ??= this.#poll(handler);
+  }
+
+  async #poll(handler: JobHandler): Promise<void> {
+    const { client, queueUrl, concurrency } = this.#opts;
+    let backoffMs = 0;
+    while (!this.#stopping) {
+      const free = concurrency - this.#running;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => {
+          this.#slotFreed = resolve;
+        });
+        continue;
+      }
+      let messages: Message[];
+      try {
+        const out = await client.send(
+          new ReceiveMessageCommand({
+            QueueUrl: queueUrl,
+            MaxNumberOfMessages: Math.min(MAX_BATCH_ENTRIES, free),
+            WaitTimeSeconds: this.#opts.waitTimeSeconds,
+            VisibilityTimeout: this.#opts.visibilityTimeoutSeconds,
+            MessageSystemAttributeNames: ['ApproximateReceiveCount'],
+          }),
+          { abortSignal: this.#pollAbort.signal },
+        );
+        messages = out.Messages ?? [];
+        backoffMs = 0;
+      } catch (err) {
+        if (this.#stopping) return;
+        backoffMs = Math.min(10_000, backoffMs === 0 ? 250 : backoffMs * 2);
+        this.#log.warn({ err, retryInMs: backoffMs }, 'sqs receive failed');
+        await sleep(backoffMs, undefined, { signal: this.#pollAbort.signal }).catch(() => {});
+        continue;
+      }
+      const now = performance.now();
+      for (const [i, message] of messages.entries()) {
+        const held: Held = { message, extendedAt: now };
+        this.#held.set(message.ReceiptHandle ?? '', held);
+        // Never more than the free slots asked for; and none once stopping.
+        if (this.#stopping || i >= free) this.#settle(held, 'hand-back');
+        else this.#dispatch(held, handler);
+      }
+      if (this.#held.size > 0) this.#startHeartbeat();
     }
   }
 
-  private async handle(message: Message, handler: JobHandler): Promise<Message> {
-    const job = this.parse(message);
+  #dispatch(held: Held, handler: JobHandler): void {
+    this.#running++;
+    const work = this.#handle(held.message, handler);
+    this.#jobs.add(work);
+    void work.then((outcome) => {
+      this.#jobs.delete(work);
+      this.#running--;
+      const wake = this.#slotFreed;
+      this.#slotFreed = undefined;
+      wake?.();
+      this.#settle(held, outcome);
+    });
+  }
+
+  /** Run one message's job; never throws. */
+  async #handle(message: Message, handler: JobHandler): Promise<Outcome> {
+    const messageId = message.MessageId ?? '';
+    if (this.#ended.has(messageId)) {
+      // Its job ended here, but the delete did not go through: delete it now, do not run it again.
+      this.#log.info({ messageId }, 'a finished job came back from the queue: deleting it');
+      return 'delete';
+    }
+    const job = this.#parse(message);
     if (!job) {
-      await this.deadLetter(message);
-      return message;
+      try {
+        await this.#deadLetter(message);
+        return 'delete';
+      } catch (err) {
+        this.#log.warn({ err, messageId }, 'could not dead-letter a malformed message');
+        return 'retry';
+      }
     }
     try {
       const attempt = Number(message.Attributes?.ApproximateReceiveCount ?? 1) || 1;
-      await handler(job, { signal: this.abort.signal, attempt });
+      await handler(job, { signal: this.#abort.signal, attempt });
+      return 'delete';
     } catch (err) {
       // Cut short by shutdown: hand the job back to the queue for another worker.
-      if (this.abort.signal.aborted) throw err;
-      if (isRetryable(err)) throw err;
+      if (this.#abort.signal.aborted) return 'hand-back';
+      if (isRetryable(err)) {
+        this.#log.warn({ err, jobId: job.jobId }, 'job will be retried');
+        return 'retry';
+      }
       // Non-retryable failures were reported by the handler; drop the message.
-      this.opts.logger.error({ err, jobId: job.jobId }, 'job failed for good');
+      this.#log.error({ err, jobId: job.jobId }, 'job failed for good');
+      return 'delete';
     }
-    return message;
   }
 
-  private parse(message: Message): Job | undefined {
+  /** Delete the message, or make it visible again; it stays held (and invisible) until then. */
+  #settle(held: Held, outcome: Outcome): void {
+    // A job handed back at shutdown waits as long as a retry: a long poll cut short by the stop
+    // may still be waiting at the queue's end, and would take (and lose) a message visible at once.
+    const settled = (
+      outcome === 'delete'
+        ? this.#delete(held)
+        : this.#changeVisibility(held, this.#opts.retryDelaySeconds ?? 5)
+    ).finally(() => {
+      this.#held.delete(held.message.ReceiptHandle ?? '');
+      if (this.#held.size === 0) this.#stopHeartbeat();
+      this.#settling.delete(settled);
+    });
+    this.#settling.add(settled);
+  }
+
+  async #changeVisibility(held: Held, seconds: number): Promise<void> {
+    try {
+      await this.#opts.client.send(
+        new ChangeMessageVisibilityCommand({
+          QueueUrl: this.#opts.queueUrl,
+          ReceiptHandle: held.message.ReceiptHandle,
+          VisibilityTimeout: seconds,
+        }),
+      );
+    } catch (err) {
+      // It becomes visible when its current window ends instead.
+      this.#log.warn({ err, messageId: held.message.MessageId }, 'could not hand a message back');
+    }
+  }
+
+  #delete(held: Held): Promise<void> {
+    return new Promise<void>((done) => this.#queueDelete({ held, failures: 0, done }));
+  }
+
+  #queueDelete(pending: PendingDelete): void {
+    this.#deletes.push(pending);
+    if (this.#deletes.length >= MAX_BATCH_ENTRIES || this.#stopping) this.#flushDeletes();
+    else
+      this.#deleteTimer ??= setTimeout(() => this.#flushDeletes(), this.#opts.deleteLingerMs ?? 20);
+  }
+
+  #flushDeletes(): void {
+    clearTimeout(this.#deleteTimer);
+    this.#deleteTimer = undefined;
+    while (this.#deletes.length > 0)
+      void this.#deleteBatch(this.#deletes.splice(0, MAX_BATCH_ENTRIES));
+  }
+
+  async #deleteBatch(batch: PendingDelete[]): Promise<void> {
+    let retry: Array<{ pending: PendingDelete; why: string }> = [];
+    try {
+      const out = await this.#opts.client.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: this.#opts.queueUrl,
+          Entries: batch.map((d, i) => ({
+            Id: String(i),
+            ReceiptHandle: d.held.message.ReceiptHandle,
+          })),
+        }),
+      );
+      // A 200 can still carry failed entries: each is looked at on its own.
+      const ok = new Set((out.Successful ?? []).map((s) => s.Id));
+      const failed = new Map((out.Failed ?? []).map((f) => [f.Id, f]));
+      for (const [i, pending] of batch.entries()) {
+        const failure = failed.get(String(i));
+        if (!failure && ok.has(String(i))) pending.done();
+        else if (failure?.SenderFault)
+          // The request itself was wrong for this entry (e.g. ReceiptHandleIsInvalid: the message
+          // is no longer ours): sending it again cannot succeed.
+          this.#giveUp(pending, `${failure.Code}: ${failure.Message ?? ''}`);
+        else retry.push({ pending, why: failure ? `${failure.Code}` : 'entry not answered' });
+      }
+    } catch (err) {
+      // The call failed as a whole (the SDK has already retried throttling and 5xx answers).
+      retry = batch.map((pending) => ({ pending, why: String((err as Error)?.name ?? err) }));
+    }
+    const attempts = this.#opts.deleteAttempts ?? 5;
+    for (const { pending, why } of retry) {
+      pending.failures++;
+      if (pending.failures >= attempts) {
+        this.#giveUp(pending, why);
+        continue;
+      }
+      this.#log.warn(
+        { messageId: pending.held.message.MessageId, failures: pending.failures, why },
+        'deleting a finished job’s message failed; trying again',
+      );
+      const delayMs = 100 * 2 ** pending.failures;
+      setTimeout(() => this.#queueDelete(pending), this.#stopping ? 0 : delayMs);
+    }
+  }
+
+  /**
+   * The message will come back when its visibility ends. Its job is over: remember it, so that
+   * if it comes back here it is deleted without running (elsewhere the relay answers the job's
+   * "generating" push as a duplicate, and the worker skips it).
+   */
+  #giveUp(pending: PendingDelete, why: string): void {
+    const messageId = pending.held.message.MessageId;
+    this.#log.error({ messageId, why }, 'could not delete a finished job’s message');
+    if (messageId) {
+      const now = Date.now();
+      this.#ended.set(messageId, now);
+      for (const [id, at] of this.#ended) {
+        if (this.#ended.size <= ENDED_MEMORY_ENTRIES && now - at < ENDED_MEMORY_MS) break;
+        this.#ended.delete(id);
+      }
+    }
+    pending.done();
+  }
+
+  /** Keep held messages invisible: every message held a third of the window gets a new one. */
+  #startHeartbeat(): void {
+    if (this.#heartbeat) return;
+    const windowMs = this.#opts.visibilityTimeoutSeconds * 1000;
+    this.#heartbeat = setInterval(() => void this.#extend(windowMs), windowMs / 6);
+  }
+
+  #stopHeartbeat(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+  }
+
+  async #extend(windowMs: number): Promise<void> {
+    const now = performance.now();
+    const due = [...this.#held.values()].filter((h) => now - h.extendedAt >= windowMs / 3);
+    for (let i = 0; i < due.length; i += MAX_BATCH_ENTRIES) {
+      const batch = due.slice(i, i + MAX_BATCH_ENTRIES);
+      for (const h of batch) h.extendedAt = now;
+      try {
+        const out = await this.#opts.client.send(
+          new ChangeMessageVisibilityBatchCommand({
+            QueueUrl: this.#opts.queueUrl,
+            Entries: batch.map((h, j) => ({
+              Id: String(j),
+              ReceiptHandle: h.message.ReceiptHandle,
+              VisibilityTimeout: this.#opts.visibilityTimeoutSeconds,
+            })),
+          }),
+        );
+        for (const f of out.Failed ?? []) {
+          const h = batch[Number(f.Id)];
+          this.#log.warn(
+            { messageId: h?.message.MessageId, code: f.Code, message: f.Message },
+            'could not extend a running job’s visibility',
+          );
+          // A failure that is not the request's fault may pass at the next beat.
+          if (h && !f.SenderFault) h.extendedAt = 0;
+        }
+      } catch (err) {
+        if (!this.#stopping) this.#log.warn({ err }, 'could not extend running jobs’ visibility');
+        for (const h of batch) h.extendedAt = 0;
+      }
+    }
+  }
+
+  #parse(message: Message): Job | undefined {
     let body: unknown;
     try {
       body = JSON.parse(message.Body ?? '');
     } catch {
-      this.opts.logger.error({ messageId: message.MessageId }, 'queue message is not JSON');
+      this.#log.error({ messageId: message.MessageId }, 'queue message is not JSON');
       return undefined;
     }
     const result = JobSchema.safeParse(body);
     if (!result.success) {
-      this.opts.logger.error(
+      this.#log.error(
         { messageId: message.MessageId, problems: describeIssues(result.error) },
         'queue message is not a valid job',
       );
@@ -338,17 +592,17 @@ export class SqsJobConsumer implements JobConsumer {
     return result.data;
   }
 
-  private async deadLetter(message: Message): Promise<void> {
-    if (!this.opts.deadLetterUrl) {
-      this.opts.logger.error(
+  async #deadLetter(message: Message): Promise<void> {
+    if (!this.#opts.deadLetterUrl) {
+      this.#log.error(
         { messageId: message.MessageId },
         'no dead-letter queue: dropping malformed message',
       );
       return;
     }
-    await this.opts.client.send(
+    await this.#opts.client.send(
       new SendMessageCommand({
-        QueueUrl: this.opts.deadLetterUrl,
+        QueueUrl: this.#opts.deadLetterUrl,
         MessageBody: message.Body ?? '',
         MessageAttributes: {
           reason: { DataType: 'String', StringValue: 'malformed job' },
@@ -364,20 +618,24 @@ export class SqsJobConsumer implements JobConsumer {
    * a restart.
    */
   async stop(): Promise<void> {
-    const drainMs = this.opts.drainMs ?? 25_000;
-    // Idle consumers are only long-polling: cut that short. Busy ones finish their job first.
-    const busy = this.consumers.filter((c) => this.busy.has(c));
-    const stopped = Promise.all(busy.map((c) => once(c, 'stopped')));
-    for (const c of this.consumers) c.stop(this.busy.has(c) ? undefined : { abort: true });
-    if ((await withTimeout(stopped, drainMs)) === 'timeout') {
-      this.opts.logger.warn(
-        { jobs: this.inFlight.size },
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#pollAbort.abort();
+    this.#slotFreed?.();
+    const drainMs = this.#opts.drainMs ?? 25_000;
+    if ((await withTimeout(Promise.all(this.#jobs), drainMs)) === 'timeout') {
+      this.#log.warn(
+        { jobs: this.#jobs.size },
         'jobs still running at shutdown: handing them back',
       );
-      this.abort.abort();
-      await withTimeout(stopped, 10_000);
+      this.#abort.abort();
+      await withTimeout(Promise.all(this.#jobs), 10_000);
     }
-    this.abort.abort();
-    this.consumers = [];
+    this.#abort.abort();
+    await this.#loop;
+    // Finished jobs' deletes go out now, not after their linger.
+    this.#flushDeletes();
+    await withTimeout(Promise.all(this.#settling), 10_000);
+    this.#stopHeartbeat();
   }
 }

@@ -143,9 +143,16 @@ export function createJobRunner(
       return;
     }
     // Status is best effort: the image matters more than the word "generating". Its answer
-    // says whether the job was cancelled while it waited in the queue.
+    // says whether the job was cancelled while it waited in the queue, or has already ended.
     try {
-      await opts.pusher.push({ ...base(job), status: 'generating' });
+      const answer = await opts.pusher.push({ ...base(job), status: 'generating' });
+      // The job already ended (a redelivery after its message could not be deleted, or the
+      // queue's at-least-once delivery): the user has their answer; running it again would only
+      // cost the generator.
+      if (answer?.duplicate) {
+        log.info('the job had already ended; skipped');
+        return;
+      }
     } catch (err) {
       if (isCancelledRefusal(err)) {
         log.info('the job was cancelled before it started; skipped');
