@@ -11,6 +11,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
 import type { BackendHealth } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
@@ -37,7 +38,7 @@ import { inputRoutes } from './routes/inputs.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { pageRoutes } from './routes/page.ts';
 import { pushRoutes } from './routes/push.ts';
-import { wsRoutes } from './routes/ws.ts';
+import { websocketOptions, wsRoutes } from './routes/ws.ts';
 import { WaiterHub } from './ws-hub.ts';
 
 /** What the relay is built from. Defaults are filled in at the entry point only. */
@@ -293,29 +294,27 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     }),
   );
 
-  await app.register(websocket, {
-    options: { maxPayload: 4096 },
-    // A bad frame (or a client vanishing) ends that one connection; it is the client's fault, so
-    // it is logged at info, once per class a minute, never once per frame or connection.
-    errorHandler: (err, socket, request) => {
-      const e = err as { code?: string; message: string };
-      if (isClientFault(err))
-        clientFaults.write(
-          'info',
-          `ws:${e.code ?? e.message}`,
-          { code: e.code, reason: e.message, url: request.url.split('?')[0] },
-          'websocket closed: client error',
-        );
-      else request.log.warn({ err }, 'websocket error');
-      socket.terminate();
-    },
-  });
+  // A bad frame (or a client vanishing) ends that one connection; it is the client's fault, so
+  // it is logged at info, once per class a minute, never once per frame or connection.
+  const onSocketError = (err: Error, socket: WebSocket) => {
+    const e = err as { code?: string; message: string };
+    if (isClientFault(err))
+      clientFaults.write(
+        'info',
+        `ws:${e.code ?? e.message}`,
+        { code: e.code, reason: e.message, url: '/ws' },
+        'websocket closed: client error',
+      );
+    else app.log.warn({ err }, 'websocket error');
+    socket.terminate();
+  };
+  await app.register(websocket, websocketOptions(hub, onSocketError));
   await registerOriginPolicy(app, config);
   await app.register(healthRoutes);
   await app.register(enqueueRoutes);
   await app.register(jobRoutes);
   await app.register(inputRoutes);
-  await app.register(wsRoutes);
+  await app.register(wsRoutes, { onSocketError });
   await app.register(pushRoutes);
   await app.register(pageRoutes);
   for (const plugin of deps.plugins ?? []) await app.register(plugin);

@@ -4,23 +4,50 @@
  * finished image as one JSON `image` frame (with its `index` and the job's `count`) followed by
  * ONE binary frame holding its bytes, in order. A job of one image is exactly the single-image
  * exchange. The frame shapes are the contract in contracts/ws-frames.ts.
+ *
+ * Memory: an idle waiter costs what ws and the TCP socket need and little more. Its job and its
+ * heartbeat flag live on the socket object itself ({@link WaiterSocket}), the listeners are
+ * shared functions (no closure per socket), a job with one waiter holds that socket rather than
+ * a Set, and one heartbeat ({@link WaiterHub.sweep}) serves every socket instead of a timer each.
  */
-import type { WebSocket } from 'ws';
+import { WebSocket } from 'ws';
 import type { ImageFrame, PreviewFrame, StatusFrame } from '../contracts/ws-frames.ts';
 import type { JobProgress, JobRecord } from './job-tracker.ts';
 import { isTerminal, progressFraction } from './job-tracker.ts';
 
 export type { StatusFrame };
 
+/**
+ * ws's WebSocket with what the hub keeps per waiter as two fields on it (ws builds its server
+ * sockets from this class: `WebSocketServer({ WebSocket: WaiterSocket })`).
+ */
+export class WaiterSocket extends WebSocket {
+  /** The job this socket follows ('' until it is added to the hub). */
+  jobId = '';
+  /** Whether it answered (or has not yet been sent) the last heartbeat ping. */
+  alive = true;
+}
+
+/** Shared by every socket: no closure per socket. */
+function onPong(this: WebSocket): void {
+  (this as WaiterSocket).alive = true;
+}
+
 /** Sends job events to the sockets waiting on them. */
 export class WaiterHub {
-  private readonly waiters = new Map<string, Set<WebSocket>>();
+  /** One socket, or a Set of them when several follow the same job. */
+  private readonly waiters = new Map<string, WaiterSocket | Set<WaiterSocket>>();
   private openCount = 0;
+  private readonly onClose: (this: WebSocket) => void;
 
   private readonly info: { name: string; demo: boolean };
 
   constructor(info: { name: string; demo: boolean }) {
     this.info = info;
+    const hub = this;
+    this.onClose = function (this: WebSocket) {
+      hub.remove(this as WaiterSocket);
+    };
   }
 
   get openSockets(): number {
@@ -28,40 +55,79 @@ export class WaiterHub {
   }
 
   /** Add a socket waiting on a job and send it what is known so far. */
-  add(jobId: string, socket: WebSocket, record: JobRecord, position: number | undefined): void {
-    let set = this.waiters.get(jobId);
-    if (!set) {
-      set = new Set();
-      this.waiters.set(jobId, set);
-    }
-    set.add(socket);
+  add(socket: WaiterSocket, record: JobRecord, position: number | undefined): void {
+    // The record's own id string: the socket holds no copy of its own.
+    const { jobId } = record;
+    socket.jobId = jobId;
+    socket.alive = true;
+    const held = this.waiters.get(jobId);
+    if (!held) this.waiters.set(jobId, socket);
+    else if (held instanceof Set) held.add(socket);
+    else this.waiters.set(jobId, new Set([held, socket]));
     this.openCount++;
-    socket.once('close', () => {
-      this.openCount--;
-      set.delete(socket);
-      if (set.size === 0 && this.waiters.get(jobId) === set) this.waiters.delete(jobId);
-    });
+    socket.on('close', this.onClose);
+    socket.on('pong', onPong);
     this.sendRecord(socket, record, position);
   }
 
+  private remove(socket: WaiterSocket): void {
+    this.openCount--;
+    const held = this.waiters.get(socket.jobId);
+    if (held === socket) this.waiters.delete(socket.jobId);
+    else if (held instanceof Set) {
+      held.delete(socket);
+      if (held.size === 0) this.waiters.delete(socket.jobId);
+    }
+  }
+
+  /** The sockets following a job (a live view: do not add while iterating). */
+  private socketsOf(jobId: string): Iterable<WaiterSocket> {
+    const held = this.waiters.get(jobId);
+    if (!held) return [];
+    return held instanceof Set ? held : [held];
+  }
+
+  /**
+   * One heartbeat for every socket (call it every `WS_HEARTBEAT_SECONDS`): a socket that did not
+   * answer the previous sweep's ping is cut (the peer is gone without a close), the rest are
+   * pinged again, and those following a job that `isIdle` are closed with 1001.
+   */
+  sweep(isIdle: (jobId: string) => boolean): void {
+    for (const [jobId, held] of this.waiters) {
+      const idle = isIdle(jobId);
+      for (const socket of held instanceof Set ? held : [held]) {
+        if (!socket.alive) {
+          socket.terminate();
+          continue;
+        }
+        socket.alive = false;
+        socket.ping();
+        if (idle) socket.close(1001, 'idle');
+      }
+    }
+  }
+
+  /** Close every socket (the relay is shutting down). */
+  closeAll(): void {
+    for (const held of this.waiters.values())
+      for (const socket of held instanceof Set ? [...held] : [held]) socket.close();
+  }
+
   hasWaiters(jobId: string): boolean {
-    return (this.waiters.get(jobId)?.size ?? 0) > 0;
+    return this.waiters.has(jobId);
   }
 
   /** Broadcast a job's state to its waiters. */
   publish(record: JobRecord, position?: number): void {
-    const set = this.waiters.get(record.jobId);
-    if (!set) return;
-    for (const socket of set) this.sendRecord(socket, record, position);
+    for (const socket of this.socketsOf(record.jobId)) this.sendRecord(socket, record, position);
   }
 
   /** Tell a generating job's waiters how far it has got (and show its preview, if it sent one). */
   publishProgress(record: JobRecord, progress: JobProgress): void {
-    const set = this.waiters.get(record.jobId);
-    if (!set) return;
+    if (!this.waiters.has(record.jobId)) return;
     const status = JSON.stringify(this.progressFrame(record.jobId, progress));
     const preview = progress.preview ? this.previewFrame(record.jobId, progress) : undefined;
-    for (const socket of set) {
+    for (const socket of this.socketsOf(record.jobId)) {
       if (socket.readyState !== socket.OPEN) continue;
       socket.send(status);
       if (preview && progress.preview) {
@@ -96,10 +162,9 @@ export class WaiterHub {
 
   /** Tell a queued job's waiters how many are ahead now. */
   publishPosition(jobId: string, position: number): void {
-    const set = this.waiters.get(jobId);
-    if (!set) return;
+    if (!this.waiters.has(jobId)) return;
     const frame = JSON.stringify({ ...this.statusBase(jobId, 'queued'), position });
-    for (const socket of set) socket.send(frame);
+    for (const socket of this.socketsOf(jobId)) socket.send(frame);
   }
 
   private statusBase(jobId: string, state: JobRecord['state']): StatusFrame {
