@@ -11,10 +11,12 @@
  * - scaling: CPU per `POST /enqueue` as outstanding jobs grow to BENCH_SCALING_MAX (100,000),
  *   measured at 10 / 1,000 / 10,000 / 100,000 outstanding.
  * - memory: idle RSS per role, RSS after 1,000 1 MiB images left the result buffer, and the
- *   memory one idle WebSocket costs.
+ *   memory one idle WebSocket costs; its servers run with the Dockerfile's `MALLOC_*` settings
+ *   (exported values win).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import * as net from 'node:net';
 import { cpus } from 'node:os';
@@ -24,7 +26,7 @@ import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import { noisePng } from '../test/helpers/images.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { encodePush } from '../worker/push-client.ts';
-import { type BenchServer, machine, report, startServer, UNLIMITED } from './lib.ts';
+import { type BenchServer, machine, report, startServer, UNLIMITED, type Usage } from './lib.ts';
 
 const scenarios = process.argv.slice(2);
 const wanted = (name: string) =>
@@ -213,6 +215,18 @@ if (wanted('scaling')) {
   });
 }
 
+/**
+ * The Docker image's glibc malloc settings (`MALLOC_*` in the Dockerfile), for the memory
+ * scenario's servers: its figures are what the image runs with. Exported values win.
+ */
+function dockerMalloc(): Record<string, string> {
+  const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
+  const env: Record<string, string> = {};
+  for (const [, name, value] of dockerfile.matchAll(/\b(MALLOC_[A-Z_]+)=(\S+)/g))
+    env[name!] = process.env[name!] ?? value!;
+  return env;
+}
+
 async function idleRss(role: string, env: Record<string, string>): Promise<number> {
   const server = await startServer({ ...LIMITS, ...env }, role);
   try {
@@ -223,15 +237,27 @@ async function idleRss(role: string, env: Record<string, string>): Promise<numbe
   }
 }
 
+/** `idle/after` in MB. */
+function pair(idle: Usage, after: Usage, of: (u: Usage) => number): string {
+  return `${(of(idle) / MB).toFixed(1)}/${(of(after) / MB).toFixed(1)}`;
+}
+
 if (wanted('memory')) {
-  await withSqs(async (env) => {
+  const malloc = dockerMalloc();
+  process.stdout.write(
+    `# memory: ${Object.entries(malloc)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}\n`,
+  );
+  await withSqs(async (sqsEnv) => {
+    const env = { ...sqsEnv, ...malloc };
     const relayPort = await freePort();
     const figures: Record<string, number> = {
       relay_MB: (await idleRss('relay', env)) / MB,
       // A worker needs a relay URL; nothing has to answer there while it idles.
       worker_MB:
         (await idleRss('worker', { ...env, RELAY_URL: `http://127.0.0.1:${relayPort}` })) / MB,
-      embedded_MB: (await idleRss('all', { RELAY_SECRET: SECRET })) / MB,
+      embedded_MB: (await idleRss('all', { ...malloc, RELAY_SECRET: SECRET })) / MB,
     };
     report('idle RSS per role (after GC)', figures);
 
@@ -288,9 +314,12 @@ if (wanted('memory')) {
         peak_MB: peak / MB,
         after_release_MB: after / MB,
         after_over_idle: after / idle,
-        // Where what is left lives: the JS heap, and memory outside it (Buffers, libvips).
-        heap_MB_idle_after: `${(idleUsage.heapUsed / MB).toFixed(1)}/${(afterUsage.heapUsed / MB).toFixed(1)}`,
-        external_MB_idle_after: `${(idleUsage.external / MB).toFixed(1)}/${(afterUsage.external / MB).toFixed(1)}`,
+        // Where what is left lives, idle/after: the JS heap's objects and its reserved pages,
+        // memory V8 knows of outside it (Buffers), and the rest (malloc, libvips, code).
+        heap_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.heapUsed),
+        heap_total_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.heapTotal),
+        external_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.external),
+        rest_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.rss - u.heapTotal - u.external),
       });
 
       // Idle WebSockets waiting on queued jobs.

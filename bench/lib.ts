@@ -26,6 +26,8 @@ export interface Usage {
   cpuMs: number;
   rss: number;
   heapUsed: number;
+  /** The JS heap's reserved pages (heapUsed and the room V8 keeps). */
+  heapTotal: number;
   external: number;
   arrayBuffers: number;
   /** Outgoing SQS requests so far, by action (`ReceiveMessage`, `DeleteMessageBatch`, ...). */

@@ -30,6 +30,7 @@ process.on('message', (message: unknown) => {
     cpuMs: (cpu.user + cpu.system) / 1000,
     rss: mem.rss,
     heapUsed: mem.heapUsed,
+    heapTotal: mem.heapTotal,
     external: mem.external,
     arrayBuffers: mem.arrayBuffers,
     sqsRequests: { ...sqsRequests },
