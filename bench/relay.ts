@@ -1,21 +1,25 @@
 /**
- * Relay throughput: 1 MiB images pushed (signed multipart, as workers do) and delivered to
- * waiting WebSocket clients, 16 at a time. Measures jobs/s, MB/s, push→frame latency and the
- * relay process's own CPU time per MiB (from process.cpuUsage, not throughput).
- * The relay runs alone in a child process; this process plays workers and browsers.
- * `npm run bench:relay [jobs] [concurrency]`
+ * Relay throughput: 1 MiB images pushed (signed and encoded by the worker's own push client:
+ * `application/octet-stream` with a v3-signed meta header, or `multipart` v2 as workers before
+ * it sent) and delivered to waiting WebSocket clients, 16 at a time. Measures jobs/s, MB/s,
+ * push→frame latency and the relay process's own CPU time per MiB (from process.cpuUsage, not
+ * throughput). The relay runs alone in a child process; this process plays workers and browsers.
+ * `npm run bench:relay [jobs] [concurrency] [octet-stream|multipart]`
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import WebSocket from 'ws';
-import { signPushHeaders } from '../contracts/push.ts';
+import type { PushMeta } from '../contracts/push.ts';
 import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import { noisePng } from '../test/helpers/images.ts';
-import { encodePush } from '../worker/push-client.ts';
+import { encodeOctetPush, encodePush, signEncodedPush } from '../worker/push-client.ts';
 import { machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
 
 const JOBS = Number(process.argv[2] ?? 800);
 const CONCURRENCY = Number(process.argv[3] ?? 16);
+const FORM = process.argv[4] ?? 'octet-stream';
+if (FORM !== 'octet-stream' && FORM !== 'multipart')
+  throw new Error(`form must be octet-stream or multipart, not ${FORM}`);
 const IMAGE_BYTES = 1024 * 1024;
 const SECRET = randomBytes(32).toString('base64url');
 
@@ -84,12 +88,12 @@ async function waitingJob(i: number): Promise<Waiting> {
 /** Timed: push the image as a worker does and wait for the frame at the browser's end. */
 async function deliver(job: Waiting, i: number): Promise<number> {
   const t0 = performance.now();
-  const { body, contentType } = encodePush(
-    { jobId: job.jobId, status: 'done', contentType: 'image/png', seed: i },
-    image,
-  );
-  // Signed in the headers (v2), as the worker signs: the relay authenticates before the body.
-  const signed = signPushHeaders(SECRET, job.jobId, body);
+  const meta: PushMeta = { jobId: job.jobId, status: 'done', contentType: 'image/png', seed: i };
+  const encoded =
+    (FORM === 'octet-stream' ? encodeOctetPush(meta, image) : undefined) ?? encodePush(meta, image);
+  const { body } = encoded;
+  // Signed in the headers (v3 or v2), as the worker signs: the relay authenticates before the body.
+  const signed = signEncodedPush(SECRET, meta, encoded);
   // node:http writes the Buffer as it is (fetch would copy it): this process plays many workers
   // and should cost the machine as little as possible.
   const status = await new Promise<number>((resolve, reject) => {
@@ -98,10 +102,7 @@ async function deliver(job: Waiting, i: number): Promise<number> {
       {
         method: 'POST',
         agent,
-        headers: {
-          'content-type': contentType,
-          ...signed,
-        },
+        headers: signed,
       },
       (res) => {
         res.resume();
@@ -146,7 +147,7 @@ try {
   const { latencies, seconds, cpuMs } = await run(JOBS);
   latencies.sort((a, b) => a - b);
   process.stdout.write(`# ${await machine()}\n`);
-  report(`relay 1 MiB push→WebSocket frame (concurrency ${CONCURRENCY})`, {
+  report(`relay 1 MiB push→WebSocket frame (${FORM}, concurrency ${CONCURRENCY})`, {
     jobs: JOBS,
     jobs_per_s: JOBS / seconds,
     MB_per_s: (JOBS * image.length) / 1e6 / seconds,

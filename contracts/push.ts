@@ -7,6 +7,10 @@
  * length + ":" + sha256)>`: checked before the relay reads the body, the hash at its end.
  * v1 (workers written before v2): `X-Imagine-Signature: v1=<hex HMAC-SHA256(secret, "v1:" +
  * timestamp + ":" + raw body)>`, checked only once the whole body is in.
+ * v3 (an `application/octet-stream` push: the body is the image bytes alone, the meta travels in
+ * `X-Imagine-Meta: <base64url of the meta JSON>`): v2's headers, and `X-Imagine-Signature:
+ * v3=<hex HMAC-SHA256(secret, "v3:" + timestamp + ":" + jobId + ":" + length + ":" + sha256 +
+ * ":" + X-Imagine-Meta)>`, so the meta is authenticated with the rest before the body is read.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
@@ -92,33 +96,91 @@ export const JOB_ID_HEADER = 'x-imagine-job-id';
 /** Header carrying the hex SHA-256 of a v2-signed push body. */
 export const CONTENT_SHA256_HEADER = 'x-imagine-content-sha256';
 
-/** What a v2 signature covers: everything the relay can check before reading the body. */
-function v2Payload(timestamp: string, jobId: string, length: number, sha256: string): string {
-  return `v2:${timestamp}:${jobId}:${length}:${sha256}`;
+/** Header carrying a v3 push's meta: the base64url of its JSON. */
+export const META_HEADER = 'x-imagine-meta';
+/** Longest `X-Imagine-Meta` (base64url characters); a push with a bigger meta goes multipart. */
+export const META_HEADER_MAX = 8192;
+
+/**
+ * What a v2 signature covers: everything the relay can check before reading the body; v3 adds
+ * the meta header.
+ */
+function headerPayload(
+  timestamp: string,
+  jobId: string,
+  length: number,
+  sha256: string,
+  meta?: string,
+): string {
+  return meta === undefined
+    ? `v2:${timestamp}:${jobId}:${length}:${sha256}`
+    : `v3:${timestamp}:${jobId}:${length}:${sha256}:${meta}`;
+}
+
+/** Hex SHA-256 of a push body: computed once per push, whatever the tries. */
+export function bodySha256(body: Uint8Array): string {
+  return createHash('sha256').update(body).digest('hex');
 }
 
 /**
  * Sign a push in its headers (v2): HMAC-SHA256 over timestamp, job id, body length and the
  * body's SHA-256. The relay checks it before accepting a byte of the body, then the hash as the
- * body streams in. Returns the headers to send (with `content-length`).
+ * body streams in. Returns the headers to send (with `content-length`). `sha256`: the body's
+ * hash when already known ({@link bodySha256}).
  */
 export function signPushHeaders(
   secret: string,
   jobId: string,
   body: Uint8Array,
   nowSeconds: number = Math.floor(Date.now() / 1000),
+  sha256: string = bodySha256(body),
+): Record<string, string> {
+  return signedHeaders(secret, jobId, body.length, sha256, nowSeconds);
+}
+
+/** The meta as `X-Imagine-Meta` carries it (base64url of its JSON). */
+export function encodeMetaHeader(meta: PushMeta): string {
+  return Buffer.from(JSON.stringify(meta)).toString('base64url');
+}
+
+/**
+ * Sign an `application/octet-stream` push (v3): v2's fields and the `X-Imagine-Meta` header,
+ * so the meta is checked with them before the body is read. Returns the headers to send.
+ * `metaHeader`: the header as it will be sent, when already encoded.
+ */
+export function signOctetPushHeaders(
+  secret: string,
+  meta: PushMeta,
+  body: Uint8Array,
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+  sha256: string = bodySha256(body),
+  metaHeader: string = encodeMetaHeader(meta),
+): Record<string, string> {
+  return {
+    ...signedHeaders(secret, meta.jobId, body.length, sha256, nowSeconds, metaHeader),
+    [META_HEADER]: metaHeader,
+    'content-type': 'application/octet-stream',
+  };
+}
+
+function signedHeaders(
+  secret: string,
+  jobId: string,
+  length: number,
+  sha256: string,
+  nowSeconds: number,
+  meta?: string,
 ): Record<string, string> {
   const timestamp = String(nowSeconds);
-  const sha256 = createHash('sha256').update(body).digest('hex');
   const mac = createHmac('sha256', secret)
-    .update(v2Payload(timestamp, jobId, body.length, sha256))
+    .update(headerPayload(timestamp, jobId, length, sha256, meta))
     .digest('hex');
   return {
     [TIMESTAMP_HEADER]: timestamp,
-    [SIGNATURE_HEADER]: `v2=${mac}`,
+    [SIGNATURE_HEADER]: `${meta === undefined ? 'v2' : 'v3'}=${mac}`,
     [JOB_ID_HEADER]: jobId,
     [CONTENT_SHA256_HEADER]: sha256,
-    'content-length': String(body.length),
+    'content-length': String(length),
   };
 }
 
@@ -130,23 +192,34 @@ export interface PushHeaders {
   sha256: string | undefined;
   /** The declared body length (Content-Length), when there is one. */
   length: number | undefined;
-}
-
-/** Which scheme a push's signature header uses (`v1` covers the body, `v2` the headers). */
-export function signatureScheme(signature: string | undefined): 'v1' | 'v2' | undefined {
-  const s = signature?.trim();
-  return s?.startsWith('v2=') ? 'v2' : s?.startsWith('v1=') ? 'v1' : undefined;
+  /** `X-Imagine-Meta` (v3), as sent. */
+  meta?: string | undefined;
 }
 
 /**
- * Check a v2 push's headers before its body is read (missing, stale or wrong → a coded 401),
- * and return the verifier of the body's hash, fed as the body streams in.
+ * Which scheme a push's signature header uses (`v1` covers the body, `v2` the headers, `v3` the
+ * headers with the meta).
+ */
+export function signatureScheme(signature: string | undefined): 'v1' | 'v2' | 'v3' | undefined {
+  const s = signature?.trim();
+  return s?.startsWith('v2=')
+    ? 'v2'
+    : s?.startsWith('v3=')
+      ? 'v3'
+      : s?.startsWith('v1=')
+        ? 'v1'
+        : undefined;
+}
+
+/**
+ * Check a v2 or v3 push's headers before its body is read (missing, stale or wrong → a coded
+ * 401), and return the verifier of the body's hash, fed as the body streams in.
  */
 export function verifyPushHeaders(
   secret: string,
   h: PushHeaders,
   nowSeconds: number = Math.floor(Date.now() / 1000),
-): PushVerifier & { jobId: string } {
+): PushVerifier & { jobId: string; meta?: string } {
   if (!h.timestamp || !h.signature)
     throw new ImagineError(
       'MISSING_SIGNATURE',
@@ -157,19 +230,27 @@ export function verifyPushHeaders(
       'MISSING_SIGNATURE',
       'a v2 signature needs X-Imagine-Job-Id, X-Imagine-Content-SHA256 and Content-Length',
     );
+  const v3 = signatureScheme(h.signature) === 'v3';
+  if (v3 && h.meta === undefined)
+    throw new ImagineError('MISSING_SIGNATURE', 'a v3 signature needs X-Imagine-Meta');
   if (!/^\d{1,12}$/.test(h.timestamp))
     throw new ImagineError('BAD_SIGNATURE', 'X-Imagine-Timestamp must be unix seconds');
   if (Math.abs(nowSeconds - Number(h.timestamp)) > SIGNATURE_TOLERANCE_SECONDS)
     throw new ImagineError('STALE_SIGNATURE', 'signature timestamp is outside the 300 s window');
-  const match = /^v2=([0-9a-f]{64})$/.exec(h.signature.trim());
-  if (!match) throw new ImagineError('BAD_SIGNATURE', 'signature must be v2=<64 hex digits>');
+  const match = /^v[23]=([0-9a-f]{64})$/.exec(h.signature.trim());
+  if (!match)
+    throw new ImagineError(
+      'BAD_SIGNATURE',
+      `signature must be ${v3 ? 'v3' : 'v2'}=<64 hex digits>`,
+    );
   if (!JOB_ID_PATTERN.test(h.jobId) || !/^[0-9a-f]{64}$/.test(h.sha256))
     throw new ImagineError(
       'BAD_SIGNATURE',
       'X-Imagine-Job-Id or X-Imagine-Content-SHA256 is malformed',
     );
+  const meta = v3 ? h.meta : undefined;
   const expected = createHmac('sha256', secret)
-    .update(v2Payload(h.timestamp, h.jobId, h.length, h.sha256))
+    .update(headerPayload(h.timestamp, h.jobId, h.length, h.sha256, meta))
     .digest();
   if (!timingSafeEqual(expected, Buffer.from(match[1]!, 'hex')))
     throw new ImagineError('BAD_SIGNATURE', 'signature does not match');
@@ -178,6 +259,7 @@ export function verifyPushHeaders(
   let seen = 0;
   return {
     jobId: h.jobId,
+    ...(meta === undefined ? {} : { meta }),
     update: (chunk) => {
       seen += chunk.length;
       hash.update(chunk);
@@ -324,6 +406,11 @@ export const PushMetaSchema = z.object({
   progress: PushProgressSchema.optional(),
   /** `generating` with `progress` only: describes the one `preview` part. */
   preview: PushPreviewSchema.optional(),
+  /**
+   * An `application/octet-stream` push only: the byte length of each part its body holds back
+   * to back (the images in order, or the preview); without it the body is one part.
+   */
+  parts: z.array(z.number().int().nonnegative()).min(1).max(IMAGE_COUNT_MAX).optional(),
 });
 /** The `meta` part of a multipart push. */
 export type PushMeta = z.infer<typeof PushMetaSchema>;

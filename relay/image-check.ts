@@ -7,7 +7,8 @@
  * The common PNG (what sharp and most generators write: IHDR, at most a pHYs, then IDAT) is
  * decided from the walk alone, without sharp: only headers sharp (libpng) accepts take that
  * path, so the answer is the same; anything else (other chunks before the image data, a palette,
- * an IHDR value out of the plain range) is still decoded by sharp.
+ * an IHDR value out of the plain range) is still decoded by sharp. A PNG is walked in the pieces
+ * it arrived in (the CRC carried across them), never joined; JPEG and WebP are joined first.
  */
 import { crc32 } from 'node:zlib';
 import sharp, { type Metadata } from 'sharp';
@@ -36,14 +37,15 @@ const SHARP_MAX_PIXELS = 0x3fff * 0x3fff;
  * The size a plain PNG header declares (IHDR fields in the ranges libpng accepts, nothing
  * before the first IDAT but at most one 9-byte pHYs), or undefined when sharp must decide.
  */
-function plainPngSize(b: Buffer, beforeIdat: readonly string[]): Size | undefined {
+function plainPngSize(b: Pieces, beforeIdat: readonly string[]): Size | undefined {
   // The whole signature (the sniff looked at four bytes; libpng compares all eight).
-  if (!b.subarray(0, 8).equals(PNG_SIGNATURE)) return undefined;
+  const head = b.slice(0, 29);
+  if (!head.subarray(0, 8).equals(PNG_SIGNATURE)) return undefined;
   const pHYs = beforeIdat.filter((t) => t === 'pHYs').length;
   if (beforeIdat.length !== pHYs || pHYs > 1) return undefined;
-  const width = b.readUInt32BE(16);
-  const height = b.readUInt32BE(20);
-  const [depth, color, compression, filter, interlace] = b.subarray(24, 29);
+  const width = head.readUInt32BE(16);
+  const height = head.readUInt32BE(20);
+  const [depth, color, compression, filter, interlace] = head.subarray(24, 29);
   if (!PLAIN_PNG_DEPTHS[color!]?.includes(depth!)) return undefined;
   if (compression !== 0 || filter !== 0 || (interlace !== 0 && interlace !== 1)) return undefined;
   if (width < 1 || height < 1 || width > PLAIN_PNG_MAX_SIDE || height > PLAIN_PNG_MAX_SIDE)
@@ -57,21 +59,86 @@ interface Size {
   height: number;
 }
 
+/** Random access over bytes that arrived in pieces, without joining them. */
+class Pieces {
+  readonly length: number;
+  readonly #pieces: readonly Buffer[];
+  /** Where each piece starts. */
+  readonly #starts: number[] = [];
+  /** The piece the last read was in (reads go forward: it is almost always the next one). */
+  #at = 0;
+
+  constructor(pieces: readonly Buffer[]) {
+    this.#pieces = pieces;
+    let n = 0;
+    for (const p of pieces) {
+      this.#starts.push(n);
+      n += p.length;
+    }
+    this.length = n;
+  }
+
+  /** The index of the piece holding byte `at` (< length). */
+  #find(at: number): number {
+    let i = this.#at;
+    if (at < this.#starts[i]!) i = 0;
+    while (at >= this.#starts[i]! + this.#pieces[i]!.length) i++;
+    this.#at = i;
+    return i;
+  }
+
+  /** Bytes `start`..`end` (≤ length): a view when they lie in one piece, else a small copy. */
+  slice(start: number, end: number): Buffer {
+    const i = this.#find(start);
+    const piece = this.#pieces[i]!;
+    const from = start - this.#starts[i]!;
+    if (from + (end - start) <= piece.length) return piece.subarray(from, from + end - start);
+    const out = Buffer.allocUnsafe(end - start);
+    let filled = 0;
+    for (let j = i; filled < out.length; j++) {
+      const p = this.#pieces[j]!;
+      const a = j === i ? from : 0;
+      const take = Math.min(p.length - a, out.length - filled);
+      p.copy(out, filled, a, a + take);
+      filled += take;
+    }
+    return out;
+  }
+
+  u32(at: number): number {
+    return this.slice(at, at + 4).readUInt32BE(0);
+  }
+
+  /** CRC-32 of bytes `start`..`end`, carried across the pieces. */
+  crc(start: number, end: number): number {
+    let crc = 0;
+    for (let i = this.#find(start), at = start; at < end; i++) {
+      const p = this.#pieces[i]!;
+      const from = at - this.#starts[i]!;
+      const to = Math.min(p.length, end - this.#starts[i]!);
+      crc = crc32(p.subarray(from, to), crc);
+      at = this.#starts[i]! + to;
+      this.#at = i;
+    }
+    return crc;
+  }
+}
+
 /** Walk a PNG; returns its size when the header is plain enough to decide without sharp. */
-function walkPng(b: Buffer): Size | undefined {
+function walkPng(b: Pieces): Size | undefined {
   let at = 8;
   let first = true;
   let idat = false;
   // Chunk types between IHDR and the first IDAT (what libpng reads for the header).
   const beforeIdat: string[] = [];
   while (at + 12 <= b.length) {
-    const length = b.readUInt32BE(at);
-    const type = b.toString('latin1', at + 4, at + 8);
+    const length = b.u32(at);
+    const type = b.slice(at + 4, at + 8).toString('latin1');
     const end = at + 12 + length;
     if (length > 0x7fffffff || end > b.length) throw damaged(`PNG chunk ${type} runs past the end`);
     if (first && (type !== 'IHDR' || length !== 13)) throw damaged('PNG does not start with IHDR');
     first = false;
-    if (crc32(b.subarray(at + 4, at + 8 + length)) !== b.readUInt32BE(at + 8 + length))
+    if (b.crc(at + 4, at + 8 + length) !== b.u32(at + 8 + length))
       throw damaged(`PNG chunk ${type} fails its CRC`);
     if (type === 'IDAT') idat = true;
     // (Never plain beyond two, or with a pHYs of another length: the list stops growing.)
@@ -131,15 +198,22 @@ function walkWebp(b: Buffer): void {
   if (!image) throw damaged('WebP has no image data');
 }
 
+/** The bytes in one piece (a single piece is itself). */
+function joined(bytes: Buffer | readonly Buffer[]): Buffer {
+  if (Buffer.isBuffer(bytes)) return bytes;
+  return bytes.length === 1 ? bytes[0]! : Buffer.concat(bytes);
+}
+
 /**
- * Walk `bytes` as an image of `type` (throws `INVALID_PUSH` when it is damaged); returns its
- * size when the walk alone decides the header (a plain PNG), undefined when sharp must.
+ * Walk `bytes` (one buffer, or the pieces it arrived in) as an image of `type` (throws
+ * `INVALID_PUSH` when it is damaged); returns its size when the walk alone decides the header
+ * (a plain PNG), undefined when sharp must.
  */
-export function walkImage(bytes: Buffer, type: ImageType): Size | undefined {
+export function walkImage(bytes: Buffer | readonly Buffer[], type: ImageType): Size | undefined {
   try {
-    if (type === 'image/png') return walkPng(bytes);
-    if (type === 'image/jpeg') walkJpeg(bytes);
-    else walkWebp(bytes);
+    if (type === 'image/png') return walkPng(new Pieces(Buffer.isBuffer(bytes) ? [bytes] : bytes));
+    if (type === 'image/jpeg') walkJpeg(joined(bytes));
+    else walkWebp(joined(bytes));
     return undefined;
   } catch (err) {
     if (err instanceof ImagineError) throw err;
@@ -147,13 +221,19 @@ export function walkImage(bytes: Buffer, type: ImageType): Size | undefined {
   }
 }
 
-/** Check that `bytes` are a whole image of `type`; returns its decoded size. */
-export async function checkImage(bytes: Buffer, type: ImageType): Promise<Size> {
+/**
+ * Check that `bytes` (one buffer, or the pieces it arrived in) are a whole image of `type`;
+ * returns its decoded size.
+ */
+export async function checkImage(
+  bytes: Buffer | readonly Buffer[],
+  type: ImageType,
+): Promise<Size> {
   const plain = walkImage(bytes, type);
   if (plain) return plain;
   let meta: Metadata;
   try {
-    meta = await sharp(bytes).metadata();
+    meta = await sharp(joined(bytes)).metadata();
   } catch (err) {
     throw new ImagineError('INVALID_PUSH', 'image is damaged: its header cannot be decoded', {
       cause: err,

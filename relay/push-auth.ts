@@ -1,6 +1,7 @@
 /**
  * Who may send `/push` bytes, decided from the headers before the body is read. A v2 push is
- * authenticated by its header signature (timestamp, job id, declared length, body hash) at once;
+ * authenticated by its header signature (timestamp, job id, declared length, body hash) at once,
+ * a v3 push likewise with its `X-Imagine-Meta` header covered too;
  * a stranger is answered 401 and disconnected without a byte of body accepted. A v1 push (old
  * workers) is signed over the body, so it is unauthenticated until it ends: at most
  * `LEGACY_PUSHES_IN_FLIGHT` of them are read at once, which bounds what strangers can make the
@@ -13,6 +14,7 @@ import {
   CONTENT_SHA256_HEADER,
   createPushVerifier,
   JOB_ID_HEADER,
+  META_HEADER,
   type PushVerifier,
   SIGNATURE_HEADER,
   signatureScheme,
@@ -25,11 +27,15 @@ export const LEGACY_PUSHES_IN_FLIGHT = 4;
 
 /** How a push was authenticated, and the check of its body. */
 export interface PushAuth {
-  scheme: 'v1' | 'v2';
+  scheme: 'v1' | 'v2' | 'v3';
   /** Fed every body chunk; `finish()` throws unless the body is what was signed. */
   verifier: PushVerifier;
-  /** v2: the job id the signature covers (the body's meta must name the same job). */
+  /** v2, v3: the job id the signature covers (the body's meta must name the same job). */
   jobId?: string;
+  /** v2, v3: the body length the signature covers (Content-Length). */
+  length?: number;
+  /** v3: `X-Imagine-Meta` as sent, which the signature covers. */
+  meta?: string;
 }
 
 declare module 'fastify' {
@@ -58,15 +64,24 @@ export function createPushGate(opts: {
       );
     const signature = header(request, SIGNATURE_HEADER);
     const timestamp = header(request, TIMESTAMP_HEADER);
-    if (signatureScheme(signature) === 'v2') {
+    const scheme = signatureScheme(signature);
+    if (scheme === 'v2' || scheme === 'v3') {
       const verifier = verifyPushHeaders(opts.secret, {
         timestamp,
         signature,
         jobId: header(request, JOB_ID_HEADER),
         sha256: header(request, CONTENT_SHA256_HEADER)?.toLowerCase(),
         length,
+        // An empty header is no meta.
+        meta: header(request, META_HEADER) || undefined,
       });
-      return { scheme: 'v2', verifier, jobId: verifier.jobId };
+      return {
+        scheme,
+        verifier,
+        jobId: verifier.jobId,
+        ...(length === undefined ? {} : { length }),
+        ...(verifier.meta === undefined ? {} : { meta: verifier.meta }),
+      };
     }
     // v1: the headers are checked now (missing, malformed or stale → 401), the body at its end.
     const verifier = createPushVerifier(opts.secret, timestamp, signature);

@@ -1,13 +1,22 @@
 /**
- * Worker → relay: signed multipart pushes (`meta` JSON part + one `image` file part per image,
- * in the order `meta.images` lists them).
+ * Worker → relay: signed pushes. `application/octet-stream` (the image bytes alone, back to
+ * back; the meta in the v3-signed `X-Imagine-Meta` header), or multipart (`meta` JSON part + one
+ * `image` file part per image, in the order `meta.images` lists them; v2-signed) when the meta is
+ * too long for a header. The body is hashed once per push, whatever the tries.
  * Transient failures (network, 5xx, 429) are retried with backoff; a 4xx is final.
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ERROR_CODES, type ErrorCode, ImagineError, isRetryable } from '../contracts/errors.ts';
 import { extensionFor } from '../contracts/image-types.ts';
-import { type PushMeta, signPushHeaders } from '../contracts/push.ts';
+import {
+  bodySha256,
+  encodeMetaHeader,
+  META_HEADER_MAX,
+  type PushMeta,
+  signOctetPushHeaders,
+  signPushHeaders,
+} from '../contracts/push.ts';
 
 /** Options of one push. */
 export interface PushOptions {
@@ -38,6 +47,58 @@ export interface RelayPusherOptions {
   secret: string;
   attempts?: number;
   fetch?: typeof fetch;
+  /**
+   * `octet-stream` (the default; multipart when the meta is too long for its header), or always
+   * `multipart` (a relay older than the octet-stream push).
+   */
+  form?: 'octet-stream' | 'multipart';
+}
+
+/** A push body as sent, and, for an octet-stream push, its signed meta header. */
+export interface EncodedPush {
+  body: Buffer;
+  contentType: string;
+  /** `X-Imagine-Meta` (an octet-stream push, signed v3); absent for multipart (signed v2). */
+  metaHeader?: string;
+}
+
+/**
+ * Encode a push as `application/octet-stream`: the images (or a progress report's preview) back
+ * to back as the body, unjoined when there is one, and the meta, with `parts` listing each one's
+ * length when there are several, as the `X-Imagine-Meta` header. Undefined when the meta is too
+ * long for the header (send it multipart).
+ */
+export function encodeOctetPush(
+  meta: PushMeta,
+  images?: Buffer | readonly Buffer[],
+  preview?: Buffer,
+): EncodedPush | undefined {
+  const list = images === undefined ? [] : Buffer.isBuffer(images) ? [images] : images;
+  // Images and a preview never travel together (the relay refuses that): multipart says why.
+  if (preview && list.length > 0) return undefined;
+  const parts = preview ? [preview] : list;
+  const metaHeader = encodeMetaHeader(
+    parts.length > 1 ? { ...meta, parts: parts.map((p) => p.length) } : meta,
+  );
+  if (metaHeader.length > META_HEADER_MAX) return undefined;
+  const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  return { body, contentType: 'application/octet-stream', metaHeader };
+}
+
+/** The headers that sign an encoded push now (v3 with its meta header, or v2). */
+export function signEncodedPush(
+  secret: string,
+  meta: PushMeta,
+  encoded: EncodedPush,
+  sha256: string = bodySha256(encoded.body),
+  nowSeconds: number = Math.floor(Date.now() / 1000),
+): Record<string, string> {
+  return encoded.metaHeader === undefined
+    ? {
+        'content-type': encoded.contentType,
+        ...signPushHeaders(secret, meta.jobId, encoded.body, nowSeconds, sha256),
+      }
+    : signOctetPushHeaders(secret, meta, encoded.body, nowSeconds, sha256, encoded.metaHeader);
 }
 
 /**
@@ -49,7 +110,7 @@ export function encodePush(
   meta: PushMeta,
   images?: Buffer | readonly Buffer[],
   preview?: Buffer,
-): { body: Buffer; contentType: string } {
+): EncodedPush {
   const boundary = `imagine-${randomBytes(12).toString('hex')}`;
   const parts: Buffer[] = [
     Buffer.from(
@@ -118,17 +179,22 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
   return {
     async push(meta, images, pushOpts = {}) {
       const { signal } = pushOpts;
-      const { body, contentType } = encodePush(meta, images, pushOpts.preview);
+      const encoded =
+        (opts.form !== 'multipart' ? encodeOctetPush(meta, images, pushOpts.preview) : undefined) ??
+        encodePush(meta, images, pushOpts.preview);
+      const { body } = encoded;
+      // Hashed once; each try signs the hash with its own timestamp.
+      const sha256 = bodySha256(body);
       let lastError: unknown;
       const tries = pushOpts.attempts ?? attempts;
       for (let attempt = 0; attempt < tries; attempt++) {
         if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, { signal });
-        // Signed in the headers (v2): the relay authenticates the push before reading its body.
-        const signed = signPushHeaders(opts.secret, meta.jobId, body);
+        // Signed in the headers (v3 or v2): the relay authenticates the push before its body.
+        const signed = signEncodedPush(opts.secret, meta, encoded, sha256);
         try {
           const response = await doFetch(url, {
             method: 'POST',
-            headers: { 'content-type': contentType, ...signed },
+            headers: signed,
             body: body as Uint8Array<ArrayBuffer>,
             ...(signal ? { signal } : {}),
           });

@@ -1,7 +1,8 @@
 /**
- * `POST /push`: signed results and status changes from workers. Multipart (`meta` JSON part +
- * one `image` file part per image, described in order by `meta.images`) or, for workers written
- * against the seed, JSON with a base64 image.
+ * `POST /push`: signed results and status changes from workers. `application/octet-stream` (the
+ * body is the image bytes alone, back to back; the meta is in the v3-signed `X-Imagine-Meta`
+ * header), multipart (`meta` JSON part + one `image` file part per image, described in order by
+ * `meta.images`) or, for workers written against the seed, JSON with a base64 image.
  * Authentication is decided from the headers before the body is read (`push-auth.ts`: a v2
  * header signature over the whole body, every image part included, or a bounded number of
  * body-signed v1 pushes); the body then streams through the hash or HMAC and the multipart
@@ -18,6 +19,7 @@ import {
   isTerminal,
   type JobState,
   LegacyPushSchema,
+  META_HEADER_MAX,
   type PushMeta,
   PushMetaSchema,
 } from '../../contracts/push.ts';
@@ -111,6 +113,19 @@ function createMultipartSplitter(contentType: string, maxImage: number) {
   };
 }
 
+/** Parse and check a push's meta JSON; `where` names it in the error ('"meta" part', ...). */
+function parseMeta(text: string, where: string): PushMeta {
+  let metaJson: unknown;
+  try {
+    metaJson = JSON.parse(text);
+  } catch (err) {
+    throw new ImagineError('INVALID_PUSH', `${where} is not JSON`, { cause: err });
+  }
+  const meta = PushMetaSchema.safeParse(metaJson);
+  if (!meta.success) throw new ImagineError('INVALID_PUSH', `meta: ${describeIssues(meta.error)}`);
+  return meta.data;
+}
+
 function parseMultipart(parts: {
   meta?: string;
   images: Buffer[][];
@@ -118,37 +133,107 @@ function parseMultipart(parts: {
 }): ParsedPush {
   if (parts.meta === undefined)
     throw new ImagineError('INVALID_PUSH', 'multipart body needs a "meta" part');
-  let metaJson: unknown;
-  try {
-    metaJson = JSON.parse(parts.meta);
-  } catch (err) {
-    throw new ImagineError('INVALID_PUSH', '"meta" part is not JSON', { cause: err });
-  }
-  const meta = PushMetaSchema.safeParse(metaJson);
-  if (!meta.success) throw new ImagineError('INVALID_PUSH', `meta: ${describeIssues(meta.error)}`);
-  const listed = meta.data.images?.length;
-  if (listed !== undefined && listed !== parts.images.length)
+  const meta = parseMeta(parts.meta, '"meta" part');
+  if (meta.parts)
     throw new ImagineError(
       'INVALID_PUSH',
-      `meta.images lists ${listed} images but the body has ${parts.images.length} image parts`,
+      'meta.parts describes an application/octet-stream body; a multipart body has its own parts',
     );
-  if (listed === undefined && parts.images.length > 1)
+  return checkedParts(meta, parts.images, parts.preview);
+}
+
+/** The meta and the file parts agree (count of images, the preview and what it comes with). */
+function checkedParts(
+  meta: PushMeta,
+  images: Buffer[][],
+  preview: Buffer[] | undefined,
+): ParsedPush {
+  const listed = meta.images?.length;
+  if (listed !== undefined && listed !== images.length)
     throw new ImagineError(
       'INVALID_PUSH',
-      `${parts.images.length} image parts need meta.images to describe each`,
+      `meta.images lists ${listed} images but the body has ${images.length} image parts`,
     );
-  if (parts.preview && !meta.data.preview)
+  if (listed === undefined && images.length > 1)
+    throw new ImagineError(
+      'INVALID_PUSH',
+      `${images.length} image parts need meta.images to describe each`,
+    );
+  if (preview && !meta.preview)
     throw new ImagineError('INVALID_PUSH', 'a "preview" part needs meta.preview to describe it');
-  if (meta.data.preview && !parts.preview)
+  if (meta.preview && !preview)
     throw new ImagineError(
       'INVALID_PUSH',
       'meta.preview describes a "preview" part the body lacks',
     );
-  if ((meta.data.progress || meta.data.preview) && meta.data.status !== 'generating')
+  if ((meta.progress || meta.preview) && meta.status !== 'generating')
     throw new ImagineError('INVALID_PUSH', 'progress and preview belong to "generating" pushes');
-  if (meta.data.preview && !meta.data.progress)
+  if (meta.preview && !meta.progress)
     throw new ImagineError('INVALID_PUSH', 'a preview comes with a progress report');
-  return { meta: meta.data, images: parts.images, preview: parts.preview, legacy: false };
+  return { meta, images, preview, legacy: false };
+}
+
+/** Cut the chunks of a body into parts of the given sizes (views, never copies). */
+function splitChunks(chunks: readonly Buffer[], sizes: readonly number[]): Buffer[][] {
+  const parts: Buffer[][] = [];
+  let i = 0;
+  let from = 0;
+  for (const size of sizes) {
+    const part: Buffer[] = [];
+    for (let left = size; left > 0; ) {
+      const chunk = chunks[i]!;
+      const take = Math.min(left, chunk.length - from);
+      part.push(from === 0 && take === chunk.length ? chunk : chunk.subarray(from, from + take));
+      left -= take;
+      from += take;
+      if (from === chunk.length) {
+        i++;
+        from = 0;
+      }
+    }
+    parts.push(part);
+  }
+  return parts;
+}
+
+/**
+ * The meta of an `application/octet-stream` push, from its signed `X-Imagine-Meta` header, and
+ * the byte length of each part its body holds: checked before the body is read.
+ */
+function octetPlan(
+  header: string,
+  length: number,
+  maxImage: number,
+): { meta: PushMeta; parts: number[]; preview: boolean } {
+  if (header.length > META_HEADER_MAX)
+    throw new ImagineError(
+      'INVALID_PUSH',
+      `X-Imagine-Meta is ${header.length} characters; the limit is ${META_HEADER_MAX} (send a bigger meta as multipart/form-data)`,
+    );
+  if (!/^[A-Za-z0-9_-]*$/.test(header))
+    throw new ImagineError('INVALID_PUSH', 'X-Imagine-Meta is not base64url');
+  const meta = parseMeta(Buffer.from(header, 'base64url').toString('utf8'), 'X-Imagine-Meta');
+  // What the body holds: a "done" push's images, a progress report's preview, or nothing.
+  const preview = meta.status === 'generating' && meta.preview !== undefined;
+  const parts = meta.parts ?? (length > 0 || preview ? [length] : []);
+  const sum = parts.reduce((n, p) => n + p, 0);
+  if (sum !== length)
+    throw new ImagineError(
+      'INVALID_PUSH',
+      `meta.parts adds up to ${sum} bytes but the body is ${length} (Content-Length)`,
+    );
+  if (preview && parts.length !== 1)
+    throw new ImagineError('INVALID_PUSH', 'a progress report carries one preview part');
+  const limit = preview ? PREVIEW_MAX_BYTES : maxImage;
+  for (const [i, size] of parts.entries())
+    if (size > limit) {
+      const which = preview ? 'the preview' : parts.length > 1 ? `image ${i + 1}` : 'image';
+      throw new ImagineError(
+        'PAYLOAD_TOO_LARGE',
+        `${which} is ${size} bytes; the limit is ${limit}`,
+      );
+    }
+  return { meta, parts, preview };
 }
 
 function parseLegacy(body: Buffer): ParsedPush {
@@ -399,21 +484,41 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
     return request.pushAuth;
   };
 
+  /** Settles a body parser once: a refusal stops reading (the rest is drained) and is counted. */
+  const settleOnce = (
+    payload: NodeJS.ReadableStream,
+    done: (err: Error | null, body?: ParsedPush) => void,
+  ) => {
+    const finish = Object.assign(
+      (err: unknown, value?: ParsedPush) => {
+        if (finish.settled) return;
+        finish.settled = true;
+        if (err) {
+          payload.removeAllListeners('data');
+          payload.resume();
+          relay.metrics.pushes.inc({ kind: 'rejected' });
+          done(err as Error, undefined);
+        } else done(null, value);
+      },
+      { settled: false },
+    );
+    return finish;
+  };
+  /** The meta header is covered by a v3 signature only, and only an octet-stream body has none. */
+  const notV3 = (auth: PushAuth): PushAuth => {
+    if (auth.meta !== undefined)
+      throw new ImagineError(
+        'INVALID_PUSH',
+        'a v3-signed push is application/octet-stream (its meta is in X-Imagine-Meta)',
+      );
+    return auth;
+  };
+
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('multipart/form-data', (request, payload, done) => {
-    let settled = false;
-    const finish = (err: unknown, value?: ParsedPush) => {
-      if (settled) return;
-      settled = true;
-      if (err) {
-        payload.removeAllListeners('data');
-        payload.resume();
-        relay.metrics.pushes.inc({ kind: 'rejected' });
-        done(err as Error, undefined);
-      } else done(null, value);
-    };
+    const finish = settleOnce(payload, done);
     try {
-      const verifier = authenticated(request).verifier;
+      const verifier = notV3(authenticated(request)).verifier;
       const splitter = createMultipartSplitter(header(request, 'content-type') ?? '', maxImage);
       let received = 0;
       payload.on('data', (chunk: Buffer) => {
@@ -427,7 +532,7 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
       });
       payload.on('error', (err) => finish(err));
       payload.on('end', () => {
-        if (settled) return;
+        if (finish.settled) return;
         try {
           verifier.finish();
         } catch (err) {
@@ -449,13 +554,61 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
       finish(err);
     }
   });
+  // The body is the images alone (no part framing to scan), hashed as it streams in; the meta
+  // came signed in a header.
+  app.addContentTypeParser('application/octet-stream', (request, payload, done) => {
+    const finish = settleOnce(payload, done);
+    try {
+      const auth = authenticated(request);
+      if (auth.meta === undefined)
+        throw new ImagineError(
+          'INVALID_PUSH',
+          'an application/octet-stream push carries its meta in X-Imagine-Meta, signed with v3',
+        );
+      // v3 signs Content-Length: the body is exactly this long (the HTTP parser holds it to it).
+      const length = auth.length ?? 0;
+      const plan = octetPlan(auth.meta, length, maxImage);
+      // Kept as the chunks they arrived in (no buffer to fill, nothing joined), each hashed.
+      const chunks: Buffer[] = [];
+      let received = 0;
+      payload.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > length) {
+          finish(new ImagineError('INVALID_PUSH', 'the body is longer than its Content-Length'));
+          return;
+        }
+        chunks.push(chunk);
+        auth.verifier.update(chunk);
+      });
+      payload.on('error', (err) => finish(err));
+      payload.on('end', () => {
+        if (finish.settled) return;
+        try {
+          if (received !== length)
+            throw new ImagineError('INVALID_PUSH', 'the body is shorter than its Content-Length');
+          auth.verifier.finish();
+          const pieces = splitChunks(chunks, plan.parts);
+          finish(
+            null,
+            plan.preview
+              ? checkedParts(plan.meta, [], pieces[0])
+              : checkedParts(plan.meta, pieces, undefined),
+          );
+        } catch (err) {
+          finish(err);
+        }
+      });
+    } catch (err) {
+      finish(err);
+    }
+  });
   // The seed's JSON shape: small enough to buffer, then verify, then parse.
   app.addContentTypeParser(
     'application/json',
     { parseAs: 'buffer', bodyLimit },
     (request, body: Buffer, done) => {
       try {
-        const { verifier } = authenticated(request);
+        const { verifier } = notV3(authenticated(request));
         verifier.update(body);
         verifier.finish();
         done(null, parseLegacy(body));
@@ -468,7 +621,11 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
 
   app.post('/push', { bodyLimit, preParsing: gate.preParsing }, async (request, reply) => {
     const push = request.body as ParsedPush | undefined;
-    if (!push) throw new ImagineError('UNSUPPORTED_MEDIA_TYPE', 'send multipart/form-data or JSON');
+    if (!push)
+      throw new ImagineError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'send application/octet-stream, multipart/form-data or JSON',
+      );
     const { meta } = push;
     const signedFor = authenticated(request).jobId;
     if (signedFor !== undefined && signedFor !== meta.jobId)
@@ -496,8 +653,9 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
         if (claimed && claimed !== sniffed)
           throw new ImagineError('INVALID_PUSH', `meta says ${claimed} but ${which} is ${sniffed}`);
         // Magic bytes are not an image: walk every part's structure and decode its header
-        // first. (The check needs the bytes in one piece; the image is kept as that one piece.)
-        const whole = received.bytes;
+        // first. A PNG is walked, and kept, in the pieces it arrived in (they go out as
+        // WebSocket fragments); JPEG and WebP are joined for the check and kept as that one piece.
+        const whole = sniffed === 'image/png' ? received.chunks : [received.bytes];
         try {
           await checkImage(whole, sniffed);
         } catch (err) {

@@ -4,6 +4,7 @@ import { crc32 } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkImage, walkImage } from '../../relay/image-check.ts';
+import { noisePng } from '../helpers/images.ts';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { sendPush, testJobId } from '../helpers/push.ts';
 
@@ -117,7 +118,9 @@ async function sharpSays(bytes: Buffer): Promise<{ width: number; height: number
   }
 }
 
-async function checkSays(bytes: Buffer): Promise<{ width: number; height: number } | 'refused'> {
+async function checkSays(
+  bytes: Buffer | Buffer[],
+): Promise<{ width: number; height: number } | 'refused'> {
   try {
     return await checkImage(bytes, 'image/png');
   } catch (err) {
@@ -201,6 +204,67 @@ describe('PNG headers decided without sharp', () => {
     }
     expect(walkImage(jpeg, 'image/jpeg')).toBeUndefined();
     expect(walkImage(webp, 'image/webp')).toBeUndefined();
+  });
+});
+
+/** `bytes` cut into pieces at the given offsets (some of them empty, some one byte). */
+function cut(bytes: Buffer, at: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  let from = 0;
+  for (const to of [...at, bytes.length]) {
+    out.push(bytes.subarray(from, Math.max(from, to)));
+    from = Math.max(from, to);
+  }
+  return out;
+}
+
+describe('a PNG checked in the pieces it arrived in', () => {
+  it('gets the same answer as the joined PNG, wherever the cuts fall', async () => {
+    const big = await noisePng(64, 48);
+    const damagedCrc = Buffer.from(big);
+    damagedCrc[big.length - 30] = damagedCrc[big.length - 30]! ^ 1;
+    const candidates = [
+      big,
+      png,
+      damagedCrc,
+      big.subarray(0, big.length - 5),
+      Buffer.concat([big, Buffer.from('junk')]),
+      craftPng({ color: 3 }),
+      craftPng({ before: [pHYs(1, 1, 1)] }),
+      craftPng({ signature: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0]) }),
+    ];
+    for (const bytes of candidates) {
+      const whole = await checkSays(bytes);
+      // Every cut through the signature, IHDR and the first chunk headers, one byte at a time.
+      for (let i = 0; i <= 60; i++) expect(await checkSays(cut(bytes, [i, i + 1]))).toEqual(whole);
+      // Many pieces: 1-byte ones, empty ones, and cuts through CRCs and lengths further on.
+      const cuts = [
+        3,
+        3,
+        4,
+        12,
+        33,
+        34,
+        37,
+        41,
+        100,
+        101,
+        101,
+        1000,
+        4096,
+        8199,
+        8203,
+        bytes.length - 3,
+      ];
+      expect(await checkSays(cut(bytes, cuts))).toEqual(whole);
+      for (let step = 7; step < 9000; step *= 3) {
+        const even = Array.from(
+          { length: Math.floor(bytes.length / step) },
+          (_, k) => (k + 1) * step,
+        );
+        expect(await checkSays(cut(bytes, even))).toEqual(whole);
+      }
+    }
   });
 });
 

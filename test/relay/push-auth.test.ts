@@ -51,7 +51,7 @@ describe('push authentication', () => {
     await app?.stop();
   });
 
-  it('the worker’s client signs v2 and its push is delivered', async () => {
+  it('the worker’s client signs its push (v3, octet-stream) and it is delivered', async () => {
     const jobId = testJobId();
     const pusher = createRelayPusher({ relayUrl: app.url, secret: TEST_SECRET });
     await pusher.push({ jobId, status: 'done', contentType: 'image/png', seed: 1 }, png);
