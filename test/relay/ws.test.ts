@@ -2,6 +2,8 @@
  * The WebSocket's upkeep with one shared heartbeat and nothing of the upgrade kept: a socket that
  * stops answering pings is cut, one that answers stays, several waiters on one job each get the
  * image, shutdown closes every socket, and an open socket keeps none of its upgrade's HTTP objects.
+ * The upgrade still passes every check first (origin, jobId, a plain GET told to poll), and no
+ * compression is negotiated.
  */
 import type { IncomingMessage } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
@@ -103,6 +105,61 @@ describe('WebSocket upkeep (one heartbeat for all sockets)', () => {
     expect(upgrades[0]!.deref()).toBeUndefined();
     waiter.socket.close();
     await waiter.closed;
+  });
+});
+
+describe('WebSocket upgrades the relay refuses, and what it agrees to', () => {
+  let app: Imagine;
+  beforeAll(async () => {
+    app = await startTestImagine({}, { role: 'relay' });
+  });
+  afterAll(async () => {
+    await app?.stop();
+  });
+
+  /** The HTTP answer to an upgrade that was refused, status and body. */
+  const refused = (url: string, headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; body: { error: { code: string } } }>((resolve, reject) => {
+      const socket = new WebSocket(url, { headers });
+      socket.on('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => {
+          text += d.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      });
+      socket.on('open', () => reject(new Error('upgrade should have been refused')));
+      socket.on('error', () => {});
+    });
+
+  it('answers a foreign origin, a malformed id and an unknown job with their coded 4xx', async () => {
+    const { ws } = await enqueueJob(app.url, 'a guarded socket');
+    const foreign = await refused(ws, { origin: 'https://evil.example' });
+    expect(foreign.status).toBe(403);
+    expect(foreign.body.error.code).toBe('ORIGIN_NOT_ALLOWED');
+    const base = app.url.replace('http', 'ws');
+    const malformed = await refused(`${base}/ws?jobId=not-an-id`);
+    expect(malformed).toMatchObject({ status: 400, body: { error: { code: 'INVALID_JOB_ID' } } });
+    const unknown = await refused(`${base}/ws?jobId=AAAAAAAAAAAAAAAAAAAAAAAA`);
+    expect(unknown).toMatchObject({ status: 404, body: { error: { code: 'JOB_NOT_FOUND' } } });
+  });
+
+  it('answers a plain GET of a job’s socket URL with 426 and where to poll', async () => {
+    const { jobId } = await enqueueJob(app.url, 'no upgrade');
+    const res = await fetch(`${app.url}/ws?jobId=${jobId}`);
+    expect(res.status).toBe(426);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('BAD_REQUEST');
+    expect(body.error.message).toContain('/jobs/');
+  });
+
+  it('does not agree to permessage-deflate when the client offers it', async () => {
+    const { ws } = await enqueueJob(app.url, 'uncompressed');
+    // ws's client offers permessage-deflate by default.
+    const socket = new WebSocket(ws, { perMessageDeflate: true });
+    await new Promise((r) => socket.once('open', r));
+    expect(socket.extensions).toBe('');
+    socket.close();
   });
 });
 
