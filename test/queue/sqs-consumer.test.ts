@@ -268,6 +268,55 @@ describe('the SQS consumer (fauxqs)', () => {
     expect(deleteCalls).toBe(3);
   });
 
+  it('an unsigned client (the embedded emulator’s) sends no signature and is served the same', async () => {
+    const queueUrl = await freshQueue('consumer-unsigned');
+    const headers: Array<Record<string, string>> = [];
+    const clientOf = (unsigned: boolean) => {
+      const c = createSqsClient({
+        region: sqs.region,
+        endpoint: sqs.endpoint,
+        credentials: sqs.credentials,
+        unsigned,
+      });
+      clients.push(c);
+      // After signing: the request as it goes on the wire.
+      c.middlewareStack.add(
+        (next) => (args) => {
+          headers.push({ ...(args.request as { headers: Record<string, string> }).headers });
+          return next(args);
+        },
+        { step: 'deserialize' },
+      );
+      return c;
+    };
+    const unsigned = clientOf(true);
+    const sent = job('no signature needed');
+    await new SqsJobQueue(unsigned, queueUrl).send(sent);
+    const ran: string[] = [];
+    const consumer = consumerOn(unsigned, queueUrl);
+    consumer.start(async (j) => {
+      ran.push(j.jobId);
+    });
+    try {
+      await vi.waitFor(async () => expect(await counts(queueUrl)).toEqual([0, 0]), {
+        timeout: 10_000,
+        interval: 100,
+      });
+    } finally {
+      await consumer.stop();
+    }
+    expect(ran).toEqual([sent.jobId]);
+    expect(headers.length).toBeGreaterThanOrEqual(3);
+    for (const h of headers) {
+      expect(h.authorization).toBeUndefined();
+      expect(h['x-amz-target']).toMatch(/^AmazonSQS\./);
+    }
+    // A default client signs (AWS needs it).
+    headers.length = 0;
+    await new SqsJobQueue(clientOf(false), queueUrl).send(job('signed'));
+    expect(headers[0]?.authorization).toMatch(/^AWS4-HMAC-SHA256 /);
+  });
+
   it('stop sends finished jobs’ deletes at once and leaves nothing in flight', async () => {
     const queueUrl = await freshQueue('consumer-stop-flush');
     await new SqsJobQueue(admin, queueUrl).send(job('last one'));
