@@ -69,6 +69,12 @@ export interface GenerateProgress {
 export interface GenerateOptions {
   signal: AbortSignal;
   onProgress?: (progress: GenerateProgress) => void;
+  /**
+   * Whether a preview with the report of step `step` of `steps` would be used (absent: yes). A
+   * generator that makes previews itself, at a cost, asks before making one: the worker says no
+   * for the last step (the result follows at once) and for a job whose previews are withheld.
+   */
+  wantsPreview?: (step: number, steps: number) => boolean;
 }
 
 /** Anything that makes images. Errors are `ImagineError`s with `GENERATOR_*` codes. */

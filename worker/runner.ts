@@ -212,7 +212,15 @@ export function createJobRunner(
           ...(input ? { input } : {}),
           ...(job.strength !== undefined ? { strength: job.strength } : {}),
         },
-        { signal, ...(onProgress ? { onProgress } : {}) },
+        {
+          signal,
+          ...(onProgress
+            ? {
+                onProgress,
+                wantsPreview: (step: number, steps: number) => previews && step < steps,
+              }
+            : {}),
+        },
       );
     } catch (err) {
       forwarder.stop();

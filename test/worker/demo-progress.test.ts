@@ -44,6 +44,30 @@ describe('demo generator progress', () => {
       expect(Math.abs(a.channels[c]!.mean - b.channels[c]!.mean)).toBeLessThan(3);
   });
 
+  it('makes no preview for a step whose preview would not be used, and still reports the step', async () => {
+    const seen: GenerateProgress[] = [];
+    const asked: Array<[number, number]> = [];
+    const images = await new DemoGenerator().generate(
+      { task: 'generate', prompt: 'a fox', width: 64, height: 64, seeds: [1, 2, 3], steps: 4 },
+      {
+        signal: new AbortController().signal,
+        onProgress: (p) => seen.push(p),
+        // As the worker answers: the last step's preview is never shown (the result follows).
+        wantsPreview: (step, steps) => {
+          asked.push([step, steps]);
+          return step < steps;
+        },
+      },
+    );
+    expect(images).toHaveLength(3);
+    expect(seen.map((p) => [p.step, p.steps, p.preview?.contentType])).toEqual([
+      [1, 3, 'image/jpeg'],
+      [2, 3, 'image/jpeg'],
+      [3, 3, undefined],
+    ]);
+    expect(asked.map(([step]) => step)).toContain(3);
+  });
+
   it('an abort stops it before the next image', async () => {
     const controller = new AbortController();
     const run = new DemoGenerator().generate(

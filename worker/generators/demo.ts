@@ -1,6 +1,7 @@
 /**
  * The demo generator: not AI. Deterministic abstract art from (prompt, seed): soft colour fields
- * from a palette picked by hashing both, rendered to PNG with sharp. Fast enough to make the
+ * from a palette picked by hashing both, rendered to PNG (node's zlib for what is rendered at full
+ * size, sharp to enlarge and encode larger ones). Fast enough to make the
  * pipeline itself the thing being measured. Every task is honest about what it is:
  * - generate: the colour fields of (prompt, seed).
  * - vary: the input image blended with the colour fields of (prompt, seed) by `strength`, then
@@ -10,6 +11,8 @@
  *   `strength`: new high-frequency pixels that a resample alone would not have.
  */
 import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { crc32, deflate, deflateSync } from 'node:zlib';
 import type SharpModule from 'sharp';
 
 // sharp (libvips) is loaded with the first image, so a relay that only names this generator
@@ -125,6 +128,49 @@ export function renderDemoPixels(req: {
   return out;
 }
 
+/** Raw pixels up to this many bytes are deflated on the event loop (~0.1 ms for 64×64). */
+const SYNC_DEFLATE_BYTES = 64 * 1024;
+const deflateAsync = promisify(deflate);
+
+/** One PNG chunk: length, type, data, CRC-32 of type and data. */
+function pngChunk(type: string, data: Buffer): Buffer {
+  const chunk = Buffer.allocUnsafe(12 + data.length);
+  chunk.writeUInt32BE(data.length, 0);
+  chunk.write(type, 4, 'latin1');
+  data.copy(chunk, 8);
+  chunk.writeUInt32BE(crc32(chunk.subarray(4, 8 + data.length)), 8 + data.length);
+  return chunk;
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const PNG_END = pngChunk('IEND', Buffer.alloc(0));
+
+/**
+ * Raw RGB pixels as an 8-bit truecolour PNG (filter None, zlib level 6: what sharp writes with
+ * `adaptiveFiltering: false`), with node's own zlib. For the small images the demo renders
+ * itself, sharp's per-call cost (options marshalled into libvips, a pipeline per image) is most
+ * of the encode; the PNG container is three chunks around zlib's deflate.
+ */
+async function encodeRgbPng(pixels: Buffer, width: number, height: number): Promise<Buffer> {
+  const stride = width * 3;
+  const scanlines = Buffer.allocUnsafe((stride + 1) * height);
+  for (let y = 0; y < height; y++) {
+    const at = y * (stride + 1);
+    scanlines[at] = 0; // filter: None
+    pixels.copy(scanlines, at + 1, y * stride, (y + 1) * stride);
+  }
+  const idat =
+    scanlines.length <= SYNC_DEFLATE_BYTES
+      ? deflateSync(scanlines, { level: 6 })
+      : await deflateAsync(scanlines, { level: 6 });
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // colour type: truecolour
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), PNG_END]);
+}
+
 async function png(pixels: Buffer, width: number, height: number): Promise<Buffer> {
   const sharp = await loadSharp();
   return sharp(pixels, { raw: { width, height, channels: 3 } })
@@ -208,7 +254,7 @@ export class DemoGenerator implements Generator {
    */
   async generate(
     req: GenerateRequest,
-    { signal, onProgress }: GenerateOptions,
+    { signal, onProgress, wantsPreview }: GenerateOptions,
   ): Promise<GeneratedImage[]> {
     signal.throwIfAborted();
     if (req.task !== 'generate' && !req.input)
@@ -217,23 +263,37 @@ export class DemoGenerator implements Generator {
     for (const seed of req.seeds) {
       let bytes: Buffer;
       let preview: Buffer | undefined;
+      // Asked once per step, before the image is made, so the preview can be cut on the way.
+      const wanted =
+        onProgress !== undefined && (wantsPreview?.(images.length + 1, req.seeds.length) ?? true);
       if (req.task === 'vary') bytes = await vary(req, req.input!, seed);
       else if (req.task === 'upscale') bytes = await upscale(req, req.input!, seed);
       else {
-        const image = await art(req.prompt, seed, req.width, req.height);
-        const encoded = image.clone().png({ compressionLevel: 6, adaptiveFiltering: false });
-        // The preview is cut from the same pixels, so the PNG is never decoded again for it.
-        const small = onProgress
-          ? image
-              .resize({ ...previewSize(req.width, req.height), fit: 'fill' })
-              .jpeg({ quality: 60 })
-              .toBuffer()
-          : undefined;
-        [bytes, preview] = await Promise.all([encoded.toBuffer(), small]);
+        const small = renderSize(req.width, req.height);
+        if (small.width === req.width && small.height === req.height && !wanted) {
+          // Rendered at full size and no preview to cut: no sharp pipeline at all.
+          const pixels = renderDemoPixels({ prompt: req.prompt, seed, ...small });
+          bytes = await encodeRgbPng(pixels, req.width, req.height);
+        } else {
+          const image = await art(req.prompt, seed, req.width, req.height);
+          const encoded = image.clone().png({ compressionLevel: 6, adaptiveFiltering: false });
+          // The preview is cut from the same pixels, so the PNG is never decoded again for it.
+          const cut = wanted
+            ? image
+                .resize({ ...previewSize(req.width, req.height), fit: 'fill' })
+                .jpeg({ quality: 60 })
+                .toBuffer()
+            : undefined;
+          [bytes, preview] = await Promise.all([encoded.toBuffer(), cut]);
+        }
       }
       signal.throwIfAborted();
       images.push({ bytes, contentType: 'image/png', seed, width: req.width, height: req.height });
       if (onProgress) {
+        if (!wanted) {
+          onProgress({ step: images.length, steps: req.seeds.length });
+          continue;
+        }
         preview ??= await (await loadSharp())(bytes)
           .resize(PREVIEW_SIDE, PREVIEW_SIDE, { fit: 'inside' })
           .jpeg({ quality: 60 })

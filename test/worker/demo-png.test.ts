@@ -1,0 +1,36 @@
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { checkImage } from '../../relay/image-check.ts';
+import { DemoGenerator, renderDemoPixels } from '../../worker/generators/demo.ts';
+
+const generate = (width: number, height: number, seed = 3) =>
+  new DemoGenerator().generate(
+    { task: 'generate', prompt: 'a lighthouse', width, height, seeds: [seed], steps: 4 },
+    { signal: new AbortController().signal },
+  );
+
+describe('demo PNGs encoded without sharp', () => {
+  it('decode to exactly the pixels rendered, and pass the relay’s image check', async () => {
+    for (const [width, height] of [
+      [64, 64],
+      [200, 48],
+      [256, 256],
+    ] as const) {
+      const [image] = await generate(width, height);
+      const decoded = await sharp(image!.bytes).raw().toBuffer({ resolveWithObject: true });
+      expect(decoded.info).toMatchObject({ format: 'raw', width, height, channels: 3 });
+      const rendered = renderDemoPixels({ prompt: 'a lighthouse', seed: 3, width, height });
+      expect(decoded.data.equals(rendered)).toBe(true);
+      expect(await checkImage(image!.bytes, 'image/png')).toEqual({ width, height });
+    }
+  });
+
+  it('are compressed like sharp’s own PNG of the same pixels', async () => {
+    const [image] = await generate(64, 64, 9);
+    const pixels = renderDemoPixels({ prompt: 'a lighthouse', seed: 9, width: 64, height: 64 });
+    const bySharp = await sharp(pixels, { raw: { width: 64, height: 64, channels: 3 } })
+      .png({ compressionLevel: 6, adaptiveFiltering: false })
+      .toBuffer();
+    expect(image!.bytes.length).toBeLessThan(bySharp.length * 1.1);
+  });
+});
