@@ -25,6 +25,22 @@ describe('demo PNGs encoded without sharp', () => {
     }
   });
 
+  it('are the same bytes whether or not a preview is cut with them', async () => {
+    for (const size of [64, 200, 512]) {
+      const req = { task: 'generate' as const, prompt: 'a lighthouse', width: size, height: size };
+      const signal = new AbortController().signal;
+      const demo = new DemoGenerator();
+      const plain = await demo.generate({ ...req, seeds: [4], steps: 4 }, { signal });
+      const previews: unknown[] = [];
+      const inGrid = await demo.generate(
+        { ...req, seeds: [3, 4], steps: 4 },
+        { signal, onProgress: (p) => previews.push(p.preview), wantsPreview: () => true },
+      );
+      expect(previews.every(Boolean)).toBe(true);
+      expect(inGrid[1]!.bytes.equals(plain[0]!.bytes)).toBe(true);
+    }
+  });
+
   it('are compressed like sharp’s own PNG of the same pixels', async () => {
     const [image] = await generate(64, 64, 9);
     const pixels = renderDemoPixels({ prompt: 'a lighthouse', seed: 9, width: 64, height: 64 });

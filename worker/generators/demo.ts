@@ -285,21 +285,28 @@ export class DemoGenerator implements Generator {
       else if (req.task === 'upscale') bytes = await upscale(req, req.input!, seed);
       else {
         const small = renderSize(req.width, req.height);
-        if (small.width === req.width && small.height === req.height && !wanted) {
-          // Rendered at full size and no preview to cut: no sharp pipeline at all.
+        const cutPreview = (image: ReturnType<typeof SharpModule>) =>
+          image
+            .resize({ ...previewSize(req.width, req.height), fit: 'fill' })
+            .jpeg({ quality: 60 })
+            .toBuffer();
+        if (small.width === req.width && small.height === req.height) {
+          // Rendered at full size: encoded without sharp (the same bytes whether or not a preview
+          // is cut, so an image of a grid and the same seed alone are the same file).
           const pixels = renderDemoPixels({ prompt: req.prompt, seed, ...small });
-          bytes = await encodeRgbPng(pixels, req.width, req.height);
+          const sharp = wanted ? await loadSharp() : undefined;
+          [bytes, preview] = await Promise.all([
+            encodeRgbPng(pixels, req.width, req.height),
+            sharp ? cutPreview(sharp(pixels, { raw: { ...small, channels: 3 } })) : undefined,
+          ]);
         } else {
           const image = await art(req.prompt, seed, req.width, req.height);
           const encoded = image.clone().png({ compressionLevel: 6, adaptiveFiltering: false });
           // The preview is cut from the same pixels, so the PNG is never decoded again for it.
-          const cut = wanted
-            ? image
-                .resize({ ...previewSize(req.width, req.height), fit: 'fill' })
-                .jpeg({ quality: 60 })
-                .toBuffer()
-            : undefined;
-          [bytes, preview] = await Promise.all([encoded.toBuffer(), cut]);
+          [bytes, preview] = await Promise.all([
+            encoded.toBuffer(),
+            wanted ? cutPreview(image) : undefined,
+          ]);
         }
       }
       signal.throwIfAborted();
