@@ -4,10 +4,16 @@
  * it sent) and delivered to waiting WebSocket clients, 16 at a time. Measures jobs/s, MB/s,
  * push→frame latency and the relay process's own CPU time per MiB (from process.cpuUsage, not
  * throughput). The relay runs alone in a child process; this process plays workers and browsers.
+ * Jobs are queued in batches of 64 (`BENCH_BATCH`) before their images are pushed.
+ * Then the same load against the floor (bench/relay-floor.ts: HMAC of the body and a loopback TCP
+ * forward, nothing else), measured the same way, and the ratio of the two.
  * `npm run bench:relay [jobs] [concurrency] [octet-stream|multipart]`
  */
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import type { PushMeta } from '../contracts/push.ts';
 import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
@@ -18,6 +24,8 @@ import { machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
 const JOBS = Number(process.argv[2] ?? 800);
 const CONCURRENCY = Number(process.argv[3] ?? 16);
 const FORM = process.argv[4] ?? 'octet-stream';
+/** Jobs queued (with a waiting WebSocket each) at a time: `BENCH_BATCH=800` queues them all. */
+const BATCH = Number(process.env.BENCH_BATCH ?? 64);
 if (FORM !== 'octet-stream' && FORM !== 'multipart')
   throw new Error(`form must be octet-stream or multipart, not ${FORM}`);
 const IMAGE_BYTES = 1024 * 1024;
@@ -130,29 +138,103 @@ async function pool<T>(count: number, width: number, fn: (i: number) => Promise<
   return out;
 }
 
+/**
+ * Deliver `total` images in batches: a batch's jobs are queued and their WebSockets opened (not
+ * timed), then its images pushed (timed, and the relay's CPU read around it). Batches keep the
+ * queue as deep as one batch: each state change tells every queued waiter its new position (at
+ * most every 250 ms), a cost of the queue's length, not of the image.
+ */
 async function run(
   total: number,
 ): Promise<{ latencies: number[]; seconds: number; cpuMs: number }> {
-  const jobs = await pool(total, CONCURRENCY, waitingJob);
-  const before = await server.usage();
-  const started = performance.now();
-  const latencies = await pool(total, CONCURRENCY, (i) => deliver(jobs[i]!, i));
-  const seconds = (performance.now() - started) / 1000;
-  const after = await server.usage();
-  return { latencies, seconds, cpuMs: after.cpuMs - before.cpuMs };
+  const latencies: number[] = [];
+  let seconds = 0;
+  let cpuMs = 0;
+  for (let done = 0; done < total; done += BATCH) {
+    const size = Math.min(BATCH, total - done);
+    const jobs = await pool(size, CONCURRENCY, (i) => waitingJob(done + i));
+    const before = await server.usage();
+    const started = performance.now();
+    latencies.push(...(await pool(size, CONCURRENCY, (i) => deliver(jobs[i]!, done + i))));
+    seconds += (performance.now() - started) / 1000;
+    cpuMs += (await server.usage()).cpuMs - before.cpuMs;
+  }
+  return { latencies, seconds, cpuMs };
+}
+
+/**
+ * The floor's CPU per MiB under the same load: the same bodies, 16 at a time over node:http,
+ * each forwarded to one of 16 loopback sockets this process reads.
+ */
+async function floorCpuPerMiB(total: number): Promise<number> {
+  const child = fork(fileURLToPath(new URL('./relay-floor.ts', import.meta.url)));
+  try {
+    const ports = await new Promise<{ http: number; tcp: number }>((resolve) =>
+      child.once('message', (m) => resolve(m as { http: number; tcp: number })),
+    );
+    const usage = () =>
+      new Promise<number>((resolve) => {
+        child.once('message', (m) => resolve((m as { cpuMs: number }).cpuMs));
+        child.send('usage');
+      });
+    const sinks = await Promise.all(
+      Array.from(
+        { length: CONCURRENCY },
+        () =>
+          new Promise<Socket>((resolve) => {
+            const socket = connect(ports.tcp, '127.0.0.1', () => resolve(socket));
+            socket.resume();
+          }),
+      ),
+    );
+    const floorAgent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+    const one = () =>
+      new Promise<void>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port: ports.http,
+            method: 'POST',
+            path: '/',
+            agent: floorAgent,
+            headers: { 'content-length': image.length },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve());
+          },
+        );
+        req.on('error', reject);
+        req.end(image);
+      });
+    await pool(64, CONCURRENCY, one);
+    const before = await usage();
+    await pool(total, CONCURRENCY, one);
+    const after = await usage();
+    floorAgent.destroy();
+    for (const s of sinks) s.destroy();
+    return (after - before) / ((total * image.length) / (1024 * 1024));
+  } finally {
+    child.kill();
+  }
 }
 
 try {
   await run(64);
   const { latencies, seconds, cpuMs } = await run(JOBS);
   latencies.sort((a, b) => a - b);
+  const relayCpu = cpuMs / ((JOBS * image.length) / (1024 * 1024));
+  const floor = await floorCpuPerMiB(JOBS);
   process.stdout.write(`# ${await machine()}\n`);
-  report(`relay 1 MiB push→WebSocket frame (${FORM}, concurrency ${CONCURRENCY})`, {
+  report(`relay 1 MiB push→WebSocket frame (${FORM}, concurrency ${CONCURRENCY}, batch ${BATCH})`, {
     jobs: JOBS,
     jobs_per_s: JOBS / seconds,
     MB_per_s: (JOBS * image.length) / 1e6 / seconds,
     // The relay process's own CPU time (push in, WebSocket frame out), per 1 MiB image.
-    relay_cpu_ms_per_MiB: cpuMs / ((JOBS * image.length) / (1024 * 1024)),
+    relay_cpu_ms_per_MiB: relayCpu,
+    // The same for a server that only HMACs the body and forwards it over loopback TCP.
+    floor_cpu_ms_per_MiB: floor,
+    relay_over_floor: relayCpu / floor,
     p50_ms: quantile(latencies, 0.5),
     p99_ms: quantile(latencies, 0.99),
     max_ms: latencies.at(-1)!,
