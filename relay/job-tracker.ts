@@ -17,35 +17,46 @@ export interface ImageInfo {
 
 /**
  * A finished image held in memory, as the chunks it arrived in: sending it to WebSockets needs
- * no copy (one fragmented message); `bytes` joins the chunks on first use and keeps the result.
+ * no copy (one fragmented message); `bytes` joins the chunks on first use and keeps the joined
+ * buffer in their place (one copy held, not two).
  */
 export class BufferedImage {
-  readonly chunks: readonly Buffer[];
   readonly size: number;
   readonly contentType: string;
   /** Its own seed and size (image i of a job has its own seed). */
   readonly info: ImageInfo;
-  #bytes: Buffer | undefined;
+  #chunks: readonly Buffer[];
 
   constructor(chunks: Buffer | readonly Buffer[], contentType: string, info: ImageInfo = {}) {
-    this.chunks = Buffer.isBuffer(chunks) ? [chunks] : chunks;
-    this.size = this.chunks.reduce((n, c) => n + c.length, 0);
+    this.#chunks = Buffer.isBuffer(chunks) ? [chunks] : chunks;
+    this.size = this.#chunks.reduce((n, c) => n + c.length, 0);
     this.contentType = contentType;
     this.info = info;
   }
 
-  /** The whole image as one buffer. */
-  get bytes(): Buffer {
-    this.#bytes ??=
-      this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
-    return this.#bytes;
+  /** The image as the chunks it arrived in (one chunk once `bytes` has joined them). */
+  get chunks(): readonly Buffer[] {
+    return this.#chunks;
   }
 
-  /** The first `n` bytes (for recognising the format). */
+  /** The whole image as one buffer. */
+  get bytes(): Buffer {
+    if (this.#chunks.length !== 1) this.#chunks = [Buffer.concat(this.#chunks, this.size)];
+    return this.#chunks[0]!;
+  }
+
+  /** The first `n` bytes (for recognising the format), without joining the chunks. */
   head(n: number): Buffer {
-    const first = this.chunks[0];
+    const first = this.#chunks[0];
     if (first && first.length >= n) return first.subarray(0, n);
-    return this.bytes.subarray(0, n);
+    const out: Buffer[] = [];
+    let taken = 0;
+    for (const c of this.#chunks) {
+      if (taken >= n) break;
+      out.push(c.subarray(0, n - taken));
+      taken += Math.min(c.length, n - taken);
+    }
+    return Buffer.concat(out);
   }
 }
 

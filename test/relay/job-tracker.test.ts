@@ -151,3 +151,25 @@ describe('JobTracker', () => {
     expect(await t.whenKnown(id(3), 0)).toBeUndefined();
   });
 });
+
+describe('BufferedImage', () => {
+  it('joins its chunks once, holding the joined copy in their place, and reads its head without joining', () => {
+    const bytes = Buffer.from('0123456789abcdefghij');
+    const pieces = [
+      bytes.subarray(0, 3),
+      bytes.subarray(3, 3),
+      bytes.subarray(3, 9),
+      bytes.subarray(9),
+    ];
+    const image = new BufferedImage(pieces, 'image/png');
+    expect(image.size).toBe(bytes.length);
+    expect(image.head(7).toString()).toBe('0123456');
+    expect(image.head(40).toString()).toBe(bytes.toString());
+    expect(image.chunks).toHaveLength(4);
+    const joined = image.bytes;
+    expect(joined.equals(bytes)).toBe(true);
+    expect(image.chunks).toEqual([joined]);
+    expect(image.chunks[0]).toBe(joined);
+    expect(image.bytes).toBe(joined);
+  });
+});
