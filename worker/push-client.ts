@@ -48,8 +48,9 @@ export interface RelayPusherOptions {
   attempts?: number;
   fetch?: typeof fetch;
   /**
-   * `octet-stream` (the default; multipart when the meta is too long for its header), or always
-   * `multipart` (a relay older than the octet-stream push).
+   * `octet-stream` (the default; multipart when the meta is too long for its header, and from
+   * the first push a relay older than this form refused and then took as multipart), or always
+   * `multipart`.
    */
   form?: 'octet-stream' | 'multipart';
 }
@@ -176,45 +177,80 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
   const doFetch = opts.fetch ?? fetch;
   const url = new URL('/push', opts.relayUrl).toString();
   const attempts = opts.attempts ?? 5;
+  // Set once a relay refused the octet-stream form and took the same push as multipart.
+  let multipartOnly = opts.form === 'multipart';
+
+  /** Send one encoded push, retrying transient failures; a refusal (4xx) is final. */
+  async function send(
+    meta: PushMeta,
+    encoded: EncodedPush,
+    tries: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ duplicate: boolean }> {
+    const { body } = encoded;
+    // Hashed once; each try signs the hash with its own timestamp.
+    const sha256 = bodySha256(body);
+    let lastError: unknown;
+    for (let attempt = 0; attempt < tries; attempt++) {
+      if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, { signal });
+      // Signed in the headers (v3 or v2): the relay authenticates the push before its body.
+      const signed = signEncodedPush(opts.secret, meta, encoded, sha256);
+      try {
+        const response = await doFetch(url, {
+          method: 'POST',
+          headers: signed,
+          body: body as Uint8Array<ArrayBuffer>,
+          ...(signal ? { signal } : {}),
+        });
+        const text = await response.text();
+        if (response.ok)
+          return { duplicate: Boolean((JSON.parse(text) as { duplicate?: boolean }).duplicate) };
+        const transient = response.status >= 500 || response.status === 429;
+        lastError = new ImagineError(
+          transient ? 'DELIVERY_FAILED' : refusalCode(text),
+          `relay answered HTTP ${response.status}: ${text.slice(0, 300)}`,
+        );
+        // A refusal (4xx) is final: the caller tells the user instead.
+        if (!transient) throw new PushRefused(lastError as ImagineError);
+      } catch (err) {
+        if (err instanceof PushRefused) throw err.refusal;
+        if (signal?.aborted) throw err;
+        lastError = err;
+      }
+    }
+    throw new ImagineError('DELIVERY_FAILED', 'relay cannot be reached', { cause: lastError });
+  }
+
   return {
     async push(meta, images, pushOpts = {}) {
       const { signal } = pushOpts;
-      const encoded =
-        (opts.form !== 'multipart' ? encodeOctetPush(meta, images, pushOpts.preview) : undefined) ??
-        encodePush(meta, images, pushOpts.preview);
-      const { body } = encoded;
-      // Hashed once; each try signs the hash with its own timestamp.
-      const sha256 = bodySha256(body);
-      let lastError: unknown;
       const tries = pushOpts.attempts ?? attempts;
-      for (let attempt = 0; attempt < tries; attempt++) {
-        if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, { signal });
-        // Signed in the headers (v3 or v2): the relay authenticates the push before its body.
-        const signed = signEncodedPush(opts.secret, meta, encoded, sha256);
+      const octet = multipartOnly ? undefined : encodeOctetPush(meta, images, pushOpts.preview);
+      if (octet) {
         try {
-          const response = await doFetch(url, {
-            method: 'POST',
-            headers: signed,
-            body: body as Uint8Array<ArrayBuffer>,
-            ...(signal ? { signal } : {}),
-          });
-          const text = await response.text();
-          if (response.ok)
-            return { duplicate: Boolean((JSON.parse(text) as { duplicate?: boolean }).duplicate) };
-          const transient = response.status >= 500 || response.status === 429;
-          lastError = new ImagineError(
-            transient ? 'DELIVERY_FAILED' : refusalCode(text),
-            `relay answered HTTP ${response.status}: ${text.slice(0, 300)}`,
-          );
-          // A refusal (4xx) is final: the caller tells the user instead.
-          if (!transient) throw new PushRefused(lastError as ImagineError);
+          return await send(meta, octet, tries, signal);
         } catch (err) {
-          if (err instanceof PushRefused) throw err.refusal;
-          if (signal?.aborted) throw err;
-          lastError = err;
+          // A relay from before the octet-stream push refuses its v3 signature (401) or its
+          // content type (415): the same push again as multipart, and multipart from then on.
+          if (!(err instanceof ImagineError && OLD_RELAY_REFUSALS.has(err.code))) throw err;
+          const answer = await send(
+            meta,
+            encodePush(meta, images, pushOpts.preview),
+            tries,
+            signal,
+          );
+          multipartOnly = true;
+          return answer;
         }
       }
-      throw new ImagineError('DELIVERY_FAILED', 'relay cannot be reached', { cause: lastError });
+      return send(meta, encodePush(meta, images, pushOpts.preview), tries, signal);
     },
   };
 }
+
+/** How a relay older than the octet-stream push answers one. */
+const OLD_RELAY_REFUSALS: ReadonlySet<ErrorCode> = new Set([
+  'BAD_SIGNATURE',
+  'MISSING_SIGNATURE',
+  'UNSUPPORTED_MEDIA_TYPE',
+]);

@@ -376,4 +376,52 @@ describe('POST /push as application/octet-stream (v3)', () => {
     await multipartOnly.push({ jobId: testJobId(), status: 'generating' });
     expect(sent[2]).toMatch(/^multipart\/form-data/);
   });
+
+  it('falls back to multipart against a relay from before it (which refuses a v3 signature), and stays there', async () => {
+    const sent: string[] = [];
+    // What a relay without the octet-stream push answers it: its v1/v2 check refuses v3=.
+    const oldRelay: typeof fetch = async (input, init) => {
+      const type = new Headers(init?.headers).get('content-type') ?? '';
+      sent.push(type);
+      if (type === 'application/octet-stream')
+        return Response.json(
+          { error: { code: 'BAD_SIGNATURE', message: 'signature must be v1=<64 hex digits>' } },
+          { status: 401 },
+        );
+      return fetch(input, init);
+    };
+    const pusher = createRelayPusher({ relayUrl: app.url, secret: TEST_SECRET, fetch: oldRelay });
+    const first = testJobId();
+    await pusher.push({ jobId: first, status: 'done', contentType: 'image/png' }, png);
+    const second = testJobId();
+    await pusher.push({ jobId: second, status: 'done', contentType: 'image/png' }, other);
+    expect(sent.map((t) => t.split(';')[0])).toEqual([
+      'application/octet-stream',
+      'multipart/form-data',
+      'multipart/form-data',
+    ]);
+    for (const [jobId, bytes] of [
+      [first, png],
+      [second, other],
+    ] as const) {
+      const image = await fetch(`${app.url}/jobs/${jobId}/image`);
+      expect(Buffer.from(await image.arrayBuffer()).equals(bytes)).toBe(true);
+    }
+    // A wrong secret is refused in either form: tried as multipart once more, then final.
+    const strangers: string[] = [];
+    const stranger = createRelayPusher({
+      relayUrl: app.url,
+      secret: 'not-the-secret-not-the-secret-not-the',
+      fetch: (input, init) => {
+        strangers.push(new Headers(init?.headers).get('content-type')?.split(';')[0] ?? '');
+        return fetch(input, init);
+      },
+    });
+    const refused = testJobId();
+    await expect(
+      stranger.push({ jobId: refused, status: 'done', contentType: 'image/png' }, png),
+    ).rejects.toMatchObject({ code: 'BAD_SIGNATURE' });
+    expect(strangers).toEqual(['application/octet-stream', 'multipart/form-data']);
+    expect(await state(refused)).toBe(404);
+  });
 });
