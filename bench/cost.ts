@@ -26,7 +26,7 @@ import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import { noisePng } from '../test/helpers/images.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { encodePush } from '../worker/push-client.ts';
-import { type BenchServer, machine, report, startServer, UNLIMITED, type Usage } from './lib.ts';
+import { type BenchServer, machine, report, startServer, UNLIMITED } from './lib.ts';
 
 const scenarios = process.argv.slice(2);
 const wanted = (name: string) =>
@@ -237,8 +237,41 @@ async function idleRss(role: string, env: Record<string, string>): Promise<numbe
   }
 }
 
+/**
+ * A process's resident bytes by kind of mapping (Linux `/proc/PID/smaps`; undefined elsewhere):
+ * glibc's main heap (`[heap]`), other anonymous memory, and files (code, data).
+ */
+function residentByMapping(pid: number): { heap: number; anon: number; file: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const out = { heap: 0, anon: 0, file: 0 };
+  let kind: keyof typeof out | undefined = 'anon';
+  for (const line of text.split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) {
+      const name = mapping[1] ?? '';
+      kind =
+        name === '[heap]'
+          ? 'heap'
+          : name === ''
+            ? 'anon'
+            : name.startsWith('/')
+              ? 'file'
+              : undefined;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && kind) out[kind] += Number(rss[1]) * 1024;
+  }
+  return out;
+}
+
 /** `idle/after` in MB. */
-function pair(idle: Usage, after: Usage, of: (u: Usage) => number): string {
+function pair<T>(idle: T, after: T, of: (u: T) => number): string {
   return `${(of(idle) / MB).toFixed(1)}/${(of(after) / MB).toFixed(1)}`;
 }
 
@@ -266,6 +299,7 @@ if (wanted('memory')) {
     try {
       await new Promise((r) => setTimeout(r, 1000));
       const idleUsage = await server.usage(true);
+      const idleMaps = residentByMapping(server.pid);
       const idle = idleUsage.rss;
       // A real ~1 MiB PNG (noise barely compresses): the relay checks an image's structure.
       const side = Math.round(Math.sqrt(MB / 3));
@@ -307,6 +341,7 @@ if (wanted('memory')) {
       // The sweep runs every second; the TTL is one second.
       await new Promise((r) => setTimeout(r, 3000));
       const afterUsage = await server.usage(true);
+      const afterMaps = residentByMapping(server.pid);
       const after = afterUsage.rss;
       agent.destroy();
       report('relay RSS around 1,000 1 MiB images in the result buffer (after GC)', {
@@ -315,11 +350,18 @@ if (wanted('memory')) {
         after_release_MB: after / MB,
         after_over_idle: after / idle,
         // Where what is left lives, idle/after: the JS heap's objects and its reserved pages,
-        // memory V8 knows of outside it (Buffers), and the rest (malloc, libvips, code).
+        // memory V8 knows of outside it (Buffers), and (Linux) the resident pages by mapping:
+        // glibc's main heap, other anonymous memory (V8's pages, thread arenas, stacks), files.
         heap_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.heapUsed),
         heap_total_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.heapTotal),
         external_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.external),
-        rest_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.rss - u.heapTotal - u.external),
+        ...(idleMaps && afterMaps
+          ? {
+              malloc_heap_MB_idle_after: pair(idleMaps, afterMaps, (m) => m.heap),
+              other_anon_MB_idle_after: pair(idleMaps, afterMaps, (m) => m.anon),
+              files_MB_idle_after: pair(idleMaps, afterMaps, (m) => m.file),
+            }
+          : {}),
       });
 
       // Idle WebSockets waiting on queued jobs.
