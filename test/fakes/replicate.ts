@@ -82,6 +82,11 @@ export interface FakeReplicate {
   token: string;
   mode: ReplicateMode;
   stepMs: number;
+  /**
+   * How long the answer to a prediction's creation takes to come back, the prediction already
+   * running (a slow network: the server took the POST, the client has no id yet).
+   */
+  createAnswerMs: number;
   /** A prediction with this seed fails at once (NSFW), the others run as usual. */
   failSeed: number | undefined;
   predictions: Prediction[];
@@ -173,6 +178,7 @@ export async function startFakeReplicate(): Promise<FakeReplicate> {
     token: 'r8_test_token_0123456789',
     mode: 'ok',
     stepMs: 5,
+    createAnswerMs: 0,
     failSeed: undefined,
     predictions: [],
     files: new Map(),
@@ -267,7 +273,7 @@ export async function startFakeReplicate(): Promise<FakeReplicate> {
     p.metrics = { predict_time: 0.1 };
   }
 
-  function create(
+  async function create(
     res: ServerResponse,
     model: string,
     version: string,
@@ -319,7 +325,8 @@ export async function startFakeReplicate(): Promise<FakeReplicate> {
     };
     fake.predictions.push(p);
     void run(p);
-    json(res, 201, p);
+    if (fake.createAnswerMs > 0) await new Promise((r) => setTimeout(r, fake.createAnswerMs));
+    if (!res.destroyed) json(res, 201, p);
   }
 
   const server: Server = createServer(async (req, res) => {
@@ -355,7 +362,7 @@ export async function startFakeReplicate(): Promise<FakeReplicate> {
       } catch {
         return problem(res, 400, 'Bad request', 'The request body is not valid JSON.');
       }
-      create(res, m1[1]!, 'official', schema, body);
+      await create(res, m1[1]!, 'official', schema, body);
       return;
     }
     if (route === 'POST /v1/predictions') {
@@ -369,7 +376,7 @@ export async function startFakeReplicate(): Promise<FakeReplicate> {
           'Invalid version or not permitted',
           "The specified version does not exist (or perhaps you don't have permission to use it?)",
         );
-      create(res, 'nightmareai/real-esrgan', version, schema, body as Record<string, unknown>);
+      await create(res, 'nightmareai/real-esrgan', version, schema, body as Record<string, unknown>);
       return;
     }
     const m2 = /^GET \/v1\/predictions\/([^/]+)$/.exec(route);

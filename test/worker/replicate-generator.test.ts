@@ -45,6 +45,7 @@ describe('Replicate generator against a local fake of its HTTP API', () => {
     fake.failSeed = undefined;
     fake.predictions.length = 0;
     fake.cancels.length = 0;
+    fake.createAnswerMs = 0;
     fake.downloads.length = 0;
   });
 
@@ -134,6 +135,19 @@ describe('Replicate generator against a local fake of its HTTP API', () => {
     await expect(pending).rejects.toThrow('cancelled by user');
     expect(fake.cancels.sort()).toEqual(fake.predictions.map((p) => p.id).sort());
     expect(fake.predictions.every((p) => p.status === 'canceled')).toBe(true);
+  });
+
+  it('cancel while a creation is still answering: that prediction is cancelled too, not left running', async () => {
+    fake.stepMs = 200;
+    fake.createAnswerMs = 300;
+    const ac = new AbortController();
+    const pending = make().generate({ ...request, seeds: [1, 2] }, { signal: ac.signal });
+    // Replicate has both predictions running; their ids are still on the way back.
+    await expect.poll(() => fake.predictions.length).toBe(2);
+    ac.abort(new Error('cancelled by user'));
+    await expect(pending).rejects.toThrow('cancelled by user');
+    expect(fake.cancels.sort()).toEqual(fake.predictions.map((p) => p.id).sort());
+    await expect.poll(() => fake.predictions.every((p) => p.status === 'canceled')).toBe(true);
   });
 
   it('one image failing stops the others: their predictions are cancelled, not left running', async () => {

@@ -125,12 +125,16 @@ export class ReplicateGenerator implements Generator {
         steps: per * req.seeds.length,
       });
     };
-    // Predictions run side by side on Replicate: one per seed, all at once. Creation runs on the
-    // job's own signal, so every prediction that exists is known and can be cancelled.
+    // Predictions run side by side on Replicate: one per seed, all at once. A creation is not cut
+    // short by a cancel (only by the deadline): Replicate may have taken the POST already, and a
+    // prediction whose id never came back would run on, billed, with nothing to cancel it. Each
+    // one created is known, and one that comes back after the stop is cancelled with the rest.
+    const creation: BackendCallOptions = { ...call, signal: new AbortController().signal };
     const tasks = req.seeds.map(async (seed) => {
-      const prediction = await this.create(model, this.inputFor(req, seed, file?.url), call);
+      const prediction = await this.create(model, this.inputFor(req, seed, file?.url), creation);
       const id = String(prediction.id);
       started.push(id);
+      inner.signal.throwIfAborted();
       const done = await this.follow(id, prediction, inner, finished, (p) => {
         progress.set(id, p);
         report();
