@@ -45,6 +45,11 @@ export interface FakeComfyUI {
   url: string;
   mode: ComfyMode;
   stepMs: number;
+  /**
+   * How long the answer to `POST /prompt` takes to come back, the prompt already queued (a slow
+   * network: ComfyUI took it, the client has no prompt_id yet).
+   */
+  queueAnswerMs: number;
   /** A prompt sampling with this seed fails (a node exception); others run as usual. */
   failSeed: number | undefined;
   checkpoints: string[];
@@ -82,6 +87,7 @@ export async function startFakeComfyUI(): Promise<FakeComfyUI> {
     url: '',
     mode: 'ok',
     stepMs: 5,
+    queueAnswerMs: 0,
     failSeed: undefined,
     checkpoints: ['flux1-schnell-fp8.safetensors', 'sd_xl_base_1.0.safetensors'],
     prompts: [],
@@ -513,7 +519,8 @@ export async function startFakeComfyUI(): Promise<FakeComfyUI> {
         fake.prompts.push(p);
         queue.push(p);
         wake?.();
-        json(res, 200, { prompt_id: p.id, number: p.number, node_errors: {} });
+        if (fake.queueAnswerMs > 0) await new Promise((r) => setTimeout(r, fake.queueAnswerMs));
+        if (!res.destroyed) json(res, 200, { prompt_id: p.id, number: p.number, node_errors: {} });
         return;
       }
       if (route === 'POST /interrupt') {

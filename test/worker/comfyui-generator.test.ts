@@ -45,6 +45,7 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
     fake.mode = 'ok';
     fake.stepMs = 5;
     fake.failSeed = undefined;
+    fake.queueAnswerMs = 0;
     fake.prompts.length = 0;
     fake.interrupts.length = 0;
     fake.deletes.length = 0;
@@ -135,6 +136,20 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
     const ids = fake.prompts.map((p) => p.id);
     expect(fake.deletes.flat().sort()).toEqual([...ids].sort());
     expect(fake.interrupts).toEqual([{ prompt_id: ids[0] }]);
+  });
+
+  it('cancel while POST /prompt is still answering: that prompt is taken off the queue too, not left to run', async () => {
+    fake.stepMs = 100;
+    fake.queueAnswerMs = 300;
+    const ac = new AbortController();
+    const pending = make().generate({ ...request, seeds: [1, 2], steps: 50 }, { signal: ac.signal });
+    // ComfyUI has the first prompt queued; its prompt_id is still on the way back.
+    await expect.poll(() => fake.prompts.length).toBe(1);
+    ac.abort(new Error('cancelled by user'));
+    await expect(pending).rejects.toThrow('cancelled by user');
+    const ids = fake.prompts.map((p) => p.id);
+    expect(ids).toHaveLength(1);
+    expect(fake.deletes.flat()).toEqual(ids);
   });
 
   it('one image failing takes the call’s other prompts off the queue instead of running them', async () => {

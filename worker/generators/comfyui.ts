@@ -98,6 +98,7 @@ export class ComfyUIGenerator implements Generator {
     const socket = await this.connect(clientId, call);
     const tracker = new PromptTracker(socket, req.seeds.length, options, call);
     const queued: string[] = [];
+    const queueing: BackendCallOptions = { ...call, signal: new AbortController().signal };
     try {
       const image = req.input ? await this.upload(req.input, call) : undefined;
       for (const seed of req.seeds) {
@@ -112,9 +113,12 @@ export class ComfyUIGenerator implements Generator {
           ...(req.strength !== undefined ? { strength: req.strength } : {}),
           ...((req.model ?? this.opts.model) ? { model: (req.model ?? this.opts.model)! } : {}),
         });
-        const id = await this.queue(filled, clientId, call);
+        // Queueing is not cut short by a cancel (only by the deadline): ComfyUI may have taken the
+        // POST already, and a prompt whose id never came back would run with nothing to stop it.
+        const id = await this.queue(filled, clientId, queueing);
         queued.push(id);
         tracker.track(id);
+        call.signal.throwIfAborted();
       }
       await tracker.settled();
       const images: GeneratedImage[] = [];
