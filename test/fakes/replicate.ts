@@ -376,7 +376,13 @@ export async function startFakeReplicate(): Promise<FakeReplicate> {
           'Invalid version or not permitted',
           "The specified version does not exist (or perhaps you don't have permission to use it?)",
         );
-      await create(res, 'nightmareai/real-esrgan', version, schema, body as Record<string, unknown>);
+      await create(
+        res,
+        'nightmareai/real-esrgan',
+        version,
+        schema,
+        body as Record<string, unknown>,
+      );
       return;
     }
     const m2 = /^GET \/v1\/predictions\/([^/]+)$/.exec(route);

@@ -142,7 +142,10 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
     fake.stepMs = 100;
     fake.queueAnswerMs = 300;
     const ac = new AbortController();
-    const pending = make().generate({ ...request, seeds: [1, 2], steps: 50 }, { signal: ac.signal });
+    const pending = make().generate(
+      { ...request, seeds: [1, 2], steps: 50 },
+      { signal: ac.signal },
+    );
     // ComfyUI has the first prompt queued; its prompt_id is still on the way back.
     await expect.poll(() => fake.prompts.length).toBe(1);
     ac.abort(new Error('cancelled by user'));
