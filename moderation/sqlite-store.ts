@@ -36,12 +36,26 @@ CREATE TABLE IF NOT EXISTS user_defaults (
 /** Channel column value for scope-wide limits. */
 const SCOPE_ROW = '';
 
-/** Settings kept in a SQLite file. Writes are synchronous transactions, so atomic in-process. */
+/** Scopes and users whose settings are kept in memory at most (each is a few small rows). */
+const CACHE_MAX = 10_000;
+
+/**
+ * Settings kept in a SQLite file. Writes are synchronous transactions, so atomic in-process.
+ * Reads are served from memory while nothing changed: a write here drops what it touches, and a
+ * commit by any other connection to the file (another process, another store) changes SQLite's
+ * `PRAGMA data_version`, which every read checks first (one tiny statement), dropping them all.
+ * A moderator's change is therefore seen by the very next read, wherever it was made.
+ */
 export class SqliteSettingsStore implements SettingsStore {
   readonly kind = 'sqlite' as const;
   readonly #db: DatabaseSync;
   /** The reads every request makes, compiled once (preparing costs more than the query). */
   readonly #prepared = new Map<string, StatementSync>();
+  readonly #dataVersion: StatementSync;
+  #seenVersion: number | bigint = -1;
+  /** Read-only (frozen) copies, valid while {@link #seenVersion} is the file's version. */
+  readonly #scopes = new Map<string, ScopeSettings>();
+  readonly #users = new Map<string, UserDefaults>();
 
   /** Open (creating) the file; `:memory:` is accepted for tests. */
   constructor(file: string) {
@@ -51,6 +65,16 @@ export class SqliteSettingsStore implements SettingsStore {
     this.#db.exec('PRAGMA busy_timeout = 5000');
     if (file !== ':memory:') this.#db.exec('PRAGMA journal_mode = WAL');
     this.#db.exec(SCHEMA);
+    this.#dataVersion = this.#db.prepare('PRAGMA data_version');
+  }
+
+  /** Drop every cached read if another connection has committed since the last check. */
+  #checkVersion(): void {
+    const { data_version: version } = this.#dataVersion.get() as { data_version: number | bigint };
+    if (version === this.#seenVersion) return;
+    this.#seenVersion = version;
+    this.#scopes.clear();
+    this.#users.clear();
   }
 
   #statement(sql: string): StatementSync {
@@ -63,6 +87,17 @@ export class SqliteSettingsStore implements SettingsStore {
   }
 
   async get(scopeKey: string): Promise<ScopeSettings> {
+    this.#checkVersion();
+    let settings = this.#scopes.get(scopeKey);
+    if (!settings) {
+      settings = freezeSettings(this.#read(scopeKey));
+      if (this.#scopes.size >= CACHE_MAX) this.#scopes.clear();
+      this.#scopes.set(scopeKey, settings);
+    }
+    return settings;
+  }
+
+  #read(scopeKey: string): ScopeSettings {
     const settings = emptyScopeSettings();
     const limits = this.#statement('SELECT channel, key, value FROM limits WHERE scope = ?').all(
       scopeKey,
@@ -93,6 +128,8 @@ export class SqliteSettingsStore implements SettingsStore {
 
   async apply(scopeKey: string, change: SettingsChange, audit: AuditEntry): Promise<void> {
     const db = this.#db;
+    // Dropped before and after: a failed write may have half-happened in memory only.
+    this.#scopes.delete(scopeKey);
     db.exec('BEGIN IMMEDIATE');
     try {
       switch (change.kind) {
@@ -145,6 +182,8 @@ export class SqliteSettingsStore implements SettingsStore {
     } catch (err) {
       db.exec('ROLLBACK');
       throw err;
+    } finally {
+      this.#scopes.delete(scopeKey);
     }
   }
 
@@ -168,6 +207,17 @@ export class SqliteSettingsStore implements SettingsStore {
   }
 
   async getUser(userKey: string): Promise<UserDefaults> {
+    this.#checkVersion();
+    let defaults = this.#users.get(userKey);
+    if (!defaults) {
+      defaults = Object.freeze(this.#readUser(userKey));
+      if (this.#users.size >= CACHE_MAX) this.#users.clear();
+      this.#users.set(userKey, defaults);
+    }
+    return defaults;
+  }
+
+  #readUser(userKey: string): UserDefaults {
     const row = this.#statement('SELECT value FROM user_defaults WHERE user = ?').get(userKey) as
       | { value: string }
       | undefined;
@@ -180,6 +230,7 @@ export class SqliteSettingsStore implements SettingsStore {
   }
 
   async setUser(userKey: string, defaults: UserDefaults): Promise<void> {
+    this.#users.delete(userKey);
     if (Object.keys(defaults).length === 0)
       this.#db.prepare('DELETE FROM user_defaults WHERE user = ?').run(userKey);
     else
@@ -194,4 +245,15 @@ export class SqliteSettingsStore implements SettingsStore {
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
   }
+}
+
+/** Freeze a settings read: it is shared by every request until the scope changes. */
+function freezeSettings(settings: ScopeSettings): ScopeSettings {
+  for (const overrides of Object.values(settings.channels)) Object.freeze(overrides);
+  Object.freeze(settings.channels);
+  Object.freeze(settings.limits);
+  Object.freeze(settings.blockedWords);
+  Object.freeze(settings.allowedChannels);
+  Object.freeze(settings.deniedChannels);
+  return Object.freeze(settings);
 }

@@ -172,7 +172,22 @@ function definedOnly(entry: LedgerEntry): Partial<LedgerEntry> {
   return Object.fromEntries(Object.entries(entry).filter(([, v]) => v !== undefined));
 }
 
-/** The ledger in a SQLite file (one relay, no Redis): rows expire after `ttlMs`. */
+/**
+ * `next` written over `prev` as the store applies it: what `next` leaves out is kept, and a
+ * non-final state never replaces a final one.
+ */
+function mergeEntry(prev: LedgerEntry, next: LedgerEntry): LedgerEntry {
+  if (isTerminal(prev.state) && !isTerminal(next.state)) return prev;
+  return { ...prev, ...definedOnly(next) } as LedgerEntry;
+}
+
+/**
+ * The ledger in a SQLite file (one relay, no Redis): rows expire after `ttlMs`. Writes made in
+ * one event-loop turn are committed together, in one transaction, at the end of that turn (one
+ * WAL append instead of one per job); until then reads see them from memory, so a recall or a
+ * transition never misses a write. A batch the database refuses is written again entry by entry,
+ * so one bad entry costs only itself. Closing writes what is still pending.
+ */
 export class SqliteJobLedger implements JobLedger {
   readonly #db: DatabaseSync;
   readonly #upsert: StatementSync;
@@ -181,6 +196,9 @@ export class SqliteJobLedger implements JobLedger {
   readonly #ttlMs: number;
   readonly #logger: Logger;
   readonly #now: () => number;
+  /** Writes of this turn, merged per job, not yet committed. */
+  readonly #pending = new Map<string, LedgerEntry>();
+  #flushing: NodeJS.Immediate | undefined;
   #writes = 0;
 
   constructor(opts: { file: string; ttlMs: number; logger: Logger; now?: () => number }) {
@@ -197,9 +215,13 @@ export class SqliteJobLedger implements JobLedger {
       );
       CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at);
     `);
+    // The merge happens in the statement (no read first): what the new entry leaves out is kept
+    // from a live row; an expired or unreadable row is replaced. A final row stays final.
     this.#upsert = this.#db.prepare(`
-      INSERT INTO jobs (job_id, final, entry, expires_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (job_id) DO UPDATE SET final = excluded.final, entry = excluded.entry,
+      INSERT INTO jobs (job_id, final, entry, expires_at) VALUES (?1, ?2, ?3, ?4)
+      ON CONFLICT (job_id) DO UPDATE SET final = excluded.final,
+        entry = CASE WHEN jobs.expires_at > ?5 AND json_valid(jobs.entry)
+          THEN json_patch(jobs.entry, excluded.entry) ELSE excluded.entry END,
         expires_at = excluded.expires_at
       WHERE jobs.final = 0 OR excluded.final = 1
     `);
@@ -211,19 +233,56 @@ export class SqliteJobLedger implements JobLedger {
   }
 
   remember(entry: LedgerEntry): void {
+    const pending = this.#pending.get(entry.jobId);
+    this.#pending.set(entry.jobId, pending ? mergeEntry(pending, entry) : entry);
+    this.#flushing ??= setImmediate(() => this.#flush());
+  }
+
+  /** Commit this turn's writes in one transaction (entry by entry if the batch is refused). */
+  #flush(): void {
+    if (this.#flushing) clearImmediate(this.#flushing);
+    this.#flushing = undefined;
+    if (this.#pending.size === 0 || !this.#db.isOpen) return;
+    const batch = [...this.#pending.values()];
+    this.#pending.clear();
+    const now = this.#now();
     try {
-      const now = this.#now();
-      const previous = this.#recallNow(entry.jobId);
-      this.#upsert.run(
-        entry.jobId,
-        isTerminal(entry.state) ? 1 : 0,
-        JSON.stringify(previous ? { ...previous, ...definedOnly(entry) } : entry),
-        now + this.#ttlMs,
-      );
-      if (++this.#writes % 1000 === 0) this.#prune.run(now);
+      this.#db.exec('BEGIN');
+      for (const entry of batch) this.#write(entry, now);
+      this.#db.exec('COMMIT');
     } catch (err) {
-      this.#logger.warn({ err, jobId: entry.jobId }, 'could not record a job');
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      this.#logger.warn(
+        { err, jobs: batch.length },
+        'could not record a batch of jobs; one by one',
+      );
+      for (const entry of batch) {
+        try {
+          this.#write(entry, now);
+        } catch (err) {
+          this.#logger.warn({ err, jobId: entry.jobId }, 'could not record a job');
+        }
+      }
     }
+    const before = this.#writes;
+    this.#writes += batch.length;
+    if (Math.floor(before / 1000) !== Math.floor(this.#writes / 1000)) {
+      try {
+        this.#prune.run(now);
+      } catch (err) {
+        this.#logger.warn({ err }, 'could not prune the job ledger');
+      }
+    }
+  }
+
+  #write(entry: LedgerEntry, now: number): void {
+    this.#upsert.run(
+      entry.jobId,
+      isTerminal(entry.state) ? 1 : 0,
+      JSON.stringify(entry),
+      now + this.#ttlMs,
+      now,
+    );
   }
 
   async transition(
@@ -240,17 +299,23 @@ export class SqliteJobLedger implements JobLedger {
     return this.#recallNow(jobId);
   }
 
+  /** The stored entry with this turn's pending writes over it. */
   #recallNow(jobId: string): LedgerEntry | undefined {
+    let stored: LedgerEntry | undefined;
     try {
       const row = this.#select.get(jobId, this.#now()) as { entry: string } | undefined;
-      return parseEntry(row?.entry);
+      stored = parseEntry(row?.entry);
     } catch (err) {
       this.#logger.warn({ err, jobId }, 'could not look a job up');
-      return undefined;
     }
+    const pending = this.#pending.get(jobId);
+    if (!pending) return stored;
+    return stored ? mergeEntry(stored, pending) : pending;
   }
 
   async close(): Promise<void> {
-    if (this.#db.isOpen) this.#db.close();
+    if (!this.#db.isOpen) return;
+    this.#flush();
+    this.#db.close();
   }
 }

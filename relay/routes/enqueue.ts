@@ -10,9 +10,53 @@ export function publicBase(request: FastifyRequest, configured: string | undefin
   return new URL(`${request.protocol}://${host}`);
 }
 
+/**
+ * `ws://host/ws?jobId=` for the base a request is answered under, worked out once per base (a
+ * configured PUBLIC_URL, or the few hosts a relay is reached by) instead of per request.
+ */
+function wsLinkPrefix(
+  cache: Map<string, string>,
+  request: FastifyRequest,
+  configured: string | undefined,
+): string {
+  const key = configured ?? `${request.protocol}://${request.host}`;
+  let prefix = cache.get(key);
+  if (prefix === undefined) {
+    const base = publicBase(request, configured);
+    const ws = new URL('/ws', base);
+    ws.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+    prefix = `${ws.href}?jobId=`;
+    // Host headers are the client's to write: a bounded cache, cleared when full.
+    if (cache.size >= 64) cache.clear();
+    cache.set(key, prefix);
+  }
+  return prefix;
+}
+
+/** The 202 answer, serialised from its schema (fast-json-stringify) rather than walked. */
+const QUEUED_SCHEMA = {
+  type: 'object',
+  properties: {
+    jobId: { type: 'string' },
+    ws: { type: 'string' },
+    state: { type: 'string' },
+    position: { type: 'integer' },
+    seed: { type: 'integer' },
+    width: { type: 'integer' },
+    height: { type: 'integer' },
+    status: { type: 'string' },
+    image: { type: 'string' },
+    generator: { type: 'string' },
+    demo: { type: 'boolean' },
+    notice: { type: 'string' },
+  },
+  required: ['jobId', 'ws', 'state', 'position', 'seed', 'width', 'height', 'status', 'image'],
+} as const;
+
 export const enqueueRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
-  app.post('/enqueue', async (request, reply) => {
+  const wsPrefixes = new Map<string, string>();
+  app.post('/enqueue', { schema: { response: { 202: QUEUED_SCHEMA } } }, async (request, reply) => {
     if (!/^application\/json\b/i.test(request.headers['content-type'] ?? ''))
       throw new ImagineError('UNSUPPORTED_MEDIA_TYPE', 'send JSON: content-type application/json');
     let submitted: Awaited<ReturnType<typeof relay.submit>>;
@@ -37,12 +81,10 @@ export const enqueueRoutes: FastifyPluginAsync = async (app) => {
       throw e;
     }
     const { job, position } = submitted;
-    const base = publicBase(request, relay.config.PUBLIC_URL);
-    const ws = new URL(`/ws?jobId=${job.jobId}`, base);
-    ws.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = wsLinkPrefix(wsPrefixes, request, relay.config.PUBLIC_URL) + job.jobId;
     return reply.status(202).send({
       jobId: job.jobId,
-      ws: ws.toString(),
+      ws,
       state: 'queued',
       position,
       seed: job.params.seed,

@@ -89,4 +89,56 @@ describe.each(BACKENDS)('settings on %s', (_name, makeBackend) => {
     expect(s.allowedChannels).toEqual(['c1', 'c2']);
     expect(s.deniedChannels).toEqual([]);
   });
+
+  it('a change made on another relay is seen by the next request here, every time', async () => {
+    // Two policies on one store: two relay processes sharing the SQLite file, or Redis.
+    const here = await backend.make();
+    const there = await backend.make();
+    const scope = 'discord:g9';
+    const origin = { scopeId: 'g9', userId: 'u9', channelId: 'c1' };
+    const audit = { at: 1, actorId: 'm', action: 't' };
+    const fallback = { count: 4, steps: 4 };
+    // Read (and kept in memory) here first.
+    await (await here.admit(ctx({ ...origin, prompt: 'a kraken' }))).cancel();
+    expect((await here.requestDefaults(ctx(origin).origin, fallback)).count).toBe(4);
+
+    await there.change(scope, { kind: 'words-add', words: ['kraken'] }, audit);
+    expect((await refusal(here.admit(ctx({ ...origin, prompt: 'a kraken' })))).code).toBe(
+      'BLOCKED_CONTENT',
+    );
+    await there.change(scope, { kind: 'words-remove', words: ['kraken'] }, audit);
+    await (await here.admit(ctx({ ...origin, prompt: 'a kraken' }))).cancel();
+
+    await there.change(scope, { kind: 'limits', changes: { maxImagesPerJob: 2 } }, audit);
+    expect((await here.requestDefaults(ctx(origin).origin, fallback)).count).toBe(2);
+    expect((await refusal(here.admit(ctx({ ...origin, count: 3 })))).code).toBe(
+      'INVALID_PARAMETERS',
+    );
+    await there.change(scope, { kind: 'channel-deny', channelId: 'c1' }, audit);
+    expect((await refusal(here.admit(ctx(origin)))).code).toBe('CHANNEL_NOT_ALLOWED');
+    await there.change(scope, { kind: 'channels-clear' }, audit);
+    await (await here.admit(ctx(origin))).cancel();
+
+    // A user's own defaults, set through another relay, apply to the next request here.
+    await there.changeUserDefaults(ctx(origin).origin, { count: 1 });
+    expect((await here.requestDefaults(ctx(origin).origin, fallback)).count).toBe(1);
+    await there.changeUserDefaults(ctx(origin).origin, null);
+    expect((await here.requestDefaults(ctx(origin).origin, fallback)).count).toBe(2);
+  });
+
+  it('a settings read is never changed by its reader', async () => {
+    const p = await backend.make();
+    await p.change(
+      'discord:A',
+      { kind: 'words-add', words: ['x1'] },
+      { at: 1, actorId: 'm', action: 't' },
+    );
+    const first = await p.settingsOf('discord:A');
+    try {
+      first.blockedWords.push('x2');
+    } catch {
+      // A read kept in memory is frozen: it cannot be changed for the next reader.
+    }
+    expect((await p.settingsOf('discord:A')).blockedWords).toEqual(['x1']);
+  });
 });

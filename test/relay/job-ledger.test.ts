@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import pino from 'pino';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { type JobLedger, RedisJobLedger, SqliteJobLedger } from '../../relay/job-ledger.ts';
@@ -72,5 +73,64 @@ describe.each(ledgers)('job ledger transitions (%s)', (_name, ledger) => {
       ledger.transition({ jobId, state: 'done', createdAt: 1 }),
     ]);
     expect([a.applied, b.applied].filter(Boolean)).toHaveLength(1);
+  });
+});
+
+describe('the SQLite ledger commits each turn’s writes together', () => {
+  const turn = () => new Promise((r) => setTimeout(r, 20));
+
+  it('reads see a write before it is committed, and a reopened ledger finds every one', async () => {
+    const file = join(dir, `turn-${randomBytes(4).toString('hex')}.sqlite`);
+    const first = new SqliteJobLedger({ file, ttlMs: 60_000, logger });
+    const ids = [testJobId(), testJobId(), testJobId()];
+    for (const jobId of ids) first.remember({ jobId, state: 'queued', createdAt: 1, userId: 'u' });
+    // Not yet committed (the same turn): recall and transition see it all the same.
+    expect((await first.recall(ids[0]!))?.state).toBe('queued');
+    first.remember({ jobId: ids[1]!, state: 'done', createdAt: 1 });
+    expect(await first.transition({ jobId: ids[1]!, state: 'generating', createdAt: 1 })).toEqual(
+      expect.objectContaining({
+        applied: false,
+        previous: expect.objectContaining({ state: 'done', userId: 'u' }),
+      }),
+    );
+    await turn();
+    // Another connection to the file (a restarted relay) reads what was committed.
+    const second = new SqliteJobLedger({ file, ttlMs: 60_000, logger });
+    expect((await second.recall(ids[0]!))?.state).toBe('queued');
+    expect(await second.recall(ids[1]!)).toMatchObject({ state: 'done', userId: 'u' });
+    // A write still pending when the ledger closes is committed by the close.
+    first.remember({ jobId: ids[2]!, state: 'failed', createdAt: 1 });
+    await first.close();
+    expect(await second.recall(ids[2]!)).toMatchObject({ state: 'failed', userId: 'u' });
+    await second.close();
+  });
+
+  it('a batch the database refuses is written entry by entry: one bad entry loses only itself', async () => {
+    const file = join(dir, `refused-${randomBytes(4).toString('hex')}.sqlite`);
+    const lines: Array<{ msg: string; jobId?: string; jobs?: number }> = [];
+    const capture = pino(
+      { level: 'warn' },
+      { write: (line: string) => void lines.push(JSON.parse(line)) },
+    );
+    const ledger = new SqliteJobLedger({ file, ttlMs: 60_000, logger: capture });
+    const [good1, bad, good2] = [testJobId(), testJobId(), testJobId()];
+    // The database refuses one row (as a full disk or a corrupt page would refuse a write).
+    const db = new DatabaseSync(file);
+    db.exec(`CREATE TRIGGER refuse BEFORE INSERT ON jobs WHEN NEW.job_id = '${bad}'
+      BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+    db.close();
+    for (const jobId of [good1!, bad!, good2!])
+      ledger.remember({ jobId, state: 'queued', createdAt: 1 });
+    await turn();
+    const reopened = new SqliteJobLedger({ file, ttlMs: 60_000, logger });
+    expect((await reopened.recall(good1!))?.state).toBe('queued');
+    expect((await reopened.recall(good2!))?.state).toBe('queued');
+    expect(await reopened.recall(bad!)).toBeUndefined();
+    expect(lines.map((l) => [l.msg, l.jobs ?? l.jobId])).toEqual([
+      ['could not record a batch of jobs; one by one', 3],
+      ['could not record a job', bad],
+    ]);
+    await reopened.close();
+    await ledger.close();
   });
 });
