@@ -46,6 +46,19 @@ export class WindowCounters {
     this.#now = opts.now ?? Date.now;
   }
 
+  /**
+   * The Redis key rate-limiter-flexible counts `key` under for this window length, so a script
+   * can count in the same key ({@link RedisConcurrencySlots.acquireCounted}); undefined in memory.
+   */
+  redisKey(windowSeconds: number, key: string): string | undefined {
+    return this.#redis ? this.#limiter(windowSeconds).getKey(key) : undefined;
+  }
+
+  /** The epoch ms a window that resets in `ms` ends at (this process's clock). */
+  endsAt(ms: number): number {
+    return this.#now() + ms;
+  }
+
   #limiter(windowSeconds: number): RateLimiterAbstract {
     let limiter = this.#limiters.get(windowSeconds);
     if (!limiter) {
@@ -109,6 +122,14 @@ function rethrowStoreError(err: unknown): never {
   throw err;
 }
 
+// Lease ids: this process's random prefix and a counter. Unique among every relay sharing a
+// store without asking the system for randomness on each admission.
+const LEASE_PREFIX = randomBytes(9).toString('base64url');
+let leaseCounter = 0;
+function newLeaseId(): string {
+  return `${LEASE_PREFIX}${(leaseCounter++).toString(36)}`;
+}
+
 /** A held concurrency slot. */
 export interface SlotLease {
   key: string;
@@ -119,6 +140,23 @@ export interface SlotLease {
 export type AcquireResult =
   | { ok: true; lease: SlotLease; held: number }
   | { ok: false; held: number };
+
+/** The windows {@link ConcurrencySlots.acquireCounted} counts in, with the slot. */
+export interface CountedTake {
+  /** Store keys of the windows ({@link WindowCounters.redisKey}), with their limits, in order. */
+  windows: ReadonlyArray<{ key: string; limit: number }>;
+  windowSeconds: number;
+  /** What the job counts in each window (its images). */
+  points: number;
+  /** The job the slot is for, when known: bound to it in the same step. */
+  jobId?: string | undefined;
+}
+
+/** The outcome of {@link ConcurrencySlots.acquireCounted}. */
+export type CountedResult =
+  | { ok: true; lease: SlotLease; held: number; bound: boolean; resetsInMs: number[] }
+  | { ok: false; refused: 'slot'; held: number }
+  | { ok: false; refused: 'window'; window: number; usage: WindowUsage };
 
 /** Concurrency slots: at most `limit` leases per key; a lease expires on its own after `leaseMs`. */
 export interface ConcurrencySlots {
@@ -132,6 +170,18 @@ export interface ConcurrencySlots {
   bind(jobId: string, lease: SlotLease, leaseMs: number): Promise<void>;
   /** Release the lease bound to a job; a lease bound after this (a very fast job) goes at once. */
   releaseJob(jobId: string): Promise<void>;
+  /**
+   * Take a slot and count in every window, all or nothing, in one atomic step (and bind the
+   * slot to `take.jobId` when given): nothing is counted for a refusal, and no other admission
+   * can come between the checks and the counts. Where a store offers it (Redis: one script,
+   * one round trip); otherwise the policy takes each in turn.
+   */
+  acquireCounted?(
+    key: string,
+    limit: number,
+    leaseMs: number,
+    take: CountedTake,
+  ): Promise<CountedResult>;
 }
 
 /** How long a job's end is remembered when it is seen before its lease is bound. */
@@ -179,6 +229,47 @@ redis.call('DEL', KEYS[1])
 return 1
 `;
 
+// The slot, then each window, checked; all counted only if everything fits. The windows are
+// rate-limiter-flexible's own keys, counted as its script counts them (a key starts its window
+// with its first count and expires with it), so its reads and refunds work on them unchanged.
+// A refused window is started as that library's consume-then-refund starts it, and the windows
+// before it too: refusals leave the windows as they were before this script.
+const ACQUIRE_COUNTED_LUA = `
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[1]) then return {0, n} end
+local points = tonumber(ARGV[4])
+local seconds = ARGV[5]
+local windows = #KEYS - 2
+for i = 1, windows do
+  local used = tonumber(redis.call('GET', KEYS[i + 2]) or '0')
+  if used + points > tonumber(ARGV[5 + i]) then
+    for j = 1, i do redis.call('SET', KEYS[j + 2], 0, 'EX', seconds, 'NX') end
+    return {-i, used, redis.call('PTTL', KEYS[i + 2])}
+  end
+end
+local out = {1, n + 1}
+for i = 1, windows do
+  local key = KEYS[i + 2]
+  redis.call('SET', key, 0, 'EX', seconds, 'NX')
+  redis.call('INCRBY', key, points)
+  local ttl = redis.call('PTTL', key)
+  if ttl == -1 then
+    redis.call('EXPIRE', key, seconds)
+    ttl = 1000 * seconds
+  end
+  out[#out + 1] = ttl
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if KEYS[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[3] .. '|' .. KEYS[1], 'PX', ARGV[2])
+end
+return out
+`;
+
 /** Slots in Redis, shared by every relay instance. */
 export class RedisConcurrencySlots implements ConcurrencySlots {
   readonly #redis: Redis;
@@ -187,10 +278,55 @@ export class RedisConcurrencySlots implements ConcurrencySlots {
   constructor(redis: Redis, prefix: string) {
     this.#redis = redis;
     this.#prefix = prefix;
+    // Sent by its SHA (EVALSHA), not its text, on every admission.
+    if (!('imagineAcquireCounted' in redis))
+      redis.defineCommand('imagineAcquireCounted', { lua: ACQUIRE_COUNTED_LUA });
+  }
+
+  async acquireCounted(
+    key: string,
+    limit: number,
+    leaseMs: number,
+    take: CountedTake,
+  ): Promise<CountedResult> {
+    const id = newLeaseId();
+    const slotsKey = `${this.#prefix}slots:${key}`;
+    const bindKey = take.jobId === undefined ? '' : `${this.#prefix}slotjob:${take.jobId}`;
+    const keys = [slotsKey, bindKey, ...take.windows.map((w) => w.key)];
+    const run = (
+      this.#redis as unknown as Record<string, (...args: unknown[]) => Promise<number[]>>
+    ).imagineAcquireCounted;
+    const out = await run!.call(
+      this.#redis,
+      keys.length,
+      ...keys,
+      String(limit),
+      String(Math.ceil(leaseMs)),
+      id,
+      String(take.points),
+      String(take.windowSeconds),
+      ...take.windows.map((w) => String(w.limit)),
+    );
+    const [status = 0, a = 0, b = 0] = out;
+    if (status === 0) return { ok: false, refused: 'slot', held: a };
+    if (status < 0)
+      return {
+        ok: false,
+        refused: 'window',
+        window: -status - 1,
+        usage: { used: a, resetsInMs: b },
+      };
+    return {
+      ok: true,
+      lease: { key, id },
+      held: a,
+      bound: take.jobId !== undefined,
+      resetsInMs: out.slice(2),
+    };
   }
 
   async acquire(key: string, limit: number, leaseMs: number): Promise<AcquireResult> {
-    const id = randomBytes(12).toString('base64url');
+    const id = newLeaseId();
     const fullKey = `${this.#prefix}slots:${key}`;
     const [ok, held] = (await this.#redis.eval(
       ACQUIRE_LUA,
@@ -276,7 +412,7 @@ export class MemoryConcurrencySlots implements ConcurrencySlots {
   async acquire(key: string, limit: number, leaseMs: number): Promise<AcquireResult> {
     const leases = this.#live(key);
     if (leases.size >= limit) return { ok: false, held: leases.size };
-    const id = randomBytes(12).toString('base64url');
+    const id = newLeaseId();
     this.#insertLease(leases, id, this.#now() + leaseMs);
     this.#slots.set(key, leases);
     return { ok: true, lease: { key, id }, held: leases.size };

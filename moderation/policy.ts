@@ -14,7 +14,7 @@ import type {
   RequestDefaults,
 } from '../submit/submit.ts';
 import { type Blocklist, BUILTIN_BLOCKED_WORDS, compileBlocklist } from './blocklist.ts';
-import type { ConcurrencySlots, SlotLease, WindowCounters } from './counters.ts';
+import type { ConcurrencySlots, SlotLease, WindowCounters, WindowUsage } from './counters.ts';
 import {
   type AuditEntry,
   channelAllowed,
@@ -98,6 +98,8 @@ export class ModerationPolicy implements AdmissionPolicy {
   readonly #now: () => number;
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #blocklists = new Map<string, Blocklist>();
+  /** The settings each request's defaults were worked out from, for its admission. */
+  readonly #readFor = new WeakMap<RequestDefaults, { scopeKey: string; settings: ScopeSettings }>();
   /**
    * The blocklist of a settings read kept in memory by its store (the same word list object
    * while the scope is unchanged), without the entries being joined into a key on every request;
@@ -218,14 +220,22 @@ export class ModerationPolicy implements AdmissionPolicy {
     origin: Origin,
     fallback: { count: number; steps: number },
   ): Promise<RequestDefaults> {
-    const [mine, limits] = await Promise.all([this.userDefaults(origin), this.limitsFor(origin)]);
-    return {
+    const scopeKey = scopeKeyOf(origin);
+    const [mine, settings] = await Promise.all([
+      this.userDefaults(origin),
+      this.settingsOf(scopeKey),
+    ]);
+    const limits = effectiveLimits(this.defaults, settings, origin.channelId);
+    const defaults: RequestDefaults = {
       count: Math.min(mine.count ?? fallback.count, limits.maxImagesPerJob),
       steps: Math.min(mine.steps ?? fallback.steps, limits.maxSteps),
       ...(mine.aspect ? { aspect: mine.aspect } : {}),
       ...(mine.vary ? { vary: mine.vary } : {}),
       ...(limits.models.length > 0 ? { models: limits.models } : {}),
     };
+    // The admission of this request reads the same settings: kept for it, not read again.
+    this.#readFor.set(defaults, { scopeKey, settings });
+    return defaults;
   }
 
   /** The blocklist that applies under these settings. */
@@ -276,7 +286,8 @@ export class ModerationPolicy implements AdmissionPolicy {
   async admit(ctx: AdmissionContext): Promise<Admission> {
     const { origin, params } = ctx;
     const scopeKey = scopeKeyOf(origin);
-    const settings = await this.settingsOf(scopeKey);
+    const read = ctx.defaults && this.#readFor.get(ctx.defaults);
+    const settings = read?.scopeKey === scopeKey ? read.settings : await this.settingsOf(scopeKey);
     if (!channelAllowed(settings, channelForRules(origin))) {
       const where = settings.allowedChannels.slice(0, 5).map((c) => `<#${c}>`);
       throw new ImagineError(
@@ -319,8 +330,13 @@ export class ModerationPolicy implements AdmissionPolicy {
       );
 
     this.#checkQueue(ctx, limits);
-    const admission = await this.#count(scopeKey, origin, limits, ctx.count, () =>
-      this.#checkQueue(ctx, limits),
+    const admission = await this.#count(
+      scopeKey,
+      origin,
+      limits,
+      ctx.count,
+      () => this.#checkQueue(ctx, limits),
+      ctx.jobId,
     );
     return { ...admission, safety: safetyPolicyOf(limits, origin.ageRestricted) };
   }
@@ -345,7 +361,8 @@ export class ModerationPolicy implements AdmissionPolicy {
   /**
    * Take a concurrency slot, then the job's `images` from the user's and the scope's windows;
    * undo on any refusal. `lastCheck` runs after the last await, so nothing can slip in between
-   * it and the grant.
+   * it and the grant. Where the slots' store can do it all in one atomic step (Redis: one
+   * script, one round trip), it does, binding the slot to `jobId` in the same step.
    */
   async #count(
     scopeKey: string,
@@ -353,6 +370,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     limits: Limits,
     images: number,
     lastCheck: () => void,
+    jobId: string | undefined,
   ): Promise<Admission> {
     const userKey = `u:${scopeKey}:${rateUserOf(origin)}`;
     const scopeCounter = `s:${scopeKey}`;
@@ -367,60 +385,75 @@ export class ModerationPolicy implements AdmissionPolicy {
       for (const step of undo.reverse())
         await step().catch((err) => this.#logger.warn({ err }, 'could not give back a count'));
     };
+    const windows = [
+      { name: userKey, limit: limits.imagesPerUser },
+      { name: scopeCounter, limit: limits.imagesPerScope },
+    ];
+    const storeKeys = windows.map((w) => this.#counters.redisKey(window, w.name));
     try {
-      const slot = await this.#slots.acquire(userKey, limits.concurrentPerUser, this.#leaseMs);
-      if (!slot.ok) {
-        throw new ImagineError(
-          'RATE_LIMITED',
-          `you already have ${slot.held} job${slot.held === 1 ? '' : 's'} in progress (the limit here is ${limits.concurrentPerUser}); try again when one finishes`,
-          { retryAfterSeconds: Math.max(5, Math.ceil(this.secondsPerJob())) },
+      let lease: SlotLease;
+      let bound = false;
+      if (this.#slots.acquireCounted && storeKeys.every((k) => k !== undefined)) {
+        const got = await this.#slots.acquireCounted(
+          userKey,
+          limits.concurrentPerUser,
+          this.#leaseMs,
+          {
+            windows: windows.map((w, i) => ({ key: storeKeys[i] as string, limit: w.limit })),
+            windowSeconds: window,
+            points: images,
+            jobId,
+          },
         );
-      }
-      const { lease } = slot;
-      undo.push(() => this.#slots.release(lease));
+        if (!got.ok) {
+          if (got.refused === 'slot') throw this.#busy(got.held, limits);
+          throw got.window === 0
+            ? this.#userWindowFull(limits, images, got.usage)
+            : this.#scopeWindowFull(limits, images, got.usage, origin);
+        }
+        lease = got.lease;
+        bound = got.bound;
+        const slotLease = got.lease;
+        undo.push(() =>
+          bound && jobId !== undefined
+            ? this.#slots.releaseJob(jobId)
+            : this.#slots.release(slotLease),
+        );
+        windows.forEach((w, i) => {
+          const endsAt = this.#counters.endsAt(got.resetsInMs[i] ?? 0);
+          undo.push(() => this.#counters.giveBack(w.name, window, endsAt, images));
+          counted.push(undo.at(-1)!);
+        });
+      } else {
+        const slot = await this.#slots.acquire(userKey, limits.concurrentPerUser, this.#leaseMs);
+        if (!slot.ok) throw this.#busy(slot.held, limits);
+        lease = slot.lease;
+        const slotLease = slot.lease;
+        undo.push(() => this.#slots.release(slotLease));
 
-      // Every image counts: a job of 4 takes 4, an upscale 1.
-      const mine = await this.#counters.take(userKey, limits.imagesPerUser, window, images);
-      if (!mine.ok) {
-        const wait = secondsFromMs(mine.usage.resetsInMs);
-        const left = Math.max(0, limits.imagesPerUser - mine.usage.used);
-        throw new ImagineError(
-          'RATE_LIMITED',
-          left > 0
-            ? `this asks for ${images} images and you have ${left} of your ${limits.imagesPerUser} per ${formatDuration(window)} left here; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
-            : `you have used your ${limits.imagesPerUser} images per ${formatDuration(window)} here; try again in ${formatDuration(wait)}`,
-          { retryAfterSeconds: Math.max(1, wait) },
-        );
-      }
-      undo.push(() => this.#counters.giveBack(userKey, window, mine.windowEndsAt, images));
-      counted.push(undo.at(-1)!);
+        // Every image counts: a job of 4 takes 4, an upscale 1.
+        const mine = await this.#counters.take(userKey, limits.imagesPerUser, window, images);
+        if (!mine.ok) throw this.#userWindowFull(limits, images, mine.usage);
+        undo.push(() => this.#counters.giveBack(userKey, window, mine.windowEndsAt, images));
+        counted.push(undo.at(-1)!);
 
-      const all = await this.#counters.take(scopeCounter, limits.imagesPerScope, window, images);
-      if (!all.ok) {
-        const wait = secondsFromMs(all.usage.resetsInMs);
-        const left = Math.max(0, limits.imagesPerScope - all.usage.used);
-        const noun = scopeNoun(origin.platform);
-        throw new ImagineError(
-          'RATE_LIMITED',
-          left > 0
-            ? `this asks for ${images} images and this ${noun} has ${left} of its ${limits.imagesPerScope} per ${formatDuration(window)} left; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
-            : `this ${noun} has used its ${limits.imagesPerScope} images per ${formatDuration(window)}; try again in ${formatDuration(wait)}`,
-          { retryAfterSeconds: Math.max(1, wait) },
-        );
+        const all = await this.#counters.take(scopeCounter, limits.imagesPerScope, window, images);
+        if (!all.ok) throw this.#scopeWindowFull(limits, images, all.usage, origin);
+        undo.push(() => this.#counters.giveBack(scopeCounter, window, all.windowEndsAt, images));
+        counted.push(undo.at(-1)!);
       }
-      undo.push(() => this.#counters.giveBack(scopeCounter, window, all.windowEndsAt, images));
-      counted.push(undo.at(-1)!);
 
       lastCheck();
       this.#admitting++;
       let settled = false;
       return {
-        confirm: (jobId) => {
+        confirm: (confirmedId) => {
           if (settled) return;
           settled = true;
           this.#admitting--;
-          this.#hold(jobId, lease);
-          this.#keepRefund(jobId, async () => {
+          // Bound already when the job's id was known at admission (and it is this job).
+          if (!bound || confirmedId !== jobId) this.#hold(confirmedId, lease);
+          this.#keepRefund(confirmedId, async () => {
             for (const step of counted) await step();
           });
         },
@@ -436,6 +469,46 @@ export class ModerationPolicy implements AdmissionPolicy {
       if (err instanceof ImagineError) throw err;
       throw storeUnavailable(err);
     }
+  }
+
+  #busy(held: number, limits: Limits): ImagineError {
+    return new ImagineError(
+      'RATE_LIMITED',
+      `you already have ${held} job${held === 1 ? '' : 's'} in progress (the limit here is ${limits.concurrentPerUser}); try again when one finishes`,
+      { retryAfterSeconds: Math.max(5, Math.ceil(this.secondsPerJob())) },
+    );
+  }
+
+  #userWindowFull(limits: Limits, images: number, usage: WindowUsage): ImagineError {
+    const window = limits.windowSeconds;
+    const wait = secondsFromMs(usage.resetsInMs);
+    const left = Math.max(0, limits.imagesPerUser - usage.used);
+    return new ImagineError(
+      'RATE_LIMITED',
+      left > 0
+        ? `this asks for ${images} images and you have ${left} of your ${limits.imagesPerUser} per ${formatDuration(window)} left here; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
+        : `you have used your ${limits.imagesPerUser} images per ${formatDuration(window)} here; try again in ${formatDuration(wait)}`,
+      { retryAfterSeconds: Math.max(1, wait) },
+    );
+  }
+
+  #scopeWindowFull(
+    limits: Limits,
+    images: number,
+    usage: WindowUsage,
+    origin: Origin,
+  ): ImagineError {
+    const window = limits.windowSeconds;
+    const wait = secondsFromMs(usage.resetsInMs);
+    const left = Math.max(0, limits.imagesPerScope - usage.used);
+    const noun = scopeNoun(origin.platform);
+    return new ImagineError(
+      'RATE_LIMITED',
+      left > 0
+        ? `this asks for ${images} images and this ${noun} has ${left} of its ${limits.imagesPerScope} per ${formatDuration(window)} left; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
+        : `this ${noun} has used its ${limits.imagesPerScope} images per ${formatDuration(window)}; try again in ${formatDuration(wait)}`,
+      { retryAfterSeconds: Math.max(1, wait) },
+    );
   }
 
   #hold(jobId: string, lease: SlotLease): void {

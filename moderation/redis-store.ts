@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import {
   type AuditEntry,
   emptyScopeSettings,
+  freezeSettings,
   isValidLimit,
   type ScopeSettings,
 } from './settings.ts';
@@ -15,24 +16,48 @@ function limitField(channelId: string | undefined, key: string): string {
   return `${channelId === undefined ? SCOPE_FIELD : `#${channelId}`}|${key}`;
 }
 
-/** Settings kept in Redis under `prefix` (e.g. `imagine:`). */
+/** Scopes whose settings are kept in memory at most. */
+const CACHE_MAX = 10_000;
+
+/**
+ * Settings kept in Redis under `prefix` (e.g. `imagine:`). Every change also increments the
+ * scope's version key in the same transaction; a read asks only for that version (one `GET`)
+ * and answers from memory while it is the one its copy was read at, so a change made through
+ * any relay sharing the Redis is seen by the next read everywhere.
+ */
 export class RedisSettingsStore implements SettingsStore {
   readonly kind = 'redis' as const;
   readonly #redis: Redis;
   readonly #prefix: string;
+  /** Frozen copies of scopes' settings with the version they were read at. */
+  readonly #cache = new Map<string, { version: string; settings: ScopeSettings }>();
 
   constructor(redis: Redis, prefix: string) {
     this.#redis = redis;
     this.#prefix = prefix;
   }
 
-  #key(scopeKey: string, what: 'limits' | 'words' | 'allow' | 'deny' | 'audit'): string {
+  #key(
+    scopeKey: string,
+    what: 'limits' | 'words' | 'allow' | 'deny' | 'audit' | 'version',
+  ): string {
     return `${this.#prefix}mod:${scopeKey}:${what}`;
   }
 
   async get(scopeKey: string): Promise<ScopeSettings> {
+    const kept = this.#cache.get(scopeKey);
+    if (kept && ((await this.#redis.get(this.#key(scopeKey, 'version'))) ?? '0') === kept.version)
+      return kept.settings;
+    const { version, settings } = await this.#read(scopeKey);
+    if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
+    this.#cache.set(scopeKey, { version, settings: freezeSettings(settings) });
+    return settings;
+  }
+
+  async #read(scopeKey: string): Promise<{ version: string; settings: ScopeSettings }> {
     const results = await this.#redis
       .multi()
+      .get(this.#key(scopeKey, 'version'))
       .hgetall(this.#key(scopeKey, 'limits'))
       .smembers(this.#key(scopeKey, 'words'))
       .smembers(this.#key(scopeKey, 'allow'))
@@ -40,7 +65,8 @@ export class RedisSettingsStore implements SettingsStore {
       .exec();
     if (!results) throw new Error('redis transaction aborted');
     for (const [err] of results) if (err) throw err;
-    const [limits, words, allow, deny] = results.map(([, v]) => v) as [
+    const [version, limits, words, allow, deny] = results.map(([, v]) => v) as [
+      string | null,
       Record<string, string>,
       string[],
       string[],
@@ -67,7 +93,7 @@ export class RedisSettingsStore implements SettingsStore {
     settings.blockedWords = words.sort();
     settings.allowedChannels = allow.sort();
     settings.deniedChannels = deny.sort();
-    return settings;
+    return { version: version ?? '0', settings };
   }
 
   async apply(scopeKey: string, change: SettingsChange, audit: AuditEntry): Promise<void> {
@@ -102,6 +128,9 @@ export class RedisSettingsStore implements SettingsStore {
       case 'note':
         break;
     }
+    // An audit line alone changes no setting: kept copies stay valid.
+    if (change.kind !== 'note') tx.incr(this.#key(scopeKey, 'version'));
+    this.#cache.delete(scopeKey);
     tx.lpush(this.#key(scopeKey, 'audit'), JSON.stringify(audit));
     tx.ltrim(this.#key(scopeKey, 'audit'), 0, AUDIT_KEEP - 1);
     const results = await tx.exec();

@@ -72,6 +72,20 @@ export function emptyScopeSettings(): ScopeSettings {
   return { limits: {}, channels: {}, blockedWords: [], allowedChannels: [], deniedChannels: [] };
 }
 
+/**
+ * Freeze a settings read kept in memory by its store: one object is shared by every request
+ * until the scope changes, so no reader may change it for the next.
+ */
+export function freezeSettings(settings: ScopeSettings): ScopeSettings {
+  for (const overrides of Object.values(settings.channels)) Object.freeze(overrides);
+  Object.freeze(settings.channels);
+  Object.freeze(settings.limits);
+  Object.freeze(settings.blockedWords);
+  Object.freeze(settings.allowedChannels);
+  Object.freeze(settings.deniedChannels);
+  return Object.freeze(settings);
+}
+
 /** The defaults every scope starts from, read from configuration. */
 export function defaultLimitsFromConfig(config: Readonly<Config>): Limits {
   return {

@@ -5,6 +5,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
   type AuditEntry,
   emptyScopeSettings,
+  freezeSettings,
   isValidLimit,
   type ScopeSettings,
 } from './settings.ts';
@@ -245,15 +246,4 @@ export class SqliteSettingsStore implements SettingsStore {
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
   }
-}
-
-/** Freeze a settings read: it is shared by every request until the scope changes. */
-function freezeSettings(settings: ScopeSettings): ScopeSettings {
-  for (const overrides of Object.values(settings.channels)) Object.freeze(overrides);
-  Object.freeze(settings.channels);
-  Object.freeze(settings.limits);
-  Object.freeze(settings.blockedWords);
-  Object.freeze(settings.allowedChannels);
-  Object.freeze(settings.deniedChannels);
-  return Object.freeze(settings);
 }

@@ -3,7 +3,14 @@
  * only Redis can run the relay on one machine and workers on another, without AWS. Job data is
  * the same contract as on SQS: prompts and parameters, never images.
  */
-import { type Job as BullJob, Queue, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import {
+  type Job as BullJob,
+  type JobsOptions as BullJobOptions,
+  Queue,
+  UnrecoverableError,
+  WaitingError,
+  Worker,
+} from 'bullmq';
 import type { Logger } from 'pino';
 import { ImagineError, isRetryable } from '../contracts/errors.ts';
 import { describeIssues, type Job, JobSchema } from '../contracts/job.ts';
@@ -41,13 +48,35 @@ export interface BullQueueOptions extends BullOptions {
   backoffMs: number;
 }
 
-/** Sends jobs to a BullMQ queue. The imagine job id is the BullMQ job id: a resend is a no-op. */
+/** Most jobs one `addBulk` carries (one pipelined write to Redis). */
+const MAX_BULK = 50;
+
+/** A send waiting for its bulk add. */
+interface PendingAdd {
+  job: Job;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+const notAccepted = (cause: unknown) =>
+  new ImagineError('QUEUE_UNAVAILABLE', 'the job queue did not accept the job', { cause });
+
+/**
+ * Sends jobs to a BullMQ queue. The imagine job id is the BullMQ job id: a resend is a no-op.
+ * Sends made in one event-loop turn (concurrent enqueues) share one `addBulk`: one pipelined
+ * write to Redis instead of one round trip each; a lone job is never held back. Each caller
+ * gets its own outcome: when a bulk add fails, each job is looked up, and only those not in
+ * the queue fail (their submitters give back what they took).
+ */
 export class BullJobQueue implements JobQueue {
   private readonly queue: Queue;
-  private readonly opts: BullQueueOptions;
+  private readonly jobOpts: BullJobOptions;
+  private pending: PendingAdd[] = [];
+  private flushTimer: NodeJS.Immediate | undefined;
+  /** Bulk adds on their way (a close waits for them). */
+  private readonly adding = new Set<Promise<void>>();
 
   constructor(opts: BullQueueOptions) {
-    this.opts = opts;
     this.queue = new Queue(opts.queueName, {
       // A producer should fail fast when Redis is down instead of queueing commands forever.
       connection: { url: opts.redisUrl, enableOfflineQueue: false },
@@ -56,21 +85,54 @@ export class BullJobQueue implements JobQueue {
     this.queue.on('error', () => {
       // Connection errors surface on the calls below as QUEUE_UNAVAILABLE.
     });
+    this.jobOpts = {
+      attempts: opts.attempts,
+      backoff: { type: 'exponential', delay: opts.backoffMs },
+      removeOnComplete: KEEP_COMPLETED,
+      removeOnFail: KEEP_FAILED,
+    };
   }
 
-  async send(job: Job): Promise<void> {
+  send(job: Job): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ job, resolve, reject });
+      if (this.pending.length >= MAX_BULK) this.flush();
+      else this.flushTimer ??= setImmediate(() => this.flush());
+    });
+  }
+
+  /** Add what is pending in one `addBulk`. */
+  private flush(): void {
+    if (this.flushTimer !== undefined) clearImmediate(this.flushTimer);
+    this.flushTimer = undefined;
+    const bulk = this.pending;
+    this.pending = [];
+    if (bulk.length === 0) return;
+    const adding = this.addBulk(bulk);
+    this.adding.add(adding);
+    void adding.finally(() => this.adding.delete(adding));
+  }
+
+  private async addBulk(bulk: PendingAdd[]): Promise<void> {
     try {
-      await this.queue.add(JOB_NAME, job, {
-        jobId: job.jobId,
-        attempts: this.opts.attempts,
-        backoff: { type: 'exponential', delay: this.opts.backoffMs },
-        removeOnComplete: KEEP_COMPLETED,
-        removeOnFail: KEEP_FAILED,
-      });
+      await this.queue.addBulk(
+        bulk.map(({ job }) => ({
+          name: JOB_NAME,
+          data: job,
+          opts: { ...this.jobOpts, jobId: job.jobId },
+        })),
+      );
+      for (const add of bulk) add.resolve();
     } catch (err) {
-      throw new ImagineError('QUEUE_UNAVAILABLE', 'the job queue did not accept the job', {
-        cause: err,
-      });
+      // The bulk is a pipeline, not a transaction: some of it may be in the queue. A job found
+      // there was accepted; one not found (or not to be looked up) was not.
+      await Promise.all(
+        bulk.map(async (add) => {
+          const found = await this.queue.getJob(add.job.jobId).catch(() => undefined);
+          if (found) add.resolve();
+          else add.reject(notAccepted(err));
+        }),
+      );
     }
   }
 
@@ -82,8 +144,10 @@ export class BullJobQueue implements JobQueue {
     }
   }
 
-  /** Close the Redis connection. */
+  /** Add what is pending, then close the Redis connection. */
   async close(): Promise<void> {
+    this.flush();
+    await Promise.all(this.adding);
     await this.queue.close();
   }
 }

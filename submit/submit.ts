@@ -34,6 +34,12 @@ export interface AdmissionContext {
   count: number;
   origin: Origin;
   /**
+   * The id the job will have if admitted (a policy may bind what it takes to it at once), and
+   * the defaults the request was resolved under (a policy may keep what it read for them).
+   */
+  jobId?: string;
+  defaults?: RequestDefaults;
+  /**
    * Jobs queued and not yet started, as this relay sees them (for the queue-length limit).
    * Read at the time it is read (a getter), not when the request arrived.
    */
@@ -185,12 +191,15 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
     const req = withDefaults(model === undefined ? parsed : { ...parsed, model }, defaults);
     const { task, count, params, input, strength } = resolveRequest(req, defaults);
     const { registry } = opts;
+    const jobId = newJobId();
     const granted = await admission.admit({
       prompt: req.prompt,
       params,
       task,
       count,
       origin,
+      jobId,
+      defaults,
       // Read live: a policy checks it again after its own awaits, when parallel requests
       // may have queued jobs meanwhile.
       get queueLength() {
@@ -200,7 +209,7 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
     const createdAt = now();
     const job: Job = {
       v: 1,
-      jobId: newJobId(),
+      jobId,
       task,
       count,
       prompt: req.prompt,

@@ -283,6 +283,70 @@ describe('concurrency slots shared through Redis', () => {
   });
 });
 
+describe('admission counted in one step on Redis, shared by relays', () => {
+  let backend: Backend;
+  beforeEach(() => {
+    backend = BACKENDS[0]![1]();
+  });
+  afterEach(async () => {
+    await backend.cleanup();
+  });
+
+  it('two relays admitting at once between them never over-admit a slot or a window', async () => {
+    const a = await backend.make({ concurrentPerUser: 5, imagesPerUser: 1000 });
+    const b = await backend.make({ concurrentPerUser: 5, imagesPerUser: 1000 });
+    const one = await Promise.allSettled(
+      Array.from({ length: 60 }, (_, i) =>
+        (i % 2 ? a : b).admit(ctx({ userId: 'both', count: 2 })),
+      ),
+    );
+    expect(one.filter((r) => r.status === 'fulfilled')).toHaveLength(5);
+    // A refusal counted nothing: 5 jobs of 2 images.
+    expect((await a.quota(ctx({ userId: 'both' }).origin)).user.used).toBe(10);
+    expect((await b.quota(ctx({ userId: 'both' }).origin)).concurrent.inProgress).toBe(5);
+
+    const c = await backend.make({ imagesPerScope: 9 });
+    const d = await backend.make({ imagesPerScope: 9 });
+    const many = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) =>
+        (i % 2 ? c : d).admit(ctx({ scopeId: 'g-shared', userId: `user-${i}` })),
+      ),
+    );
+    expect(many.filter((r) => r.status === 'fulfilled')).toHaveLength(9);
+    const refused = many.findIndex((r) => r.status === 'rejected');
+    const q = await c.quota(ctx({ scopeId: 'g-shared', userId: `user-${refused}` }).origin);
+    expect(q.user.used).toBe(0);
+    expect(q.concurrent.inProgress).toBe(0);
+    expect(q.scope.used).toBe(9);
+  });
+
+  it('an admission told its job id binds the slot at once: the end seen on another relay before the confirm frees it', async () => {
+    const here = await backend.make({ concurrentPerUser: 1 });
+    const there = await backend.make({ concurrentPerUser: 1 });
+    const who = ctx({ userId: 'quick' });
+    const granted = await here.admit({ ...who, jobId: 'bound-job' });
+    there.finished('bound-job');
+    await expect.poll(async () => (await there.quota(who.origin)).concurrent.inProgress).toBe(0);
+    granted.confirm('bound-job');
+    (await here.admit({ ...who, jobId: 'next-job' })).confirm('next-job');
+    expect((await refusal(there.admit(ctx({ userId: 'quick' })))).code).toBe('RATE_LIMITED');
+  });
+
+  it('a cancelled admission told its job id gives back its slot, its binding and its images', async () => {
+    const p = await backend.make({ concurrentPerUser: 1, imagesPerUser: 4 });
+    const who = ctx({ userId: 'undo', count: 4 });
+    await (await p.admit({ ...who, jobId: 'never-queued' })).cancel();
+    const q = await p.quota(who.origin);
+    expect(q.user.used).toBe(0);
+    expect(q.concurrent.inProgress).toBe(0);
+    (await p.admit({ ...who, jobId: 'queued' })).confirm('queued');
+    // The cancelled job's binding is gone: its end (seen late) frees nothing of the new job.
+    p.finished('never-queued');
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await p.quota(who.origin)).concurrent.inProgress).toBe(1);
+  });
+});
+
 describe('rateUserOf', () => {
   it('keys web clients by IPv4 address or IPv6 /64, and chat users by their id', () => {
     const web = (userId: string) => rateUserOf({ platform: 'web', userId });

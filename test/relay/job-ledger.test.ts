@@ -65,6 +65,19 @@ describe.each(ledgers)('job ledger transitions (%s)', (_name, ledger) => {
     expect((await ledger.recall(jobId))?.state).toBe('cancelled');
   });
 
+  it('writes of one turn (sent together) are each recorded, and a transition after them sees them', async () => {
+    const ids = Array.from({ length: 12 }, () => testJobId());
+    for (const jobId of ids) ledger.remember({ jobId, state: 'queued', createdAt: 1, userId: 'u' });
+    // Same job twice in the turn: the later write wins, what it leaves out is kept.
+    ledger.remember({ jobId: ids[0]!, state: 'generating', createdAt: 1 });
+    const cancel = await ledger.transition({ jobId: ids[1]!, state: 'cancelled', createdAt: 1 });
+    expect(cancel).toMatchObject({ applied: true, previous: { state: 'queued', userId: 'u' } });
+    await settle();
+    expect(await ledger.recall(ids[0]!)).toMatchObject({ state: 'generating', userId: 'u' });
+    expect((await ledger.recall(ids[1]!))?.state).toBe('cancelled');
+    for (const jobId of ids.slice(2)) expect((await ledger.recall(jobId))?.state).toBe('queued');
+  });
+
   it('of two racing transitions on one job, a cancel and a finish, exactly one is final', async () => {
     const jobId = testJobId();
     await ledger.transition({ jobId, state: 'generating', createdAt: 1 });
