@@ -9,7 +9,7 @@
  * - enqueue: CPU per `POST /enqueue` of a relay-only process, on SQS (emulator hosted here) and
  *   on BullMQ (a redis-server started here).
  * - scaling: CPU per `POST /enqueue` as outstanding jobs grow to BENCH_SCALING_MAX (100,000),
- *   measured at 10 / 1,000 / 10,000 / 100,000 outstanding.
+ *   measured at 10 / 1,000 / 10,000 / 100,000 outstanding, on SQS and on BullMQ.
  * - memory: idle RSS per role, RSS after 1,000 1 MiB images left the result buffer, and the
  *   memory one idle WebSocket costs; its servers run with the Dockerfile's `MALLOC_*` settings
  *   (exported values win).
