@@ -46,6 +46,11 @@ export class WindowCounters {
     this.#now = opts.now ?? Date.now;
   }
 
+  /** Whether the counts live in Redis (shared by every relay), not in this process. */
+  get inRedis(): boolean {
+    return this.#redis !== undefined;
+  }
+
   /**
    * The Redis key rate-limiter-flexible counts `key` under for this window length, so a script
    * can count in the same key ({@link RedisConcurrencySlots.acquireCounted}); undefined in memory.
@@ -150,13 +155,19 @@ export interface CountedTake {
   points: number;
   /** The job the slot is for, when known: bound to it in the same step. */
   jobId?: string | undefined;
+  /**
+   * The settings the limits were worked out from, by their version: if the store's version is
+   * another, nothing is taken and the answer is `refused: 'stale'`.
+   */
+  settings?: { versionKey: string; version: string } | undefined;
 }
 
 /** The outcome of {@link ConcurrencySlots.acquireCounted}. */
 export type CountedResult =
   | { ok: true; lease: SlotLease; held: number; bound: boolean; resetsInMs: number[] }
   | { ok: false; refused: 'slot'; held: number }
-  | { ok: false; refused: 'window'; window: number; usage: WindowUsage };
+  | { ok: false; refused: 'window'; window: number; usage: WindowUsage }
+  | { ok: false; refused: 'stale' };
 
 /** Concurrency slots: at most `limit` leases per key; a lease expires on its own after `leaseMs`. */
 export interface ConcurrencySlots {
@@ -234,7 +245,10 @@ return 1
 // with its first count and expires with it), so its reads and refunds work on them unchanged.
 // A refused window is started as that library's consume-then-refund starts it, and the windows
 // before it too: refusals leave the windows as they were before this script.
+// With a version key, the settings the limits came from are checked first: if they changed, the
+// script takes nothing and answers {2}.
 const ACQUIRE_COUNTED_LUA = `
+if KEYS[3] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[6] then return {2} end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -242,17 +256,17 @@ local n = redis.call('ZCARD', KEYS[1])
 if n >= tonumber(ARGV[1]) then return {0, n} end
 local points = tonumber(ARGV[4])
 local seconds = ARGV[5]
-local windows = #KEYS - 2
+local windows = #KEYS - 3
 for i = 1, windows do
-  local used = tonumber(redis.call('GET', KEYS[i + 2]) or '0')
-  if used + points > tonumber(ARGV[5 + i]) then
-    for j = 1, i do redis.call('SET', KEYS[j + 2], 0, 'EX', seconds, 'NX') end
-    return {-i, used, redis.call('PTTL', KEYS[i + 2])}
+  local used = tonumber(redis.call('GET', KEYS[i + 3]) or '0')
+  if used + points > tonumber(ARGV[6 + i]) then
+    for j = 1, i do redis.call('SET', KEYS[j + 3], 0, 'EX', seconds, 'NX') end
+    return {-i, used, redis.call('PTTL', KEYS[i + 3])}
   end
 end
 local out = {1, n + 1}
 for i = 1, windows do
-  local key = KEYS[i + 2]
+  local key = KEYS[i + 3]
   redis.call('SET', key, 0, 'EX', seconds, 'NX')
   redis.call('INCRBY', key, points)
   local ttl = redis.call('PTTL', key)
@@ -292,7 +306,12 @@ export class RedisConcurrencySlots implements ConcurrencySlots {
     const id = newLeaseId();
     const slotsKey = `${this.#prefix}slots:${key}`;
     const bindKey = take.jobId === undefined ? '' : `${this.#prefix}slotjob:${take.jobId}`;
-    const keys = [slotsKey, bindKey, ...take.windows.map((w) => w.key)];
+    const keys = [
+      slotsKey,
+      bindKey,
+      take.settings?.versionKey ?? '',
+      ...take.windows.map((w) => w.key),
+    ];
     const run = (
       this.#redis as unknown as Record<string, (...args: unknown[]) => Promise<number[]>>
     ).imagineAcquireCounted;
@@ -305,9 +324,11 @@ export class RedisConcurrencySlots implements ConcurrencySlots {
       id,
       String(take.points),
       String(take.windowSeconds),
+      take.settings?.version ?? '',
       ...take.windows.map((w) => String(w.limit)),
     );
     const [status = 0, a = 0, b = 0] = out;
+    if (status === 2) return { ok: false, refused: 'stale' };
     if (status === 0) return { ok: false, refused: 'slot', held: a };
     if (status < 0)
       return {

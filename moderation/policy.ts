@@ -12,6 +12,7 @@ import type {
   AdmissionContext,
   AdmissionPolicy,
   RequestDefaults,
+  SettingsChanged,
 } from '../submit/submit.ts';
 import { type Blocklist, BUILTIN_BLOCKED_WORDS, compileBlocklist } from './blocklist.ts';
 import type { ConcurrencySlots, SlotLease, WindowCounters, WindowUsage } from './counters.ts';
@@ -99,7 +100,10 @@ export class ModerationPolicy implements AdmissionPolicy {
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #blocklists = new Map<string, Blocklist>();
   /** The settings each request's defaults were worked out from, for its admission. */
-  readonly #readFor = new WeakMap<RequestDefaults, { scopeKey: string; settings: ScopeSettings }>();
+  readonly #readFor = new WeakMap<
+    RequestDefaults,
+    { scopeKey: string; settings: ScopeSettings; version?: string }
+  >();
   /**
    * The blocklist of a settings read kept in memory by its store (the same word list object
    * while the scope is unchanged), without the entries being joined into a key on every request;
@@ -117,6 +121,8 @@ export class ModerationPolicy implements AdmissionPolicy {
    */
   readonly #refunds = new Map<string, { at: number; giveBack: () => Promise<void> }>();
   #closed = false;
+  /** Whether the slot and the windows are taken in one atomic step (Redis). */
+  readonly #countsAtOnce: boolean;
 
   constructor(opts: ModerationPolicyOptions) {
     this.defaults = Object.freeze({ ...opts.defaults });
@@ -126,6 +132,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     this.models = Object.freeze([...(opts.models ?? [])]);
     this.#counters = opts.counters;
     this.#slots = opts.slots;
+    this.#countsAtOnce = opts.slots.acquireCounted !== undefined && opts.counters.inRedis;
     this.#extraWords = opts.extraBlockedWords ?? [];
     this.#leaseMs = opts.leaseMs;
     this.#logger = opts.logger;
@@ -221,10 +228,8 @@ export class ModerationPolicy implements AdmissionPolicy {
     fallback: { count: number; steps: number },
   ): Promise<RequestDefaults> {
     const scopeKey = scopeKeyOf(origin);
-    const [mine, settings] = await Promise.all([
-      this.userDefaults(origin),
-      this.settingsOf(scopeKey),
-    ]);
+    const [mine, read] = await Promise.all([this.userDefaults(origin), this.#recent(scopeKey)]);
+    const { settings } = read;
     const limits = effectiveLimits(this.defaults, settings, origin.channelId);
     const defaults: RequestDefaults = {
       count: Math.min(mine.count ?? fallback.count, limits.maxImagesPerJob),
@@ -234,8 +239,28 @@ export class ModerationPolicy implements AdmissionPolicy {
       ...(limits.models.length > 0 ? { models: limits.models } : {}),
     };
     // The admission of this request reads the same settings: kept for it, not read again.
-    this.#readFor.set(defaults, { scopeKey, settings });
+    this.#readFor.set(defaults, {
+      scopeKey,
+      settings,
+      ...(read.checked ? {} : { version: read.version }),
+    });
     return defaults;
+  }
+
+  /**
+   * The scope's settings as this relay last read them, when its store can check them later in
+   * the admission's own atomic step (Redis): no round trip here. Otherwise a current read.
+   */
+  async #recent(
+    scopeKey: string,
+  ): Promise<{ settings: ScopeSettings; version: string; checked: boolean }> {
+    if (!this.store.recent || !this.store.versionKey || !this.#countsAtOnce)
+      return { settings: await this.settingsOf(scopeKey), version: '', checked: true };
+    try {
+      return await this.store.recent(scopeKey);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
   }
 
   /** The blocklist that applies under these settings. */
@@ -284,10 +309,30 @@ export class ModerationPolicy implements AdmissionPolicy {
   }
 
   async admit(ctx: AdmissionContext): Promise<Admission> {
-    const { origin, params } = ctx;
-    const scopeKey = scopeKeyOf(origin);
+    const scopeKey = scopeKeyOf(ctx.origin);
     const read = ctx.defaults && this.#readFor.get(ctx.defaults);
-    const settings = read?.scopeKey === scopeKey ? read.settings : await this.settingsOf(scopeKey);
+    if (read?.scopeKey !== scopeKey)
+      return this.#admitUnder(ctx, scopeKey, await this.settingsOf(scopeKey), undefined);
+    if (read.version === undefined)
+      return this.#admitUnder(ctx, scopeKey, read.settings, undefined);
+    try {
+      return await this.#admitUnder(ctx, scopeKey, read.settings, read.version);
+    } catch (err) {
+      // A refusal worked out from settings not checked on this read stands only if they are
+      // still current; otherwise the request is resolved again under the new ones.
+      if (!(err instanceof ImagineError) || err.code === 'QUEUE_UNAVAILABLE') throw err;
+      if ((await this.settingsOf(scopeKey)) === read.settings) throw err;
+      throw settingsChanged();
+    }
+  }
+
+  async #admitUnder(
+    ctx: AdmissionContext,
+    scopeKey: string,
+    settings: ScopeSettings,
+    version: string | undefined,
+  ): Promise<Admission> {
+    const { origin, params } = ctx;
     if (!channelAllowed(settings, channelForRules(origin))) {
       const where = settings.allowedChannels.slice(0, 5).map((c) => `<#${c}>`);
       throw new ImagineError(
@@ -337,6 +382,9 @@ export class ModerationPolicy implements AdmissionPolicy {
       ctx.count,
       () => this.#checkQueue(ctx, limits),
       ctx.jobId,
+      version === undefined || !this.store.versionKey
+        ? undefined
+        : { versionKey: this.store.versionKey(scopeKey), version },
     );
     return { ...admission, safety: safetyPolicyOf(limits, origin.ageRestricted) };
   }
@@ -371,6 +419,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     images: number,
     lastCheck: () => void,
     jobId: string | undefined,
+    read: { versionKey: string; version: string } | undefined,
   ): Promise<Admission> {
     const userKey = `u:${scopeKey}:${rateUserOf(origin)}`;
     const scopeCounter = `s:${scopeKey}`;
@@ -393,7 +442,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     try {
       let lease: SlotLease;
       let bound = false;
-      if (this.#slots.acquireCounted && storeKeys.every((k) => k !== undefined)) {
+      if (this.#countsAtOnce && this.#slots.acquireCounted) {
         const got = await this.#slots.acquireCounted(
           userKey,
           limits.concurrentPerUser,
@@ -403,9 +452,14 @@ export class ModerationPolicy implements AdmissionPolicy {
             windowSeconds: window,
             points: images,
             jobId,
+            settings: read,
           },
         );
         if (!got.ok) {
+          if (got.refused === 'stale') {
+            this.store.forget?.(scopeKey);
+            throw settingsChanged();
+          }
           if (got.refused === 'slot') throw this.#busy(got.held, limits);
           throw got.window === 0
             ? this.#userWindowFull(limits, images, got.usage)
@@ -425,6 +479,7 @@ export class ModerationPolicy implements AdmissionPolicy {
           counted.push(undo.at(-1)!);
         });
       } else {
+        if (read) throw settingsChanged(); // Never: unchecked reads are only handed out with it.
         const slot = await this.#slots.acquire(userKey, limits.concurrentPerUser, this.#leaseMs);
         if (!slot.ok) throw this.#busy(slot.held, limits);
         lease = slot.lease;
@@ -466,7 +521,7 @@ export class ModerationPolicy implements AdmissionPolicy {
       };
     } catch (err) {
       await rollback();
-      if (err instanceof ImagineError) throw err;
+      if (err instanceof ImagineError || isSettingsChanged(err)) throw err;
       throw storeUnavailable(err);
     }
   }
@@ -657,6 +712,17 @@ export function scopeNoun(platform: string | undefined): string {
   if (platform === 'slack') return 'workspace';
   if (platform === 'web') return 'site';
   return 'server';
+}
+
+/** The settings a request's defaults came from changed before its admission: resolve it again. */
+function settingsChanged(): SettingsChanged {
+  return Object.assign(new Error('the settings changed while the request was admitted'), {
+    settingsChanged: true as const,
+  });
+}
+
+function isSettingsChanged(err: unknown): boolean {
+  return (err as Partial<SettingsChanged> | null)?.settingsChanged === true;
 }
 
 function storeUnavailable(err: unknown): ImagineError {

@@ -7,7 +7,12 @@ import {
   isValidLimit,
   type ScopeSettings,
 } from './settings.ts';
-import { AUDIT_KEEP, type SettingsChange, type SettingsStore } from './store.ts';
+import {
+  AUDIT_KEEP,
+  type RecentSettings,
+  type SettingsChange,
+  type SettingsStore,
+} from './store.ts';
 import { readUserDefaults, type UserDefaults } from './user-settings.ts';
 
 const SCOPE_FIELD = '*';
@@ -48,10 +53,29 @@ export class RedisSettingsStore implements SettingsStore {
     const kept = this.#cache.get(scopeKey);
     if (kept && ((await this.#redis.get(this.#key(scopeKey, 'version'))) ?? '0') === kept.version)
       return kept.settings;
+    return (await this.#readAndKeep(scopeKey)).settings;
+  }
+
+  async recent(scopeKey: string): Promise<RecentSettings> {
+    const kept = this.#cache.get(scopeKey);
+    if (kept) return { ...kept, checked: false };
+    return { ...(await this.#readAndKeep(scopeKey)), checked: true };
+  }
+
+  versionKey(scopeKey: string): string {
+    return this.#key(scopeKey, 'version');
+  }
+
+  forget(scopeKey: string): void {
+    this.#cache.delete(scopeKey);
+  }
+
+  async #readAndKeep(scopeKey: string): Promise<{ version: string; settings: ScopeSettings }> {
     const { version, settings } = await this.#read(scopeKey);
     if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
-    this.#cache.set(scopeKey, { version, settings: freezeSettings(settings) });
-    return settings;
+    const kept = { version, settings: freezeSettings(settings) };
+    this.#cache.set(scopeKey, kept);
+    return kept;
   }
 
   async #read(scopeKey: string): Promise<{ version: string; settings: ScopeSettings }> {

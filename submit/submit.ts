@@ -71,6 +71,18 @@ export interface Admission {
 }
 
 /**
+ * What `admit` rejects with when the settings the request's defaults were worked out from
+ * ({@link AdmissionContext.defaults}) changed before it was admitted: nothing was taken, and the
+ * submitter resolves the request again (new defaults) and asks again.
+ */
+export interface SettingsChanged extends Error {
+  settingsChanged: true;
+}
+
+/** Resolve-and-admit rounds a submission gets when settings keep changing under it. */
+const ADMIT_ATTEMPTS = 3;
+
+/**
  * Moderation and rate limits. `admit` throws an {@link ImagineError} (`BLOCKED_CONTENT`,
  * `RATE_LIMITED`, `QUEUE_FULL`, `CHANNEL_NOT_ALLOWED`) to refuse, with `retryAfterSeconds` when
  * there is a time to come back.
@@ -184,28 +196,46 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
       checkInputUrl(parsed.input.image.url, opts.inputPolicy, now());
     }
     const fallback = { steps: opts.defaultSteps, count: opts.defaultCount ?? IMAGE_COUNT_DEFAULT };
-    const defaults: RequestDefaults = admission.requestDefaults
-      ? await admission.requestDefaults(origin, fallback)
-      : fallback;
-    const model = chooseModel(parsed.model, offered, defaults.models);
-    const req = withDefaults(model === undefined ? parsed : { ...parsed, model }, defaults);
-    const { task, count, params, input, strength } = resolveRequest(req, defaults);
     const { registry } = opts;
     const jobId = newJobId();
-    const granted = await admission.admit({
-      prompt: req.prompt,
-      params,
-      task,
-      count,
-      origin,
-      jobId,
-      defaults,
-      // Read live: a policy checks it again after its own awaits, when parallel requests
-      // may have queued jobs meanwhile.
-      get queueLength() {
-        return registry.queuedCount;
-      },
-    });
+    const resolveAndAdmit = async () => {
+      const defaults: RequestDefaults = admission.requestDefaults
+        ? await admission.requestDefaults(origin, fallback)
+        : fallback;
+      const model = chooseModel(parsed.model, offered, defaults.models);
+      const req = withDefaults(model === undefined ? parsed : { ...parsed, model }, defaults);
+      const resolved = resolveRequest(req, defaults);
+      const granted = await admission.admit({
+        prompt: req.prompt,
+        params: resolved.params,
+        task: resolved.task,
+        count: resolved.count,
+        origin,
+        jobId,
+        defaults,
+        // Read live: a policy checks it again after its own awaits, when parallel requests
+        // may have queued jobs meanwhile.
+        get queueLength() {
+          return registry.queuedCount;
+        },
+      });
+      return { req, ...resolved, granted };
+    };
+    let admitted: Awaited<ReturnType<typeof resolveAndAdmit>> | undefined;
+    for (let attempt = 1; !admitted; attempt++) {
+      try {
+        admitted = await resolveAndAdmit();
+      } catch (err) {
+        if ((err as Partial<SettingsChanged> | null)?.settingsChanged !== true) throw err;
+        if (attempt >= ADMIT_ATTEMPTS)
+          throw new ImagineError(
+            'QUEUE_UNAVAILABLE',
+            'the settings here are being changed; try again shortly',
+            { cause: err, retryAfterSeconds: 5 },
+          );
+      }
+    }
+    const { req, task, count, params, input, strength, granted } = admitted;
     const createdAt = now();
     const job: Job = {
       v: 1,

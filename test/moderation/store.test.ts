@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BACKENDS, type Backend, ctx, refusal } from './helpers.ts';
+import type { Job } from '../../contracts/job.ts';
+import { BACKENDS, type Backend, ctx, refusal, submitterFor } from './helpers.ts';
 
 describe.each(BACKENDS)('settings on %s', (_name, makeBackend) => {
   let backend: Backend;
@@ -97,33 +98,44 @@ describe.each(BACKENDS)('settings on %s', (_name, makeBackend) => {
     const scope = 'discord:g9';
     const origin = { scopeId: 'g9', userId: 'u9', channelId: 'c1' };
     const audit = { at: 1, actorId: 'm', action: 't' };
-    const fallback = { count: 4, steps: 4 };
-    // Read (and kept in memory) here first.
+    const sent: Job[] = [];
+    const submit = submitterFor(here, sent);
+    const submitted = async (request: Record<string, unknown>) =>
+      (await submit({ request: { prompt: 'a fox', ...request }, origin: ctx(origin).origin })).job;
+    // Read (and kept in memory) here first, by a direct admission and by the submit path.
     await (await here.admit(ctx({ ...origin, prompt: 'a kraken' }))).cancel();
-    expect((await here.requestDefaults(ctx(origin).origin, fallback)).count).toBe(4);
+    expect((await submitted({ prompt: 'a kraken' })).count).toBe(4);
 
     await there.change(scope, { kind: 'words-add', words: ['kraken'] }, audit);
     expect((await refusal(here.admit(ctx({ ...origin, prompt: 'a kraken' })))).code).toBe(
       'BLOCKED_CONTENT',
     );
     await there.change(scope, { kind: 'words-remove', words: ['kraken'] }, audit);
+    expect((await submitted({ prompt: 'a kraken' })).count).toBe(4);
+    await there.change(scope, { kind: 'words-add', words: ['kraken'] }, audit);
+    expect((await refusal(submitted({ prompt: 'a kraken' }))).code).toBe('BLOCKED_CONTENT');
+    await there.change(scope, { kind: 'words-remove', words: ['kraken'] }, audit);
     await (await here.admit(ctx({ ...origin, prompt: 'a kraken' }))).cancel();
 
+    // A request naming no count gets the new cap at once, whichever path reads it.
     await there.change(scope, { kind: 'limits', changes: { maxImagesPerJob: 2 } }, audit);
-    expect((await here.requestDefaults(ctx(origin).origin, fallback)).count).toBe(2);
+    expect((await submitted({})).count).toBe(2);
     expect((await refusal(here.admit(ctx({ ...origin, count: 3 })))).code).toBe(
       'INVALID_PARAMETERS',
     );
+    await there.change(scope, { kind: 'limits', changes: { maxImagesPerJob: 3 } }, audit);
+    expect((await submitted({})).count).toBe(3);
     await there.change(scope, { kind: 'channel-deny', channelId: 'c1' }, audit);
+    expect((await refusal(submitted({}))).code).toBe('CHANNEL_NOT_ALLOWED');
     expect((await refusal(here.admit(ctx(origin)))).code).toBe('CHANNEL_NOT_ALLOWED');
     await there.change(scope, { kind: 'channels-clear' }, audit);
-    await (await here.admit(ctx(origin))).cancel();
+    expect((await submitted({})).count).toBe(3);
 
     // A user's own defaults, set through another relay, apply to the next request here.
     await there.changeUserDefaults(ctx(origin).origin, { count: 1 });
-    expect((await here.requestDefaults(ctx(origin).origin, fallback)).count).toBe(1);
+    expect((await submitted({})).count).toBe(1);
     await there.changeUserDefaults(ctx(origin).origin, null);
-    expect((await here.requestDefaults(ctx(origin).origin, fallback)).count).toBe(2);
+    expect((await submitted({})).count).toBe(3);
   });
 
   it('a settings read is never changed by its reader', async () => {
