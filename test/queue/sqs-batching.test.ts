@@ -1,20 +1,12 @@
 import { CreateQueueCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImagineError } from '../../contracts/errors.ts';
-import { type Job, JobSchema, newJobId, PROMPT_MAX_CHARS } from '../../contracts/job.ts';
+import { type Job, PROMPT_MAX_CHARS } from '../../contracts/job.ts';
 import { type EmbeddedSqs, startEmbeddedSqs } from '../../queue/embedded-sqs.ts';
 import { createSqsClient, SqsJobQueue } from '../../queue/sqs.ts';
+import { webJob } from '../helpers/jobs.ts';
 
-const job = (prompt = 'a fox in the snow'): Job =>
-  JobSchema.parse({
-    v: 1,
-    jobId: newJobId(),
-    prompt,
-    params: { width: 64, height: 64, seed: 7, steps: 4 },
-    origin: { platform: 'web' },
-    createdAt: Date.now(),
-    expiresAt: Date.now() + 60_000,
-  });
+const job = (prompt?: string): Job => webJob(prompt);
 
 /** Every SQS call the client makes, by command name (read from the real client's middleware). */
 function recordCommands(client: SQSClient): string[] {

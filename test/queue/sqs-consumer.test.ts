@@ -9,20 +9,12 @@ import {
 } from '@aws-sdk/client-sqs';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type Job, JobSchema, newJobId } from '../../contracts/job.ts';
+import type { Job } from '../../contracts/job.ts';
 import { type EmbeddedSqs, startEmbeddedSqs } from '../../queue/embedded-sqs.ts';
 import { createSqsClient, SqsJobConsumer, SqsJobQueue } from '../../queue/sqs.ts';
+import { webJob } from '../helpers/jobs.ts';
 
-const job = (prompt: string): Job =>
-  JobSchema.parse({
-    v: 1,
-    jobId: newJobId(),
-    prompt,
-    params: { width: 64, height: 64, seed: 7, steps: 4 },
-    origin: { platform: 'web' },
-    createdAt: Date.now(),
-    expiresAt: Date.now() + 60_000,
-  });
+const job = (prompt: string): Job => webJob(prompt);
 
 type Next = (args: { input: unknown }) => Promise<{ output: unknown }>;
 type Wrap = (command: string, input: unknown, next: () => Promise<{ output: unknown }>) => unknown;

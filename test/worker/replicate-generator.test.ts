@@ -126,23 +126,15 @@ describe('Replicate generator against a local fake of its HTTP API', () => {
     expect(seen.at(-1)!.step).toBe(8);
   });
 
-  it('cancel: every running prediction is cancelled', async () => {
-    fake.stepMs = 200;
-    const ac = new AbortController();
-    const pending = make().generate({ ...request, seeds: [1, 2] }, { signal: ac.signal });
-    await expect.poll(() => fake.predictions.length).toBe(2);
-    ac.abort(new Error('cancelled by user'));
-    await expect(pending).rejects.toThrow('cancelled by user');
-    expect(fake.cancels.sort()).toEqual(fake.predictions.map((p) => p.id).sort());
-    expect(fake.predictions.every((p) => p.status === 'canceled')).toBe(true);
-  });
-
-  it('cancel while a creation is still answering: that prediction is cancelled too, not left running', async () => {
-    fake.stepMs = 200;
-    fake.createAnswerMs = 300;
-    const ac = new AbortController();
-    const pending = make().generate({ ...request, seeds: [1, 2] }, { signal: ac.signal });
+  it.each([
+    ['with both ids known', 0],
     // Replicate has both predictions running; their ids are still on the way back.
+    ['while the creations are still answering', 300],
+  ])('cancel %s: every prediction is cancelled, none left running', async (_, answerMs) => {
+    fake.stepMs = 200;
+    fake.createAnswerMs = answerMs;
+    const ac = new AbortController();
+    const pending = make().generate({ ...request, seeds: [1, 2] }, { signal: ac.signal });
     await expect.poll(() => fake.predictions.length).toBe(2);
     ac.abort(new Error('cancelled by user'));
     await expect(pending).rejects.toThrow('cancelled by user');

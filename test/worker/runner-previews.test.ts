@@ -1,22 +1,13 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { type Job, JobSchema, newJobId } from '../../contracts/job.ts';
+import type { Job } from '../../contracts/job.ts';
 import type { GenerateOptions, Generator } from '../../worker/generator.ts';
 import { DemoGenerator } from '../../worker/generators/demo.ts';
 import type { RelayPusher } from '../../worker/push-client.ts';
 import { createJobRunner } from '../../worker/runner.ts';
+import { webJob } from '../helpers/jobs.ts';
 
-const jobOf = (count: number): Job =>
-  JobSchema.parse({
-    v: 1,
-    jobId: newJobId(),
-    prompt: 'previews asked for',
-    count,
-    params: { width: 64, height: 64, seed: 7, steps: 4 },
-    origin: { platform: 'web' },
-    createdAt: Date.now(),
-    expiresAt: Date.now() + 60_000,
-  });
+const jobOf = (count: number): Job => webJob('previews asked for', count);
 
 /** The demo generator, recording what the worker says of each step's preview. */
 function recording(): Generator & { answers: Array<[number, number, boolean]> } {
