@@ -26,7 +26,7 @@ import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import { noisePng } from '../test/helpers/images.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { encodePush } from '../worker/push-client.ts';
-import { type BenchServer, machine, report, startServer, UNLIMITED } from './lib.ts';
+import { type BenchServer, enqueue, machine, report, startServer, UNLIMITED } from './lib.ts';
 
 const scenarios = process.argv.slice(2);
 const wanted = (name: string) =>
@@ -41,14 +41,13 @@ function clientIp(): string {
   return `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
 }
 
-async function enqueue(url: string, size = 64): Promise<{ jobId: string; ws: string }> {
-  const res = await fetch(`${url}/enqueue`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'fly-client-ip': clientIp() },
-    body: JSON.stringify({ prompt: 'cost benchmark', width: size, height: size, count: 1 }),
-  });
-  if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
-  return (await res.json()) as { jobId: string; ws: string };
+/** One job of one `size`² image, from a client address of its own. */
+function enqueueOne(url: string, size = 64): Promise<{ jobId: string; ws: string }> {
+  return enqueue(
+    url,
+    { prompt: 'cost benchmark', width: size, height: size, count: 1 },
+    { 'fly-client-ip': clientIp() },
+  );
 }
 
 async function pool(count: number, width: number, fn: (i: number) => Promise<unknown>) {
@@ -121,7 +120,7 @@ process.stdout.write(`# ${await machine()}\n`);
 async function pipelineCost(safety: 'off' | 'spoiler', size: number, jobs: number) {
   const server = await startServer({ WORKER_CONCURRENCY: '2', SAFETY: safety, ...LIMITS });
   const job = async () => {
-    const { ws } = await enqueue(server.url, size);
+    const { ws } = await enqueueOne(server.url, size);
     await new Promise<void>((resolve, reject) => {
       const socket = new WebSocket(ws);
       socket.on('message', (_d, isBinary) => {
@@ -175,9 +174,9 @@ if (wanted('pipeline')) {
 async function enqueueCost(label: string, env: Record<string, string>) {
   const server = await startServer({ ...LIMITS, ...env }, 'relay');
   try {
-    await pool(300, 8, () => enqueue(server.url));
+    await pool(300, 8, () => enqueueOne(server.url));
     const n = 2000;
-    const ms = await cpuPer(server, n, () => pool(n, 8, () => enqueue(server.url)));
+    const ms = await cpuPer(server, n, () => pool(n, 8, () => enqueueOne(server.url)));
     report(`POST /enqueue CPU, relay only, ${label}`, { requests: n, cpu_ms_per_request: ms });
   } finally {
     await server.stop();
@@ -202,7 +201,7 @@ async function scalingCost(label: string, env: Record<string, string>) {
   const server = await startServer({ ...LIMITS, ...env }, 'relay');
   try {
     const warm: string[] = [];
-    await pool(1000, 8, async () => warm.push((await enqueue(server.url)).jobId));
+    await pool(1000, 8, async () => warm.push((await enqueueOne(server.url)).jobId));
     await pool(warm.length, 8, async (i) => {
       const res = await fetch(`${server.url}/jobs/${warm[i]}`, { method: 'DELETE' });
       if (res.status !== 200) throw new Error(`cancel answered ${res.status}`);
@@ -212,9 +211,9 @@ async function scalingCost(label: string, env: Record<string, string>) {
     const figures: Record<string, number> = {};
     for (const mark of marks) {
       const upTo = Math.max(0, mark - outstanding);
-      await pool(upTo, 8, () => enqueue(server.url));
+      await pool(upTo, 8, () => enqueueOne(server.url));
       outstanding += upTo;
-      const ms = await cpuPer(server, window, () => pool(window, 8, () => enqueue(server.url)));
+      const ms = await cpuPer(server, window, () => pool(window, 8, () => enqueueOne(server.url)));
       outstanding += window;
       figures[`at_${mark}`] = ms;
     }
@@ -322,7 +321,7 @@ if (wanted('memory')) {
       const image = await noisePng(side, side);
       const agent = new Agent({ keepAlive: true, maxSockets: 8 });
       const push = async () => {
-        const { jobId } = await enqueue(server.url);
+        const { jobId } = await enqueueOne(server.url);
         const { body, contentType } = encodePush(
           { jobId, status: 'done', contentType: 'image/png', seed: 1 },
           image,
@@ -383,7 +382,7 @@ if (wanted('memory')) {
       // Idle WebSockets waiting on queued jobs.
       const sockets = 1000;
       const jobs: Array<{ ws: string }> = [];
-      for (let i = 0; i < sockets; i++) jobs.push(await enqueue(server.url));
+      for (let i = 0; i < sockets; i++) jobs.push(await enqueueOne(server.url));
       const before = await server.usage(true);
       const open: WebSocket[] = [];
       await pool(sockets, 16, async (i) => {

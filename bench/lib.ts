@@ -105,3 +105,18 @@ export async function machine(): Promise<string> {
   const os = await import('node:os');
   return `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), node ${process.version}`;
 }
+
+/** `POST /enqueue` a JSON body; the job's id and WebSocket URL (throws unless it was accepted). */
+export async function enqueue(
+  url: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<{ jobId: string; ws: string }> {
+  const res = await fetch(`${url}/enqueue`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as { jobId: string; ws: string };
+}

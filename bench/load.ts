@@ -24,7 +24,7 @@ import sharp from 'sharp';
 import WebSocket from 'ws';
 import { isTerminal, type JobState, signPushHeaders } from '../contracts/push.ts';
 import { freePort } from '../test/helpers/net.ts';
-import { machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
+import { enqueue, machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
 
 const JOBS = Number(process.argv[2] ?? 1000);
 const BACKEND = process.argv[3] ?? 'sqs';
@@ -135,13 +135,13 @@ interface Outcome {
 }
 
 async function followOne(i: number): Promise<Outcome> {
-  const res = await fetch(`${server.url}/enqueue`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: `load ${i}`, width: 64, height: 64, seed: i, count: 1 }),
+  const { ws, jobId } = await enqueue(server.url, {
+    prompt: `load ${i}`,
+    width: 64,
+    height: 64,
+    seed: i,
+    count: 1,
   });
-  if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
-  const { ws, jobId } = (await res.json()) as { ws: string; jobId: string };
   const out: Outcome = { terminals: [], images: 0 };
   await new Promise<void>((resolve) => {
     const socket = new WebSocket(ws);

@@ -14,7 +14,15 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { DemoGenerator } from '../worker/generators/demo.ts';
-import { type BenchServer, machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
+import {
+  type BenchServer,
+  enqueue,
+  machine,
+  quantile,
+  report,
+  startServer,
+  UNLIMITED,
+} from './lib.ts';
 
 const JOBS = Number(process.argv[2] ?? 100);
 const SIDE = Number(process.argv[3] ?? 1024);
@@ -89,25 +97,28 @@ async function runJob(
   images: number,
 ): Promise<{ ms: number; jobId: string }> {
   const t0 = performance.now();
-  const res = await fetch(`${url}/enqueue`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
-  const { ws, jobId } = (await res.json()) as { ws: string; jobId: string };
+  const { ws, jobId } = await enqueue(url, body);
   await new Promise<void>((resolve, reject) => {
     const socket = new WebSocket(ws);
     let got = 0;
+    // A binary frame after a `preview` frame is a progress preview, not one of the images.
+    let last: string | undefined;
     socket.on('message', (data, isBinary) => {
-      if (isBinary && ++got === images) {
-        socket.close();
-        resolve();
-      } else if (!isBinary) {
-        const frame = JSON.parse(String(data)) as { state?: string; error?: { code: string } };
-        if (frame.state === 'failed' || frame.state === 'expired')
-          reject(new Error(`job ${frame.state}: ${frame.error?.code ?? '?'}`));
+      if (isBinary) {
+        if (last !== 'preview' && ++got === images) {
+          socket.close();
+          resolve();
+        }
+        return;
       }
+      const frame = JSON.parse(String(data)) as {
+        type?: string;
+        state?: string;
+        error?: { code: string };
+      };
+      last = frame.type;
+      if (frame.state === 'failed' || frame.state === 'expired')
+        reject(new Error(`job ${frame.state}: ${frame.error?.code ?? '?'}`));
     });
     socket.on('close', () =>
       got >= images ? resolve() : reject(new Error(`closed after ${got} of ${images} images`)),

@@ -4,7 +4,7 @@
  * `npm run bench:pipeline [jobs]`
  */
 import WebSocket from 'ws';
-import { machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
+import { enqueue, machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
 
 const JOBS = Number(process.argv[2] ?? 500);
 const WARMUP = 20;
@@ -14,19 +14,13 @@ const server = await startServer({ WORKER_CONCURRENCY: '2', SAFETY: 'off', ...UN
 
 async function oneJob(i: number): Promise<number> {
   const t0 = performance.now();
-  const res = await fetch(`${server.url}/enqueue`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      prompt: `benchmark job ${i}`,
-      width: 64,
-      height: 64,
-      seed: i,
-      count: 1,
-    }),
+  const { ws } = await enqueue(server.url, {
+    prompt: `benchmark job ${i}`,
+    width: 64,
+    height: 64,
+    seed: i,
+    count: 1,
   });
-  if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
-  const { ws } = (await res.json()) as { ws: string };
   await new Promise<void>((resolve, reject) => {
     const socket = new WebSocket(ws);
     socket.on('message', (_data, isBinary) => {

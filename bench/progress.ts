@@ -8,7 +8,7 @@
  */
 import WebSocket from 'ws';
 import { startFakeGenerator } from '../test/fakes/generator-endpoint.ts';
-import { machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
+import { enqueue, machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
 
 const JOBS = Number(process.argv[2] ?? 200);
 const WARMUP = 10;
@@ -19,13 +19,7 @@ async function oneJob(
   body: Record<string, unknown>,
 ): Promise<{ ms: number; progress: number }> {
   const t0 = performance.now();
-  const res = await fetch(`${url}/enqueue`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (res.status !== 202) throw new Error(`enqueue answered ${res.status}: ${await res.text()}`);
-  const { ws } = (await res.json()) as { ws: string };
+  const { ws } = await enqueue(url, body);
   let progress = 0;
   await new Promise<void>((resolve, reject) => {
     const socket = new WebSocket(ws);
