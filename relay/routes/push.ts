@@ -9,7 +9,12 @@
  * parser at once, and nothing is acted on unless it is the body that was signed.
  */
 import { Busboy, type BusboyInstance } from '@fastify/busboy';
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyRequest,
+} from 'fastify';
 import type { HeldImage } from '../../contracts/delivery.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import { header } from '../../contracts/headers.ts';
@@ -35,7 +40,8 @@ import { BufferedImage } from '../job-tracker.ts';
 import { createPushGate, type PushAuth } from '../push-auth.ts';
 import { recallJob } from './jobs.ts';
 
-interface ParsedPush {
+/** A push as its body parser hands it on: checked meta, and the parts it carried. */
+export interface ParsedPush {
   meta: PushMeta;
   /** The images as they arrived, in order: chunks of the request body, never copied. */
   images: Buffer[][];
@@ -143,7 +149,7 @@ function parseMultipart(parts: {
 }
 
 /** The meta and the file parts agree (count of images, the preview and what it comes with). */
-function checkedParts(
+export function checkedParts(
   meta: PushMeta,
   images: Buffer[][],
   preview: Buffer[] | undefined,
@@ -381,8 +387,8 @@ async function previewOf(chunks: Buffer[], meta: PushMeta): Promise<BufferedImag
   return image;
 }
 
-/** What the relay answers a push that changed nothing. */
-interface PushAnswer {
+/** What the relay answers a push it took (changed something or not). */
+export interface PushAnswer {
   ok: true;
   jobId: string;
   state: JobState;
@@ -430,7 +436,7 @@ async function cancelledElsewhere(
   relay: FastifyInstance['relay'],
   meta: PushMeta,
   state: JobState,
-  request: FastifyRequest,
+  log: FastifyBaseLogger,
 ): Promise<boolean> {
   const known = relay.tracker.get(meta.jobId);
   if (known?.state === 'cancelled') return true;
@@ -453,7 +459,7 @@ async function cancelledElsewhere(
     );
     if (decided.applied || decided.previous?.state !== 'cancelled') return false;
   } catch (err) {
-    request.log.warn({ err, jobId: meta.jobId }, 'job ledger unavailable; push taken as it is');
+    log.warn({ err, jobId: meta.jobId }, 'job ledger unavailable; push taken as it is');
     return false;
   }
   learnCancelled(relay, meta.jobId);
@@ -465,6 +471,153 @@ function learnCancelled(relay: FastifyInstance['relay'], jobId: string): void {
   if (relay.tracker.get(jobId))
     relay.tracker.apply(jobId, { state: 'cancelled' }, undefined, { remote: true });
   else relay.tracker.recall({ jobId, state: 'cancelled', createdAt: Date.now() });
+}
+
+/**
+ * Act on a push once its body is parsed and it is authenticated (signed for this job): check its
+ * images (size, type, structure, header), then record the progress or the state change against
+ * the job's record, the ledger and a cancel, and answer as `POST /push` answers. Throws the coded
+ * error the route answers with when the push is refused.
+ */
+export async function acceptPush(
+  relay: FastifyInstance['relay'],
+  push: ParsedPush,
+  log: FastifyBaseLogger,
+): Promise<PushAnswer> {
+  const { meta } = push;
+  const maxImage = relay.config.PUSH_MAX_BYTES;
+  let images: BufferedImage[] | undefined;
+  if (meta.status === 'done') {
+    if (push.images.length === 0)
+      throw new ImagineError('INVALID_PUSH', 'a "done" push needs a non-empty image');
+    images = [];
+    for (const [i, chunks] of push.images.entries()) {
+      const described = meta.images?.[i];
+      const which = push.images.length > 1 ? `image ${i + 1}` : 'image';
+      const received = new BufferedImage(chunks, 'application/octet-stream');
+      if (received.size === 0)
+        throw new ImagineError('INVALID_PUSH', `a "done" push needs a non-empty ${which}`);
+      if (received.size > maxImage)
+        throw new ImagineError(
+          'PAYLOAD_TOO_LARGE',
+          `${which} is ${received.size} bytes; the limit is ${maxImage}`,
+        );
+      const sniffed = sniffImageType(received.head(16));
+      if (!sniffed) throw new ImagineError('INVALID_PUSH', `${which} is not PNG, JPEG or WebP`);
+      const claimed = described?.contentType ?? meta.contentType;
+      if (claimed && claimed !== sniffed)
+        throw new ImagineError('INVALID_PUSH', `meta says ${claimed} but ${which} is ${sniffed}`);
+      // Magic bytes are not an image: walk every part's structure and decode its header
+      // first. A PNG is walked, and kept, in the pieces it arrived in (they go out as
+      // WebSocket fragments); JPEG and WebP are joined for the check and kept as that one piece.
+      const whole = sniffed === 'image/png' ? received.chunks : [received.bytes];
+      try {
+        await checkImage(whole, sniffed);
+      } catch (err) {
+        if (push.images.length > 1 && err instanceof ImagineError)
+          throw new ImagineError(err.code, `${which}: ${err.message}`, { cause: err });
+        throw err;
+      }
+      images.push(
+        new BufferedImage(
+          whole,
+          sniffed,
+          described ?? { seed: meta.seed, width: meta.width, height: meta.height },
+        ),
+      );
+    }
+  } else if (push.images.length > 0) {
+    throw new ImagineError('INVALID_PUSH', `a "${meta.status}" push carries no image`);
+  }
+  const preview = push.preview ? await previewOf(push.preview, meta) : undefined;
+
+  if (meta.status === 'generating') {
+    // A progress report or a worker asking after a running job: no state change.
+    const answer = await runningPush(relay, meta, preview);
+    if (answer) {
+      relay.metrics.pushes.inc({ kind: answer.duplicate ? 'duplicate' : 'progress' });
+      return answer;
+    }
+  }
+
+  // Output safety `review`: each image marked so goes to the moderators, not to the user or the
+  // buffer; the others are delivered. (The verdicts of pushed images come first, in part order.)
+  const review = heldForReview(relay, meta, images);
+  const held = review.error;
+  // A push for a job that ended before a restart is a duplicate (a replay), not news.
+  if (!relay.tracker.get(meta.jobId)) await recallJob(relay, meta.jobId);
+  // The job's start, or its end, decided against a cancel that came in at another relay.
+  const cancelled = await cancelledElsewhere(relay, meta, held ? 'failed' : meta.status, log);
+  if (cancelled) {
+    if (meta.status === 'generating')
+      throw new ImagineError('JOB_CANCELLED', 'the job was cancelled; skip it');
+    relay.metrics.pushes.inc({ kind: 'duplicate' });
+    return { ok: true, jobId: meta.jobId, state: 'cancelled', duplicate: true };
+  }
+  const { duplicate, record } = relay.tracker.apply(
+    meta.jobId,
+    {
+      state: held ? 'failed' : meta.status,
+      seed: meta.seed,
+      width: meta.width,
+      height: meta.height,
+      prompt: meta.prompt,
+      task: meta.task,
+      count: meta.count,
+      steps: meta.steps,
+      strength: meta.strength,
+      model: meta.model,
+      source: meta.source,
+      generator: meta.generator,
+      generationMs: meta.generationMs,
+      createdAt: meta.createdAt,
+      replyTarget: meta.replyTarget,
+      error: held ?? meta.error,
+      ...(meta.safety
+        ? {
+            spoilers: meta.safety.verdicts
+              .filter((v) => isDelivered(v.action))
+              .map((v) => v.action === 'spoiler'),
+          }
+        : {}),
+      ...(meta.safety && meta.status === 'done' && !held
+        ? { withheld: withheldOf(meta.safety.verdicts) }
+        : {}),
+    },
+    held ? undefined : review.delivered,
+  );
+  if (!duplicate && meta.status === 'generating' && meta.progress)
+    relay.tracker.reportProgress(meta.jobId, {
+      ...meta.progress,
+      ...(preview ? { preview } : {}),
+    });
+  if (!duplicate && meta.safety) recordSafety(relay, meta.jobId, meta.safety);
+  if (!duplicate && review.target)
+    for (const part of review.parts)
+      void relay.reviews
+        .hold(heldImageOf(meta, part, review, record.createdAt, review.target))
+        .catch((err) => log.error({ err, jobId: meta.jobId }, 'could not hold for review'));
+  log[meta.progress ? 'debug' : 'info'](
+    {
+      jobId: meta.jobId,
+      status: meta.status,
+      duplicate,
+      legacy: push.legacy,
+      images: images?.length,
+    },
+    'push',
+  );
+  relay.metrics.pushes.inc({
+    kind: duplicate ? 'duplicate' : push.legacy ? 'legacy' : images ? 'image' : 'status',
+  });
+  if (!duplicate && meta.status === 'done') {
+    relay.metrics.endToEnd.observe(
+      { platform: record.platform ?? 'unknown' },
+      Math.max(0, (Date.now() - record.createdAt) / 1000),
+    );
+    if (meta.generationMs !== undefined) relay.metrics.generation.observe(meta.generationMs / 1000);
+  }
+  return { ok: true, jobId: meta.jobId, state: record.state, duplicate };
 }
 
 export const pushRoutes: FastifyPluginAsync = async (app) => {
@@ -626,147 +779,9 @@ export const pushRoutes: FastifyPluginAsync = async (app) => {
         'UNSUPPORTED_MEDIA_TYPE',
         'send application/octet-stream, multipart/form-data or JSON',
       );
-    const { meta } = push;
     const signedFor = authenticated(request).jobId;
-    if (signedFor !== undefined && signedFor !== meta.jobId)
+    if (signedFor !== undefined && signedFor !== push.meta.jobId)
       throw new ImagineError('BAD_SIGNATURE', 'the push is signed for another job');
-
-    let images: BufferedImage[] | undefined;
-    if (meta.status === 'done') {
-      if (push.images.length === 0)
-        throw new ImagineError('INVALID_PUSH', 'a "done" push needs a non-empty image');
-      images = [];
-      for (const [i, chunks] of push.images.entries()) {
-        const described = meta.images?.[i];
-        const which = push.images.length > 1 ? `image ${i + 1}` : 'image';
-        const received = new BufferedImage(chunks, 'application/octet-stream');
-        if (received.size === 0)
-          throw new ImagineError('INVALID_PUSH', `a "done" push needs a non-empty ${which}`);
-        if (received.size > maxImage)
-          throw new ImagineError(
-            'PAYLOAD_TOO_LARGE',
-            `${which} is ${received.size} bytes; the limit is ${maxImage}`,
-          );
-        const sniffed = sniffImageType(received.head(16));
-        if (!sniffed) throw new ImagineError('INVALID_PUSH', `${which} is not PNG, JPEG or WebP`);
-        const claimed = described?.contentType ?? meta.contentType;
-        if (claimed && claimed !== sniffed)
-          throw new ImagineError('INVALID_PUSH', `meta says ${claimed} but ${which} is ${sniffed}`);
-        // Magic bytes are not an image: walk every part's structure and decode its header
-        // first. A PNG is walked, and kept, in the pieces it arrived in (they go out as
-        // WebSocket fragments); JPEG and WebP are joined for the check and kept as that one piece.
-        const whole = sniffed === 'image/png' ? received.chunks : [received.bytes];
-        try {
-          await checkImage(whole, sniffed);
-        } catch (err) {
-          if (push.images.length > 1 && err instanceof ImagineError)
-            throw new ImagineError(err.code, `${which}: ${err.message}`, { cause: err });
-          throw err;
-        }
-        images.push(
-          new BufferedImage(
-            whole,
-            sniffed,
-            described ?? { seed: meta.seed, width: meta.width, height: meta.height },
-          ),
-        );
-      }
-    } else if (push.images.length > 0) {
-      throw new ImagineError('INVALID_PUSH', `a "${meta.status}" push carries no image`);
-    }
-    const preview = push.preview ? await previewOf(push.preview, meta) : undefined;
-
-    if (meta.status === 'generating') {
-      // A progress report or a worker asking after a running job: no state change.
-      const answer = await runningPush(relay, meta, preview);
-      if (answer) {
-        relay.metrics.pushes.inc({ kind: answer.duplicate ? 'duplicate' : 'progress' });
-        return reply.status(200).send(answer);
-      }
-    }
-
-    // Output safety `review`: each image marked so goes to the moderators, not to the user or the
-    // buffer; the others are delivered. (The verdicts of pushed images come first, in part order.)
-    const review = heldForReview(relay, meta, images);
-    const held = review.error;
-    // A push for a job that ended before a restart is a duplicate (a replay), not news.
-    if (!relay.tracker.get(meta.jobId)) await recallJob(relay, meta.jobId);
-    // The job's start, or its end, decided against a cancel that came in at another relay.
-    const cancelled = await cancelledElsewhere(relay, meta, held ? 'failed' : meta.status, request);
-    if (cancelled) {
-      if (meta.status === 'generating')
-        throw new ImagineError('JOB_CANCELLED', 'the job was cancelled; skip it');
-      relay.metrics.pushes.inc({ kind: 'duplicate' });
-      return reply
-        .status(200)
-        .send({ ok: true, jobId: meta.jobId, state: 'cancelled', duplicate: true });
-    }
-    const { duplicate, record } = relay.tracker.apply(
-      meta.jobId,
-      {
-        state: held ? 'failed' : meta.status,
-        seed: meta.seed,
-        width: meta.width,
-        height: meta.height,
-        prompt: meta.prompt,
-        task: meta.task,
-        count: meta.count,
-        steps: meta.steps,
-        strength: meta.strength,
-        model: meta.model,
-        source: meta.source,
-        generator: meta.generator,
-        generationMs: meta.generationMs,
-        createdAt: meta.createdAt,
-        replyTarget: meta.replyTarget,
-        error: held ?? meta.error,
-        ...(meta.safety
-          ? {
-              spoilers: meta.safety.verdicts
-                .filter((v) => isDelivered(v.action))
-                .map((v) => v.action === 'spoiler'),
-            }
-          : {}),
-        ...(meta.safety && meta.status === 'done' && !held
-          ? { withheld: withheldOf(meta.safety.verdicts) }
-          : {}),
-      },
-      held ? undefined : review.delivered,
-    );
-    if (!duplicate && meta.status === 'generating' && meta.progress)
-      relay.tracker.reportProgress(meta.jobId, {
-        ...meta.progress,
-        ...(preview ? { preview } : {}),
-      });
-    if (!duplicate && meta.safety) recordSafety(relay, meta.jobId, meta.safety);
-    if (!duplicate && review.target)
-      for (const part of review.parts)
-        void relay.reviews
-          .hold(heldImageOf(meta, part, review, record.createdAt, review.target))
-          .catch((err) =>
-            request.log.error({ err, jobId: meta.jobId }, 'could not hold for review'),
-          );
-    request.log[meta.progress ? 'debug' : 'info'](
-      {
-        jobId: meta.jobId,
-        status: meta.status,
-        duplicate,
-        legacy: push.legacy,
-        images: images?.length,
-      },
-      'push',
-    );
-    relay.metrics.pushes.inc({
-      kind: duplicate ? 'duplicate' : push.legacy ? 'legacy' : images ? 'image' : 'status',
-    });
-    if (!duplicate && meta.status === 'done') {
-      relay.metrics.endToEnd.observe(
-        { platform: record.platform ?? 'unknown' },
-        Math.max(0, (Date.now() - record.createdAt) / 1000),
-      );
-      if (meta.generationMs !== undefined)
-        relay.metrics.generation.observe(meta.generationMs / 1000);
-    }
-    return reply.status(200).send({ ok: true, jobId: meta.jobId, state: record.state, duplicate });
+    return reply.status(200).send(await acceptPush(relay, push, request.log));
   });
 };
