@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
+import { upscaleMaxSide } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import type { ChatDeliverer } from '../contracts/delivery.ts';
 
@@ -39,6 +40,7 @@ export async function chatAdaptersFromConfig(ctx: AdapterContext): Promise<ChatA
         redisUrl: ctx.config.REDIS_URL,
         redisKeyPrefix: ctx.config.REDIS_KEY_PREFIX,
         logger: ctx.logger,
+        delivery: { upscaleMaxSide: upscaleMaxSide(ctx.config) },
       }),
     );
   }

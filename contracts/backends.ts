@@ -4,6 +4,7 @@
  * configuration schema; read by the worker's router and shown by the relay.
  */
 import { z } from 'zod';
+import { UPSCALE_MAX_SIDE } from './limits.ts';
 
 /** What a backend can be asked to do. */
 export const BACKEND_TASKS = ['generate', 'vary', 'upscale'] as const;
@@ -72,6 +73,65 @@ export const BackendListSchema = z
       seen.add(b.name);
     }
   });
+
+/**
+ * Largest side of any image the Flux app on Modal makes (`MAX_SIDE` in
+ * worker/modal/flux_core.py), an upscale's included: its img2img is not tiled, so an upscale
+ * of an image over 1024 a side is refused there.
+ */
+export const MODAL_FLUX_MAX_SIDE = 2048;
+
+/**
+ * What a backend type does when its `GENERATORS` entry lists no `tasks`: Replicate upscales
+ * only with an upscale model; an `http` endpoint may be one written before the creative loop.
+ */
+export function defaultBackendTasks(type: BackendType, hasUpscaleModel: boolean): BackendTask[] {
+  switch (type) {
+    case 'a1111':
+    case 'comfyui':
+    case 'modal':
+      return ['generate', 'vary', 'upscale'];
+    case 'replicate':
+      return hasUpscaleModel ? ['generate', 'vary', 'upscale'] : ['generate', 'vary'];
+    default:
+      return ['generate'];
+  }
+}
+
+/** The generator settings of a deployment (the configuration's) an upscale limit comes from. */
+export interface GeneratorSettings {
+  GENERATOR: BackendType;
+  GENERATORS?: readonly BackendSpec[] | undefined;
+  REPLICATE_UPSCALE_MODEL?: string | undefined;
+}
+
+/**
+ * The largest side an upscale may make on this deployment, so front ends offer and queue only
+ * upscales a generator will run: one `GENERATOR`'s own limit (the Flux app on Modal:
+ * {@link MODAL_FLUX_MAX_SIDE}; Replicate without an upscale model: none), or the best `maxSide`
+ * among the `GENERATORS` that upscale (as the router picks). Never over
+ * {@link UPSCALE_MAX_SIDE}; 0 when nothing upscales.
+ */
+export function upscaleMaxSide(settings: GeneratorSettings): number {
+  const hasUpscaleModel = (spec?: BackendSpec) =>
+    Boolean(spec?.upscaleModel || settings.REPLICATE_UPSCALE_MODEL);
+  if (settings.GENERATORS) {
+    let best = 0;
+    for (const spec of settings.GENERATORS) {
+      const tasks = spec.tasks ?? defaultBackendTasks(spec.type, hasUpscaleModel(spec));
+      if (tasks.includes('upscale')) best = Math.max(best, spec.maxSide);
+    }
+    return Math.min(best, UPSCALE_MAX_SIDE);
+  }
+  switch (settings.GENERATOR) {
+    case 'modal':
+      return MODAL_FLUX_MAX_SIDE;
+    case 'replicate':
+      return hasUpscaleModel() ? UPSCALE_MAX_SIDE : 0;
+    default:
+      return UPSCALE_MAX_SIDE;
+  }
+}
 
 /** How one backend stands, as the worker that routes to it sees it. */
 export interface BackendStatus {

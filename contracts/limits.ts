@@ -63,14 +63,35 @@ export function imageSeeds(seed: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => imageSeed(seed, i));
 }
 
-/** The size an upscale of a `width`×`height` image makes, or undefined when it would be too big. */
+/**
+ * The size an upscale of a `width`×`height` image makes, or undefined when it would be over
+ * `maxSide` a side: the deployment's generators' upscale limit (`upscaleMaxSide` in
+ * backends.ts, `/healthz`'s `upscaleMaxSide`), never more than {@link UPSCALE_MAX_SIDE}.
+ */
 export function upscaleSize(
   width: number,
   height: number,
+  maxSide: number = UPSCALE_MAX_SIDE,
 ): { width: number; height: number } | undefined {
+  const limit = Math.min(maxSide, UPSCALE_MAX_SIDE);
   const w = width * 2;
   const h = height * 2;
-  return w <= UPSCALE_MAX_SIDE && h <= UPSCALE_MAX_SIDE ? { width: w, height: h } : undefined;
+  return w <= limit && h <= limit ? { width: w, height: h } : undefined;
+}
+
+/**
+ * Why an upscale of a `width`×`height` image cannot run where upscales stop at `maxSide`
+ * ({@link upscaleSize}), said to the user; undefined when it can.
+ */
+export function upscaleRefusal(width: number, height: number, maxSide: number): string | undefined {
+  if (upscaleSize(width, height, maxSide)) return undefined;
+  if (maxSide <= 0) return "this server's image generator does not upscale; try a vary instead";
+  const limit = Math.min(maxSide, UPSCALE_MAX_SIDE);
+  return (
+    `this image is ${width}×${height}; its upscale would be ${width * 2}×${height * 2}, over the ` +
+    `${limit} pixels a side ${limit < UPSCALE_MAX_SIDE ? "this server's image generator upscales to" : 'an upscale may have'}` +
+    ` (images of at most ${Math.floor(limit / 2)} a side can be upscaled)`
+  );
 }
 
 /**

@@ -12,7 +12,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import type { BackendHealth } from '../contracts/backends.ts';
+import { type BackendHealth, upscaleMaxSide } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
 import { parseHostList } from '../contracts/input-url.ts';
@@ -170,6 +170,7 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     defaultSteps: config.DEFAULT_STEPS,
     jobTtlSeconds: config.JOB_TTL_SECONDS,
     models: config.MODELS,
+    upscaleMaxSide: upscaleMaxSide(config),
     inputPolicy: {
       hosts: parseHostList(config.INPUT_IMAGE_HOSTS),
       allowHttp: config.INPUT_IMAGE_ALLOW_HTTP,

@@ -20,6 +20,7 @@ import {
   resolveRequest,
   type VaryPreset,
 } from '../contracts/job.ts';
+import { UPSCALE_MAX_SIDE, upscaleRefusal } from '../contracts/limits.ts';
 import type { SafetyPolicy } from '../contracts/safety.ts';
 import { type ReplyTarget, sealReplyTarget } from '../contracts/seal.ts';
 import type { JobQueue } from '../queue/queue.ts';
@@ -138,6 +139,12 @@ export interface SubmitterOptions {
    * failed job). Without it, URL inputs are refused.
    */
   inputPolicy?: InputUrlPolicy;
+  /**
+   * Largest side an upscale's output may have on this deployment's generators (`upscaleMaxSide`
+   * in contracts/backends.ts); a bigger upscale is refused here, not failed by the generator
+   * after queueing. Default {@link UPSCALE_MAX_SIDE}.
+   */
+  upscaleMaxSide?: number;
   admission?: AdmissionPolicy;
   logger: Logger;
   now?: () => number;
@@ -179,6 +186,7 @@ export type Submitter = (submission: Submission) => Promise<Submitted>;
 export function createSubmitter(opts: SubmitterOptions): Submitter {
   const admission = opts.admission ?? openAdmission;
   const now = opts.now ?? Date.now;
+  const upscaleLimit = opts.upscaleMaxSide ?? UPSCALE_MAX_SIDE;
   return async ({ request, origin, replyTarget }) => {
     const parsed = parseImagineRequest(request);
     const offered = opts.models ?? [];
@@ -194,6 +202,11 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
       if (!opts.inputPolicy)
         throw new ImagineError('INPUT_NOT_ALLOWED', 'this relay takes no input image URLs');
       checkInputUrl(parsed.input.image.url, opts.inputPolicy, now());
+    }
+    const { width: inputWidth, height: inputHeight } = parsed.input ?? {};
+    if (parsed.task === 'upscale' && inputWidth && inputHeight) {
+      const refusal = upscaleRefusal(inputWidth, inputHeight, upscaleLimit);
+      if (refusal) throw new ImagineError('INVALID_PARAMETERS', refusal);
     }
     const fallback = { steps: opts.defaultSteps, count: opts.defaultCount ?? IMAGE_COUNT_DEFAULT };
     const { registry } = opts;

@@ -68,6 +68,8 @@ export interface DiscordDelivererOptions {
   statusEditsPerSecond?: number;
   /** Safety margin before the token's end after which the channel is used (default 30 s). */
   tokenMarginMs?: number;
+  /** Largest upscale the generators make (`upscaleMaxSide`): no Upscale button past it. */
+  upscaleMaxSide?: number;
 }
 
 type Payload = {
@@ -148,6 +150,7 @@ export class DiscordDeliverer implements ChatDeliverer {
   private readonly now: () => number;
   private readonly throttle: StatusThrottle;
   private readonly tokenMarginMs: number;
+  private readonly upscaleMaxSide: number | undefined;
   /** Jobs whose interaction webhook answered 404 or a dead token: never called again. */
   private readonly webhookGone = new Set<string>();
   private readonly guildLimits = new Map<string, { limit: number; at: number }>();
@@ -164,6 +167,7 @@ export class DiscordDeliverer implements ChatDeliverer {
       this.now,
     );
     this.tokenMarginMs = opts.tokenMarginMs ?? 30_000;
+    this.upscaleMaxSide = opts.upscaleMaxSide;
   }
 
   async deliver(target: ReplyTarget, event: DeliveryEvent): Promise<void> {
@@ -396,7 +400,7 @@ export class DiscordDeliverer implements ChatDeliverer {
           ...(event.withheld ? [withheldLine(event.withheld, 'server')] : []),
         ].join('\n'),
         embeds: [jobEmbed(event, name)],
-        components: doneButtons(event),
+        components: doneButtons(event, this.upscaleMaxSide),
         attachments: [
           { id: 0, filename: name, description: imageAltText(event.prompt, ALT_TEXT_MAX.discord) },
         ],
@@ -480,7 +484,7 @@ export class DiscordDeliverer implements ChatDeliverer {
                 ...(event.withheld ? [withheldLine(event.withheld, 'server')] : []),
               ].join('\n'),
               embeds: [jobEmbed(event, single)],
-              components: doneButtons(event),
+              components: doneButtons(event, this.upscaleMaxSide),
               attachments: files.map((f, id) => ({ id, filename: f.name, description: alt })),
             },
             files,

@@ -15,7 +15,7 @@ import {
 import type { DeliveredImage, DeliveryEvent } from '../../contracts/delivery.ts';
 import type { ImagineError } from '../../contracts/errors.ts';
 import { JOB_ID_PATTERN } from '../../contracts/job.ts';
-import { upscaleSize } from '../../contracts/limits.ts';
+import { UPSCALE_MAX_SIDE, upscaleSize } from '../../contracts/limits.ts';
 import { formatDuration } from '../../moderation/settings.ts';
 import {
   CUSTOM_ID_MAX,
@@ -132,10 +132,14 @@ export function varyId(
 /**
  * The components under a finished job. A grid: U1–U4 and Re-roll, V1–V4 (strong), and a menu
  * to vary one subtly; a single image: Upscale, Vary (Subtle), Vary (Strong), Re-roll; an
- * upscaled image: Vary (Subtle), Vary (Strong) and a further Upscale where the size allows.
+ * upscaled image: Vary (Subtle), Vary (Strong) and a further Upscale where the size allows
+ * (twice the image within `upscaleMaxSide`, what this deployment's generators upscale to).
  * Each carries the image's index, seed and size; the image itself is the message's attachment.
  */
-export function doneButtons(event: DeliveryEvent): Row[] {
+export function doneButtons(
+  event: DeliveryEvent,
+  upscaleMaxSide: number = UPSCALE_MAX_SIDE,
+): Row[] {
   const images = event.images ?? [];
   const s = spec(event);
   // Re-roll: `reroll|size|count|model` (the model when the job named one). A long model name
@@ -153,7 +157,7 @@ export function doneButtons(event: DeliveryEvent): Row[] {
   const [first] = images;
   if (!first) return reroll ? [{ type: ComponentType.ActionRow, components: [reroll] }] : [];
   const canUpscale = (image: DeliveredImage) =>
-    upscaleSize(image.width, image.height) !== undefined;
+    upscaleSize(image.width, image.height, upscaleMaxSide) !== undefined;
   if (images.length === 1) {
     const row: APIButtonComponent[] = [];
     if (canUpscale(first))

@@ -8,6 +8,7 @@ import { App, LogLevel, type Receiver, SocketModeReceiver } from '@slack/bolt';
 import type { Logger as SlackLogger } from '@slack/logger';
 import { WebClient, type WebClientOptions } from '@slack/web-api';
 import type { Logger } from 'pino';
+import { upscaleMaxSide } from '../../contracts/backends.ts';
 import type { Config } from '../../contracts/config.ts';
 import type { FrontDoor } from '../../submit/front-door.ts';
 import type { ChatAdapter } from '../adapters.ts';
@@ -41,6 +42,8 @@ export interface SlackAdapterOptions {
   seenEvents?: SeenEvents;
   /** Counts Web API calls against Slack's method tiers. */
   budget?: SlackRateBudget;
+  /** Largest upscale the generators make (`upscaleMaxSide`): no Upscale button past it. */
+  upscaleMaxSide?: number;
 }
 
 /** Bolt and the web-api client log through pino. */
@@ -207,6 +210,7 @@ export function createSlackAdapter(opts: SlackAdapterOptions): ChatAdapter {
     responseUrls,
     now,
     isDemo: (generator) => (generator ?? relay?.generator.name) === 'demo',
+    ...(opts.upscaleMaxSide !== undefined ? { upscaleMaxSide: opts.upscaleMaxSide } : {}),
   });
 
   return {
@@ -244,6 +248,7 @@ export function slackAdapterFromConfig(
     appToken: config.SLACK_APP_TOKEN,
     apiUrl: config.SLACK_API_URL,
     logger,
+    upscaleMaxSide: upscaleMaxSide(config),
     ...(config.REDIS_URL
       ? { seenEvents: new RedisSeenEvents(config.REDIS_URL, config.REDIS_KEY_PREFIX, logger) }
       : {}),

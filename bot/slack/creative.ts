@@ -18,6 +18,7 @@ import {
   IMAGE_COUNT_MAX,
   JOB_ID_PATTERN,
   ModelNameSchema,
+  UPSCALE_MAX_SIDE,
   upscaleSize,
 } from '../../contracts/job.ts';
 import { truncate, versionedBlockId, withPrompt } from './blocks.ts';
@@ -166,11 +167,16 @@ function button(text: string, actionId: string, value: string): types.Button {
 /**
  * The actions blocks of a result card, or none when a value would not fit Slack's limit (a
  * prompt of 1000 emoji). Grid: U1–U4 / V1–V4 / Re-roll. One image: Vary (Subtle), Vary
- * (Strong), Upscale 2× (while twice the size stays within the limit), Re-roll (not for an
+ * (Strong), Upscale 2× (while twice the size stays within `upscaleMaxSide`, what this
+ * deployment's generators upscale to), Re-roll (not for an
  * upscale: it has no seeds of its own to draw again). An image output safety blurred gets no U
  * or V (its file in the thread is the blurred copy).
  */
-export function creativeButtons(job: CardJob, images: readonly CardImage[]): types.KnownBlock[] {
+export function creativeButtons(
+  job: CardJob,
+  images: readonly CardImage[],
+  upscaleMaxSide: number = UPSCALE_MAX_SIDE,
+): types.KnownBlock[] {
   const base: ButtonMeta = {
     t: job.task,
     n: job.count,
@@ -208,7 +214,7 @@ export function creativeButtons(job: CardJob, images: readonly CardImage[]): typ
     images.forEach((_, i) => {
       const meta = forImage(i);
       if (!meta) return;
-      const canUpscale = upscaleSize(meta.w, meta.h) !== undefined;
+      const canUpscale = upscaleSize(meta.w, meta.h, upscaleMaxSide) !== undefined;
       if (canUpscale)
         u.push(
           button(
@@ -234,7 +240,7 @@ export function creativeButtons(job: CardJob, images: readonly CardImage[]): typ
         button('Vary (Subtle)', CREATIVE_ACTIONS.varySubtle, encodeButton(meta, job.prompt)),
         button('Vary (Strong)', CREATIVE_ACTIONS.varyStrong, encodeButton(meta, job.prompt)),
       ];
-      if (upscaleSize(meta.w, meta.h))
+      if (upscaleSize(meta.w, meta.h, upscaleMaxSide))
         row.push(button('Upscale 2×', CREATIVE_ACTIONS.upscale, encodeButton(meta, job.prompt)));
       rows.push(row);
     }
@@ -323,6 +329,8 @@ export interface CardFacts {
   userId: string;
   seconds?: number | undefined;
   demo: boolean;
+  /** Largest upscale this deployment's generators make (default UPSCALE_MAX_SIDE). */
+  upscaleMaxSide?: number | undefined;
 }
 
 /** "seeds 10–13 · 1024×1024 · 2.1 s · demo generator" */
@@ -371,6 +379,6 @@ export function loopResultMessage(
     ],
   });
   blocks.push(...revealButtons(job.jobId, images));
-  blocks.push(...creativeButtons(job, images));
+  blocks.push(...creativeButtons(job, images, f.upscaleMaxSide));
   return { text: `${head} — ${facts}`, blocks };
 }

@@ -53,6 +53,8 @@ export interface SlackDelivererOptions {
   now?: () => number;
   budget?: SlackRateBudget;
   responseUrls?: ResponseUrlTracker;
+  /** Largest upscale the generators make (`upscaleMaxSide`): no Upscale button past it. */
+  upscaleMaxSide?: number;
 }
 
 const capitalized = (text: string) => `${text.charAt(0).toUpperCase()}${text.slice(1)}`;
@@ -385,6 +387,7 @@ export class SlackDeliverer implements ChatDeliverer {
       userId: target.userId,
       seconds: event.generationMs === undefined ? undefined : event.generationMs / 1000,
       demo,
+      upscaleMaxSide: this.opts.upscaleMaxSide,
     };
     const factsText = cardFactsLine(
       job,

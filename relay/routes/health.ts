@@ -2,7 +2,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { FastifyPluginAsync } from 'fastify';
-import type { BackendHealth } from '../../contracts/backends.ts';
+import { type BackendHealth, upscaleMaxSide } from '../../contracts/backends.ts';
 import type { Config } from '../../contracts/config.ts';
 import { ImagineError } from '../../contracts/errors.ts';
 import type { RelayMetrics } from '../metrics.ts';
@@ -65,6 +65,7 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
   const { relay } = app;
   const config: Readonly<Config> = relay.config;
   const started = Date.now();
+  const upscaleLimit = upscaleMaxSide(config);
   app.get('/healthz', async () => ({
     ok: true,
     generator: relay.generator.name,
@@ -83,6 +84,8 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     // The web page checks a chosen image against these before sending it or offering an upscale.
     inputImageMaxBytes: relay.config.INPUT_IMAGE_MAX_BYTES,
     maxImageSide: relay.config.LIMIT_IMAGE_SIDE,
+    // The largest upscale this deployment's generators make (0: none upscales).
+    upscaleMaxSide: upscaleLimit,
     ...(relay.backends ? { backends: relay.backends.status() } : {}),
   }));
 

@@ -1,10 +1,12 @@
 /** The creative loop's button values and the requests a click makes (pure functions). */
 import { describe, expect, it } from 'vitest';
+import type { CardJob } from '../../bot/slack/creative.ts';
 import {
   CREATIVE_ACTION_PATTERN,
   creativeButtons,
   decodeButton,
   encodeButton,
+  loopResultMessage,
   requestForClick,
 } from '../../bot/slack/creative.ts';
 import { parseImagineRequest } from '../../submit/submit.ts';
@@ -117,6 +119,30 @@ describe('Slack creative-loop buttons', () => {
       task: 'vary',
       strength: 'subtle',
     });
+  });
+
+  it('no Upscale past what the generators upscale to (Flux on Modal: 2048; none: 0)', () => {
+    const single = { ...job, count: 1 };
+    const ids = (list: typeof images, limit: number, j: CardJob = job) =>
+      buttonsOf(creativeButtons(j, list, limit)).map((b) => b.action_id);
+    // 1024² images become 2048²: offered under a 2048 limit.
+    expect(ids(images, 2048)).toContain('imagine_upscale_4');
+    const wide = images.map((image) => ({ ...image, width: 1344, height: 768 }));
+    expect(ids(wide, 2048).filter((id) => id.startsWith('imagine_upscale'))).toEqual([]);
+    expect(ids(wide, 2048)).toContain('imagine_vary_strong_2');
+    expect(ids(wide, 4096)).toContain('imagine_upscale_2');
+    const upscaled = { ...single, task: 'upscale' as const, width: 2048, height: 2048 };
+    const big = [{ ...images[0]!, width: 2048, height: 2048 }];
+    expect(ids(big, 2048, upscaled)).toEqual(['imagine_vary_subtle', 'imagine_vary_strong']);
+    expect(ids(big, 4096, upscaled)).toContain('imagine_upscale');
+    expect(ids([images[0]!], 0, single)).not.toContain('imagine_upscale');
+    // The result card passes the deliverer's limit on.
+    const card = loopResultMessage(upscaled, [{ ...big[0]!, preview: true }], {
+      userId: 'U1',
+      demo: false,
+      upscaleMaxSide: 2048,
+    });
+    expect(buttonsOf(card.blocks).map((b) => b.action_id)).not.toContain('imagine_upscale');
   });
 
   it('Re-roll repeats the job with new seeds; a vary re-roll varies the same input again', () => {

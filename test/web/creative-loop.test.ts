@@ -243,6 +243,40 @@ describe('the creative loop in chromium', () => {
     await context.close();
   });
 
+  it('on Flux on Modal (upscales to 2048): U is offered only where twice the image fits, and says why not', async () => {
+    const modal = await startTestImagine(
+      { GENERATOR: 'modal', MODAL_FLUX_URL: 'http://127.0.0.1:9/', LIMIT_IMAGES_PER_USER: '1000' },
+      { generator },
+    );
+    try {
+      const { context, page, problems } = await openPage(browser, modal.url);
+      await chooseCount(page, 2);
+      await page.getByRole('radio', { name: '16:9' }).check();
+      const wide = await generate(page, 'A wide harbour', 3000);
+      for (const n of [1, 2]) {
+        const u = wide.getByRole('button', { name: `U${n}: upscale image ${n}` });
+        await expect(u.isDisabled()).resolves.toBe(true);
+        await expect(u.getAttribute('title')).resolves.toBe(
+          `Image ${n} cannot be upscaled here: twice its size (2688 × 1536) is over the 2048 pixels a side this server upscales to`,
+        );
+        await expect(
+          wide.getByRole('button', { name: `V${n}: vary image ${n} (strong)` }).isEnabled(),
+        ).resolves.toBe(true);
+      }
+      // A 1024² image becomes 2048²: offered.
+      await chooseCount(page, 1);
+      await page.getByRole('radio', { name: '1:1' }).check();
+      const square = await generate(page, 'A square harbour', 3100);
+      await expect(
+        square.getByRole('button', { name: 'Upscale 2× (to 2048 × 2048)' }).isEnabled(),
+      ).resolves.toBe(true);
+      expect(problems).toEqual([]);
+      await context.close();
+    } finally {
+      await modal.stop();
+    }
+  });
+
   it('V3 with Strong varies image 3 into a new grid; Re-roll is the same prompt with new seeds', async () => {
     const { context, page, problems, enqueues } = await openPage(browser, app.url);
     await chooseCount(page, 4);

@@ -4,6 +4,7 @@ import { PromptSchema } from '../../contracts/job.ts';
 import {
   describeTask,
   expectedSize,
+  noUpscaleReason,
   upscaleWithin,
   withheldLine,
 } from '../../web-preview/src/card.ts';
@@ -153,14 +154,30 @@ describe('result cards', () => {
   });
 
   it('offer an upscale while the image is within the server’s largest side and twice it within 4096', () => {
-    expect(upscaleWithin(1024, 1024, 2048)).toEqual({ width: 2048, height: 2048 });
+    expect(upscaleWithin(1024, 1024, 2048, 4096)).toEqual({ width: 2048, height: 2048 });
     // The server measures an upscale's side on its input: 2048² may become 4096².
-    expect(upscaleWithin(2048, 2048, 2048)).toEqual({ width: 4096, height: 4096 });
-    expect(upscaleWithin(1344, 768, 2048)).toEqual({ width: 2688, height: 1536 });
-    expect(upscaleWithin(1344, 768, 1024)).toBeUndefined();
+    expect(upscaleWithin(2048, 2048, 2048, 4096)).toEqual({ width: 4096, height: 4096 });
+    expect(upscaleWithin(1344, 768, 2048, 4096)).toEqual({ width: 2688, height: 1536 });
+    expect(upscaleWithin(1344, 768, 1024, 4096)).toBeUndefined();
     // Never past the contract's own upscale limit, whatever the server says.
-    expect(upscaleWithin(4096, 4096, 10_000)).toBeUndefined();
-    expect(upscaleWithin(2100, 1000, 10_000)).toBeUndefined();
+    expect(upscaleWithin(4096, 4096, 10_000, 10_000)).toBeUndefined();
+    expect(upscaleWithin(2100, 1000, 10_000, 10_000)).toBeUndefined();
+  });
+
+  it('offer an upscale only within what the server’s generators upscale to (Flux on Modal: 2048)', () => {
+    expect(upscaleWithin(1024, 1024, 2048, 2048)).toEqual({ width: 2048, height: 2048 });
+    expect(upscaleWithin(2048, 2048, 2048, 2048)).toBeUndefined();
+    expect(upscaleWithin(1344, 768, 2048, 2048)).toBeUndefined();
+    expect(upscaleWithin(512, 512, 2048, 0)).toBeUndefined();
+    expect(noUpscaleReason(2, 1344, 768, 2048, 2048)).toBe(
+      'Image 2 cannot be upscaled here: twice its size (2688 × 1536) is over the 2048 pixels a side this server upscales to',
+    );
+    expect(noUpscaleReason(1, 512, 512, 2048, 0)).toBe(
+      'Image 1 cannot be upscaled here: this server does not upscale',
+    );
+    expect(noUpscaleReason(3, 1344, 768, 1024, 4096)).toBe(
+      'Image 3 cannot be upscaled here: it is over 1024 pixels on a side',
+    );
   });
 
   it('size their placeholders as the server will', () => {

@@ -9,7 +9,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { upscaleMaxSide } from '../../contracts/backends.ts';
 import { ImagineError } from '../../contracts/errors.ts';
+import { upscaleSize } from '../../contracts/limits.ts';
 import type { GenerateProgress, GenerateRequest } from '../../worker/generator.ts';
 import { HttpGenerator } from '../../worker/generators/http.ts';
 
@@ -177,6 +179,50 @@ describe('the HTTP generator against flux_core itself (stand-in pipeline)', () =
     expect(refused).toBeInstanceOf(ImagineError);
     expect((refused as ImagineError).code).toBe('GENERATOR_REJECTED');
     expect((refused as ImagineError).message).toContain('2048');
+    expect((await state()).calls.length).toBe(before);
+  });
+
+  it('the largest upscale the relay queues on GENERATOR=modal is one the app makes; one step past is refused', async () => {
+    // What the relay, the bots and the page allow (contracts/backends.ts) against MAX_SIDE in
+    // flux_core.py itself: a wrong figure on either side fails here.
+    const side = upscaleMaxSide({ GENERATOR: 'modal' });
+    const input = async (width: number, height: number) => ({
+      bytes: await png(width, height),
+      contentType: 'image/png' as const,
+      width,
+      height,
+    });
+    const half = side / 2;
+    const [image] = await generator().generate(
+      {
+        ...base,
+        task: 'upscale',
+        width: side,
+        height: side,
+        strength: 0.3,
+        input: await input(half, half),
+      },
+      live(),
+    );
+    const meta = await sharp(image!.bytes).metadata();
+    expect([meta.width, meta.height]).toEqual([side, side]);
+    const past = half + 16;
+    expect(upscaleSize(past, half, side)).toBeUndefined();
+    const before = (await state()).calls.length;
+    const refused = await generator()
+      .generate(
+        {
+          ...base,
+          task: 'upscale',
+          width: past * 2,
+          height: side,
+          strength: 0.3,
+          input: await input(past, half),
+        },
+        live(),
+      )
+      .catch((err: unknown) => err);
+    expect((refused as ImagineError).code).toBe('GENERATOR_REJECTED');
     expect((await state()).calls.length).toBe(before);
   });
 

@@ -174,6 +174,8 @@ export interface ServerInfo {
   inputImageMaxBytes?: number;
   /** Largest side of any image it makes (`LIMIT_IMAGE_SIDE`, upscales included), when it says. */
   maxImageSide?: number;
+  /** Largest side of an upscale its generators make (0: none upscales), when it says. */
+  upscaleMaxSide?: number;
 }
 
 /** Read `/healthz`; undefined when it cannot be read. */
@@ -187,6 +189,7 @@ export async function fetchGeneratorInfo(): Promise<ServerInfo | undefined> {
       models?: unknown;
       inputImageMaxBytes?: unknown;
       maxImageSide?: unknown;
+      upscaleMaxSide?: unknown;
     };
     if (typeof body.generator !== 'string') return undefined;
     const models = Array.isArray(body.models)
@@ -199,6 +202,9 @@ export async function fetchGeneratorInfo(): Promise<ServerInfo | undefined> {
       models,
       ...(positive(body.inputImageMaxBytes) ? { inputImageMaxBytes: body.inputImageMaxBytes } : {}),
       ...(positive(body.maxImageSide) ? { maxImageSide: body.maxImageSide } : {}),
+      ...(typeof body.upscaleMaxSide === 'number' && body.upscaleMaxSide >= 0
+        ? { upscaleMaxSide: body.upscaleMaxSide }
+        : {}),
     };
   } catch {
     return undefined;

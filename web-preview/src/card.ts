@@ -63,8 +63,10 @@ export interface CardHost {
   useSeed(prompt: string, seed: number, aspect: AspectRatio | undefined): void;
   /** Open one image full size. */
   view(image: ViewedImage, opener: HTMLElement): void;
-  /** Largest side the server makes an image (an upscale's output included). */
+  /** Largest side the server takes an image (LIMIT_IMAGE_SIDE; an upscale's input). */
   maxSide(): number;
+  /** Largest side of an upscale the server's generators make (0: they do not upscale). */
+  upscaleMaxSide(): number;
   /** Images a new job makes (the form's choice). */
   count(): number;
   /** The vary strength new cards start with, and remembering a change. */
@@ -113,15 +115,31 @@ export function withheldLine(withheld: Withheld | undefined): string {
 /**
  * The size an upscale of this image makes, or undefined when the relay would refuse it: an
  * upscale's input must keep within `maxSide` (LIMIT_IMAGE_SIDE, measured on what it starts from)
- * and its output within UPSCALE_MAX_SIDE.
+ * and its output within `upscaleMaxSide` (what the server's generators upscale to).
  */
 export function upscaleWithin(
   width: number,
   height: number,
   maxSide: number,
+  upscaleMaxSide: number,
 ): { width: number; height: number } | undefined {
   if (Math.max(width, height) > maxSide) return undefined;
-  return upscaleSize(width, height);
+  return upscaleSize(width, height, upscaleMaxSide);
+}
+
+/** Why image `n` (`width`×`height`) offers no upscale here, in a sentence. */
+export function noUpscaleReason(
+  n: number,
+  width: number,
+  height: number,
+  maxSide: number,
+  upscaleMaxSide: number,
+): string {
+  if (Math.max(width, height) > maxSide)
+    return `Image ${n} cannot be upscaled here: it is over ${maxSide} pixels on a side`;
+  if (upscaleMaxSide <= 0)
+    return `Image ${n} cannot be upscaled here: this server does not upscale`;
+  return `Image ${n} cannot be upscaled here: twice its size (${width * 2} × ${height * 2}) is over the ${Math.min(upscaleMaxSide, UPSCALE_MAX_SIDE)} pixels a side this server upscales to`;
 }
 
 /** Columns and rows of a grid of `count` images (one alone, else two columns). */
@@ -603,10 +621,16 @@ export class ResultCard {
       for (const s of shown) {
         const n = s.image.index + 1;
         const u = button('button loop-button', `U${n}`, `U${n}: upscale image ${n}`);
-        const bigger = upscaleWithin(s.image.width, s.image.height, this.host.maxSide());
+        const { width, height } = s.image;
+        const bigger = upscaleWithin(
+          width,
+          height,
+          this.host.maxSide(),
+          this.host.upscaleMaxSide(),
+        );
         u.title = bigger
           ? `Upscale image ${n} 2× (to ${bigger.width} × ${bigger.height})`
-          : `Image ${n} cannot be upscaled here: it is over ${this.host.maxSide()} pixels on a side, or twice its size is over ${UPSCALE_MAX_SIDE}`;
+          : noUpscaleReason(n, width, height, this.host.maxSide(), this.host.upscaleMaxSide());
         u.disabled = bigger === undefined;
         this.busy(u, () => this.upscale(s, count));
         ups.append(u);
@@ -654,7 +678,12 @@ export class ResultCard {
         this.busy(v, () => this.vary(s, count, preset));
         row.append(v);
       }
-      const bigger = upscaleWithin(s.image.width, s.image.height, this.host.maxSide());
+      const bigger = upscaleWithin(
+        s.image.width,
+        s.image.height,
+        this.host.maxSide(),
+        this.host.upscaleMaxSide(),
+      );
       if (bigger) {
         const u = button(
           'button loop-button',

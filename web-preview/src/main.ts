@@ -204,6 +204,7 @@ function showModels(models: string[]): void {
 /** The relay's upload limit and largest image side, once /healthz has said them. */
 let inputImageMaxBytes: number | undefined;
 let maxImageSide: number = UPSCALE_MAX_SIDE;
+let upscaleMaxSide: number = UPSCALE_MAX_SIDE;
 
 void fetchGeneratorInfo().then((info) => {
   if (!info) return;
@@ -211,6 +212,8 @@ void fetchGeneratorInfo().then((info) => {
   showModels(info.models);
   inputImageMaxBytes = info.inputImageMaxBytes;
   if (info.maxImageSide) maxImageSide = Math.min(UPSCALE_MAX_SIDE, info.maxImageSide);
+  if (info.upscaleMaxSide !== undefined)
+    upscaleMaxSide = Math.min(UPSCALE_MAX_SIDE, info.upscaleMaxSide);
   document.documentElement.dataset.server = 'known';
 });
 
@@ -334,6 +337,7 @@ const host: CardHost = {
   },
   view: (image, opener) => viewer.open(image, opener),
   maxSide: () => maxImageSide,
+  upscaleMaxSide: () => upscaleMaxSide,
   count: () => selectedCount(),
   varyPreset: () => varyPreset,
   rememberVaryPreset: (preset) => {

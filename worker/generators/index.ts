@@ -1,5 +1,5 @@
 /** Pick the generator named by configuration: one backend, or a router over `GENERATORS`. */
-import type { BackendSpec, BackendTask } from '../../contracts/backends.ts';
+import { type BackendSpec, defaultBackendTasks } from '../../contracts/backends.ts';
 import type { Config } from '../../contracts/config.ts';
 import type { Generator } from '../generator.ts';
 import { A1111Generator } from './a1111.ts';
@@ -32,7 +32,12 @@ export function routerFromConfig(
         generator: backendFromSpec(config, spec),
         priority: spec.priority,
         weight: spec.weight,
-        tasks: spec.tasks ?? defaultTasks(spec, config),
+        tasks:
+          spec.tasks ??
+          defaultBackendTasks(
+            spec.type,
+            Boolean(spec.upscaleModel || config.REPLICATE_UPSCALE_MODEL),
+          ),
         maxSide: spec.maxSide,
         maxCount: spec.maxCount,
         models: spec.models ?? (spec.model ? [spec.model] : undefined),
@@ -41,25 +46,6 @@ export function routerFromConfig(
     failuresToOpen: config.GENERATOR_FAILURES_TO_OPEN,
     cooldownMs: config.GENERATOR_COOLDOWN_SECONDS * 1000,
   });
-}
-
-/** What a backend type can do when its entry does not say. */
-function defaultTasks(spec: BackendSpec, config: Readonly<Config>): BackendTask[] {
-  switch (spec.type) {
-    case 'a1111':
-    case 'comfyui':
-      return ['generate', 'vary', 'upscale'];
-    case 'replicate':
-      return spec.upscaleModel || config.REPLICATE_UPSCALE_MODEL
-        ? ['generate', 'vary', 'upscale']
-        : ['generate', 'vary'];
-    // The Flux app on Modal (worker/modal/) does all three; another HTTP endpoint may be one
-    // written before the creative loop, so it lists what it can do.
-    case 'modal':
-      return ['generate', 'vary', 'upscale'];
-    default:
-      return ['generate'];
-  }
 }
 
 /** One adapter, its settings from the spec or else from that adapter's own variables. */
