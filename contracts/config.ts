@@ -49,7 +49,7 @@ export const ENV = {
     schema: url.optional(),
     default:
       'http://127.0.0.1:$PORT (a Fly.io worker: http://relay.process.$FLY_APP_NAME.internal:$PORT)',
-    doc: 'Where the worker pushes results.',
+    doc: 'Where the worker pushes results. Unset with `ROLE=all`: the worker hands its pushes to the relay in its own process (no HTTP).',
   },
   FLY_APP_NAME: {
     schema: z

@@ -42,7 +42,10 @@ export interface StartOptions {
   adapters?: ChatAdapter[];
   /** The worker's safety classifier; by default NSFWJS as configured (loaded on first use). */
   classifier?: ImageClassifier;
-  /** How the worker pushes to the relay (tests wrap it); by default signed HTTP to RELAY_URL. */
+  /**
+   * How the worker pushes to the relay (tests wrap it); by default signed HTTP to RELAY_URL, or,
+   * with the relay in this process and no RELAY_URL, handed to it in process.
+   */
   pusher?: RelayPusher;
 }
 
@@ -181,6 +184,13 @@ async function startParts(
     const { startWorker } = await import('../worker/worker.ts');
     const { createNsfwClassifier } = await import('../worker/safety/classifier.ts');
     const { createInputFetcher } = await import('../worker/input-fetcher.ts');
+    // Relay and worker in this process, with no RELAY_URL to push to: pushes are handed to the
+    // relay here, checked as any push is, without loopback HTTP, signing and parsing.
+    let pusher = opts.pusher;
+    if (!pusher && relay && !config.RELAY_URL) {
+      const { createInProcessPusher } = await import('./in-process-pusher.ts');
+      pusher = createInProcessPusher(relay);
+    }
     worker = startWorker({
       consumer,
       generator,
@@ -189,7 +199,7 @@ async function startParts(
       maxAttempts,
       maxImageBytes: config.PUSH_MAX_BYTES,
       progress: { intervalMs: config.PROGRESS_PUSH_MS, pollMs: config.CANCEL_POLL_MS },
-      ...(opts.pusher ? { pusher: opts.pusher } : {}),
+      ...(pusher ? { pusher } : {}),
       logger,
       safety: {
         classifier:
