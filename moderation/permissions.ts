@@ -7,6 +7,8 @@
 export const DISCORD_PERMISSIONS = {
   ADMINISTRATOR: 1n << 3n,
   MANAGE_GUILD: 1n << 5n,
+  /** "Allows for deletion of other users messages": Discord's own moderator permission. */
+  MANAGE_MESSAGES: 1n << 13n,
 } as const;
 
 /** `default_member_permissions` for moderator-only Discord commands: Manage Guild. */
@@ -41,6 +43,19 @@ export function discordCanModerate(permissions: string | undefined): boolean {
     (bits & DISCORD_PERMISSIONS.ADMINISTRATOR) !== 0n ||
     (bits & DISCORD_PERMISSIONS.MANAGE_GUILD) !== 0n
   );
+}
+
+/**
+ * Whether a Discord member may moderate others' jobs where they clicked (Cancel someone else's
+ * job, Approve / Reject a held image): Manage Messages, the permission Discord gives the people
+ * who remove other users' messages, or what {@link discordCanModerate} counts. The interaction's
+ * `member.permissions` is the member's total in that channel, overwrites included, so a
+ * moderator of one channel moderates there. Settings (`/imagine-admin`) stay Manage Server's.
+ */
+export function discordCanModerateJobs(permissions: string | undefined): boolean {
+  if (discordCanModerate(permissions)) return true;
+  if (permissions === undefined || !/^\d{1,40}$/.test(permissions)) return false;
+  return (BigInt(permissions) & DISCORD_PERMISSIONS.MANAGE_MESSAGES) !== 0n;
 }
 
 /** Whether the caller may moderate. Any failure to find out means no. */

@@ -12,6 +12,7 @@ import { startTestImagine } from '../helpers/imagine.ts';
 import { SteppedGenerator } from '../helpers/progress-generator.ts';
 
 const MANAGE_GUILD = String(1n << 5n);
+const MANAGE_MESSAGES = String(1n << 13n);
 const REQUESTER = '500000000000000001';
 const OTHER = '500000000000000002';
 
@@ -95,6 +96,19 @@ describe('Discord: progress and Cancel', () => {
     expect(accepted.body).toMatchObject({ type: 6 });
     await fake.waitFor(cancelledEdit(interaction.token));
     await vi.waitFor(() => expect(generator.aborted).toBeGreaterThanOrEqual(2), {
+      timeout: 10_000,
+    });
+    generator.release();
+  });
+
+  it('a moderator of the channel (Manage Messages there) may cancel someone else’s job too', async () => {
+    const { interaction, message, cancelId } = await heldJob('a slow heron');
+    // Discord's member.permissions of an interaction is the total in that channel, overwrites
+    // included: a role allowed Manage Messages in this channel only has it here.
+    const accepted = await click(message, cancelId, OTHER, MANAGE_MESSAGES);
+    expect(accepted.body).toMatchObject({ type: 6 });
+    await fake.waitFor(cancelledEdit(interaction.token));
+    await vi.waitFor(() => expect(generator.aborted).toBeGreaterThanOrEqual(3), {
       timeout: 10_000,
     });
     generator.release();

@@ -19,6 +19,7 @@ const classifier = createNsfwClassifier();
 const GUILD = '600000000000000001';
 const MODS = '700000000000000099';
 const MANAGE_GUILD = String(1n << 5n);
+const MANAGE_MESSAGES = String(1n << 13n);
 
 let fake: FakeDiscord;
 let dataDir: string;
@@ -130,6 +131,14 @@ describe('Discord: output safety review', () => {
       20,
     );
     expect(audit.map((a) => a.action).join('\n')).toMatch(/safety review approved: image 1 of job/);
+  });
+
+  it('a moderator with Manage Messages in the moderators’ channel may approve too', async () => {
+    const { interaction, review } = await heldImage('a moderated heron', 15);
+    click(review, 'approve', MANAGE_MESSAGES);
+    const delivered = await fake.waitFor(isImageEdit(interaction.token));
+    expect(delivered.files[0]?.filename).toBe('imagine-15.png');
+    await fake.waitFor(() => (fake.messages.get(review.id)?.content ?? '').includes('Approved by'));
   });
 
   it('Reject tells the user and removes the image from the moderators’ channel', async () => {

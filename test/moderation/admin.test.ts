@@ -5,12 +5,17 @@ import {
   runAdminText,
   runQuotaCommand,
 } from '../../moderation/admin.ts';
-import { discordCanModerate, type ModeratorEvidence } from '../../moderation/permissions.ts';
+import {
+  discordCanModerate,
+  discordCanModerateJobs,
+  type ModeratorEvidence,
+} from '../../moderation/permissions.ts';
 import type { ModerationPolicy } from '../../moderation/policy.ts';
 import { BACKENDS, type Backend, ctx, refusal } from './helpers.ts';
 
 const MANAGE_GUILD = String(1n << 5n);
 const ADMINISTRATOR = String(1n << 3n);
+const MANAGE_MESSAGES = String(1n << 13n);
 const SEND_MESSAGES_AND_MORE = String((1n << 11n) | (1n << 10n) | (1n << 6n));
 
 const discordMod: ModeratorEvidence = { platform: 'discord', permissions: MANAGE_GUILD };
@@ -30,6 +35,23 @@ describe('moderator decision', () => {
     ['not-a-number', false],
   ])('Discord permissions %s → %s', (bits, expected) => {
     expect(discordCanModerate(bits)).toBe(expected);
+  });
+
+  // Others' jobs (Cancel, Approve / Reject) are moderated by whoever may delete others'
+  // messages there, as Discord's own moderators do; settings stay Manage Server's.
+  it.each([
+    [MANAGE_MESSAGES, true, false],
+    [String(BigInt(SEND_MESSAGES_AND_MORE) | (1n << 13n)), true, false],
+    [MANAGE_GUILD, true, true],
+    [ADMINISTRATOR, true, true],
+    // Kick, Ban or Moderate Members alone (timeouts) are not about messages.
+    [String((1n << 1n) | (1n << 2n) | (1n << 40n)), false, false],
+    [SEND_MESSAGES_AND_MORE, false, false],
+    [undefined, false, false],
+    ['8192x', false, false],
+  ])('Discord permissions %s → jobs %s, settings %s', (bits, jobs, settings) => {
+    expect(discordCanModerateJobs(bits)).toBe(jobs);
+    expect(discordCanModerate(bits)).toBe(settings);
   });
 });
 

@@ -93,6 +93,17 @@ describe('Discord /imagine-admin and /imagine-quota end to end (HTTP interaction
     expect(await policy().store.audit(scope, 5)).toEqual([]);
   });
 
+  it('Manage Messages moderates jobs, not settings: /imagine-admin stays Manage Server’s', async () => {
+    const answer = await command(
+      'imagine-admin',
+      set([{ name: 'per_user', type: 4, value: 1000 }]),
+      { permissions: String(BigInt(MEMBER) | (1n << 13n)) },
+    );
+    expect(answer.type).toBe(4);
+    expect(answer.data?.flags).toBe(64);
+    expect((await policy().settingsOf(scope)).limits).toEqual({});
+  });
+
   it('a moderator sets limits (ephemeral answer), and show lists the change with who made it', async () => {
     const answer = await command(
       'imagine-admin',

@@ -1,13 +1,14 @@
 /**
- * Cancel on a job's status message: for the person who asked and for moderators (Manage Server
- * or Administrator, from the clicking member's permissions). The relay decides (FrontDoor
+ * Cancel on a job's status message: for the person who asked and for moderators (Manage Messages
+ * in that channel, as deleting other users' messages needs; Manage Server or Administrator),
+ * from the clicking member's permissions. The relay decides (FrontDoor
  * `cancel`): a queued job never reaches the generator, a running one is stopped, and the status
  * message then says Cancelled, once, as the job's final message. Anyone else, or a click after
  * the job ended, is answered ephemerally and nothing changes.
  */
 import { InteractionResponseType } from 'discord.js';
 import { JOB_ID_PATTERN } from '../../../contracts/job.ts';
-import { discordCanModerate } from '../../../moderation/permissions.ts';
+import { discordCanModerateJobs } from '../../../moderation/permissions.ts';
 import type { ComponentHandler } from '../interactions.ts';
 import { tellEphemeral } from '../interactions.ts';
 import { interactionUser } from '../jobs.ts';
@@ -15,7 +16,7 @@ import { BUTTONS } from '../messages.ts';
 
 /** Said to someone who may not cancel the job. */
 export const NOT_YOURS_TO_CANCEL =
-  'Only the person who asked for this image or a moderator (Manage Server) can cancel it.';
+  'Only the person who asked for this image or a moderator (Manage Messages in this channel, or Manage Server) can cancel it.';
 
 /** Said when the job had already ended. */
 export function alreadyFinishedText(state: string): string {
@@ -36,7 +37,7 @@ export const cancelButton: ComponentHandler = {
     const result = await deps.cancel(jobId, {
       platform: 'discord',
       userId: interactionUser(interaction)?.id ?? '0',
-      isModerator: discordCanModerate(interaction.member?.permissions),
+      isModerator: discordCanModerateJobs(interaction.member?.permissions),
     });
     switch (result.outcome) {
       case 'cancelled':

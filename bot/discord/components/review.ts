@@ -1,14 +1,19 @@
 /**
- * Approve / Reject under an image held for review in the moderators' channel. Moderators only,
- * re-checked here from the member's permissions whatever the channel's visibility; the held
+ * Approve / Reject under an image held for review in the moderators' channel. Moderators only
+ * (Manage Messages there, Manage Server or Administrator), re-checked here from the member's
+ * permissions whatever the channel's visibility; the held
  * image itself lives in the relay's memory, so after a restart the click says it expired.
  */
 import { type APIMessageComponentInteraction, InteractionResponseType } from 'discord.js';
-import { discordCanModerate } from '../../../moderation/permissions.ts';
+import { discordCanModerateJobs } from '../../../moderation/permissions.ts';
 import type { ComponentHandler, InteractionContext } from '../interactions.ts';
 import { tellEphemeral } from '../interactions.ts';
 import { interactionUser } from '../jobs.ts';
 import { BUTTONS } from '../messages.ts';
+
+/** Said to a member who may not decide on a held image. */
+export const NOT_A_REVIEWER =
+  'Only moderators (Manage Messages in this channel, or Manage Server) can approve or reject images held for review.';
 
 /** What the review message says once a moderator has acted (or found it expired). */
 export const REVIEW_OUTCOME_TEXT = {
@@ -26,11 +31,8 @@ async function decide(
   const { interaction, deps } = ctx;
   const [verb, jobId, rawIndex] = args;
   const index = Number(rawIndex);
-  if (!discordCanModerate(interaction.member?.permissions))
-    return tellEphemeral(
-      ctx,
-      'Only moderators (Manage Server) can approve or reject images held for review.',
-    );
+  if (!discordCanModerateJobs(interaction.member?.permissions))
+    return tellEphemeral(ctx, NOT_A_REVIEWER);
   if ((verb !== 'approve' && verb !== 'reject') || !jobId || !Number.isInteger(index))
     return tellEphemeral(ctx, 'This review button is malformed; nothing was changed.');
   if (!deps.reviews) return tellEphemeral(ctx, 'Review is not available on this imagine.');
