@@ -4,8 +4,8 @@
  */
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { AdmissionPolicy } from '../contracts/admission.ts';
 import type { Config } from '../contracts/config.ts';
-import type { AdmissionPolicy } from '../submit/submit.ts';
 import { MemoryConcurrencySlots, RedisConcurrencySlots, WindowCounters } from './counters.ts';
 import { ModerationPolicy } from './policy.ts';
 import { RedisSettingsStore } from './redis-store.ts';

@@ -5,15 +5,15 @@
  */
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { ImagineError } from '../contracts/errors.ts';
-import type { Origin } from '../contracts/job.ts';
 import type {
   Admission,
   AdmissionContext,
   AdmissionPolicy,
   RequestDefaults,
   SettingsChanged,
-} from '../submit/submit.ts';
+} from '../contracts/admission.ts';
+import { ImagineError } from '../contracts/errors.ts';
+import type { Origin } from '../contracts/job.ts';
 import { type Blocklist, BUILTIN_BLOCKED_WORDS, compileBlocklist } from './blocklist.ts';
 import type { ConcurrencySlots, SlotLease, WindowCounters, WindowUsage } from './counters.ts';
 import {

@@ -169,7 +169,7 @@ export function submitterFor(
     forget: () => {},
   };
   return createSubmitter({
-    queue: { send: async (job) => void sent.push(job), depth: async () => undefined },
+    queue: { send: async (job) => void sent.push(job) },
     registry,
     secret: 'x'.repeat(32),
     defaultSteps: 4,

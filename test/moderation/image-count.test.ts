@@ -27,7 +27,6 @@ function submitterFor(policy: ModerationPolicy) {
         if (queue.broken) throw new Error('queue down');
         sent.push(job);
       },
-      depth: async () => undefined,
     },
     registry,
     secret: 'x'.repeat(32),

@@ -119,7 +119,7 @@ describe.each(BACKENDS)('admission on %s', (_name, makeBackend) => {
       },
     };
     const submit = createSubmitter({
-      queue: { send: async () => {}, depth: async () => undefined },
+      queue: { send: async () => {} },
       registry,
       secret: 'x'.repeat(32),
       defaultSteps: 4,

@@ -92,7 +92,7 @@ describe('BullMQ sends of one turn', () => {
     const policy = await backend.make({ imagesPerUser: 10, concurrentPerUser: 5 });
     const sent: Job[] = [];
     const submit = submitterFor(policy, sent, {
-      queue: { send: (job) => producer.send(job), depth: async () => undefined },
+      queue: { send: (job) => producer.send(job) },
     });
     const addBulk = vi.spyOn(Queue.prototype, 'addBulk');
     const origin = ctx().origin;
