@@ -176,8 +176,18 @@ async function enqueueCost(label: string, env: Record<string, string>) {
   try {
     await pool(300, 8, () => enqueueOne(server.url));
     const n = 2000;
-    const ms = await cpuPer(server, n, () => pool(n, 8, () => enqueueOne(server.url)));
-    report(`POST /enqueue CPU, relay only, ${label}`, { requests: n, cpu_ms_per_request: ms });
+    const before = await server.usage();
+    await pool(n, 8, () => enqueueOne(server.url));
+    const after = await server.usage();
+    // SQS requests per job (what AWS bills), from the server's own HTTP requests; none on BullMQ.
+    let sqs = 0;
+    for (const [action, count] of Object.entries(after.sqsRequests))
+      sqs += count - (before.sqsRequests[action] ?? 0);
+    report(`POST /enqueue CPU, relay only, ${label}`, {
+      requests: n,
+      cpu_ms_per_request: (after.cpuMs - before.cpuMs) / n,
+      ...(label === 'SQS' ? { sqs_requests_per_job: sqs / n } : {}),
+    });
   } finally {
     await server.stop();
   }

@@ -82,11 +82,20 @@ const MAX_BATCH_BYTES = 256 * 1024;
 /** Options of {@link SqsJobQueue}. */
 export interface SqsQueueOptions {
   /**
-   * How long a send waits for others to share its `SendMessageBatch` call. 0 (the default)
-   * coalesces the sends of one event-loop turn only, so a lone job is never held back.
+   * The least time between the starts of two calls that are not full (default
+   * {@link CALL_SPACING_MS}). A send made when the last call started longer ago than this goes
+   * at the end of its event-loop turn (a lone job is not held back); one made sooner waits out
+   * the rest, and the sends made meanwhile go with it. A full batch (10 jobs) goes at once.
    */
-  lingerMs?: number;
+  callSpacingMs?: number;
 }
+
+/**
+ * See {@link SqsQueueOptions.callSpacingMs}: under load, a job waits at most this long and
+ * shares its call with the jobs of those milliseconds (each call costs the relay ~0.8 ms of CPU
+ * whatever it carries, and AWS bills per call); an idle relay sends at once.
+ */
+const CALL_SPACING_MS = 10;
 
 /** A send waiting for its batch. */
 interface PendingSend {
@@ -100,22 +109,26 @@ const notAccepted = (cause: unknown) =>
   new ImagineError('QUEUE_UNAVAILABLE', 'the job queue did not accept the job', { cause });
 
 /**
- * Sends jobs to SQS. Sends made together (concurrent enqueues) share one `SendMessageBatch`
- * call of up to 10 jobs: a tenth of the requests (AWS bills per request) and of the SDK's CPU
- * per job. Each caller gets its own outcome: an entry SQS refuses fails only its own send.
+ * Sends jobs to SQS. Sends made together share one `SendMessageBatch` call of up to 10 jobs:
+ * those of one event-loop turn, and under load those of the last `callSpacingMs` (see
+ * {@link SqsQueueOptions.callSpacingMs}), so that the calls per job (AWS's bill, and most of the
+ * relay's CPU per SQS enqueue) fall as the load grows. Each caller gets its own outcome: an
+ * entry SQS refuses fails only its own send.
  */
 export class SqsJobQueue implements JobQueue {
   private readonly client: SQSClient;
   private readonly queueUrl: string;
-  private readonly lingerMs: number;
+  private readonly callSpacingMs: number;
   private pending: PendingSend[] = [];
   private pendingBytes = 0;
   private flushTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  /** When the last call started (`performance.now()`), or never. */
+  private lastCallAt = Number.NEGATIVE_INFINITY;
 
   constructor(client: SQSClient, queueUrl: string, opts: SqsQueueOptions = {}) {
     this.client = client;
     this.queueUrl = queueUrl;
-    this.lingerMs = opts.lingerMs ?? 0;
+    this.callSpacingMs = opts.callSpacingMs ?? CALL_SPACING_MS;
   }
 
   send(job: Job): Promise<void> {
@@ -136,12 +149,14 @@ export class SqsJobQueue implements JobQueue {
       });
       this.pendingBytes += bytes;
       if (this.pending.length >= MAX_BATCH_ENTRIES) this.flush();
-      else
-        this.flushTimer ??=
-          this.lingerMs > 0
-            ? setTimeout(() => this.flush(), this.lingerMs)
-            : setImmediate(() => this.flush());
+      else this.flushTimer ??= this.schedule();
     });
+  }
+
+  /** What is pending goes at the end of this turn, or once the last call is `callSpacingMs` old. */
+  private schedule(): NodeJS.Immediate | NodeJS.Timeout {
+    const wait = this.lastCallAt + this.callSpacingMs - performance.now();
+    return wait > 0 ? setTimeout(() => this.flush(), wait) : setImmediate(() => this.flush());
   }
 
   /** Send what is pending: one job alone, several as one batch. */
@@ -154,6 +169,7 @@ export class SqsJobQueue implements JobQueue {
     const batch = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
+    if (batch.length > 0) this.lastCallAt = performance.now();
     if (batch.length === 1) void this.sendOne(batch[0]!);
     else if (batch.length > 1) void this.sendBatch(batch);
   }

@@ -99,6 +99,33 @@ describe('SQS sends share SendMessageBatch calls (fauxqs)', () => {
     sender.destroy();
   });
 
+  it('under load, sends made soon after a call wait for company: two sends of different turns share one batch', async () => {
+    const queueUrl = await freshQueue('batching-spacing');
+    const sender = createSqsClient({
+      region: sqs.region,
+      endpoint: sqs.endpoint,
+      credentials: sqs.credentials,
+    });
+    const calls = recordCommands(sender);
+    // Long enough that the second and third sends come well within it, however slow the machine.
+    const queue = new SqsJobQueue(sender, queueUrl, { callSpacingMs: 2000 });
+    const [first, second, third] = [job('first'), job('second'), job('third')];
+    await queue.send(first);
+    expect(calls).toEqual(['SendMessageCommand']);
+    const held = queue.send(second);
+    // A later event-loop turn: without the spacing, the second send would have gone alone.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(calls).toEqual(['SendMessageCommand']);
+    await Promise.all([held, queue.send(third)]);
+    expect(calls).toEqual(['SendMessageCommand', 'SendMessageBatchCommand']);
+    const got = await drain(client, queueUrl, 3);
+    expect(got.map((g) => g.jobId).sort()).toEqual(
+      [first, second, third].map((j) => j.jobId).sort(),
+    );
+    sender.destroy();
+  });
+
   it('an entry SQS refuses fails only its own send; the rest of the batch is queued', async () => {
     // The smallest MaximumMessageSize SQS allows: a job with a long prompt is over it.
     const queueUrl = await freshQueue('batching-entry-failure', { MaximumMessageSize: '1024' });
