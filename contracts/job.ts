@@ -2,7 +2,7 @@
  * The job contract: what travels on the queue from a bot adapter to a worker.
  * Jobs carry prompts and parameters, never images (SQS messages are capped at 1 MiB).
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomFillSync, randomInt } from 'node:crypto';
 import { z } from 'zod';
 import {
   ASPECT_RATIOS,
@@ -32,9 +32,23 @@ export * from './limits.ts';
 /** Job ids are capabilities: 144 random bits, base64url. */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{22,64}$/;
 
+/**
+ * CSPRNG bytes drawn 4 KiB at a time and handed out once each (as Node's own `randomUUID` and
+ * `randomInt` cache theirs): one `randomBytes` call per job id was a native call and a Buffer
+ * each, ~2% of an enqueue's CPU.
+ */
+const idBytes = Buffer.allocUnsafeSlow(4096);
+let idBytesAt = idBytes.length;
+
 /** A fresh, unguessable job id. */
 export function newJobId(): string {
-  return randomBytes(18).toString('base64url');
+  if (idBytesAt + 18 > idBytes.length) {
+    randomFillSync(idBytes);
+    idBytesAt = 0;
+  }
+  const bytes = idBytes.subarray(idBytesAt, idBytesAt + 18);
+  idBytesAt += 18;
+  return bytes.toString('base64url');
 }
 
 /** A random seed in the range every generator accepts. */
