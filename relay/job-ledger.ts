@@ -235,11 +235,19 @@ function mergeEntry(prev: LedgerEntry, next: LedgerEntry): LedgerEntry {
 }
 
 /**
- * The ledger in a SQLite file (one relay, no Redis): rows expire after `ttlMs`. Writes made in
- * one event-loop turn are committed together, in one transaction, at the end of that turn (one
- * WAL append instead of one per job); until then reads see them from memory, so a recall or a
- * transition never misses a write. A batch the database refuses is written again entry by entry,
- * so one bad entry costs only itself. Closing writes what is still pending.
+ * How long the SQLite ledger gathers writes before it commits them in one transaction: a commit
+ * costs ~40 µs of CPU for one row and ~18 µs a row for sixteen, and at a few hundred enqueues a
+ * second a turn holds one or two. Reads see pending writes from memory meanwhile; a crash loses
+ * at most this long of them (the jobs themselves are on the queue and still run).
+ */
+const SQLITE_COMMIT_LINGER_MS = 20;
+
+/**
+ * The ledger in a SQLite file (one relay, no Redis): rows expire after `ttlMs`. Writes made
+ * within {@link SQLITE_COMMIT_LINGER_MS} of each other are committed together, in one
+ * transaction (one WAL append instead of one per job); until then reads see them from memory, so
+ * a recall or a transition never misses a write. A batch the database refuses is written again
+ * entry by entry, so one bad entry costs only itself. Closing writes what is still pending.
  */
 export class SqliteJobLedger implements JobLedger {
   readonly #db: DatabaseSync;
@@ -249,9 +257,9 @@ export class SqliteJobLedger implements JobLedger {
   readonly #ttlMs: number;
   readonly #logger: Logger;
   readonly #now: () => number;
-  /** Writes of this turn, merged per job, not yet committed. */
+  /** Writes not yet committed, merged per job. */
   readonly #pending = new Map<string, LedgerEntry>();
-  #flushing: NodeJS.Immediate | undefined;
+  #flushing: NodeJS.Timeout | undefined;
   #writes = 0;
 
   constructor(opts: { file: string; ttlMs: number; logger: Logger; now?: () => number }) {
@@ -288,12 +296,12 @@ export class SqliteJobLedger implements JobLedger {
   remember(entry: LedgerEntry): void {
     const pending = this.#pending.get(entry.jobId);
     this.#pending.set(entry.jobId, pending ? mergeEntry(pending, entry) : entry);
-    this.#flushing ??= setImmediate(() => this.#flush());
+    this.#flushing ??= setTimeout(() => this.#flush(), SQLITE_COMMIT_LINGER_MS);
   }
 
-  /** Commit this turn's writes in one transaction (entry by entry if the batch is refused). */
+  /** Commit the pending writes in one transaction (entry by entry if the batch is refused). */
   #flush(): void {
-    if (this.#flushing) clearImmediate(this.#flushing);
+    if (this.#flushing) clearTimeout(this.#flushing);
     this.#flushing = undefined;
     if (this.#pending.size === 0 || !this.#db.isOpen) return;
     const batch = [...this.#pending.values()];
@@ -352,7 +360,7 @@ export class SqliteJobLedger implements JobLedger {
     return this.#recallNow(jobId);
   }
 
-  /** The stored entry with this turn's pending writes over it. */
+  /** The stored entry with the pending writes over it. */
   #recallNow(jobId: string): LedgerEntry | undefined {
     let stored: LedgerEntry | undefined;
     try {
