@@ -7,7 +7,8 @@
  *   emulator in one process), 8 jobs in flight: 64×64 with output safety off and on (`spoiler`,
  *   the default, runs the classifier on every image), and 1024² with it off.
  * - enqueue: CPU per `POST /enqueue` of a relay-only process, on SQS (emulator hosted here) and
- *   on BullMQ (a redis-server started here).
+ *   on BullMQ (a redis-server started here), and SQS requests per job; first the floor, a bare
+ *   Fastify server answering the same request with the same 202 (bench/enqueue-floor.ts).
  * - scaling: CPU per `POST /enqueue` as outstanding jobs grow to BENCH_SCALING_MAX (100,000),
  *   measured at 10 / 1,000 / 10,000 / 100,000 outstanding, on SQS and on BullMQ.
  * - memory: idle RSS per role, RSS after 1,000 1 MiB images left the result buffer, and the
@@ -194,6 +195,19 @@ async function enqueueCost(label: string, env: Record<string, string>) {
 }
 
 if (wanted('enqueue')) {
+  // The floor: a bare Fastify server answering the same request with the same 202 (bench/enqueue-floor.ts).
+  const floor = await startServer({}, 'floor', new URL('./enqueue-floor.ts', import.meta.url));
+  try {
+    await pool(300, 8, () => enqueueOne(floor.url));
+    const n = 2000;
+    const ms = await cpuPer(floor, n, () => pool(n, 8, () => enqueueOne(floor.url)));
+    report('POST /enqueue floor: bare Fastify, same body and 202, nothing else', {
+      requests: n,
+      cpu_ms_per_request: ms,
+    });
+  } finally {
+    await floor.stop();
+  }
   await withSqs((env) => enqueueCost('SQS', env));
   await withRedis((url) =>
     enqueueCost('BullMQ', { QUEUE_BACKEND: 'bullmq', REDIS_URL: url, RELAY_SECRET: SECRET }),

@@ -36,10 +36,17 @@ export interface Usage {
 
 const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
 
-/** Start `runtime/main.ts` in a child process with the given environment. */
-export async function startServer(env: Record<string, string>, role = 'all'): Promise<BenchServer> {
+/**
+ * Start `runtime/main.ts` (or another server script, `entry`, given as a URL) in a child process
+ * with the given environment.
+ */
+export async function startServer(
+  env: Record<string, string>,
+  role = 'all',
+  entry = new URL('../runtime/main.ts', import.meta.url),
+): Promise<BenchServer> {
   const port = await freePort();
-  const main = fileURLToPath(new URL('../runtime/main.ts', import.meta.url));
+  const main = fileURLToPath(entry);
   // BENCH_SERVER_ARGS passes flags to the server process only (e.g. --cpu-prof).
   const extra = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
   const child: ChildProcess = spawn(
