@@ -290,6 +290,13 @@ export interface SqsConsumerOptions {
   deleteLingerMs?: number;
   /** Calls that fail a message's delete before it is given up (default 5). */
   deleteAttempts?: number;
+  /**
+   * Messages taken beyond the free slots, to start as slots come free (default 0). One receive
+   * then serves several jobs even when slots free one at a time; the messages wait here, kept
+   * invisible by the heartbeat like running ones, instead of in the queue, so only a consumer
+   * that no other worker shares the queue with should take them (the embedded default).
+   */
+  prefetch?: number;
 }
 
 /** A message this worker holds: received, not yet deleted or handed back. */
@@ -319,6 +326,8 @@ const ENDED_MEMORY_ENTRIES = 10_000;
  * 10), so with several slots free one `ReceiveMessage` serves several jobs, and there are never
  * more jobs running than `concurrency`. While all slots are busy nothing is polled; while the
  * queue is empty one long poll waits (an idle worker costs one request per `waitTimeSeconds`).
+ * With `prefetch`, a receive also takes that many more (kept invisible, started as slots come
+ * free, handed back on stop), and the next is made once they have all started.
  * Finished jobs' messages are deleted together (`DeleteMessageBatch`, after a short linger);
  * an entry that fails is retried, its message kept invisible meanwhile. Visibility is extended
  * for long jobs (`ChangeMessageVisibilityBatch`, one call for all that need it). A malformed
@@ -346,6 +355,8 @@ export class SqsJobConsumer implements JobConsumer {
   readonly #settling = new Set<Promise<unknown>>();
   /** Messages received and not yet settled, by receipt handle. */
   readonly #held = new Map<string, Held>();
+  /** Messages received ahead (`prefetch`), oldest first, waiting for a slot. */
+  readonly #ready: Held[] = [];
   #heartbeat: NodeJS.Timeout | undefined;
   #deletes: PendingDelete[] = [];
   #deleteTimer: NodeJS.Timeout | undefined;
@@ -363,10 +374,15 @@ export class SqsJobConsumer implements JobConsumer {
 
   async #poll(handler: JobHandler): Promise<void> {
     const { client, queueUrl, concurrency } = this.#opts;
+    const prefetch = this.#opts.prefetch ?? 0;
     let backoffMs = 0;
     while (!this.#stopping) {
+      while (this.#ready.length > 0 && this.#running < concurrency)
+        this.#dispatch(this.#ready.shift()!, handler);
       const free = concurrency - this.#running;
-      if (free <= 0) {
+      // Taken ahead: asked for again once they are all started (one receive serves several jobs).
+      const wanted = this.#ready.length > 0 ? 0 : free + prefetch;
+      if (wanted <= 0) {
         await new Promise<void>((resolve) => {
           this.#slotFreed = resolve;
         });
@@ -377,7 +393,7 @@ export class SqsJobConsumer implements JobConsumer {
         const out = await client.send(
           new ReceiveMessageCommand({
             QueueUrl: queueUrl,
-            MaxNumberOfMessages: Math.min(MAX_BATCH_ENTRIES, free),
+            MaxNumberOfMessages: Math.min(MAX_BATCH_ENTRIES, wanted),
             WaitTimeSeconds: this.#opts.waitTimeSeconds,
             VisibilityTimeout: this.#opts.visibilityTimeoutSeconds,
             MessageSystemAttributeNames: ['ApproximateReceiveCount'],
@@ -397,9 +413,10 @@ export class SqsJobConsumer implements JobConsumer {
       for (const [i, message] of messages.entries()) {
         const held: Held = { message, extendedAt: now };
         this.#held.set(message.ReceiptHandle ?? '', held);
-        // Never more than the free slots asked for; and none once stopping.
-        if (this.#stopping || i >= free) this.#settle(held, 'hand-back');
-        else this.#dispatch(held, handler);
+        // Never more than was asked for; and none once stopping. Slots that came free during
+        // the poll take theirs at the top of the loop.
+        if (this.#stopping || i >= wanted) this.#settle(held, 'hand-back');
+        else this.#ready.push(held);
       }
       if (this.#held.size > 0) this.#startHeartbeat();
     }
@@ -660,6 +677,8 @@ export class SqsJobConsumer implements JobConsumer {
     this.#stopping = true;
     this.#pollAbort.abort();
     this.#slotFreed?.();
+    // Taken ahead and never started: back to the queue now, for another worker (or a restart).
+    for (const held of this.#ready.splice(0)) this.#settle(held, 'hand-back');
     const drainMs = this.#opts.drainMs ?? 25_000;
     if ((await withTimeout(Promise.all(this.#jobs), drainMs)) === 'timeout') {
       this.#log.warn(

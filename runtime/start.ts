@@ -364,6 +364,9 @@ async function startQueue(
         visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
         waitTimeSeconds: config.SQS_WAIT_SECONDS,
         drainMs: config.WORKER_DRAIN_SECONDS * 1000,
+        // The embedded queue has this one consumer: jobs taken ahead (as many again as the slots)
+        // wait here rather than in the queue, and one receive serves several of them.
+        ...(config.embedded ? { prefetch: config.WORKER_CONCURRENCY } : {}),
         logger,
       });
       return { consumer, maxAttempts };

@@ -90,7 +90,7 @@ describe('the SQS consumer (fauxqs)', () => {
       concurrency: 3,
       visibilityTimeoutSeconds: 30,
       waitTimeSeconds: 1,
-      logger: pino({ level: 'silent' }),
+      logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
       ...extra,
     });
 
@@ -145,6 +145,111 @@ describe('the SQS consumer (fauxqs)', () => {
     // Finished jobs were deleted together, never one DeleteMessage each.
     expect(calls).not.toContain('DeleteMessageCommand');
     expect(calls.filter((c) => c === 'DeleteMessageBatchCommand').length).toBeLessThan(jobs.length);
+  });
+
+  it('with prefetch, one receive takes the free slots and as many more: they start as slots come free, never more than the concurrency at once', async () => {
+    const queueUrl = await freshQueue('consumer-prefetch');
+    const jobs = Array.from({ length: 12 }, (_, i) => job(`ahead ${i}`));
+    await Promise.all(jobs.map((j) => new SqsJobQueue(admin, queueUrl).send(j)));
+    const client = newClient();
+    let running = 0;
+    let most = 0;
+    const ran: string[] = [];
+    const receives: Array<{ asked: number; free: number; got: number }> = [];
+    intercept(client, async (command, input, next) => {
+      if (command !== 'ReceiveMessageCommand') return next();
+      const asked = (input as { MaxNumberOfMessages: number }).MaxNumberOfMessages;
+      const free = 2 - running;
+      const result = await next();
+      const got = (result.output as ReceiveMessageCommandOutput).Messages?.length ?? 0;
+      receives.push({ asked, free, got });
+      return result;
+    });
+    const consumer = consumerOn(client, queueUrl, { concurrency: 2, prefetch: 2 });
+    consumer.start(async (j) => {
+      running++;
+      most = Math.max(most, running);
+      ran.push(j.prompt);
+      await new Promise((r) => setTimeout(r, 20 + (ran.length % 3) * 20));
+      running--;
+    });
+    try {
+      await vi.waitFor(async () => expect(await counts(queueUrl)).toEqual([0, 0]), {
+        timeout: 15_000,
+        interval: 100,
+      });
+    } finally {
+      await consumer.stop();
+    }
+    // Each job ran once, at most two at a time.
+    expect(ran.sort()).toEqual(jobs.map((j) => j.prompt).sort());
+    expect(most).toBe(2);
+    // Every receive asked for the free slots plus the prefetch, and got no more.
+    for (const r of receives) {
+      expect(r.asked).toBe(r.free + 2);
+      expect(r.got).toBeLessThanOrEqual(r.asked);
+    }
+    expect(receives[0]).toEqual({ asked: 4, free: 2, got: 4 });
+    // Slots came free one at a time, yet receives served several jobs each (without prefetch,
+    // each such receive asks for one).
+    expect(receives.filter((r) => r.got > 0).length).toBeLessThanOrEqual(jobs.length / 2);
+  });
+
+  it('keeps messages taken ahead invisible while they wait (heartbeat), and hands them back on stop', async () => {
+    // A 1 s visibility window: the job taken ahead waits longer than that for its slot.
+    const queueUrl = await freshQueue('consumer-prefetch-visibility', 1);
+    const jobs = [job('first'), job('second'), job('third')];
+    for (const j of jobs) await new SqsJobQueue(admin, queueUrl).send(j);
+    const client = newClient();
+    const ran: string[] = [];
+    const consumer = consumerOn(client, queueUrl, {
+      concurrency: 1,
+      prefetch: 2,
+      visibilityTimeoutSeconds: 1,
+      retryDelaySeconds: 0,
+      drainMs: 100,
+    });
+    let release: () => void = () => {};
+    consumer.start(async (j, ctx) => {
+      ran.push(j.prompt);
+      if (ran.length < 3) await new Promise((r) => setTimeout(r, 700));
+      // Runs until stop's drain gives up on it and aborts it (then it is handed back).
+      else
+        await new Promise<void>((resolve, reject) => {
+          release = resolve;
+          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
+        });
+    });
+    // Another consumer of the same queue sees nothing while those three are held here.
+    const other = newClient();
+    const rival = consumerOn(other, queueUrl, { concurrency: 3 });
+    const stolen: string[] = [];
+    rival.start(async (j) => {
+      stolen.push(j.prompt);
+    });
+    try {
+      await vi.waitFor(() => expect(ran).toHaveLength(3), { timeout: 10_000, interval: 50 });
+      expect(stolen).toEqual([]);
+      expect(ran).toEqual(['first', 'second', 'third']);
+    } finally {
+      await rival.stop();
+    }
+    // The rival's last long poll, cut short here, may still wait at the queue for its second.
+    await new Promise((r) => setTimeout(r, 1100));
+    // Two more, taken ahead of the one now running; stop hands both back unstarted.
+    const later = [job('fourth'), job('fifth')];
+    // One SendMessageBatch, so the long poll waiting meanwhile finds both at once.
+    const sender = new SqsJobQueue(admin, queueUrl);
+    await Promise.all(later.map((j) => sender.send(j)));
+    await vi.waitFor(async () => expect(await counts(queueUrl)).toEqual([0, 3]), {
+      timeout: 5_000,
+      interval: 50,
+    });
+    await consumer.stop();
+    release();
+    expect(ran).toEqual(['first', 'second', 'third']);
+    // The running job was handed back by the drain's abort, the two waiting ones by stop.
+    expect(await counts(queueUrl)).toEqual([3, 0]);
   });
 
   it('retries a DeleteMessageBatch entry SQS failed (a 200 with Failed entries), and a call that failed as a whole', async () => {
