@@ -63,25 +63,42 @@ export const ERROR_CODES = {
 /** A code from {@link ERROR_CODES}. */
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * Where an images-per-window limit stands, on the `RATE_LIMITED` refusal it caused: whose count
+ * (`user`: the requester's own, on the web page its address's; `scope`: the whole server,
+ * workspace or site), the limit, how many images are left now, the window, and when it starts
+ * again with the whole limit.
+ */
+export interface Quota {
+  of: 'user' | 'scope';
+  limit: number;
+  remaining: number;
+  windowSeconds: number;
+  resetSeconds: number;
+}
+
 /** The JSON body of every error response. */
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string; retryAfterSeconds?: number };
+  error: { code: ErrorCode; message: string; retryAfterSeconds?: number; quota?: Quota };
 }
 
 /** An error with a stable code; `cause` is kept for logs. */
 export class ImagineError extends Error {
   readonly code: ErrorCode;
   readonly retryAfterSeconds: number | undefined;
+  /** The images-per-window limit a `RATE_LIMITED` refusal is about, when it is one. */
+  readonly quota: Quota | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { cause?: unknown; retryAfterSeconds?: number } = {},
+    options: { cause?: unknown; retryAfterSeconds?: number; quota?: Quota } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ImagineError';
     this.code = code;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.quota = options.quota;
   }
 
   /** The HTTP status this error maps to. */
@@ -98,6 +115,7 @@ export class ImagineError extends Error {
         ...(this.retryAfterSeconds === undefined
           ? {}
           : { retryAfterSeconds: this.retryAfterSeconds }),
+        ...(this.quota === undefined ? {} : { quota: this.quota }),
       },
     };
   }

@@ -543,7 +543,16 @@ export class ModerationPolicy implements AdmissionPolicy {
       left > 0
         ? `this asks for ${images} images and you have ${left} of your ${limits.imagesPerUser} per ${formatDuration(window)} left here; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
         : `you have used your ${limits.imagesPerUser} images per ${formatDuration(window)} here; try again in ${formatDuration(wait)}`,
-      { retryAfterSeconds: Math.max(1, wait) },
+      {
+        retryAfterSeconds: Math.max(1, wait),
+        quota: {
+          of: 'user',
+          limit: limits.imagesPerUser,
+          remaining: left,
+          windowSeconds: window,
+          resetSeconds: Math.max(1, wait),
+        },
+      },
     );
   }
 
@@ -562,7 +571,16 @@ export class ModerationPolicy implements AdmissionPolicy {
       left > 0
         ? `this asks for ${images} images and this ${noun} has ${left} of its ${limits.imagesPerScope} per ${formatDuration(window)} left; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
         : `this ${noun} has used its ${limits.imagesPerScope} images per ${formatDuration(window)}; try again in ${formatDuration(wait)}`,
-      { retryAfterSeconds: Math.max(1, wait) },
+      {
+        retryAfterSeconds: Math.max(1, wait),
+        quota: {
+          of: 'scope',
+          limit: limits.imagesPerScope,
+          remaining: left,
+          windowSeconds: window,
+          resetSeconds: Math.max(1, wait),
+        },
+      },
     );
   }
 

@@ -52,6 +52,60 @@ describe.each([
     expect(tracker.queuedCount).toBe(2);
   });
 
+  it('a 429 says how many images are left and when the window starts again (error.quota), yours or the site’s', async () => {
+    app = await startTestImagine(
+      {
+        ...env(),
+        LIMIT_IMAGES_PER_USER: '6',
+        LIMIT_IMAGES_PER_SCOPE: '9',
+        TRUST_PROXY: 'true',
+        DATA_DIR: dataDir,
+      },
+      { role: 'relay' },
+    );
+    // Two visitors (X-Forwarded-For, the proxy the relay trusts).
+    const from = (ip: string, body: unknown): RequestInit => ({
+      ...json(body),
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': ip },
+    });
+    expect(
+      (await fetch(`${app.url}/enqueue`, from('198.51.100.1', { prompt: 'a fox' }))).status,
+    ).toBe(202);
+    const mine = await fetch(`${app.url}/enqueue`, from('198.51.100.1', { prompt: 'a hare' }));
+    expect(mine.status).toBe(429);
+    const body = (await mine.json()) as {
+      error: { code: string; message: string; retryAfterSeconds: number; quota: unknown };
+    };
+    const retryAfter = Number(mine.headers.get('retry-after'));
+    expect(body.error.message).toMatch(
+      /you have 2 of your 6 per 1 h left here; ask for 2 or fewer/,
+    );
+    expect(body.error.quota).toEqual({
+      of: 'user',
+      limit: 6,
+      remaining: 2,
+      windowSeconds: 3600,
+      resetSeconds: retryAfter,
+    });
+    // The whole site's 9: 4 are taken, a second visitor's 4 leave 1 for everyone.
+    expect(
+      (await fetch(`${app.url}/enqueue`, from('198.51.100.2', { prompt: 'an owl' }))).status,
+    ).toBe(202);
+    const site = await fetch(
+      `${app.url}/enqueue`,
+      from('198.51.100.3', { prompt: 'a crow', count: 2 }),
+    );
+    expect(site.status).toBe(429);
+    const siteBody = (await site.json()) as { error: { quota: unknown } };
+    expect(siteBody.error.quota).toEqual({
+      of: 'scope',
+      limit: 9,
+      remaining: 1,
+      windowSeconds: 3600,
+      resetSeconds: Number(site.headers.get('retry-after')),
+    });
+  });
+
   it('POST /enqueue refuses blocked words (422) and a full queue (503 with Retry-After)', async () => {
     app = await startTestImagine(
       { ...env(), LIMIT_QUEUE_LENGTH: '1', DATA_DIR: dataDir },

@@ -14,9 +14,11 @@ import {
   checkPrompt,
   describeCancel,
   describeJobFailure,
+  describeRateLimit,
   describeRefusal,
   describeUploadRefusal,
   describeWait,
+  describeWindow,
   formatBytes,
   formatElapsed,
   parseSeed,
@@ -71,6 +73,48 @@ describe('wording', () => {
     expect(describeRefusal('RATE_LIMITED', 'x', 1)).toContain('in 1 second.');
     expect(describeRefusal('RATE_LIMITED', 'x', 90)).toContain('in 2 minutes.');
     expect(describeRefusal('RATE_LIMITED', 'x', undefined)).toContain('wait a little');
+  });
+
+  it('rate limits say how many images are left, how many to ask for now, and when the rest come back', () => {
+    const now = new Date(2026, 11, 1, 18, 0, 0).getTime();
+    const user = { of: 'user', limit: 6, remaining: 2, windowSeconds: 3600 } as const;
+    const at = (s: number) =>
+      new Date(now + s * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    expect(
+      describeRateLimit('this asks for 4 images and …', { ...user, resetSeconds: 1800 }, 1800, now),
+    ).toBe(
+      `You have 2 of your 6 images per hour left: ask for 2 or fewer, or for more in 30 minutes (at ${at(1800)}).`,
+    );
+    expect(describeRateLimit('…', { ...user, remaining: 0, resetSeconds: 45 }, 45, now)).toBe(
+      'You have made your 6 images per hour. You can make more in 45 seconds.',
+    );
+    expect(
+      describeRateLimit(
+        '…',
+        { of: 'scope', limit: 500, remaining: 1, windowSeconds: 86_400, resetSeconds: 600 },
+        600,
+        now,
+      ),
+    ).toBe(
+      `This site has 1 of its 500 images per day left, for everyone: ask for 1 or fewer, or for more in 10 minutes (at ${at(600)}).`,
+    );
+    // No quota (jobs in progress, requests paused): the server's own sentence, with the wait.
+    expect(
+      describeRateLimit(
+        'you already have 2 jobs in progress (the limit here is 2); try again when one finishes',
+        undefined,
+        5,
+      ),
+    ).toBe(
+      'You already have 2 jobs in progress (the limit here is 2); try again when one finishes.',
+    );
+    expect(
+      describeRateLimit('moderators have paused image requests here', undefined, undefined),
+    ).toBe('Moderators have paused image requests here. Please wait a little and try again.');
+    expect(describeWindow(3600)).toBe('per hour');
+    expect(describeWindow(1800)).toBe('per 30 minutes');
+    expect(describeWindow(7200)).toBe('per 2 hours');
+    expect(describeWindow(90)).toBe('per 90 seconds');
   });
 
   it('unknown codes still read as a sentence', () => {

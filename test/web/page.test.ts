@@ -516,6 +516,45 @@ describe('web page in chromium', () => {
     await context.close();
   });
 
+  it('past the per-visitor image limit it says how many images are left, and when the rest come back', async () => {
+    // The real relay's 429 (LIMIT_IMAGES_PER_USER counts images per address per hour).
+    const limited = await startTestImagine({ LIMIT_IMAGES_PER_USER: '3' });
+    try {
+      const { context, page, enqueues } = await openPage(limited.url);
+      const prompt = page.getByLabel('Prompt');
+      const error = page.getByRole('alert');
+      const cards = page.locator('#results > li');
+      await chooseCount(page, 2);
+      await prompt.fill('A lighthouse at dusk');
+      await prompt.press('Enter');
+      await expect.poll(() => cards.count()).toBe(1);
+      // Two more would be four of three: one is left, and the page says so.
+      await prompt.press('Enter');
+      await expect
+        .poll(() => error.textContent())
+        .toMatch(
+          /^You have 1 of your 3 images per hour left: ask for 1 or fewer, or for more in 60 minutes \(at [^)]+\)\.$/,
+        );
+      expect(enqueues).toHaveLength(2);
+      await expect(cards.count()).resolves.toBe(1);
+      // One is within what is left.
+      await chooseCount(page, 1);
+      await prompt.press('Enter');
+      await expect.poll(() => cards.count()).toBe(2);
+      await expect(error.isHidden()).resolves.toBe(true);
+      await prompt.press('Enter');
+      await expect
+        .poll(() => error.textContent())
+        .toMatch(
+          /^You have made your 3 images per hour\. You can make more in 60 minutes \(at [^)]+\)\.$/,
+        );
+      await expect(cards.count()).resolves.toBe(2);
+      await context.close();
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('a failed job shows its error, and "Try again" makes the image', async () => {
     const { context, page, problems } = await openPage(failing.url);
     await expect(page.locator('#demo-notice').isHidden()).resolves.toBe(true);

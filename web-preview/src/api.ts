@@ -1,4 +1,5 @@
 /** The relay's HTTP API as the page uses it. */
+import type { Quota } from '../../contracts/errors.ts';
 import type { AspectRatio, JobTask, VaryPreset } from '../../contracts/limits.ts';
 
 /** A vary's strength: Midjourney's two presets, or a number in (0, 1] (an image prompt's slider). */
@@ -53,14 +54,40 @@ export class ApiError extends Error {
   readonly code: string;
   readonly status: number;
   readonly retryAfterSeconds: number | undefined;
+  /** How many images are left in the window, on a rate-limit refusal that says. */
+  readonly quota: Quota | undefined;
 
-  constructor(code: string, message: string, status: number, retryAfterSeconds?: number) {
+  constructor(
+    code: string,
+    message: string,
+    status: number,
+    retryAfterSeconds?: number,
+    quota?: Quota,
+  ) {
     super(message);
     this.name = 'ApiError';
     this.code = code;
     this.status = status;
     this.retryAfterSeconds = retryAfterSeconds;
+    this.quota = quota;
   }
+}
+
+/** A 429's `error.quota`, when it is one the page can read (numbers where numbers belong). */
+function readQuota(value: unknown): Quota | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const q = value as Record<string, unknown>;
+  const count = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+  if (q.of !== 'user' && q.of !== 'scope') return undefined;
+  if (!count(q.limit) || !count(q.remaining) || !count(q.windowSeconds) || !count(q.resetSeconds))
+    return undefined;
+  return {
+    of: q.of,
+    limit: q.limit,
+    remaining: q.remaining,
+    windowSeconds: q.windowSeconds,
+    resetSeconds: q.resetSeconds,
+  };
 }
 
 /** Read an error body, whatever the server (or a proxy in front of it) sent. */
@@ -69,18 +96,20 @@ export async function readApiError(response: Response): Promise<ApiError> {
   let code = `HTTP_${response.status}`;
   let message = response.statusText || `HTTP ${response.status}`;
   let retryAfter = Number.isFinite(header) && header > 0 ? header : undefined;
+  let quota: Quota | undefined;
   try {
     const body = (await response.json()) as {
-      error?: { code?: string; message?: string; retryAfterSeconds?: number };
+      error?: { code?: string; message?: string; retryAfterSeconds?: number; quota?: unknown };
     };
     if (body.error?.code) code = body.error.code;
     if (body.error?.message) message = body.error.message;
     if (retryAfter === undefined && body.error?.retryAfterSeconds)
       retryAfter = body.error.retryAfterSeconds;
+    quota = readQuota(body.error?.quota);
   } catch {
     // Not JSON (a proxy's error page): the status says enough.
   }
-  return new ApiError(code, message, response.status, retryAfter);
+  return new ApiError(code, message, response.status, retryAfter, quota);
 }
 
 /** Fetch, turning a network failure into an `UNREACHABLE` ApiError. */

@@ -26,6 +26,7 @@ import {
   checkPrompt,
   describeRefusal,
   describeUploadRefusal,
+  describeWindow,
   normalisePrompt,
   parseSeed,
   promptLength,
@@ -168,13 +169,21 @@ function showRefusal(err: ApiError): void {
     return;
   }
   const field = err.code === 'INVALID_PROMPT' ? 'prompt' : undefined;
-  showFormError(describeRefusal(err.code, err.message, err.retryAfterSeconds), field, err.code);
-  if (err.code === 'RATE_LIMITED' && err.retryAfterSeconds) {
-    const until = Date.now() + err.retryAfterSeconds * 1000;
+  showFormError(
+    describeRefusal(err.code, err.message, err.retryAfterSeconds, err.quota),
+    field,
+    err.code,
+  );
+  const wait = err.retryAfterSeconds ?? err.quota?.resetSeconds;
+  if (err.code === 'RATE_LIMITED' && wait) {
+    const until = Date.now() + wait * 1000;
+    const quota = err.quota;
     countdown = setInterval(() => {
       if (Date.now() < until) return;
       clearInterval(countdown);
-      formError.textContent = 'You can make another image now.';
+      formError.textContent = quota
+        ? `You can make images again now (${quota.of === 'user' ? 'your' : "this site's"} ${quota.limit} ${describeWindow(quota.windowSeconds)}).`
+        : 'You can make another image now.';
     }, 500);
   }
 }

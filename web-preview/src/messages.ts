@@ -1,4 +1,5 @@
 /** Checks done before sending, and every error put into words a person understands. */
+import type { Quota } from '../../contracts/errors.ts';
 import { PROMPT_MAX_CHARS, SEED_MAX } from '../../contracts/limits.ts';
 
 /** Characters as the server counts them: code points after whitespace runs become one space. */
@@ -48,11 +49,65 @@ export function formatElapsed(ms: number): string {
   return `${Math.floor(total / 60)} min ${String(total % 60).padStart(2, '0')} s`;
 }
 
+/** A rate-limit window as people say it: "per hour", "per 30 minutes", "per day". */
+export function describeWindow(seconds: number): string {
+  const units: Array<[number, string]> = [
+    [86_400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+  ];
+  for (const [size, name] of units)
+    if (seconds >= size && seconds % size === 0) {
+      const n = seconds / size;
+      return n === 1 ? `per ${name}` : `per ${n} ${name}s`;
+    }
+  return `per ${seconds} seconds`;
+}
+
+/** " (at 19:47)" for a wait long enough that "in 40 minutes" would go stale on screen. */
+function clockAt(waitSeconds: number, now: number): string {
+  if (waitSeconds < 120) return '';
+  const at = new Date(now + waitSeconds * 1000);
+  return ` (at ${at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })})`;
+}
+
+/**
+ * A rate-limit refusal in plain words. With the 429's `quota` (the images-per-window limit):
+ * how many images are left, how many the request may ask for now, and when the whole limit is
+ * back; otherwise (jobs in progress, requests paused) the server's own sentence, with the wait.
+ */
+export function describeRateLimit(
+  message: string,
+  quota: Quota | undefined,
+  waitSeconds: number | undefined,
+  now: number = Date.now(),
+): string {
+  const wait = waitSeconds ?? quota?.resetSeconds;
+  const again = wait === undefined ? ' later' : ` in ${describeWait(wait)}${clockAt(wait, now)}`;
+  if (!quota) {
+    const text = `${message.charAt(0).toUpperCase()}${message.slice(1)}.`;
+    if (/try again/i.test(message)) return text;
+    return wait === undefined
+      ? `${text} Please wait a little and try again.`
+      : `${text} You can try again${again}.`;
+  }
+  const per = describeWindow(quota.windowSeconds);
+  const images = (n: number) => `${n} image${n === 1 ? '' : 's'}`;
+  if (quota.of === 'user')
+    return quota.remaining > 0
+      ? `You have ${quota.remaining} of your ${images(quota.limit)} ${per} left: ask for ${quota.remaining} or fewer, or for more${again}.`
+      : `You have made your ${images(quota.limit)} ${per}. You can make more${again}.`;
+  return quota.remaining > 0
+    ? `This site has ${quota.remaining} of its ${images(quota.limit)} ${per} left, for everyone: ask for ${quota.remaining} or fewer, or for more${again}.`
+    : `This site has made its ${images(quota.limit)} ${per}, for everyone. More can be made${again}.`;
+}
+
 /** Why the server refused a request to start a job. */
 export function describeRefusal(
   code: string,
   message: string,
   retryAfterSeconds: number | undefined,
+  quota?: Quota,
 ): string {
   switch (code) {
     case 'INVALID_PROMPT':
@@ -62,9 +117,7 @@ export function describeRefusal(
     case 'BAD_REQUEST':
       return `The server did not accept these settings: ${message}.`;
     case 'RATE_LIMITED':
-      return retryAfterSeconds
-        ? `You are making images faster than this server allows. You can try again in ${describeWait(retryAfterSeconds)}.`
-        : 'You are making images faster than this server allows. Please wait a little and try again.';
+      return describeRateLimit(message, quota, retryAfterSeconds);
     case 'QUEUE_FULL':
       return `The queue is full right now. Please try again in ${describeWait(retryAfterSeconds ?? 60)}.`;
     case 'QUEUE_UNAVAILABLE':
