@@ -121,8 +121,18 @@ class Pieces {
     return out;
   }
 
+  /** The big-endian 32-bit number at `at` (no view or copy made: a PNG has ~140 chunks a MiB). */
   u32(at: number): number {
-    return this.slice(at, at + 4).readUInt32BE(0);
+    const i = this.#find(at);
+    const piece = this.#pieces[i]!;
+    const from = at - this.#starts[i]!;
+    if (from + 4 <= piece.length) return piece.readUInt32BE(from);
+    let n = 0;
+    for (let k = 0; k < 4; k++) {
+      const j = this.#find(at + k);
+      n = n * 256 + this.#pieces[j]![at + k - this.#starts[j]!]!;
+    }
+    return n;
   }
 
   /** CRC-32 of bytes `start`..`end`, carried across the pieces. */
@@ -140,6 +150,15 @@ class Pieces {
   }
 }
 
+/** PNG chunk types, as the big-endian numbers their four ASCII bytes make. */
+const IHDR = 0x49484452;
+const IDAT = 0x49444154;
+const IEND = 0x49454e44;
+const PHYS = 0x70485973;
+
+/** The name of the chunk type at `at` (for messages). */
+const typeName = (b: Pieces, at: number) => b.slice(at + 4, at + 8).toString('latin1');
+
 /** Walk a PNG; returns its size when the header is plain enough to decide without sharp. */
 function walkPng(b: Pieces): Size | undefined {
   let at = 8;
@@ -149,19 +168,21 @@ function walkPng(b: Pieces): Size | undefined {
   const beforeIdat: string[] = [];
   while (at + 12 <= b.length) {
     const length = b.u32(at);
-    const type = b.slice(at + 4, at + 8).toString('latin1');
+    // The type as a number: its name is made only for a message or the short list below.
+    const code = b.u32(at + 4);
     const end = at + 12 + length;
-    if (length > 0x7fffffff || end > b.length) throw damaged(`PNG chunk ${type} runs past the end`);
-    if (first && (type !== 'IHDR' || length !== 13)) throw damaged('PNG does not start with IHDR');
+    if (length > 0x7fffffff || end > b.length)
+      throw damaged(`PNG chunk ${typeName(b, at)} runs past the end`);
+    if (first && (code !== IHDR || length !== 13)) throw damaged('PNG does not start with IHDR');
     first = false;
     if (b.crc(at + 4, at + 8 + length) !== b.u32(at + 8 + length))
-      throw damaged(`PNG chunk ${type} fails its CRC`);
-    if (type === 'IDAT') idat = true;
+      throw damaged(`PNG chunk ${typeName(b, at)} fails its CRC`);
+    if (code === IDAT) idat = true;
     // (Never plain beyond two, or with a pHYs of another length: the list stops growing.)
     else if (!idat && at > 8 && beforeIdat.length < 2)
-      beforeIdat.push(type === 'pHYs' && length !== 9 ? 'pHYs of another length' : type);
+      beforeIdat.push(code === PHYS && length !== 9 ? 'pHYs of another length' : typeName(b, at));
     at = end;
-    if (type === 'IEND') {
+    if (code === IEND) {
       if (!idat) throw damaged('PNG has no image data');
       if (at !== b.length) throw damaged('bytes after PNG IEND');
       return plainPngSize(b, beforeIdat);
