@@ -200,11 +200,12 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
   tracker.on('progress', ({ record, progress }: ProgressUpdate) =>
     hub.publishProgress(record, progress),
   );
-  const broadcastPositions = coalesce(() => {
-    for (const [jobId, position] of tracker.queuedPositions()) {
-      if (hub.hasWaiters(jobId)) hub.publishPosition(jobId, position);
-    }
-  }, 250);
+  // Waiters whose job moved up are told, at most every 250 ms: a pass over the waiters, each
+  // position found without a scan of the queue (JobTracker.position).
+  const broadcastPositions = coalesce(
+    () => hub.publishPositions((jobId) => tracker.position(jobId)),
+    250,
+  );
   tracker.on('positions', broadcastPositions);
   deps.fanout?.attach(tracker);
   tracker.start();

@@ -10,6 +10,7 @@
  * shared functions (no closure per socket), a job with one waiter holds that socket rather than
  * a Set, and one heartbeat ({@link WaiterHub.sweep}) serves every socket instead of a timer each.
  */
+import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import type { ImageFrame, PreviewFrame, StatusFrame } from '../contracts/ws-frames.ts';
 import type { JobProgress, JobRecord } from './job-tracker.ts';
@@ -26,6 +27,19 @@ export class WaiterSocket extends WebSocket {
   jobId = '';
   /** Whether it answered (or has not yet been sent) the last heartbeat ping. */
   alive = true;
+  /** The queue position it was last told (-1: none), so an unchanged one is not sent again. */
+  position = -1;
+}
+
+/**
+ * The TCP socket under a ws socket (ws keeps it as `_socket`), corked while a job's frames are
+ * written so that they leave in one `writev`: a 1 MiB image is ~16 fragments, each otherwise a
+ * write call of its own (frame header and data).
+ */
+function corked(socket: WebSocket): Duplex | undefined {
+  const raw = (socket as unknown as { _socket?: Duplex | null })._socket ?? undefined;
+  raw?.cork();
+  return raw;
 }
 
 /** Shared by every socket: no closure per socket. */
@@ -129,11 +143,13 @@ export class WaiterHub {
     const preview = progress.preview ? this.previewFrame(record.jobId, progress) : undefined;
     for (const socket of this.socketsOf(record.jobId)) {
       if (socket.readyState !== socket.OPEN) continue;
+      const raw = preview ? corked(socket) : undefined;
       socket.send(status);
       if (preview && progress.preview) {
         socket.send(preview);
         socket.send(progress.preview.bytes, { binary: true });
       }
+      raw?.uncork();
     }
   }
 
@@ -160,19 +176,52 @@ export class WaiterHub {
     return JSON.stringify(frame);
   }
 
-  /** Tell a queued job's waiters how many are ahead now. */
-  publishPosition(jobId: string, position: number): void {
-    if (!this.waiters.has(jobId)) return;
-    const frame = JSON.stringify({ ...this.statusBase(jobId, 'queued'), position });
-    for (const socket of this.socketsOf(jobId)) socket.send(frame);
+  /**
+   * Tell every waiter of a queued job how many are ahead now, if that moved since it was last
+   * told: one pass over the waiters (never over the queue, whose jobs mostly have none), one
+   * frame per socket whose position changed (a job that leaves from behind moves nobody ahead
+   * of it). `positionOf` is the job's position, undefined once it is not queued.
+   */
+  publishPositions(positionOf: (jobId: string) => number | undefined): void {
+    for (const [jobId, held] of this.waiters) {
+      const position = positionOf(jobId);
+      if (position === undefined) continue;
+      if (held instanceof Set) {
+        let frame: string | undefined;
+        for (const socket of held) frame = this.tellPosition(socket, jobId, position, frame);
+      } else this.tellPosition(held, jobId, position, undefined);
+    }
+  }
+
+  /** Send `position` unless the socket knows it; returns the frame, built once per job. */
+  private tellPosition(
+    socket: WaiterSocket,
+    jobId: string,
+    position: number,
+    frame: string | undefined,
+  ): string | undefined {
+    if (socket.position === position || socket.readyState !== socket.OPEN) return frame;
+    const text = frame ?? JSON.stringify({ ...this.statusBase(jobId, 'queued'), position });
+    socket.position = position;
+    socket.send(text);
+    return text;
   }
 
   private statusBase(jobId: string, state: JobRecord['state']): StatusFrame {
     return { type: 'status', jobId, state, generator: this.info.name, demo: this.info.demo };
   }
 
-  private sendRecord(socket: WebSocket, record: JobRecord, position: number | undefined): void {
+  private sendRecord(socket: WaiterSocket, record: JobRecord, position: number | undefined): void {
     if (socket.readyState !== socket.OPEN) return;
+    const raw = corked(socket);
+    try {
+      this.writeRecord(socket, record, position);
+    } finally {
+      raw?.uncork();
+    }
+  }
+
+  private writeRecord(socket: WaiterSocket, record: JobRecord, position: number | undefined): void {
     if (record.state === 'generating' && record.progress) {
       // A late joiner sees how far it has got, and the latest preview.
       socket.send(JSON.stringify(this.progressFrame(record.jobId, record.progress)));
@@ -184,7 +233,10 @@ export class WaiterHub {
       return;
     }
     const frame: StatusFrame = this.statusBase(record.jobId, record.state);
-    if (position !== undefined) frame.position = position;
+    if (position !== undefined) {
+      frame.position = position;
+      socket.position = position;
+    }
     if (record.error) frame.error = record.error;
     if (record.state === 'done' && !record.images) {
       // Finished, but the image left the buffer: say so rather than hang.
