@@ -5,7 +5,8 @@
  * `npm run bench:cost [scenario...]`, scenarios (default: pipeline enqueue memory):
  * - pipeline: CPU per job, enqueue → image on the WebSocket, embedded (relay + worker + SQS
  *   emulator in one process), 8 jobs in flight: 64×64 with output safety off and on (`spoiler`,
- *   the default, runs the classifier on every image), and 1024² with it off.
+ *   the default, runs the classifier on every image), and 1024² with it off, with 2 slots
+ *   (`WORKER_CONCURRENCY`, as for 64×64) and with 4.
  * - enqueue: CPU per `POST /enqueue` of a relay-only process, on SQS (emulator hosted here) and
  *   on BullMQ (a redis-server started here), and SQS requests per job; first the floor, a bare
  *   Fastify server answering the same request with the same 202 (bench/enqueue-floor.ts).
@@ -118,8 +119,17 @@ async function withRedis<T>(fn: (url: string) => Promise<T>): Promise<T> {
 process.stdout.write(`# ${await machine()}\n`);
 
 /** CPU per job of the embedded pipeline (enqueue → image on the WebSocket), 8 in flight. */
-async function pipelineCost(safety: 'off' | 'spoiler', size: number, jobs: number) {
-  const server = await startServer({ WORKER_CONCURRENCY: '2', SAFETY: safety, ...LIMITS });
+async function pipelineCost(
+  safety: 'off' | 'spoiler',
+  size: number,
+  jobs: number,
+  concurrency = 2,
+) {
+  const server = await startServer({
+    WORKER_CONCURRENCY: String(concurrency),
+    SAFETY: safety,
+    ...LIMITS,
+  });
   const job = async () => {
     const { ws } = await enqueueOne(server.url, size);
     await new Promise<void>((resolve, reject) => {
@@ -156,18 +166,22 @@ async function pipelineCost(safety: 'off' | 'spoiler', size: number, jobs: numbe
       requests[`sqs_${action}`] = d / jobs;
       total += d;
     }
-    report(`pipeline CPU per job (embedded, demo ${size}x${size}, 8 in flight, SAFETY=${safety})`, {
-      jobs,
-      cpu_ms_per_job: ms,
-      jobs_per_s: jobsPerS,
-      // What the machine's cores could do at that CPU cost per job (the server's alone).
-      cpu_ceiling_jobs_per_s: (cpus().length * 1000) / ms,
-      bench_cpu_ms_per_job: benchMs,
-      // The same with the load generator's CPU per job added: what this run could reach.
-      cpu_ceiling_with_bench_jobs_per_s: (cpus().length * 1000) / (ms + benchMs),
-      sqs_requests_per_job: total / jobs,
-      ...requests,
-    });
+    const slots = concurrency === 2 ? '' : `, WORKER_CONCURRENCY=${concurrency}`;
+    report(
+      `pipeline CPU per job (embedded, demo ${size}x${size}, 8 in flight, SAFETY=${safety}${slots})`,
+      {
+        jobs,
+        cpu_ms_per_job: ms,
+        jobs_per_s: jobsPerS,
+        // What the machine's cores could do at that CPU cost per job (the server's alone).
+        cpu_ceiling_jobs_per_s: (cpus().length * 1000) / ms,
+        bench_cpu_ms_per_job: benchMs,
+        // The same with the load generator's CPU per job added: what this run could reach.
+        cpu_ceiling_with_bench_jobs_per_s: (cpus().length * 1000) / (ms + benchMs),
+        sqs_requests_per_job: total / jobs,
+        ...requests,
+      },
+    );
   } finally {
     await server.stop();
   }
@@ -178,6 +192,9 @@ if (wanted('pipeline')) {
   // Output safety's classifier (~65 ms a job on this machine's CPU) is on by default.
   await pipelineCost('spoiler', 64, 200);
   await pipelineCost('off', 1024, 200);
+  // With 2 slots a 1024² job's phases (render on the event loop, libvips' single-threaded PNG
+  // stage) leave cores idle: the same load with 4 slots shows what the CPU allows.
+  await pipelineCost('off', 1024, 200, 4);
 }
 
 async function enqueueCost(label: string, env: Record<string, string>) {
