@@ -125,7 +125,7 @@ export const ENV = {
   GENERATOR: {
     schema: z.enum(['demo', 'modal', 'http', 'a1111', 'comfyui', 'replicate']).default('demo'),
     default: 'demo',
-    doc: "`demo` (built-in abstract art, not AI), `modal` (Flux on Modal), `http` (any endpoint speaking the same contract), `a1111` (AUTOMATIC1111 / Forge), `comfyui` (ComfyUI) or `replicate` (Replicate's hosted API). See README: Generators.",
+    doc: "`demo` (built-in abstract art, not AI), `modal` (Flux on Modal), `http` (any endpoint speaking the same contract), `a1111` (AUTOMATIC1111 / Forge), `comfyui` (ComfyUI) or `replicate` (Replicate's hosted API). See README: Generators. Give a `ROLE=relay` the same `GENERATOR`/`GENERATORS` as its workers: it offers and queues upscales only as far as they go (`/healthz`'s `upscaleMaxSide`).",
   },
   MODAL_FLUX_URL: {
     schema: url.optional(),
