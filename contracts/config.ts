@@ -291,9 +291,9 @@ export const ENV = {
     doc: 'Inference steps when a request gives none.',
   },
   WORKER_CONCURRENCY: {
-    schema: int(1, 64).default(2),
-    default: '2',
-    doc: 'Jobs in flight per worker.',
+    schema: int(1, 64).optional(),
+    default: '2 (4 with the demo generator)',
+    doc: 'Jobs in flight per worker. The demo renders on this machine: with 2 slots a job’s phases (its render on the event loop, then libvips’ single-threaded PNG stage) leave cores idle, so it takes 4 unless this is set. A GPU backend keeps 2: more would only wait in its queue while the message is held here.',
   },
   PROGRESS_PUSH_MS: {
     schema: int(0, 60_000).default(250),
@@ -572,8 +572,10 @@ type EnvKey = keyof typeof ENV;
 type Parsed = { [K in EnvKey]: z.output<(typeof ENV)[K]['schema']> };
 
 /** The frozen configuration every part receives. */
-export interface Config extends Omit<Parsed, 'RELAY_SECRET'> {
+export interface Config extends Omit<Parsed, 'RELAY_SECRET' | 'WORKER_CONCURRENCY'> {
   RELAY_SECRET: string;
+  /** Jobs in flight per worker: WORKER_CONCURRENCY, else {@link defaultConcurrency}. */
+  WORKER_CONCURRENCY: number;
   /** True when no external queue is configured (SQS without a URL): embedded SQS, generated secret allowed. */
   embedded: boolean;
   /** True when RELAY_SECRET was generated for this run. */
@@ -589,6 +591,20 @@ export class ConfigError extends Error {
     this.problems = problems;
     this.name = 'ConfigError';
   }
+}
+
+/**
+ * Jobs in flight per worker when WORKER_CONCURRENCY is unset: 4 for the demo generator alone
+ * (its work is this machine's CPU, and 2 slots leave cores idle between a job's phases), 2 for
+ * a GPU backend (more would wait in the backend's own queue while this worker holds the job).
+ */
+export function defaultConcurrency(parsed: Pick<Parsed, 'GENERATOR' | 'GENERATORS'>): number {
+  const backends = parsed.GENERATORS;
+  const demoOnly =
+    backends && backends.length > 0
+      ? backends.every((b) => b.type === 'demo')
+      : parsed.GENERATOR === 'demo';
+  return demoOnly ? 4 : 2;
 }
 
 /** Parse configuration from an environment (defaults to `process.env`). */
@@ -666,6 +682,7 @@ export function loadConfig(
     PUBLIC_URL,
     RELAY_URL,
     RELAY_SECRET: parsed.RELAY_SECRET ?? randomBytes(32).toString('base64url'),
+    WORKER_CONCURRENCY: parsed.WORKER_CONCURRENCY ?? defaultConcurrency(parsed),
     embedded,
     secretGenerated,
   });

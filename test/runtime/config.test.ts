@@ -18,6 +18,19 @@ describe('configuration', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it('gives the demo 4 job slots and a GPU backend 2, unless WORKER_CONCURRENCY says', () => {
+    const modal = { GENERATOR: 'modal', MODAL_FLUX_URL: 'https://x.modal.run' };
+    expect(loadConfig({}).WORKER_CONCURRENCY).toBe(4);
+    expect(loadConfig(modal).WORKER_CONCURRENCY).toBe(2);
+    expect(loadConfig({ ...modal, WORKER_CONCURRENCY: '7' }).WORKER_CONCURRENCY).toBe(7);
+    expect(loadConfig({ WORKER_CONCURRENCY: '1' }).WORKER_CONCURRENCY).toBe(1);
+    const demo = { name: 'd', type: 'demo' };
+    const gpu = { name: 'g', type: 'a1111', url: 'http://gpu.local:7860' };
+    expect(loadConfig({ GENERATORS: JSON.stringify([demo]) }).WORKER_CONCURRENCY).toBe(4);
+    expect(loadConfig({ GENERATORS: JSON.stringify([demo, gpu]) }).WORKER_CONCURRENCY).toBe(2);
+    expect(() => loadConfig({ WORKER_CONCURRENCY: '0' })).toThrow(/^ {2}WORKER_CONCURRENCY=/m);
+  });
+
   it('names each bad variable and what was expected', () => {
     try {
       loadConfig({ PORT: 'eighty', GENERATOR: 'dalle', RELAY_SECRET: 'short' });
