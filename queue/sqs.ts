@@ -82,10 +82,12 @@ const MAX_BATCH_BYTES = 256 * 1024;
 /** Options of {@link SqsJobQueue}. */
 export interface SqsQueueOptions {
   /**
-   * The least time between the starts of two calls that are not full (default
-   * {@link CALL_SPACING_MS}). A send made when the last call started longer ago than this goes
-   * at the end of its event-loop turn (a lone job is not held back); one made sooner waits out
-   * the rest, and the sends made meanwhile go with it. A full batch (10 jobs) goes at once.
+   * Under load, the least time between the starts of two calls that are not full (default
+   * {@link CALL_SPACING_MS}). Load is a call still on its way, or a last call that carried more
+   * than one job: then a send made sooner than this after the last call's start waits out the
+   * rest, and the sends made meanwhile go with it. Otherwise (an idle relay, one client sending
+   * one job after another) a send goes at the end of its event-loop turn. A full batch (10 jobs)
+   * always goes at once.
    */
   callSpacingMs?: number;
 }
@@ -93,7 +95,7 @@ export interface SqsQueueOptions {
 /**
  * See {@link SqsQueueOptions.callSpacingMs}: under load, a job waits at most this long and
  * shares its call with the jobs of those milliseconds (each call costs the relay ~0.8 ms of CPU
- * whatever it carries, and AWS bills per call); an idle relay sends at once.
+ * whatever it carries, and AWS bills per call); a lone job is not held back.
  */
 const CALL_SPACING_MS = 10;
 
@@ -122,8 +124,11 @@ export class SqsJobQueue implements JobQueue {
   private pending: PendingSend[] = [];
   private pendingBytes = 0;
   private flushTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
-  /** When the last call started (`performance.now()`), or never. */
+  /** When the last call started (`performance.now()`), or never; and how many jobs it carried. */
   private lastCallAt = Number.NEGATIVE_INFINITY;
+  private lastCallJobs = 0;
+  /** Calls sent and not yet answered. */
+  private inFlight = 0;
 
   constructor(client: SQSClient, queueUrl: string, opts: SqsQueueOptions = {}) {
     this.client = client;
@@ -153,9 +158,13 @@ export class SqsJobQueue implements JobQueue {
     });
   }
 
-  /** What is pending goes at the end of this turn, or once the last call is `callSpacingMs` old. */
+  /**
+   * What is pending goes at the end of this turn, or under load once the last call is
+   * `callSpacingMs` old.
+   */
   private schedule(): NodeJS.Immediate | NodeJS.Timeout {
-    const wait = this.lastCallAt + this.callSpacingMs - performance.now();
+    const loaded = this.inFlight > 0 || this.lastCallJobs > 1;
+    const wait = loaded ? this.lastCallAt + this.callSpacingMs - performance.now() : 0;
     return wait > 0 ? setTimeout(() => this.flush(), wait) : setImmediate(() => this.flush());
   }
 
@@ -169,16 +178,30 @@ export class SqsJobQueue implements JobQueue {
     const batch = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    if (batch.length > 0) this.lastCallAt = performance.now();
+    if (batch.length === 0) return;
+    this.lastCallAt = performance.now();
+    this.lastCallJobs = batch.length;
+    this.inFlight++;
     if (batch.length === 1) void this.sendOne(batch[0]!);
-    else if (batch.length > 1) void this.sendBatch(batch);
+    else void this.sendBatch(batch);
+  }
+
+  /** One call of {@link flush}'s; no longer on its way once it answers, before any caller hears. */
+  private async call<T>(send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } finally {
+      this.inFlight--;
+    }
   }
 
   private async sendOne(send: PendingSend): Promise<void> {
     const { MessageBody, MessageAttributes } = send.entry;
     try {
-      await this.client.send(
-        new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody, MessageAttributes }),
+      await this.call(() =>
+        this.client.send(
+          new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody, MessageAttributes }),
+        ),
       );
       send.resolve();
     } catch (err) {
@@ -189,11 +212,13 @@ export class SqsJobQueue implements JobQueue {
   private async sendBatch(batch: PendingSend[]): Promise<void> {
     let out: SendMessageBatchCommandOutput;
     try {
-      out = await this.client.send(
-        new SendMessageBatchCommand({
-          QueueUrl: this.queueUrl,
-          Entries: batch.map((b) => b.entry),
-        }),
+      out = await this.call(() =>
+        this.client.send(
+          new SendMessageBatchCommand({
+            QueueUrl: this.queueUrl,
+            Entries: batch.map((b) => b.entry),
+          }),
+        ),
       );
     } catch (err) {
       for (const send of batch) send.reject(notAccepted(err));

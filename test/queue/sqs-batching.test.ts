@@ -107,22 +107,41 @@ describe('SQS sends share SendMessageBatch calls (fauxqs)', () => {
       credentials: sqs.credentials,
     });
     const calls = recordCommands(sender);
-    // Long enough that the second and third sends come well within it, however slow the machine.
+    // Long enough that the later sends come well within it, however slow the machine.
+    const queue = new SqsJobQueue(sender, queueUrl, { callSpacingMs: 2000 });
+    const jobs = ['first', 'second', 'third', 'fourth'].map((p) => job(p));
+    // Load: a call that carried two jobs.
+    await Promise.all([queue.send(jobs[0]!), queue.send(jobs[1]!)]);
+    expect(calls).toEqual(['SendMessageBatchCommand']);
+    const held = queue.send(jobs[2]!);
+    // A later event-loop turn: without the spacing, the third send would have gone alone.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(calls).toEqual(['SendMessageBatchCommand']);
+    await Promise.all([held, queue.send(jobs[3]!)]);
+    expect(calls).toEqual(['SendMessageBatchCommand', 'SendMessageBatchCommand']);
+    const got = await drain(client, queueUrl, jobs.length);
+    expect(got.map((g) => g.jobId).sort()).toEqual(jobs.map((j) => j.jobId).sort());
+    sender.destroy();
+  });
+
+  it('one job after another (no load) is never held: each goes in its own turn, alone', async () => {
+    const queueUrl = await freshQueue('batching-sequential');
+    const sender = createSqsClient({
+      region: sqs.region,
+      endpoint: sqs.endpoint,
+      credentials: sqs.credentials,
+    });
+    const calls = recordCommands(sender);
     const queue = new SqsJobQueue(sender, queueUrl, { callSpacingMs: 2000 });
     const [first, second, third] = [job('first'), job('second'), job('third')];
     await queue.send(first);
-    expect(calls).toEqual(['SendMessageCommand']);
-    const held = queue.send(second);
-    // A later event-loop turn: without the spacing, the second send would have gone alone.
+    const next = queue.send(second);
+    // Held, the second send would wait for the third (made two turns later) and share its call.
     await new Promise((resolve) => setImmediate(resolve));
     await new Promise((resolve) => setImmediate(resolve));
-    expect(calls).toEqual(['SendMessageCommand']);
-    await Promise.all([held, queue.send(third)]);
-    expect(calls).toEqual(['SendMessageCommand', 'SendMessageBatchCommand']);
-    const got = await drain(client, queueUrl, 3);
-    expect(got.map((g) => g.jobId).sort()).toEqual(
-      [first, second, third].map((j) => j.jobId).sort(),
-    );
+    await Promise.all([next, queue.send(third)]);
+    expect(calls).toEqual(['SendMessageCommand', 'SendMessageCommand', 'SendMessageCommand']);
     sender.destroy();
   });
 
