@@ -98,6 +98,78 @@ export function defaultBackendTasks(type: BackendType, hasUpscaleModel: boolean)
   }
 }
 
+/** What a job needs of a backend. */
+export interface BackendDemand {
+  task: BackendTask;
+  count: number;
+  width: number;
+  height: number;
+  model?: string | undefined;
+}
+
+/** What one backend can be asked for, health aside: how the router and the front door read a spec. */
+export interface BackendCapability {
+  tasks: readonly BackendTask[];
+  maxSide: number;
+  maxCount: number;
+  /** Models offered there; a job naming another model skips this backend. */
+  models?: readonly string[] | undefined;
+}
+
+/** Whether a backend can serve a demand at all (health aside). */
+export function canServe(b: BackendCapability, d: BackendDemand): boolean {
+  return (
+    b.tasks.includes(d.task) &&
+    d.count <= b.maxCount &&
+    Math.max(d.width, d.height) <= b.maxSide &&
+    (d.model === undefined || (b.models ?? []).includes(d.model))
+  );
+}
+
+/** One `GENERATORS` entry's capability, its tasks defaulted by type as the router does. */
+export function backendCapability(
+  spec: BackendSpec,
+  settings: Pick<GeneratorSettings, 'REPLICATE_UPSCALE_MODEL'>,
+): BackendCapability {
+  return {
+    tasks:
+      spec.tasks ??
+      defaultBackendTasks(
+        spec.type,
+        Boolean(spec.upscaleModel || settings.REPLICATE_UPSCALE_MODEL),
+      ),
+    maxSide: spec.maxSide,
+    maxCount: spec.maxCount,
+    models: spec.models ?? (spec.model ? [spec.model] : undefined),
+  };
+}
+
+/**
+ * Why no backend of `backends` can serve `d` (a sentence for the user), or undefined when one
+ * can: so a job no backend would take is refused before it is queued, not failed after.
+ */
+export function demandRefusal(
+  backends: readonly BackendCapability[],
+  d: BackendDemand,
+): string | undefined {
+  if (backends.some((b) => canServe(b, d))) return undefined;
+  const what = `a ${d.width}×${d.height} ${d.task}${d.count > 1 ? ` of ${d.count} images` : ''}`;
+  const doing = backends.filter((b) => b.tasks.includes(d.task));
+  if (doing.length === 0) return `this server's image generators do not ${d.task}`;
+  const offering =
+    d.model === undefined ? doing : doing.filter((b) => (b.models ?? []).includes(d.model!));
+  if (offering.length === 0)
+    return `this server's image generators offer no model ${d.model} for ${what}`;
+  const maxSide = Math.max(...offering.map((b) => b.maxSide));
+  const maxCount = Math.max(...offering.map((b) => b.maxCount));
+  const side = Math.max(d.width, d.height);
+  if (side > maxSide)
+    return `this server's image generators make at most ${maxSide} pixels a side; ${what} is too big`;
+  if (d.count > maxCount)
+    return `this server's image generators make at most ${maxCount} image${maxCount > 1 ? 's' : ''} at once; ask for fewer`;
+  return `no one image generator here makes ${what}; ask for fewer or smaller images`;
+}
+
 /** The generator settings of a deployment (the configuration's) an upscale limit comes from. */
 export interface GeneratorSettings {
   GENERATOR: BackendType;
@@ -118,8 +190,8 @@ export function upscaleMaxSide(settings: GeneratorSettings): number {
   if (settings.GENERATORS) {
     let best = 0;
     for (const spec of settings.GENERATORS) {
-      const tasks = spec.tasks ?? defaultBackendTasks(spec.type, hasUpscaleModel(spec));
-      if (tasks.includes('upscale')) best = Math.max(best, spec.maxSide);
+      const { tasks, maxSide } = backendCapability(spec, settings);
+      if (tasks.includes('upscale')) best = Math.max(best, maxSide);
     }
     return Math.min(best, UPSCALE_MAX_SIDE);
   }

@@ -12,7 +12,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import { type BackendHealth, upscaleMaxSide } from '../contracts/backends.ts';
+import { type BackendHealth, backendCapability, upscaleMaxSide } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { ERROR_CODES, type ErrorCode, ImagineError } from '../contracts/errors.ts';
 import { parseHostList } from '../contracts/input-url.ts';
@@ -171,6 +171,9 @@ export async function buildRelay(deps: RelayDeps): Promise<FastifyInstance> {
     jobTtlSeconds: config.JOB_TTL_SECONDS,
     models: config.MODELS,
     upscaleMaxSide: upscaleMaxSide(config),
+    ...(config.GENERATORS
+      ? { backends: config.GENERATORS.map((spec) => backendCapability(spec, config)) }
+      : {}),
     inputPolicy: {
       hosts: parseHostList(config.INPUT_IMAGE_HOSTS),
       allowHttp: config.INPUT_IMAGE_ALLOW_HTTP,

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { AdmissionPolicy, RequestDefaults, SettingsChanged } from '../contracts/admission.ts';
+import { type BackendCapability, demandRefusal } from '../contracts/backends.ts';
 import { ImagineError } from '../contracts/errors.ts';
 import { checkInputUrl, type InputUrlPolicy } from '../contracts/input-url.ts';
 import {
@@ -82,6 +83,13 @@ export interface SubmitterOptions {
    * after queueing. Default {@link UPSCALE_MAX_SIDE}.
    */
   upscaleMaxSide?: number;
+  /**
+   * What each of the deployment's `GENERATORS` backends can do (`backendCapability` in
+   * contracts/backends.ts): a job none of them would take is refused here, not failed by the
+   * worker's router after queueing. Unset with one `GENERATOR` (the request contract's own
+   * limits are its).
+   */
+  backends?: readonly BackendCapability[];
   admission?: AdmissionPolicy;
   logger: Logger;
   now?: () => number;
@@ -155,6 +163,16 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
       const model = chooseModel(parsed.model, offered, defaults.models);
       const req = withDefaults(model === undefined ? parsed : { ...parsed, model }, defaults);
       const resolved = resolveRequest(req, defaults);
+      const refusal =
+        opts.backends &&
+        demandRefusal(opts.backends, {
+          task: resolved.task,
+          count: resolved.count,
+          width: resolved.params.width,
+          height: resolved.params.height,
+          model: req.model,
+        });
+      if (refusal) throw new ImagineError('INVALID_PARAMETERS', refusal);
       const granted = await admission.admit({
         prompt: req.prompt,
         params: resolved.params,

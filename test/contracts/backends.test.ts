@@ -5,6 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   BackendListSchema,
+  backendCapability,
+  canServe,
+  demandRefusal,
   MODAL_FLUX_MAX_SIDE,
   upscaleMaxSide,
 } from '../../contracts/backends.ts';
@@ -83,6 +86,56 @@ describe('upscaleSize and upscaleRefusal under a deployment limit', () => {
     );
     expect(upscaleRefusal(256, 256, 0)).toBe(
       "this server's image generator does not upscale; try a vary instead",
+    );
+  });
+});
+
+describe('demandRefusal: a job no backend of GENERATORS takes, said before queueing', () => {
+  const backends = list([
+    {
+      name: 'sdxl',
+      type: 'a1111',
+      url: 'http://gpu:7860',
+      maxSide: 1024,
+      maxCount: 4,
+      models: ['sdxl'],
+    },
+    {
+      name: 'big',
+      type: 'comfyui',
+      url: 'http://gpu:8188',
+      maxSide: 2048,
+      maxCount: 1,
+      tasks: ['generate'],
+    },
+  ]).map((spec) => backendCapability(spec, {}));
+  const job = { task: 'generate', count: 1, width: 1024, height: 1024 } as const;
+
+  it('takes what one backend can do, as the router would', () => {
+    expect(demandRefusal(backends, job)).toBeUndefined();
+    expect(demandRefusal(backends, { ...job, width: 2048, height: 1152 })).toBeUndefined();
+    expect(demandRefusal(backends, { ...job, count: 4, model: 'sdxl' })).toBeUndefined();
+    for (const d of [job, { ...job, task: 'vary' as const, count: 4 }])
+      expect(backends.some((b) => canServe(b, d))).toBe(demandRefusal(backends, d) === undefined);
+  });
+
+  it('says which limit a refused job is over', () => {
+    expect(demandRefusal(backends, { ...job, width: 4096 })).toBe(
+      "this server's image generators make at most 2048 pixels a side; a 4096×1024 generate is too big",
+    );
+    expect(demandRefusal(backends, { ...job, count: 8 })).toBe(
+      "this server's image generators make at most 4 images at once; ask for fewer",
+    );
+    // Each limit is met by one backend, but no one backend meets both.
+    expect(demandRefusal(backends, { ...job, width: 2048, count: 2 })).toBe(
+      'no one image generator here makes a 2048×1024 generate of 2 images; ask for fewer or smaller images',
+    );
+    expect(demandRefusal(backends, { ...job, model: 'flux-dev' })).toBe(
+      "this server's image generators offer no model flux-dev for a 1024×1024 generate",
+    );
+    const generateOnly = backends.filter((b) => !b.tasks.includes('vary'));
+    expect(demandRefusal(generateOnly, { ...job, task: 'vary' })).toBe(
+      "this server's image generators do not vary",
     );
   });
 });

@@ -1,5 +1,5 @@
 /** Pick the generator named by configuration: one backend, or a router over `GENERATORS`. */
-import { type BackendSpec, defaultBackendTasks } from '../../contracts/backends.ts';
+import { type BackendSpec, backendCapability } from '../../contracts/backends.ts';
 import type { Config } from '../../contracts/config.ts';
 import type { Generator } from '../generator.ts';
 import { A1111Generator } from './a1111.ts';
@@ -32,15 +32,7 @@ export function routerFromConfig(
         generator: backendFromSpec(config, spec),
         priority: spec.priority,
         weight: spec.weight,
-        tasks:
-          spec.tasks ??
-          defaultBackendTasks(
-            spec.type,
-            Boolean(spec.upscaleModel || config.REPLICATE_UPSCALE_MODEL),
-          ),
-        maxSide: spec.maxSide,
-        maxCount: spec.maxCount,
-        models: spec.models ?? (spec.model ? [spec.model] : undefined),
+        ...backendCapability(spec, config),
       }),
     ),
     failuresToOpen: config.GENERATOR_FAILURES_TO_OPEN,

@@ -15,22 +15,22 @@ import {
   handleWhen,
 } from 'cockatiel';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { BackendStatus, BackendTask } from '../../contracts/backends.ts';
+import {
+  type BackendCapability,
+  type BackendDemand,
+  type BackendStatus,
+  canServe,
+} from '../../contracts/backends.ts';
 import { ImagineError, isRetryable } from '../../contracts/errors.ts';
 import type { GeneratedImage, GenerateOptions, GenerateRequest, Generator } from '../generator.ts';
 
 /** One backend the router may use. */
-export interface RoutedBackend {
+export interface RoutedBackend extends BackendCapability {
   name: string;
   type: string;
   generator: Generator;
   priority: number;
   weight: number;
-  tasks: readonly BackendTask[];
-  maxSide: number;
-  maxCount: number;
-  /** Models offered here; a request naming another model skips this backend. */
-  models?: readonly string[] | undefined;
 }
 
 /** Options of {@link GeneratorRouter}. */
@@ -44,13 +44,7 @@ export interface RouterOptions {
 }
 
 /** What a request needs of a backend. */
-export interface Demand {
-  task: BackendTask;
-  count: number;
-  width: number;
-  height: number;
-  model?: string | undefined;
-}
+export type Demand = BackendDemand;
 
 /** What a request needs of a backend. */
 export function demandOf(req: GenerateRequest): Demand {
@@ -73,16 +67,6 @@ export function isBackendFault(err: unknown): boolean {
   return (
     err instanceof ImagineError &&
     (err.code === 'GENERATOR_AUTH' || err.code === 'GENERATOR_BAD_RESPONSE')
-  );
-}
-
-/** Whether a backend can serve a demand at all (health aside). */
-export function canServe(b: RoutedBackend, d: Demand): boolean {
-  return (
-    b.tasks.includes(d.task) &&
-    d.count <= b.maxCount &&
-    Math.max(d.width, d.height) <= b.maxSide &&
-    (d.model === undefined || (b.models ?? []).includes(d.model))
   );
 }
 
