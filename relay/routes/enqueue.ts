@@ -34,7 +34,7 @@ function wsLinkPrefix(
 }
 
 /** The 202 answer, serialised from its schema (fast-json-stringify) rather than walked. */
-const QUEUED_SCHEMA = {
+export const QUEUED_SCHEMA = {
   type: 'object',
   properties: {
     jobId: { type: 'string' },
