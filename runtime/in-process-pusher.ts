@@ -8,17 +8,16 @@
  * the relay would answer with a 5xx (or 429) is tried again like an HTTP push, then
  * `DELIVERY_FAILED`.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { ImagineError } from '../contracts/errors.ts';
 import { describeIssues } from '../contracts/job.ts';
 import { type PushMeta, PushMetaSchema } from '../contracts/push.ts';
 import { acceptPush, checkedParts, type ParsedPush } from '../relay/routes/push.ts';
-import type { RelayPusher } from '../worker/push-client.ts';
+import { PUSH_ATTEMPTS, PushRefused, type RelayPusher, retryPush } from '../worker/push-client.ts';
 
 /** Options of {@link createInProcessPusher}. */
 export interface InProcessPusherOptions {
-  /** Tries of a push the relay could not take (a 5xx over HTTP); default 5, as over HTTP. */
+  /** Tries of a push the relay could not take (a 5xx over HTTP); default {@link PUSH_ATTEMPTS}, as over HTTP. */
   attempts?: number;
 }
 
@@ -71,29 +70,24 @@ export function createInProcessPusher(
   app: FastifyInstance,
   opts: InProcessPusherOptions = {},
 ): RelayPusher {
-  const attempts = opts.attempts ?? 5;
+  const attempts = opts.attempts ?? PUSH_ATTEMPTS;
   return {
     async push(meta, images, pushOpts = {}) {
       const { signal } = pushOpts;
       signal?.throwIfAborted();
       const tries = pushOpts.attempts ?? attempts;
-      let lastError: unknown;
-      for (let attempt = 0; attempt < tries; attempt++) {
-        if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, { signal });
+      return retryPush(tries, signal, 'the relay could not take the push', async () => {
         try {
           const push = parsedPush(meta, images, pushOpts.preview);
           const answer = await acceptPush(app.relay, push, app.log);
           return { duplicate: answer.duplicate };
         } catch (err) {
           // A refusal (a 4xx over HTTP) is final: the caller tells the user instead.
-          if (!isTransient(err)) throw err;
+          if (err instanceof ImagineError && !isTransient(err)) throw new PushRefused(err);
           if (!(err instanceof ImagineError))
             app.log.error({ err, jobId: meta.jobId }, 'unhandled error in an in-process push');
-          lastError = err;
+          throw err;
         }
-      }
-      throw new ImagineError('DELIVERY_FAILED', 'the relay could not take the push', {
-        cause: lastError,
       });
     },
   };

@@ -147,13 +147,42 @@ export function encodePush(
   return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
-/** Carries a relay's refusal out of the retry loop. */
-class PushRefused extends Error {
+/** Carries a relay's refusal out of {@link retryPush}: final, never tried again. */
+export class PushRefused extends Error {
   readonly refusal: ImagineError;
   constructor(refusal: ImagineError) {
     super(refusal.message);
     this.refusal = refusal;
   }
+}
+
+/** Tries of a push the relay could not take, unless a pusher or a push says otherwise. */
+export const PUSH_ATTEMPTS = 5;
+
+/**
+ * One push tried up to `tries` times, 400 ms doubling to 5 s between tries, however it travels
+ * (signed HTTP, or in process). `once` answers or throws: a {@link PushRefused} is final (its
+ * refusal is thrown); anything else is tried again, unless `signal` was aborted (then it is
+ * thrown). After the last try: `DELIVERY_FAILED` saying `failure`, the last error as its cause.
+ */
+export async function retryPush<T>(
+  tries: number,
+  signal: AbortSignal | undefined,
+  failure: string,
+  once: () => Promise<T>,
+): Promise<T> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < tries; attempt++) {
+    if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, { signal });
+    try {
+      return await once();
+    } catch (err) {
+      if (err instanceof PushRefused) throw err.refusal;
+      if (signal?.aborted) throw err;
+      lastError = err;
+    }
+  }
+  throw new ImagineError('DELIVERY_FAILED', failure, { cause: lastError });
 }
 
 /** The relay's own code for a refusal (`PAYLOAD_TOO_LARGE`, ...), or `INVALID_PUSH`. */
@@ -176,7 +205,7 @@ function refusalCode(text: string): ErrorCode {
 export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
   const doFetch = opts.fetch ?? fetch;
   const url = new URL('/push', opts.relayUrl).toString();
-  const attempts = opts.attempts ?? 5;
+  const attempts = opts.attempts ?? PUSH_ATTEMPTS;
   // Set once a relay refused the octet-stream form and took the same push as multipart.
   let multipartOnly = opts.form === 'multipart';
 
@@ -190,35 +219,26 @@ export function createRelayPusher(opts: RelayPusherOptions): RelayPusher {
     const { body } = encoded;
     // Hashed once; each try signs the hash with its own timestamp.
     const sha256 = bodySha256(body);
-    let lastError: unknown;
-    for (let attempt = 0; attempt < tries; attempt++) {
-      if (attempt > 0) await sleep(Math.min(5000, 200 * 2 ** attempt), undefined, { signal });
+    return retryPush(tries, signal, 'relay cannot be reached', async () => {
       // Signed in the headers (v3 or v2): the relay authenticates the push before its body.
       const signed = signEncodedPush(opts.secret, meta, encoded, sha256);
-      try {
-        const response = await doFetch(url, {
-          method: 'POST',
-          headers: signed,
-          body: body as Uint8Array<ArrayBuffer>,
-          ...(signal ? { signal } : {}),
-        });
-        const text = await response.text();
-        if (response.ok)
-          return { duplicate: Boolean((JSON.parse(text) as { duplicate?: boolean }).duplicate) };
-        const transient = response.status >= 500 || response.status === 429;
-        lastError = new ImagineError(
-          transient ? 'DELIVERY_FAILED' : refusalCode(text),
-          `relay answered HTTP ${response.status}: ${text.slice(0, 300)}`,
-        );
-        // A refusal (4xx) is final: the caller tells the user instead.
-        if (!transient) throw new PushRefused(lastError as ImagineError);
-      } catch (err) {
-        if (err instanceof PushRefused) throw err.refusal;
-        if (signal?.aborted) throw err;
-        lastError = err;
-      }
-    }
-    throw new ImagineError('DELIVERY_FAILED', 'relay cannot be reached', { cause: lastError });
+      const response = await doFetch(url, {
+        method: 'POST',
+        headers: signed,
+        body: body as Uint8Array<ArrayBuffer>,
+        ...(signal ? { signal } : {}),
+      });
+      const text = await response.text();
+      if (response.ok)
+        return { duplicate: Boolean((JSON.parse(text) as { duplicate?: boolean }).duplicate) };
+      const transient = response.status >= 500 || response.status === 429;
+      const answered = new ImagineError(
+        transient ? 'DELIVERY_FAILED' : refusalCode(text),
+        `relay answered HTTP ${response.status}: ${text.slice(0, 300)}`,
+      );
+      // A refusal (4xx) is final: the caller tells the user instead.
+      throw transient ? answered : new PushRefused(answered);
+    });
   }
 
   return {
