@@ -36,10 +36,14 @@ export class WaiterSocket extends WebSocket {
  * written so that they leave in one `writev`: a 1 MiB image is ~16 fragments, each otherwise a
  * write call of its own (frame header and data).
  */
-function corked(socket: WebSocket): Duplex | undefined {
+function corked(socket: WebSocket, write: () => void): void {
   const raw = (socket as unknown as { _socket?: Duplex | null })._socket ?? undefined;
   raw?.cork();
-  return raw;
+  try {
+    write();
+  } finally {
+    raw?.uncork();
+  }
 }
 
 /** Shared by every socket: no closure per socket. */
@@ -143,13 +147,14 @@ export class WaiterHub {
     const preview = progress.preview ? this.previewFrame(record.jobId, progress) : undefined;
     for (const socket of this.socketsOf(record.jobId)) {
       if (socket.readyState !== socket.OPEN) continue;
-      const raw = preview ? corked(socket) : undefined;
-      socket.send(status);
-      if (preview && progress.preview) {
-        socket.send(preview);
-        socket.send(progress.preview.bytes, { binary: true });
-      }
-      raw?.uncork();
+      const shown = progress.preview;
+      if (preview && shown)
+        corked(socket, () => {
+          socket.send(status);
+          socket.send(preview);
+          socket.send(shown.bytes, { binary: true });
+        });
+      else socket.send(status);
     }
   }
 
@@ -213,12 +218,7 @@ export class WaiterHub {
 
   private sendRecord(socket: WaiterSocket, record: JobRecord, position: number | undefined): void {
     if (socket.readyState !== socket.OPEN) return;
-    const raw = corked(socket);
-    try {
-      this.writeRecord(socket, record, position);
-    } finally {
-      raw?.uncork();
-    }
+    corked(socket, () => this.writeRecord(socket, record, position));
   }
 
   private writeRecord(socket: WaiterSocket, record: JobRecord, position: number | undefined): void {
