@@ -6,7 +6,9 @@
  * throughput). The relay runs alone in a child process; this process plays workers and browsers.
  * Jobs are queued in batches of 64 (`BENCH_BATCH`) before their images are pushed.
  * Then the same load against the floor (bench/relay-floor.ts: HMAC of the body and a loopback TCP
- * forward, nothing else), measured the same way, and the ratio of the two.
+ * forward, nothing else), measured the same way, and the ratio of the two; and against the same
+ * floor in a process that has also started an idle relay (the relay's live heap, which V8's full
+ * collections mark), and the ratio to that.
  * `npm run bench:relay [jobs] [concurrency] [octet-stream|multipart]`
  */
 import { fork } from 'node:child_process';
@@ -18,6 +20,7 @@ import WebSocket from 'ws';
 import type { PushMeta } from '../contracts/push.ts';
 import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import { noisePng } from '../test/helpers/images.ts';
+import { freePort } from '../test/helpers/net.ts';
 import { encodeOctetPush, encodePush, signEncodedPush } from '../worker/push-client.ts';
 import { machine, quantile, report, startServer, UNLIMITED } from './lib.ts';
 
@@ -28,10 +31,12 @@ const FORM = process.argv[4] ?? 'octet-stream';
 const BATCH = Number(process.env.BENCH_BATCH ?? 64);
 if (FORM !== 'octet-stream' && FORM !== 'multipart')
   throw new Error(`form must be octet-stream or multipart, not ${FORM}`);
-const IMAGE_BYTES = 1024 * 1024;
+/** The image's size in MiB (`BENCH_IMAGE_MIB`, default 1): two sizes split per-job from per-byte cost. */
+const IMAGE_MIB = Number(process.env.BENCH_IMAGE_MIB ?? 1);
+const IMAGE_BYTES = IMAGE_MIB * 1024 * 1024;
 const SECRET = randomBytes(32).toString('base64url');
 
-// A ~1 MiB real PNG (noise barely compresses): the relay walks its chunks before delivering.
+// A ~1 MiB (IMAGE_MIB) real PNG (noise barely compresses): the relay walks its chunks before delivering.
 const side = Math.round(Math.sqrt(IMAGE_BYTES / 3));
 const image = await noisePng(side, side);
 
@@ -41,17 +46,15 @@ const sqs = await startEmbeddedSqs({
   maxReceiveCount: 3,
   visibilityTimeoutSeconds: 30,
 });
-const server = await startServer(
-  {
-    RELAY_SECRET: SECRET,
-    ...UNLIMITED,
-    SQS_QUEUE_URL: sqs.queueUrl,
-    SQS_ENDPOINT: sqs.endpoint,
-    AWS_ACCESS_KEY_ID: sqs.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: sqs.credentials.secretAccessKey,
-  },
-  'relay',
-);
+const relayEnv = {
+  RELAY_SECRET: SECRET,
+  ...UNLIMITED,
+  SQS_QUEUE_URL: sqs.queueUrl,
+  SQS_ENDPOINT: sqs.endpoint,
+  AWS_ACCESS_KEY_ID: sqs.credentials.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: sqs.credentials.secretAccessKey,
+};
+const server = await startServer(relayEnv, 'relay');
 const wsBase = server.url.replace('http', 'ws');
 const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
@@ -164,19 +167,39 @@ async function run(
 
 /**
  * The floor's CPU per MiB under the same load: the same bodies, 16 at a time over node:http,
- * each forwarded to one of 16 loopback sockets this process reads.
+ * each forwarded to one of 16 loopback sockets this process reads. `besideRelay`: the floor in a
+ * process that has also started an idle relay (its code, flags and live heap; see
+ * bench/relay-floor.ts). Also the floor process's live heap after a full GC.
  */
-async function floorCpuPerMiB(total: number): Promise<number> {
-  const child = fork(fileURLToPath(new URL('./relay-floor.ts', import.meta.url)));
+async function floorCpuPerMiB(
+  total: number,
+  besideRelay: boolean,
+): Promise<{ cpuMsPerMiB: number; heapUsed: number }> {
+  const env: NodeJS.ProcessEnv = besideRelay
+    ? {
+        ...process.env,
+        ...relayEnv,
+        FLOOR_BESIDE_RELAY: '1',
+        HOST: '127.0.0.1',
+        PORT: String(await freePort()),
+        LOG_LEVEL: 'error',
+      }
+    : { ...process.env, FLOOR_BESIDE_RELAY: '' };
+  const child = fork(fileURLToPath(new URL('./relay-floor.ts', import.meta.url)), {
+    env,
+    execArgv: [...process.execArgv, '--expose-gc'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   try {
     const ports = await new Promise<{ http: number; tcp: number }>((resolve) =>
       child.once('message', (m) => resolve(m as { http: number; tcp: number })),
     );
-    const usage = () =>
-      new Promise<number>((resolve) => {
-        child.once('message', (m) => resolve((m as { cpuMs: number }).cpuMs));
-        child.send('usage');
+    const ask = <T>(what: string, field: string) =>
+      new Promise<T>((resolve) => {
+        child.once('message', (m) => resolve((m as Record<string, T>)[field]!));
+        child.send(what);
       });
+    const usage = () => ask<number>('usage', 'cpuMs');
     const sinks = await Promise.all(
       Array.from(
         { length: CONCURRENCY },
@@ -211,9 +234,10 @@ async function floorCpuPerMiB(total: number): Promise<number> {
     const before = await usage();
     await pool(total, CONCURRENCY, one);
     const after = await usage();
+    const heapUsed = await ask<number>('heap', 'heapUsed');
     floorAgent.destroy();
     for (const s of sinks) s.destroy();
-    return (after - before) / ((total * image.length) / (1024 * 1024));
+    return { cpuMsPerMiB: (after - before) / ((total * image.length) / (1024 * 1024)), heapUsed };
   } finally {
     child.kill();
   }
@@ -224,21 +248,34 @@ try {
   const { latencies, seconds, cpuMs } = await run(JOBS);
   latencies.sort((a, b) => a - b);
   const relayCpu = cpuMs / ((JOBS * image.length) / (1024 * 1024));
-  const floor = await floorCpuPerMiB(JOBS);
+  const relayHeap = (await server.usage(true)).heapUsed;
+  const floor = await floorCpuPerMiB(JOBS, false);
+  const beside = await floorCpuPerMiB(JOBS, true);
   process.stdout.write(`# ${await machine()}\n`);
-  report(`relay 1 MiB push→WebSocket frame (${FORM}, concurrency ${CONCURRENCY}, batch ${BATCH})`, {
-    jobs: JOBS,
-    jobs_per_s: JOBS / seconds,
-    MB_per_s: (JOBS * image.length) / 1e6 / seconds,
-    // The relay process's own CPU time (push in, WebSocket frame out), per 1 MiB image.
-    relay_cpu_ms_per_MiB: relayCpu,
-    // The same for a server that only HMACs the body and forwards it over loopback TCP.
-    floor_cpu_ms_per_MiB: floor,
-    relay_over_floor: relayCpu / floor,
-    p50_ms: quantile(latencies, 0.5),
-    p99_ms: quantile(latencies, 0.99),
-    max_ms: latencies.at(-1)!,
-  });
+  report(
+    `relay ${IMAGE_MIB} MiB push→WebSocket frame (${FORM}, concurrency ${CONCURRENCY}, batch ${BATCH})`,
+    {
+      jobs: JOBS,
+      jobs_per_s: JOBS / seconds,
+      MB_per_s: (JOBS * image.length) / 1e6 / seconds,
+      // The relay process's own CPU time (push in, WebSocket frame out), per 1 MiB image.
+      relay_cpu_ms_per_MiB: relayCpu,
+      // The same for a server that only HMACs the body and forwards it over loopback TCP.
+      floor_cpu_ms_per_MiB: floor.cpuMsPerMiB,
+      relay_over_floor: relayCpu / floor.cpuMsPerMiB,
+      // That floor in a process that has also started an idle relay: the relay's live heap, whose
+      // full collections (one every ~64 MB of body chunks) cost in proportion to it.
+      floor_beside_relay_cpu_ms_per_MiB: beside.cpuMsPerMiB,
+      relay_over_floor_beside_relay: relayCpu / beside.cpuMsPerMiB,
+      // Live heaps after a full GC, MB: the relay after the run, the bare floor, the floor beside a relay.
+      heap_MB_relay: relayHeap / 1e6,
+      heap_MB_floor: floor.heapUsed / 1e6,
+      heap_MB_floor_beside_relay: beside.heapUsed / 1e6,
+      p50_ms: quantile(latencies, 0.5),
+      p99_ms: quantile(latencies, 0.99),
+      max_ms: latencies.at(-1)!,
+    },
+  );
 } finally {
   await server.stop();
   await sqs.stop();
