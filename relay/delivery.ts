@@ -18,9 +18,14 @@ import {
   progressFraction,
 } from './job-tracker.ts';
 
-/** How often queue positions are sent to chat, and to how many jobs at the head of the queue. */
-const CHAT_POSITION_INTERVAL_MS = 5000;
-const CHAT_POSITION_JOBS = 10;
+/**
+ * Least time between two rounds of queue positions sent to chat: when the queue moves, the jobs
+ * whose place changed are told at most this often (Slack allows ~50 `chat.update` a minute per
+ * workspace, Discord a few edits a second per webhook route).
+ */
+export const CHAT_POSITION_INTERVAL_MS = 5000;
+/** Only this many jobs at the head of the queue are told their position as the queue moves. */
+export const CHAT_POSITION_JOBS = 10;
 /**
  * Least time between two progress events of one job handed to chat: one Discord edit a second
  * per job; the Slack deliverer's own budget drops what its tier cannot take.
@@ -28,6 +33,12 @@ const CHAT_POSITION_JOBS = 10;
 export const CHAT_PROGRESS_INTERVAL_MS = 1000;
 
 export type { ChatDeliverer, DeliveryEvent };
+
+/** Options of {@link ChatDelivery}. */
+export interface ChatDeliveryOptions {
+  /** Least time between two rounds of queue positions (default {@link CHAT_POSITION_INTERVAL_MS}). */
+  positionIntervalMs?: number;
+}
 
 interface Lane {
   running: boolean;
@@ -47,14 +58,28 @@ export class ChatDelivery {
     { at: number; timer?: NodeJS.Timeout | undefined }
   >();
 
+  /**
+   * Per queued job: the position it was last told. A round of positions tells only the jobs
+   * whose place changed: an unchanged one would be the same edit again, spent from the
+   * platform's rate limits (Discord edits the message whatever its text).
+   */
+  private readonly toldPosition = new Map<string, number>();
+
   private readonly secret: string;
   private readonly logger: Logger;
   private readonly defaultGenerator: string;
+  private readonly positionIntervalMs: number;
 
-  constructor(secret: string, logger: Logger, defaultGenerator: string) {
+  constructor(
+    secret: string,
+    logger: Logger,
+    defaultGenerator: string,
+    opts: ChatDeliveryOptions = {},
+  ) {
     this.secret = secret;
     this.logger = logger;
     this.defaultGenerator = defaultGenerator;
+    this.positionIntervalMs = opts.positionIntervalMs ?? CHAT_POSITION_INTERVAL_MS;
   }
 
   /** Register a platform's deliverer. */
@@ -66,6 +91,9 @@ export class ChatDelivery {
   attach(tracker: JobTracker): void {
     tracker.on('update', (u: JobUpdate) => {
       if (u.record.state !== 'generating') this.forgetProgress(u.record.jobId);
+      if (u.record.state !== 'queued') this.toldPosition.delete(u.record.jobId);
+      else if (!u.remote && u.position !== undefined && u.record.replyTarget)
+        this.toldPosition.set(u.record.jobId, u.position);
       // Another relay instance received that push and delivers it; delivering here too would
       // post twice.
       if (!u.remote) this.onUpdate(u.record, u.position);
@@ -86,16 +114,21 @@ export class ChatDelivery {
       }, wait);
       sent.timer.unref();
     });
+    tracker.on('forgotten', ({ jobId }: { jobId: string }) => this.toldPosition.delete(jobId));
     // Chat edits are rate limited by the platforms (Slack: ~50 chat.update a minute per
-    // workspace): queue positions go out at most every 5 s, and only to the first jobs in line,
-    // so position edits stay under 2 a second and never delay a finished image.
+    // workspace): queue positions go out at most every interval, only to the first jobs in
+    // line and only where the position changed, so position edits stay under 2 a second and
+    // never delay a finished image.
     this.positions = coalesce(() => {
       for (const [jobId, position] of tracker.queuedPositions()) {
         if (position >= CHAT_POSITION_JOBS) break;
         const record = tracker.get(jobId);
-        if (record?.replyTarget) this.onUpdate(record, position);
+        if (!record?.replyTarget) continue;
+        if (this.toldPosition.get(jobId) === position) continue;
+        this.toldPosition.set(jobId, position);
+        this.onUpdate(record, position);
       }
-    }, CHAT_POSITION_INTERVAL_MS);
+    }, this.positionIntervalMs);
     tracker.on('positions', this.positions);
   }
 
@@ -205,6 +238,9 @@ export class ChatDelivery {
       try {
         await deliverer.deliver(target, event);
       } catch (err) {
+        // A position that did not get through is told again at the next round.
+        if (event.state === 'queued' && this.toldPosition.get(jobId) === event.position)
+          this.toldPosition.delete(jobId);
         this.logger.error({ jobId, err, state: event.state }, 'chat delivery failed');
       }
     }

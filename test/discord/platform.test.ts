@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
+import { RESTEvents } from '@discordjs/rest';
 import pino from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -264,6 +265,92 @@ describe('Discord delivery against the platform’s rules', () => {
         await d.deliver(target, event('job-buckets', 'queued', { position }));
       const edits = strict.find(isEdit(interaction.token));
       expect(edits.map((r) => r.status)).toEqual(Array(7).fill(200));
+      expect(strict.overruns).toEqual([]);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('the global limit: a 429 with "global": true holds every bot-token request until it ends', async () => {
+    const strict = await startFakeDiscord();
+    try {
+      const api = new DiscordApi({ apiUrl: strict.apiUrl, token: strict.botToken });
+      strict.rateLimitGloballyNext(1);
+      const limited = new Promise<{ global: boolean }>((resolve) =>
+        api.rest.once(RESTEvents.RateLimited, resolve),
+      );
+      const first = api.channelMessage('610000000000000001', { content: 'first' });
+      expect(await limited).toMatchObject({ global: true });
+      // Once told, the client holds requests to other routes too, until the limit ends.
+      const others = ['610000000000000002', '610000000000000003'].map((id) =>
+        api.channelMessage(id, { content: `to ${id}` }),
+      );
+      await Promise.all([first, ...others]);
+      const posts = strict.find((r) => r.method === 'POST' && r.path.endsWith('/messages'));
+      expect(posts.map((r) => r.status)).toEqual([429, 200, 200, 200]);
+      expect(strict.overruns).toEqual([]);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('the global limit (the fake): the 51st bot-token request in a second is refused globally; webhooks are not bound', async () => {
+    const strict = await startFakeDiscord({ routeLimit: { limit: 100, windowMs: 1000 } });
+    try {
+      const interaction = strict.commandInteraction({ prompt: 'global' });
+      strict.acknowledge(interaction.token, { type: 5 });
+      const post = (i: number) =>
+        fetch(
+          `${strict.apiUrl}/v10/channels/63000000000000${String(i).padStart(4, '0')}/messages`,
+          {
+            method: 'POST',
+            headers: {
+              authorization: `Bot ${strict.botToken}`,
+              'content-type': 'application/json',
+            },
+            body: JSON.stringify({ content: 'hi' }),
+          },
+        );
+      const answers = [];
+      for (let i = 0; i < 51; i++) answers.push(await post(i));
+      const refused = answers.filter((r) => r.status === 429);
+      expect(refused).toHaveLength(1);
+      expect(refused[0]!.headers.get('x-ratelimit-global')).toBe('true');
+      expect(refused[0]!.headers.get('x-ratelimit-scope')).toBe('global');
+      expect(Number(refused[0]!.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(await refused[0]!.json()).toMatchObject({
+        global: true,
+        retry_after: expect.any(Number),
+      });
+      // The interaction's webhook goes without the bot token: not bound by the global limit.
+      const edit = await fetch(
+        `${strict.apiUrl}/v10/webhooks/${strict.applicationId}/${interaction.token}/messages/@original`,
+        {
+          method: 'PATCH',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ content: 'still editable' }),
+        },
+      );
+      expect(edit.status).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('the global limit: 60 bot-token requests at once are spaced by the client, none refused', async () => {
+    const strict = await startFakeDiscord({
+      globalPerSecond: 50,
+      routeLimit: { limit: 100, windowMs: 1000 },
+    });
+    try {
+      const api = new DiscordApi({ apiUrl: strict.apiUrl, token: strict.botToken });
+      await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          api.channelMessage(`62000000000000${String(i).padStart(4, '0')}`, { content: 'hi' }),
+        ),
+      );
+      const posts = strict.find((r) => r.method === 'POST' && r.path.endsWith('/messages'));
+      expect(posts.filter((r) => r.status === 200)).toHaveLength(60);
       expect(strict.overruns).toEqual([]);
     } finally {
       await strict.close();

@@ -7,8 +7,11 @@
  * cuts the request), tokens that die 15 minutes after the interaction on a clock the test
  * moves, one initial response (40060 for a second), every gateway session receives each
  * interaction, 10008 for a deleted message, channel posts checked against the bot's
- * permissions there (threads need SEND_MESSAGES_IN_THREADS), upload limits by boost tier, and
- * per-route rate-limit buckets announced in `X-RateLimit-*` headers (429 when overrun).
+ * permissions there (threads need SEND_MESSAGES_IN_THREADS), upload limits by boost tier,
+ * per-route rate-limit buckets announced in `X-RateLimit-*` headers (429 when overrun), and the
+ * global limit on bot-token requests (50 a second; 429 with `X-RateLimit-Global: true`,
+ * `X-RateLimit-Scope: global` and `"global": true`, holding every bot-token request until it
+ * ends; interaction callbacks and webhook-token routes are not bound by it, as Discord says).
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -70,6 +73,19 @@ interface FakeInteraction {
   followUps: Set<string>;
 }
 
+/** Discord's answer to a request over the global limit, `ms` before it ends. */
+function globalLimited(ms: number): HttpError {
+  const seconds = ms / 1000;
+  return Object.assign(new HttpError(429, 0, 'You are being rate limited.'), {
+    headers: {
+      'retry-after': String(Math.max(1, Math.ceil(seconds))),
+      'x-ratelimit-global': 'true',
+      'x-ratelimit-scope': 'global',
+    },
+    body: { message: 'You are being rate limited.', retry_after: seconds, global: true },
+  });
+}
+
 class HttpError extends Error {
   readonly status: number;
   readonly body: Record<string, unknown>;
@@ -125,6 +141,8 @@ export interface FakeDiscordOptions {
   channelUploadLimit?: number;
   /** Requests per route bucket per window (default 5 per 2 s, Discord's usual message routes). */
   routeLimit?: { limit: number; windowMs: number };
+  /** Bot-token requests per second, across all routes (default 50, Discord's global limit). */
+  globalPerSecond?: number;
 }
 
 /** The fake. */
@@ -165,6 +183,13 @@ export class FakeDiscord extends EventEmitter {
   private readonly channelUploadLimit: number | undefined;
   private readonly routeLimit: { limit: number; windowMs: number };
   private readonly buckets = new Map<string, { remaining: number; resetAt: number }>();
+  private readonly globalPerSecond: number;
+  /** The current second of bot-token requests: when it began and how many it has seen. */
+  private globalWindow = { startedAt: 0, count: 0 };
+  /** Until when (ms) a global rate limit holds every bot-token request. */
+  private globalUntil = 0;
+  /** Seconds of a global limit the next bot-token request starts (see {@link rateLimitGloballyNext}). */
+  private globalNext: number | undefined;
   /** Channels by id (threads included); unknown channels are plain text channels. */
   readonly channels = new Map<string, FakeChannel>();
   /** Guild boost tiers by guild id (0 when unknown). */
@@ -179,6 +204,7 @@ export class FakeDiscord extends EventEmitter {
     this.botToken = opts.botToken ?? `fake-bot-token.${randomBytes(8).toString('hex')}`;
     this.channelUploadLimit = opts.channelUploadLimit;
     this.routeLimit = opts.routeLimit ?? { limit: 5, windowMs: 2000 };
+    this.globalPerSecond = opts.globalPerSecond ?? 50;
   }
 
   /** Discord's clock: real time, moved on by {@link advance}. */
@@ -355,6 +381,14 @@ export class FakeDiscord extends EventEmitter {
   /** Answer the next request matching with a 429 and `Retry-After: seconds`. */
   rateLimitNext(match: (method: string, path: string) => boolean, retryAfterSeconds = 1): void {
     this.rateLimits.push({ match, retryAfter: retryAfterSeconds });
+  }
+
+  /**
+   * Start a global rate limit of `retryAfterSeconds` at the next bot-token request: it is
+   * answered 429 (global), and so is every bot-token request until the limit ends.
+   */
+  rateLimitGloballyNext(retryAfterSeconds: number): void {
+    this.globalNext = retryAfterSeconds;
   }
 
   /** Refuse uploads over this many bytes everywhere, whatever the interaction announced. */
@@ -692,6 +726,7 @@ export class FakeDiscord extends EventEmitter {
           body: { message: 'You are being rate limited.', retry_after: retryAfter, global: false },
         });
       }
+      this.takeGlobal(method, path, req);
       headers = this.takeFromBucket(method, path);
       await this.parseBody(req, raw, record);
       const token = /^\/api\/v10\/webhooks\/\d+\/([^/]+)/.exec(path)?.[1];
@@ -757,6 +792,34 @@ export class FakeDiscord extends EventEmitter {
     }
     bucket.remaining -= 1;
     return { ...headers, 'x-ratelimit-remaining': String(bucket.remaining) };
+  }
+
+  /**
+   * The global limit: bot-token requests per second, whatever the route. Interaction callbacks
+   * and webhook-token routes go without the bot token and are not bound by it.
+   */
+  private takeGlobal(method: string, path: string, req: IncomingMessage): void {
+    if (req.headers.authorization !== `Bot ${this.botToken}`) return;
+    if (/^\/api\/v10\/(interactions|webhooks)\//.test(path)) return;
+    const t = Date.now();
+    if (t < this.globalUntil) {
+      // Sent while a global limit announced on an earlier answer still held: ignored it.
+      this.overruns.push(`global ${method} ${path}`);
+      throw globalLimited(this.globalUntil - t);
+    }
+    if (this.globalNext !== undefined) {
+      const ms = this.globalNext * 1000;
+      this.globalNext = undefined;
+      this.globalUntil = t + ms;
+      throw globalLimited(ms);
+    }
+    if (t - this.globalWindow.startedAt >= 1000) this.globalWindow = { startedAt: t, count: 0 };
+    if (this.globalWindow.count >= this.globalPerSecond) {
+      this.overruns.push(`global ${method} ${path}`);
+      this.globalUntil = this.globalWindow.startedAt + 1000;
+      throw globalLimited(this.globalUntil - t);
+    }
+    this.globalWindow.count += 1;
   }
 
   /** Routes on which a client sent more than its bucket allowed (it ignored the headers). */
