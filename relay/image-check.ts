@@ -12,8 +12,9 @@
  */
 import { createRequire } from 'node:module';
 import { crc32 as zlibCrc32 } from 'node:zlib';
-import sharp, { type Metadata } from 'sharp';
+import type { Metadata } from 'sharp';
 import { ImagineError } from '../contracts/errors.ts';
+import { loadSharp } from '../contracts/image-check.ts';
 import type { ImageType } from '../contracts/image-types.ts';
 
 /**
@@ -268,6 +269,7 @@ export async function checkImage(
 ): Promise<Size> {
   const plain = walkImage(bytes, type);
   if (plain) return plain;
+  const sharp = await loadSharp();
   let meta: Metadata;
   try {
     meta = await sharp(joined(bytes)).metadata();

@@ -7,28 +7,22 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { type ChatAdapter, chatAdaptersFromConfig } from '../bot/adapters.ts';
+import type { BackendHealth } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { parseHostList } from '../contracts/input-url.ts';
 import type { JobConsumer, JobQueue } from '../queue/queue.ts';
 import type { RedrivePolicy } from '../queue/sqs.ts';
 import type { ChatDeliverer } from '../relay/delivery.ts';
-import {
-  type JobLedger,
-  LEDGER_FILE,
-  RedisJobLedger,
-  SqliteJobLedger,
-} from '../relay/job-ledger.ts';
+import { type JobLedger, LEDGER_FILE, SqliteJobLedger } from '../relay/job-ledger.ts';
 import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
-import { generatorFromConfig } from '../worker/generators/index.ts';
-import { GeneratorRouter } from '../worker/generators/router.ts';
 import type { RelayPusher } from '../worker/push-client.ts';
 import type { ImageClassifier } from '../worker/safety/classifier.ts';
 import type { RunningWorker } from '../worker/worker.ts';
-import { workerHealthListener } from './worker-health.ts';
 
 // Each part is imported when a role and configuration need it, so a process holds in memory
-// only the libraries it uses (a relay on SQS loads no BullMQ, a worker no Fastify).
+// only the libraries it uses (a relay on SQS loads no BullMQ, no Redis client without REDIS_URL
+// and no generator, a worker no Fastify): every module kept is heap each full GC marks.
 
 /** Options beyond configuration: injected parts for tests and chat adapters. */
 export interface StartOptions {
@@ -87,7 +81,12 @@ async function startParts(
   const role = opts.role ?? config.ROLE;
 
   const queue = await startQueue(config, logger, stops);
-  const generator = opts.generator ?? generatorFromConfig(config);
+  // A relay alone only names the generator (its workers run it): no generator modules loaded.
+  const generator =
+    opts.generator ??
+    (role === 'relay'
+      ? undefined
+      : (await import('../worker/generators/index.ts')).generatorFromConfig(config));
   let relay: FastifyInstance | undefined;
   let url: string | undefined;
   if (role === 'all' || role === 'relay') {
@@ -124,38 +123,45 @@ async function startParts(
     const ledgerTtlMs =
       (config.JOB_TTL_SECONDS + 60 + config.RESULT_TTL_SECONDS) * 1000 +
       config.GENERATOR_TIMEOUT_MS;
-    const ledger: JobLedger = config.REDIS_URL
-      ? new RedisJobLedger({
-          redisUrl: config.REDIS_URL,
-          prefix: config.REDIS_KEY_PREFIX,
-          ttlMs: ledgerTtlMs,
-          logger,
-        })
-      : new SqliteJobLedger({
-          file: resolve(join(config.DATA_DIR, LEDGER_FILE)),
-          ttlMs: ledgerTtlMs,
-          logger,
-        });
+    let ledger: JobLedger;
+    if (config.REDIS_URL) {
+      const { RedisJobLedger } = await import('../relay/redis-job-ledger.ts');
+      ledger = new RedisJobLedger({
+        redisUrl: config.REDIS_URL,
+        prefix: config.REDIS_KEY_PREFIX,
+        ttlMs: ledgerTtlMs,
+        logger,
+      });
+    } else {
+      ledger = new SqliteJobLedger({
+        file: resolve(join(config.DATA_DIR, LEDGER_FILE)),
+        ttlMs: ledgerTtlMs,
+        logger,
+      });
+    }
     stops.push(() => ledger.close());
+    // Relay and worker in one process: the relay's /healthz and /metrics show the backends.
+    let backends: BackendHealth | undefined;
+    if (role === 'all' && generator) {
+      const { GeneratorRouter } = await import('../worker/generators/router.ts');
+      if (generator instanceof GeneratorRouter)
+        backends = {
+          status: () => generator.status(),
+          metrics: () => generator.registry.metrics(),
+        };
+    }
     const { buildRelay } = await import('../relay/app.ts');
     relay = await buildRelay({
       ledger,
       config,
       queue: queue.jobs,
       logger,
-      generatorName: generator.name,
+      generatorName: generator?.name ?? configuredGeneratorName(config),
       admission,
       deliverers,
       plugins,
       ...(fanout ? { fanout } : {}),
-      ...(generator instanceof GeneratorRouter && role === 'all'
-        ? {
-            backends: {
-              status: () => generator.status(),
-              metrics: () => generator.registry.metrics(),
-            },
-          }
-        : {}),
+      ...(backends ? { backends } : {}),
     });
     await relay.listen({ host: config.HOST, port: config.PORT });
     const address = relay.server.address();
@@ -177,7 +183,7 @@ async function startParts(
   }
 
   let worker: RunningWorker | undefined;
-  if (role === 'all' || role === 'worker') {
+  if (generator && (role === 'all' || role === 'worker')) {
     const port = relay ? (relay.server.address() as { port: number }).port : config.PORT;
     const relayUrl = config.RELAY_URL ?? `http://127.0.0.1:${port}`;
     const { consumer, maxAttempts } = await queue.consumer();
@@ -222,6 +228,7 @@ async function startParts(
     // The worker stops first so no job is left half-pushed.
     stops.unshift(() => w.stop());
     if (role === 'worker' && config.METRICS_PORT !== undefined) {
+      const { workerHealthListener } = await import('./worker-health.ts');
       const listener = workerHealthListener(generator, config.METRICS_TOKEN);
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
@@ -244,6 +251,14 @@ async function startParts(
       return stopped;
     },
   };
+}
+
+/**
+ * The name a generator built from this configuration has (`demo`, or the `GENERATORS` names
+ * joined by `+`, as the router names itself), for a relay that does not build one.
+ */
+export function configuredGeneratorName(config: Readonly<Config>): string {
+  return config.GENERATORS ? config.GENERATORS.map((b) => b.name).join('+') : config.GENERATOR;
 }
 
 /** Fail every unfinished job with a word: the embedded queue is going away with them. */

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import pino from 'pino';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { type JobLedger, RedisJobLedger, SqliteJobLedger } from '../../relay/job-ledger.ts';
+import { type JobLedger, SqliteJobLedger } from '../../relay/job-ledger.ts';
+import { RedisJobLedger } from '../../relay/redis-job-ledger.ts';
 import { testJobId } from '../helpers/push.ts';
 
 const logger = pino({ level: 'silent' });
