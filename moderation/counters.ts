@@ -5,13 +5,19 @@
  * and refusals never eat quota.
  */
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
-import {
-  type RateLimiterAbstract,
-  RateLimiterMemory,
-  RateLimiterRedis,
-  RateLimiterRes,
-} from 'rate-limiter-flexible';
+import type * as Limiters from 'rate-limiter-flexible';
+
+// The package's index loads every store it supports (MongoDB, MySQL, Postgres, Etcd, ...: ~1.3 MB
+// of heap); only the limiter in use is loaded, the Redis one only when counts live in Redis.
+const require = createRequire(import.meta.url);
+const RateLimiterRes =
+  require('rate-limiter-flexible/lib/RateLimiterRes.js') as typeof Limiters.RateLimiterRes;
+const RateLimiterMemory =
+  require('rate-limiter-flexible/lib/RateLimiterMemory.js') as typeof Limiters.RateLimiterMemory;
+const loadRedisLimiter = () =>
+  require('rate-limiter-flexible/lib/RateLimiterRedis.js') as typeof Limiters.RateLimiterRedis;
 
 // The limiters only count; the limit is compared here, so one counter serves every limit value
 // a moderator may set for the same window.
@@ -35,7 +41,7 @@ export type TakeResult =
 
 /** Fixed-window counters keyed by name, one rate-limiter-flexible limiter per window length. */
 export class WindowCounters {
-  readonly #limiters = new Map<number, RateLimiterAbstract>();
+  readonly #limiters = new Map<number, Limiters.RateLimiterAbstract>();
   readonly #redis: Redis | undefined;
   readonly #prefix: string;
   readonly #now: () => number;
@@ -64,13 +70,13 @@ export class WindowCounters {
     return this.#now() + ms;
   }
 
-  #limiter(windowSeconds: number): RateLimiterAbstract {
+  #limiter(windowSeconds: number): Limiters.RateLimiterAbstract {
     let limiter = this.#limiters.get(windowSeconds);
     if (!limiter) {
       // The window length is part of the key: changing it starts fresh counts.
       const keyPrefix = `${this.#prefix}rl:${windowSeconds}`;
       limiter = this.#redis
-        ? new RateLimiterRedis({
+        ? new (loadRedisLimiter())({
             storeClient: this.#redis,
             keyPrefix,
             points: UNBOUNDED_POINTS,

@@ -55,6 +55,13 @@ const ofFolder = (urls: string[], folder: string) => {
   return urls.filter((u) => u.startsWith(`${root}${folder}/`));
 };
 
+/** The rate-limiter-flexible limiters loaded, by name. */
+const limiters = (urls: string[]) =>
+  urls
+    .flatMap((u) => /\/rate-limiter-flexible\/lib\/(RateLimiter[A-Za-z]+)\.js$/.exec(u)?.[1] ?? [])
+    .filter((name) => !/Abstract|Res$/.test(name))
+    .sort();
+
 // An SQS queue nobody answers: a relay sends nothing to it until a job is enqueued.
 const sqs = {
   SQS_QUEUE_URL: 'http://127.0.0.1:9/000000000000/jobs',
@@ -73,6 +80,8 @@ describe('what each role loads', () => {
     expect(hasPackage(loaded.started, 'sharp')).toBe(false);
     expect(hasPackage(loaded.started, 'cockatiel')).toBe(false);
     expect(ofFolder(loaded.started, 'worker')).toEqual([]);
+    // Of rate-limiter-flexible, the memory limiter only (not its index of every store).
+    expect(limiters(loaded.started)).toEqual(['RateLimiterMemory']);
     // A plain PNG is decided by the walk alone; an unusual one needs sharp, loaded then.
     expect(hasPackage(loaded.afterPlain, 'sharp')).toBe(false);
     expect(hasPackage(loaded.afterUnusual, 'sharp')).toBe(true);
@@ -85,6 +94,8 @@ describe('what each role loads', () => {
   it('a relay with REDIS_URL loads the Redis client', async () => {
     const loaded = await loadedBy('relay', { ...sqs, REDIS_URL: inject('redisUrl') });
     expect(hasPackage(loaded.started, 'ioredis')).toBe(true);
+    // Its Redis limiter is loaded when a count is first taken.
+    expect(limiters(loaded.started)).toEqual(['RateLimiterMemory']);
     expect(hasPackage(loaded.started, 'sharp')).toBe(false);
     expect(ofFolder(loaded.started, 'worker')).toEqual([]);
   });
