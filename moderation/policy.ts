@@ -12,6 +12,7 @@ import type {
   RequestDefaults,
   SettingsChanged,
 } from '../contracts/admission.ts';
+import { formatDuration, formatPer } from '../contracts/duration.ts';
 import { ImagineError } from '../contracts/errors.ts';
 import type { Origin } from '../contracts/job.ts';
 import { type Blocklist, BUILTIN_BLOCKED_WORDS, compileBlocklist } from './blocklist.ts';
@@ -20,7 +21,6 @@ import {
   type AuditEntry,
   channelAllowed,
   effectiveLimits,
-  formatDuration,
   type Limits,
   type ScopeSettings,
   safetyPolicyOf,
@@ -398,10 +398,9 @@ export class ModerationPolicy implements AdmissionPolicy {
     if (waiting < limits.maxQueueLength) return;
     const ahead = waiting - limits.maxQueueLength + 1;
     const seconds = Math.min(3600, Math.max(5, Math.ceil(ahead * this.secondsPerJob())));
-    const minutes = Math.max(1, Math.ceil(seconds / 60));
     throw new ImagineError(
       'QUEUE_FULL',
-      `imagine is busy (${waiting} job${waiting === 1 ? '' : 's'} waiting); try again in about ${minutes} minute${minutes === 1 ? '' : 's'}`,
+      `imagine is busy (${waiting} job${waiting === 1 ? '' : 's'} waiting); try again in about ${formatDuration(Math.max(60, seconds))}`,
       { retryAfterSeconds: seconds },
     );
   }
@@ -541,8 +540,8 @@ export class ModerationPolicy implements AdmissionPolicy {
     return new ImagineError(
       'RATE_LIMITED',
       left > 0
-        ? `this asks for ${images} images and you have ${left} of your ${limits.imagesPerUser} per ${formatDuration(window)} left here; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
-        : `you have used your ${limits.imagesPerUser} images per ${formatDuration(window)} here; try again in ${formatDuration(wait)}`,
+        ? `this asks for ${images} images and you have ${left} of your ${imageCount(limits.imagesPerUser)} ${formatPer(window)} left here; ask for ${left} or fewer, or try again in ${formatDuration(Math.max(1, wait))}`
+        : `you have used your ${imageCount(limits.imagesPerUser)} ${formatPer(window)} here; try again in ${formatDuration(Math.max(1, wait))}`,
       {
         retryAfterSeconds: Math.max(1, wait),
         quota: {
@@ -569,8 +568,8 @@ export class ModerationPolicy implements AdmissionPolicy {
     return new ImagineError(
       'RATE_LIMITED',
       left > 0
-        ? `this asks for ${images} images and this ${noun} has ${left} of its ${limits.imagesPerScope} per ${formatDuration(window)} left; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
-        : `this ${noun} has used its ${limits.imagesPerScope} images per ${formatDuration(window)}; try again in ${formatDuration(wait)}`,
+        ? `this asks for ${images} images and this ${noun} has ${left} of its ${imageCount(limits.imagesPerScope)} ${formatPer(window)} left; ask for ${left} or fewer, or try again in ${formatDuration(Math.max(1, wait))}`
+        : `this ${noun} has used its ${imageCount(limits.imagesPerScope)} ${formatPer(window)}; try again in ${formatDuration(Math.max(1, wait))}`,
       {
         retryAfterSeconds: Math.max(1, wait),
         quota: {
@@ -743,6 +742,9 @@ function isSettingsChanged(err: unknown): boolean {
   return (err as Partial<SettingsChanged> | null)?.settingsChanged === true;
 }
 
+/** "1 image", "20 images". */
+const imageCount = (n: number) => `${n} image${n === 1 ? '' : 's'}`;
+
 function storeUnavailable(err: unknown): ImagineError {
   if (err instanceof ImagineError) return err;
   return new ImagineError(
@@ -754,15 +756,15 @@ function storeUnavailable(err: unknown): ImagineError {
 
 /** `/imagine-quota`'s answer, for people. */
 export function formatQuota(q: Quota): string {
-  const window = formatDuration(q.limits.windowSeconds);
+  const per = formatPer(q.limits.windowSeconds);
   const lines = [
     q.user.remaining > 0
-      ? `You have ${q.user.remaining} of ${q.user.limit} images left in this ${window} window.`
-      : `You have used all ${q.user.limit} images of this ${window} window.`,
+      ? `You have ${q.user.remaining} of your ${imageCount(q.user.limit)} ${per} left.`
+      : `You have used your ${imageCount(q.user.limit)} ${per}.`,
     q.user.used > 0
       ? `Your window resets in ${formatDuration(q.user.resetsInSeconds)}.`
       : 'Your window starts with your next image.',
-    `This ${scopeNoun(q.scopeKey.split(':')[0])} has ${q.scope.remaining} of ${q.scope.limit} images left${q.scope.used > 0 ? ` (resets in ${formatDuration(q.scope.resetsInSeconds)})` : ''}.`,
+    `This ${scopeNoun(q.scopeKey.split(':')[0])} has ${q.scope.remaining} of its ${imageCount(q.scope.limit)} ${per} left${q.scope.used > 0 ? ` (resets in ${formatDuration(q.scope.resetsInSeconds)})` : ''}.`,
     `In progress: ${q.concurrent.inProgress} of ${q.concurrent.limit} at once.`,
   ];
   if (!q.channelAllowed) lines.push('/imagine is not enabled in this channel.');

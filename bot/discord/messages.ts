@@ -13,10 +13,10 @@ import {
   ComponentType,
 } from 'discord.js';
 import type { DeliveredImage, DeliveryEvent } from '../../contracts/delivery.ts';
+import { formatDuration } from '../../contracts/duration.ts';
 import type { ImagineError } from '../../contracts/errors.ts';
 import { JOB_ID_PATTERN } from '../../contracts/job.ts';
 import { UPSCALE_MAX_SIDE, upscaleSize } from '../../contracts/limits.ts';
-import { formatDuration } from '../../moderation/settings.ts';
 import {
   CUSTOM_ID_MAX,
   encodeCustomId,

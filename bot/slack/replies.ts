@@ -5,6 +5,7 @@
  */
 import type { WebClient } from '@slack/web-api';
 import type { Logger } from 'pino';
+import { formatDuration } from '../../contracts/duration.ts';
 
 /** How long Slack honours a response_url. */
 export const RESPONSE_URL_TTL_MS = 30 * 60 * 1000;
@@ -18,8 +19,7 @@ export interface CodedProblem {
 
 function inTime(seconds: number | undefined): string {
   if (seconds === undefined || seconds <= 0) return 'in a little while';
-  if (seconds < 90) return `in ${Math.ceil(seconds)} seconds`;
-  return `in ${Math.ceil(seconds / 60)} minutes`;
+  return `in ${formatDuration(seconds)}`;
 }
 
 /** One sentence (or two) for a user: what went wrong and what to do. */

@@ -208,21 +208,21 @@ describe('refusals', () => {
     const { refusalText } = await import('../../bot/discord/messages.ts');
     const { ImagineError } = await import('../../contracts/errors.ts');
     const full = refusalText(new ImagineError('QUEUE_FULL', 'busy', { retryAfterSeconds: 3600 }));
-    expect(full).toContain('in 1 h');
+    expect(full).toBe('🚦 The queue is full right now. Try again in 1 hour.');
     expect(full).not.toContain('3600');
     const policy = refusalText(
       new ImagineError(
         'RATE_LIMITED',
-        'you have used your 20 images per 1 h here; try again in 42 min',
+        'you have used your 20 images per hour here; try again in 42 minutes',
         {
           retryAfterSeconds: 2520,
         },
       ),
     );
-    expect(policy).toBe('🐢 You have used your 20 images per 1 h here; try again in 42 min.');
+    expect(policy).toBe('🐢 You have used your 20 images per hour here; try again in 42 minutes.');
     const bare = refusalText(
       new ImagineError('RATE_LIMITED', 'slow down', { retryAfterSeconds: 90 }),
     );
-    expect(bare).toBe('🐢 Slow down. Try again in 2 min.');
+    expect(bare).toBe('🐢 Slow down. Try again in 2 minutes.');
   });
 });

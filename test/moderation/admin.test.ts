@@ -299,6 +299,6 @@ describe.each(BACKENDS)('admin commands on %s', (_name, makeBackend) => {
     expect(after.concurrent.inProgress).toBe(3);
     const reply = await runQuotaCommand(policy, origin);
     expect(reply.ok).toBe(true);
-    expect(reply.text).toContain('7 of 10');
+    expect(reply.text).toContain('You have 7 of your 10 images per hour left.');
   });
 });

@@ -140,7 +140,7 @@ describe('Discord /imagine-admin and /imagine-quota end to end (HTTP interaction
   it('/imagine-quota answers privately; /imagine spends the quota and the next one is refused', async () => {
     const before = await command('imagine-quota', [], { permissions: MEMBER });
     expect(before.data?.flags).toBe(64);
-    expect(before.data?.content).toContain('1 of 1');
+    expect(before.data?.content).toContain('You have 1 of your 1 image per 2 hours left.');
     const tracker = app.relay!.relay.tracker;
     const size = tracker.size;
     // One image each: the quota here is 1 image.
@@ -167,7 +167,7 @@ describe('Discord /imagine-admin and /imagine-quota end to end (HTTP interaction
       .toBeDefined();
     expect(tracker.size).toBe(size + 1);
     const after = await command('imagine-quota', [], { permissions: MEMBER });
-    expect(after.data?.content).toContain('used all 1');
+    expect(after.data?.content).toContain('You have used your 1 image per 2 hours.');
   });
 
   it('words and channels subcommand groups change what /imagine accepts', async () => {

@@ -93,7 +93,7 @@ describe('images, not jobs, against the limits (Discord and the web page)', () =
     const { token } = await imagine(user, 'four more foxes');
     const refusal = await privateAnswer(token);
     expect(String(refusal.body?.content)).toMatch(
-      /asks for 4 images and you have 2 of your 6 per 1 h left here; ask for 2 or fewer/,
+      /asks for 4 images and you have 2 of your 6 images per hour left here; ask for 2 or fewer/,
     );
     expect(queued().filter((j) => j.prompt === 'four more foxes')).toEqual([]);
     // The 2 left are still there: asking for 2 fits.

@@ -97,7 +97,7 @@ describe('Slack /imagine-admin and /imagine-quota end to end (fake Slack)', () =
   it('/imagine-quota answers ephemerally with what is left; /imagine spends it', async () => {
     const first = await slash('/imagine-quota', '', 'U0ALICE');
     expect(JSON.parse(first.ackBody)).toMatchObject({ response_type: 'ephemeral' });
-    expect(JSON.parse(first.ackBody).text).toContain('2 of 2');
+    expect(JSON.parse(first.ackBody).text).toContain('You have 2 of your 2 images per hour left.');
     await slash('/imagine', 'a fox in space --count 1', 'U0ALICE');
     await expect
       .poll(
@@ -107,7 +107,7 @@ describe('Slack /imagine-admin and /imagine-quota end to end (fake Slack)', () =
       )
       .toBe(1);
     const after = await slash('/imagine-quota', '', 'U0ALICE');
-    expect(JSON.parse(after.ackBody).text).toContain('1 of 2');
+    expect(JSON.parse(after.ackBody).text).toContain('You have 1 of your 2 images per hour left.');
   });
 
   it('channels allow restricts /imagine to that channel; a refused /imagine enqueues nothing', async () => {

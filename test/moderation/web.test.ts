@@ -78,7 +78,7 @@ describe.each([
     };
     const retryAfter = Number(mine.headers.get('retry-after'));
     expect(body.error.message).toMatch(
-      /you have 2 of your 6 per 1 h left here; ask for 2 or fewer/,
+      /you have 2 of your 6 images per hour left here; ask for 2 or fewer/,
     );
     expect(body.error.quota).toEqual({
       of: 'user',

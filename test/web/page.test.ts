@@ -533,7 +533,7 @@ describe('web page in chromium', () => {
       await expect
         .poll(() => error.textContent())
         .toMatch(
-          /^You have 1 of your 3 images per hour left: ask for 1 or fewer, or for more in 60 minutes \(at [^)]+\)\.$/,
+          /^You have 1 of your 3 images per hour left: ask for 1 or fewer, or for more in 1 hour \(at [^)]+\)\.$/,
         );
       expect(enqueues).toHaveLength(2);
       await expect(cards.count()).resolves.toBe(1);
@@ -546,7 +546,7 @@ describe('web page in chromium', () => {
       await expect
         .poll(() => error.textContent())
         .toMatch(
-          /^You have made your 3 images per hour\. You can make more in 60 minutes \(at [^)]+\)\.$/,
+          /^You have made your 3 images per hour\. You can make more in 1 hour \(at [^)]+\)\.$/,
         );
       await expect(cards.count()).resolves.toBe(2);
       await context.close();

@@ -1,4 +1,5 @@
 /** Checks done before sending, and every error put into words a person understands. */
+import { formatDuration, formatPer } from '../../contracts/duration.ts';
 import type { Quota } from '../../contracts/errors.ts';
 import { PROMPT_MAX_CHARS, SEED_MAX } from '../../contracts/limits.ts';
 
@@ -34,12 +35,9 @@ export function parseSeed(raw: string): { seed?: number; error?: string } {
   return { seed: Number(text) };
 }
 
-/** "12 seconds", "1 minute", "3 minutes". */
+/** A wait in words: "12 seconds", "42 minutes", "1 hour 30 minutes" (at least a second). */
 export function describeWait(seconds: number): string {
-  const s = Math.max(1, Math.ceil(seconds));
-  if (s < 60) return `${s} second${s === 1 ? '' : 's'}`;
-  const m = Math.ceil(s / 60);
-  return `${m} minute${m === 1 ? '' : 's'}`;
+  return formatDuration(Math.max(1, seconds));
 }
 
 /** Elapsed time as shown next to a running job: "7 s", "1 min 05 s". */
@@ -50,19 +48,7 @@ export function formatElapsed(ms: number): string {
 }
 
 /** A rate-limit window as people say it: "per hour", "per 30 minutes", "per day". */
-export function describeWindow(seconds: number): string {
-  const units: Array<[number, string]> = [
-    [86_400, 'day'],
-    [3600, 'hour'],
-    [60, 'minute'],
-  ];
-  for (const [size, name] of units)
-    if (seconds >= size && seconds % size === 0) {
-      const n = seconds / size;
-      return n === 1 ? `per ${name}` : `per ${n} ${name}s`;
-    }
-  return `per ${seconds} seconds`;
-}
+export const describeWindow = formatPer;
 
 /** " (at 19:47)" for a wait long enough that "in 40 minutes" would go stale on screen. */
 function clockAt(waitSeconds: number, now: number): string {
