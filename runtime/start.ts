@@ -86,7 +86,7 @@ async function startParts(
     opts.generator ??
     (role === 'relay'
       ? undefined
-      : (await import('../worker/generators/index.ts')).generatorFromConfig(config));
+      : await (await import('../worker/generators/index.ts')).generatorFromConfig(config));
   let relay: FastifyInstance | undefined;
   let url: string | undefined;
   if (role === 'all' || role === 'relay') {
@@ -142,7 +142,8 @@ async function startParts(
     stops.push(() => ledger.close());
     // Relay and worker in one process: the relay's /healthz and /metrics show the backends.
     let backends: BackendHealth | undefined;
-    if (role === 'all' && generator) {
+    // Only a router has backends: GENERATORS, or one handed in (tests).
+    if (role === 'all' && generator && (config.GENERATORS || opts.generator)) {
       const { GeneratorRouter } = await import('../worker/generators/router.ts');
       if (generator instanceof GeneratorRouter)
         backends = {

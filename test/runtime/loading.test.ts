@@ -100,16 +100,31 @@ describe('what each role loads', () => {
     expect(ofFolder(loaded.started, 'worker')).toEqual([]);
   });
 
-  it('relay and worker in one process load the generator and sharp', async () => {
+  it('relay and worker in one process load the configured generator only, and sharp', async () => {
     const loaded = await loadedBy('all', {});
-    expect(ofFolder(loaded.started, 'worker/generators').length).toBeGreaterThan(0);
+    const generators = ofFolder(loaded.started, 'worker/generators').map((u) => u.split('/').pop());
+    expect(generators.sort()).toEqual(['demo.ts', 'index.ts']);
+    expect(hasPackage(loaded.started, 'cockatiel')).toBe(false);
     expect(hasPackage(loaded.started, 'sharp')).toBe(true);
     expect(hasPackage(loaded.started, 'ioredis')).toBe(false);
+  });
+
+  it('GENERATORS loads the router (circuit breakers) and each adapter it names', async () => {
+    const loaded = await loadedBy('all', {
+      GENERATORS: JSON.stringify([
+        { name: 'box', type: 'a1111', url: 'http://127.0.0.1:9' },
+        { name: 'spare', type: 'demo' },
+      ]),
+    });
+    const generators = ofFolder(loaded.started, 'worker/generators').map((u) => u.split('/').pop());
+    expect(generators).toEqual(expect.arrayContaining(['router.ts', 'a1111.ts', 'demo.ts']));
+    expect(generators).not.toContain('comfyui.ts');
+    expect(hasPackage(loaded.started, 'cockatiel')).toBe(true);
   });
 });
 
 describe('the generator a relay names without building it', () => {
-  it('is the name the generator built from the same configuration has', () => {
+  it('is the name the generator built from the same configuration has', async () => {
     const configs = [
       {},
       { GENERATOR: 'modal', MODAL_FLUX_URL: 'https://x.modal.run' },
@@ -122,7 +137,7 @@ describe('the generator a relay names without building it', () => {
     ];
     for (const env of configs) {
       const config = loadConfig(env);
-      expect(configuredGeneratorName(config)).toBe(generatorFromConfig(config).name);
+      expect(configuredGeneratorName(config)).toBe((await generatorFromConfig(config)).name);
     }
     expect(configuredGeneratorName(loadConfig(configs[2]!))).toBe('flux-box+spare');
   });

@@ -282,12 +282,14 @@ describe('ComfyUI generator against a local fake of its HTTP and WebSocket API',
     expect(fake.prompts.at(-1)!.graph['5']!.inputs.seed).toBe(5);
   });
 
-  it('a workflow file that is not there stops start-up, naming the variable', () => {
+  it('a workflow file that is not there stops start-up, naming the variable', async () => {
     const config = loadConfig({
       GENERATOR: 'comfyui',
       COMFYUI_URL: fake.url,
       COMFYUI_WORKFLOW: 'no/such/workflow.json',
     });
-    expect(() => generatorFromConfig(config)).toThrow(/^COMFYUI_WORKFLOW: .*cannot be read/);
+    await expect(generatorFromConfig(config)).rejects.toThrow(
+      /^COMFYUI_WORKFLOW: .*cannot be read/,
+    );
   });
 });

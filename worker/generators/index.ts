@@ -1,55 +1,60 @@
-/** Pick the generator named by configuration: one backend, or a router over `GENERATORS`. */
+/**
+ * Pick the generator named by configuration: one backend, or a router over `GENERATORS`. Each
+ * adapter (and the router, with its circuit breakers and metrics) is imported only when the
+ * configuration names it: a demo worker holds no HTTP adapters, cockatiel or prom-client.
+ */
 import { type BackendSpec, backendCapability } from '../../contracts/backends.ts';
 import type { Config } from '../../contracts/config.ts';
 import type { Generator } from '../generator.ts';
-import { A1111Generator } from './a1111.ts';
-import { ComfyUIGenerator } from './comfyui.ts';
-import { DEFAULT_WORKFLOWS, type LoadedWorkflow, loadWorkflow } from './comfyui-workflow.ts';
-import { DemoGenerator } from './demo.ts';
-import { HttpGenerator } from './http.ts';
-import { ReplicateGenerator } from './replicate.ts';
-import { GeneratorRouter, type RoutedBackend } from './router.ts';
+import type { LoadedWorkflow } from './comfyui-workflow.ts';
+import type { GeneratorRouter, RoutedBackend } from './router.ts';
 
 /** Strength of a vary when the request gives none (A1111 `denoising_strength`, ComfyUI `denoise`). */
 export const DEFAULT_VARY_STRENGTH = 0.6;
 
 /** The generator for a configuration. */
-export function generatorFromConfig(config: Readonly<Config>): Generator {
+export async function generatorFromConfig(config: Readonly<Config>): Promise<Generator> {
   if (config.GENERATORS) return routerFromConfig(config, config.GENERATORS);
   return backendFromSpec(config, { name: config.GENERATOR, type: config.GENERATOR });
 }
 
 /** The router over the `GENERATORS` list. */
-export function routerFromConfig(
+export async function routerFromConfig(
   config: Readonly<Config>,
   specs: readonly BackendSpec[],
-): GeneratorRouter {
+): Promise<GeneratorRouter> {
+  const { GeneratorRouter } = await import('./router.ts');
+  const backends: RoutedBackend[] = [];
+  // One after the other: a spec's configuration error names the first bad entry.
+  for (const spec of specs)
+    backends.push({
+      name: spec.name,
+      type: spec.type,
+      generator: await backendFromSpec(config, spec),
+      priority: spec.priority,
+      weight: spec.weight,
+      ...backendCapability(spec, config),
+    });
   return new GeneratorRouter({
-    backends: specs.map(
-      (spec): RoutedBackend => ({
-        name: spec.name,
-        type: spec.type,
-        generator: backendFromSpec(config, spec),
-        priority: spec.priority,
-        weight: spec.weight,
-        ...backendCapability(spec, config),
-      }),
-    ),
+    backends,
     failuresToOpen: config.GENERATOR_FAILURES_TO_OPEN,
     cooldownMs: config.GENERATOR_COOLDOWN_SECONDS * 1000,
   });
 }
 
 /** One adapter, its settings from the spec or else from that adapter's own variables. */
-function backendFromSpec(
+async function backendFromSpec(
   config: Readonly<Config>,
   spec: Pick<BackendSpec, 'name' | 'type'> & Partial<BackendSpec>,
-): Generator {
+): Promise<Generator> {
   const common = { timeoutMs: config.GENERATOR_TIMEOUT_MS, maxBytes: config.GENERATOR_MAX_BYTES };
   switch (spec.type) {
-    case 'demo':
+    case 'demo': {
+      const { DemoGenerator } = await import('./demo.ts');
       return new DemoGenerator();
-    case 'a1111':
+    }
+    case 'a1111': {
+      const { A1111Generator } = await import('./a1111.ts');
       return new A1111Generator({
         name: spec.name,
         url: spec.url ?? config.A1111_URL!,
@@ -62,7 +67,10 @@ function backendFromSpec(
         varyStrength: DEFAULT_VARY_STRENGTH,
         ...common,
       });
+    }
     case 'comfyui': {
+      const { ComfyUIGenerator } = await import('./comfyui.ts');
+      const { DEFAULT_WORKFLOWS, loadWorkflow } = await import('./comfyui-workflow.ts');
       const load = (
         variable: string,
         path: string | undefined,
@@ -110,7 +118,8 @@ function backendFromSpec(
         ...common,
       });
     }
-    case 'replicate':
+    case 'replicate': {
+      const { ReplicateGenerator } = await import('./replicate.ts');
       return new ReplicateGenerator({
         name: spec.name,
         apiUrl: spec.url ?? config.REPLICATE_API_URL,
@@ -123,8 +132,10 @@ function backendFromSpec(
           .filter(Boolean),
         ...common,
       });
+    }
     case 'http':
     case 'modal': {
+      const { HttpGenerator } = await import('./http.ts');
       // `auth` of a modal entry is `key:secret` (its Modal-Key and Modal-Secret).
       const [key, ...secret] = spec.auth?.split(':') ?? [];
       return new HttpGenerator({
