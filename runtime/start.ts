@@ -6,14 +6,14 @@ import { join, resolve } from 'node:path';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import { type ChatAdapter, chatAdaptersFromConfig } from '../bot/adapters.ts';
+import type { ChatAdapter } from '../bot/adapters.ts';
 import type { BackendHealth } from '../contracts/backends.ts';
 import type { Config } from '../contracts/config.ts';
 import { parseHostList } from '../contracts/input-url.ts';
 import type { JobConsumer, JobQueue } from '../queue/queue.ts';
 import type { RedrivePolicy } from '../queue/sqs.ts';
 import type { ChatDeliverer } from '../relay/delivery.ts';
-import { type JobLedger, LEDGER_FILE, SqliteJobLedger } from '../relay/job-ledger.ts';
+import type { JobLedger } from '../relay/job-ledger.ts';
 import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
 import type { RelayPusher } from '../worker/push-client.ts';
@@ -90,7 +90,9 @@ async function startParts(
   let relay: FastifyInstance | undefined;
   let url: string | undefined;
   if (role === 'all' || role === 'relay') {
-    const adapters = opts.adapters ?? (await chatAdaptersFromConfig({ config, logger }));
+    const adapters =
+      opts.adapters ??
+      (await (await import('../bot/adapters.ts')).chatAdaptersFromConfig({ config, logger }));
     const deliverers = [
       ...(opts.deliverers ?? []),
       ...adapters.flatMap((a) => (a.deliverer ? [a.deliverer] : [])),
@@ -133,6 +135,7 @@ async function startParts(
         logger,
       });
     } else {
+      const { LEDGER_FILE, SqliteJobLedger } = await import('../relay/job-ledger.ts');
       ledger = new SqliteJobLedger({
         file: resolve(join(config.DATA_DIR, LEDGER_FILE)),
         ttlMs: ledgerTtlMs,

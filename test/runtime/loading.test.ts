@@ -100,6 +100,16 @@ describe('what each role loads', () => {
     expect(ofFolder(loaded.started, 'worker')).toEqual([]);
   });
 
+  it('a worker on its own loads no relay, chat or Redis modules', async () => {
+    const loaded = await loadedBy('worker', { ...sqs, RELAY_URL: 'http://127.0.0.1:9' });
+    expect(ofFolder(loaded.started, 'worker').length).toBeGreaterThan(0);
+    expect(ofFolder(loaded.started, 'relay')).toEqual([]);
+    expect(ofFolder(loaded.started, 'bot')).toEqual([]);
+    expect(hasPackage(loaded.started, 'fastify')).toBe(false);
+    expect(hasPackage(loaded.started, 'ioredis')).toBe(false);
+    expect(hasPackage(loaded.started, 'cockatiel')).toBe(false);
+  });
+
   it('relay and worker in one process load the configured generator only, and sharp', async () => {
     const loaded = await loadedBy('all', {});
     const generators = ofFolder(loaded.started, 'worker/generators').map((u) => u.split('/').pop());
