@@ -12,9 +12,9 @@
  *   Fastify server answering the same request with the same 202 (bench/enqueue-floor.ts).
  * - scaling: CPU per `POST /enqueue` as outstanding jobs grow to BENCH_SCALING_MAX (100,000),
  *   measured at 10 / 1,000 / 10,000 / 100,000 outstanding, on SQS and on BullMQ.
- * - memory: idle RSS per role, RSS after 1,000 1 MiB images left the result buffer, and the
- *   memory one idle WebSocket costs; its servers run with the Dockerfile's `MALLOC_*` settings
- *   (exported values win).
+ * - memory: idle RSS and JS heap per role, RSS after 1,000 1 MiB images left the result
+ *   buffer, and the memory one idle WebSocket costs; its servers run with the Dockerfile's
+ *   `MALLOC_*` settings (exported values win).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,7 +28,15 @@ import { startEmbeddedSqs } from '../queue/embedded-sqs.ts';
 import { noisePng } from '../test/helpers/images.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { encodePush } from '../worker/push-client.ts';
-import { type BenchServer, enqueue, machine, report, startServer, UNLIMITED } from './lib.ts';
+import {
+  type BenchServer,
+  enqueue,
+  machine,
+  report,
+  startServer,
+  UNLIMITED,
+  type Usage,
+} from './lib.ts';
 
 const scenarios = process.argv.slice(2);
 const wanted = (name: string) =>
@@ -291,11 +299,12 @@ function dockerMalloc(): Record<string, string> {
   return env;
 }
 
-async function idleRss(role: string, env: Record<string, string>): Promise<number> {
+/** A role's memory after it has idled a second, after GC: RSS and the JS heap in use. */
+async function idleMemory(role: string, env: Record<string, string>): Promise<Usage> {
   const server = await startServer({ ...LIMITS, ...env }, role);
   try {
     await new Promise((r) => setTimeout(r, 1000));
-    return (await server.usage(true)).rss;
+    return await server.usage(true);
   } finally {
     await server.stop();
   }
@@ -349,14 +358,22 @@ if (wanted('memory')) {
   await withSqs(async (sqsEnv) => {
     const env = { ...sqsEnv, ...malloc };
     const relayPort = await freePort();
-    const figures: Record<string, number> = {
-      relay_MB: (await idleRss('relay', env)) / MB,
-      // A worker needs a relay URL; nothing has to answer there while it idles.
-      worker_MB:
-        (await idleRss('worker', { ...env, RELAY_URL: `http://127.0.0.1:${relayPort}` })) / MB,
-      embedded_MB: (await idleRss('all', { ...malloc, RELAY_SECRET: SECRET })) / MB,
-    };
-    report('idle RSS per role (after GC)', figures);
+    const relay = await idleMemory('relay', env);
+    // A worker needs a relay URL; nothing has to answer there while it idles.
+    const worker = await idleMemory('worker', {
+      ...env,
+      RELAY_URL: `http://127.0.0.1:${relayPort}`,
+    });
+    const embedded = await idleMemory('all', { ...malloc, RELAY_SECRET: SECRET });
+    report('idle RSS per role (after GC)', {
+      relay_MB: relay.rss / MB,
+      worker_MB: worker.rss / MB,
+      embedded_MB: embedded.rss / MB,
+      // The JS heap each full mark-compact walks (the relay's CPU per image grows with it).
+      relay_heap_MB: relay.heapUsed / MB,
+      worker_heap_MB: worker.heapUsed / MB,
+      embedded_heap_MB: embedded.heapUsed / MB,
+    });
 
     // 1,000 images of 1 MiB through the relay's buffer, then gone (RESULT_TTL_SECONDS=1).
     const server = await startServer({ ...LIMITS, ...env, RESULT_TTL_SECONDS: '1' }, 'relay');
