@@ -100,6 +100,23 @@ describe('what each role loads', () => {
     expect(ofFolder(loaded.started, 'worker')).toEqual([]);
   });
 
+  it('chat adapters load no Redis client without REDIS_URL', async () => {
+    const discord = await loadedBy('relay', {
+      ...sqs,
+      DISCORD_PUBLIC_KEY: 'a'.repeat(64),
+    });
+    expect(ofFolder(discord.started, 'bot/discord').length).toBeGreaterThan(0);
+    expect(hasPackage(discord.started, 'ioredis')).toBe(false);
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [fixture, 'import', 'bot/slack/event-ids.ts'],
+      { timeout: 30_000 },
+    );
+    const slack = (JSON.parse(stdout) as Pick<Loaded, 'started'>).started;
+    expect(ofFolder(slack, 'bot/slack')).toHaveLength(1);
+    expect(hasPackage(slack, 'ioredis')).toBe(false);
+  });
+
   it('a worker on its own loads no relay, chat or Redis modules', async () => {
     const loaded = await loadedBy('worker', { ...sqs, RELAY_URL: 'http://127.0.0.1:9' });
     expect(ofFolder(loaded.started, 'worker').length).toBeGreaterThan(0);
