@@ -3,6 +3,7 @@
  * answer. Here, below both, so that submit/ (which asks) and moderation/ (which answers) each
  * import it without importing the other.
  */
+import type { Quota } from './errors.ts';
 import type { AspectRatio, JobParams, JobTask, Origin, VaryPreset } from './job.ts';
 import type { SafetyPolicy } from './safety.ts';
 
@@ -50,6 +51,11 @@ export interface Admission {
   cancel(): Promise<void>;
   /** The output-safety policy the job's images are judged under (the worker's default if absent). */
   safety?: SafetyPolicy;
+  /**
+   * What is left after this job of the images-per-window limit that is nearest (the user's, or
+   * the scope's when fewer are left there), as a 429's `error.quota` says it.
+   */
+  quota?: Quota;
 }
 
 /**

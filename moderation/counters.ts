@@ -170,7 +170,15 @@ export interface CountedTake {
 
 /** The outcome of {@link ConcurrencySlots.acquireCounted}. */
 export type CountedResult =
-  | { ok: true; lease: SlotLease; held: number; bound: boolean; resetsInMs: number[] }
+  | {
+      ok: true;
+      lease: SlotLease;
+      held: number;
+      bound: boolean;
+      resetsInMs: number[];
+      /** Each window's count with this take, in order. */
+      used: number[];
+    }
   | { ok: false; refused: 'slot'; held: number }
   | { ok: false; refused: 'window'; window: number; usage: WindowUsage }
   | { ok: false; refused: 'stale' };
@@ -252,7 +260,8 @@ return 1
 // A refused window is started as that library's consume-then-refund starts it, and the windows
 // before it too: refusals leave the windows as they were before this script.
 // With a version key, the settings the limits came from are checked first: if they changed, the
-// script takes nothing and answers {2}.
+// script takes nothing and answers {2}. Granted: {1, slots held, each window's ms left, each
+// window's count}.
 const ACQUIRE_COUNTED_LUA = `
 if KEYS[3] ~= '' and (redis.call('GET', KEYS[3]) or '0') ~= ARGV[6] then return {2} end
 local t = redis.call('TIME')
@@ -271,10 +280,11 @@ for i = 1, windows do
   end
 end
 local out = {1, n + 1}
+local counts = {}
 for i = 1, windows do
   local key = KEYS[i + 3]
   redis.call('SET', key, 0, 'EX', seconds, 'NX')
-  redis.call('INCRBY', key, points)
+  counts[i] = redis.call('INCRBY', key, points)
   local ttl = redis.call('PTTL', key)
   if ttl == -1 then
     redis.call('EXPIRE', key, seconds)
@@ -282,6 +292,7 @@ for i = 1, windows do
   end
   out[#out + 1] = ttl
 end
+for i = 1, windows do out[#out + 1] = counts[i] end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if KEYS[2] ~= '' then
@@ -348,7 +359,8 @@ export class RedisConcurrencySlots implements ConcurrencySlots {
       lease: { key, id },
       held: a,
       bound: take.jobId !== undefined,
-      resetsInMs: out.slice(2),
+      resetsInMs: out.slice(2, 2 + take.windows.length),
+      used: out.slice(2 + take.windows.length),
     };
   }
 

@@ -13,7 +13,7 @@ import type {
   SettingsChanged,
 } from '../contracts/admission.ts';
 import { formatDuration, formatPer } from '../contracts/duration.ts';
-import { ImagineError } from '../contracts/errors.ts';
+import { type Quota as ErrorQuota, ImagineError } from '../contracts/errors.ts';
 import type { Origin } from '../contracts/job.ts';
 import { type Blocklist, BUILTIN_BLOCKED_WORDS, compileBlocklist } from './blocklist.ts';
 import type { ConcurrencySlots, SlotLease, WindowCounters, WindowUsage } from './counters.ts';
@@ -438,6 +438,8 @@ export class ModerationPolicy implements AdmissionPolicy {
       { name: scopeCounter, limit: limits.imagesPerScope },
     ];
     const storeKeys = windows.map((w) => this.#counters.redisKey(window, w.name));
+    /** Each window's count with this job and ms until it resets, as the store answered. */
+    let after: Array<{ used: number; resetsInMs: number }> = [];
     try {
       let lease: SlotLease;
       let bound = false;
@@ -472,6 +474,10 @@ export class ModerationPolicy implements AdmissionPolicy {
             ? this.#slots.releaseJob(jobId)
             : this.#slots.release(slotLease),
         );
+        after = windows.map((_, i) => ({
+          used: got.used[i] ?? 0,
+          resetsInMs: got.resetsInMs[i] ?? 0,
+        }));
         windows.forEach((w, i) => {
           const endsAt = this.#counters.endsAt(got.resetsInMs[i] ?? 0);
           undo.push(() => this.#counters.giveBack(w.name, window, endsAt, images));
@@ -495,12 +501,15 @@ export class ModerationPolicy implements AdmissionPolicy {
         if (!all.ok) throw this.#scopeWindowFull(limits, images, all.usage, origin);
         undo.push(() => this.#counters.giveBack(scopeCounter, window, all.windowEndsAt, images));
         counted.push(undo.at(-1)!);
+        after = [mine.usage, all.usage];
       }
 
       lastCheck();
       this.#admitting++;
       let settled = false;
+      const quota = quotaLeft(windows, after, window);
       return {
+        ...(quota ? { quota } : {}),
         confirm: (confirmedId) => {
           if (settled) return;
           settled = true;
@@ -740,6 +749,32 @@ function settingsChanged(): SettingsChanged {
 
 function isSettingsChanged(err: unknown): boolean {
   return (err as Partial<SettingsChanged> | null)?.settingsChanged === true;
+}
+
+/**
+ * What is left after an admission of the nearest window (the user's, or the scope's when fewer
+ * are left there), as a 429's `error.quota` says it; undefined when the store did not say.
+ */
+function quotaLeft(
+  windows: ReadonlyArray<{ limit: number }>,
+  after: ReadonlyArray<{ used: number; resetsInMs: number }>,
+  windowSeconds: number,
+): ErrorQuota | undefined {
+  let best: ErrorQuota | undefined;
+  for (const [i, w] of windows.entries()) {
+    const usage = after[i];
+    if (!usage) continue;
+    const remaining = Math.max(0, w.limit - usage.used);
+    if (best && best.remaining <= remaining) continue;
+    best = {
+      of: i === 0 ? 'user' : 'scope',
+      limit: w.limit,
+      remaining,
+      windowSeconds,
+      resetSeconds: Math.max(1, secondsFromMs(usage.resetsInMs)),
+    };
+  }
+  return best;
 }
 
 /** "1 image", "20 images". */

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { AdmissionPolicy, RequestDefaults, SettingsChanged } from '../contracts/admission.ts';
 import { type BackendCapability, demandRefusal } from '../contracts/backends.ts';
-import { ImagineError } from '../contracts/errors.ts';
+import { ImagineError, type Quota } from '../contracts/errors.ts';
 import { checkInputUrl, type InputUrlPolicy } from '../contracts/input-url.ts';
 import {
   describeIssues,
@@ -99,6 +99,8 @@ export interface SubmitterOptions {
 export interface Submitted {
   job: Job;
   position: number;
+  /** What is left of the nearest images-per-window limit after this job (when one counts). */
+  quota?: Quota;
 }
 
 /** What a front end submits. `request` is unvalidated input (parsed JSON, command options). */
@@ -232,7 +234,7 @@ export function createSubmitter(opts: SubmitterOptions): Submitter {
     }
     granted.confirm(job.jobId);
     opts.logger.info({ jobId: job.jobId, platform: origin.platform, position }, 'job queued');
-    return { job, position };
+    return { job, position, ...(granted.quota ? { quota: granted.quota } : {}) };
   };
 }
 

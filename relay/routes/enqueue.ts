@@ -49,6 +49,17 @@ export const QUEUED_SCHEMA = {
     generator: { type: 'string' },
     demo: { type: 'boolean' },
     notice: { type: 'string' },
+    quota: {
+      type: 'object',
+      properties: {
+        of: { type: 'string' },
+        limit: { type: 'integer' },
+        remaining: { type: 'integer' },
+        windowSeconds: { type: 'integer' },
+        resetSeconds: { type: 'integer' },
+      },
+      required: ['of', 'limit', 'remaining', 'windowSeconds', 'resetSeconds'],
+    },
   },
   required: ['jobId', 'ws', 'state', 'position', 'seed', 'width', 'height', 'status', 'image'],
 } as const;
@@ -80,7 +91,7 @@ export const enqueueRoutes: FastifyPluginAsync = async (app) => {
         relay.metrics.jobs.inc({ outcome: 'refused' });
       throw e;
     }
-    const { job, position } = submitted;
+    const { job, position, quota } = submitted;
     const ws = wsLinkPrefix(wsPrefixes, request, relay.config.PUBLIC_URL) + job.jobId;
     return reply.status(202).send({
       jobId: job.jobId,
@@ -95,6 +106,8 @@ export const enqueueRoutes: FastifyPluginAsync = async (app) => {
       generator: relay.generator.name,
       demo: relay.generator.demo,
       ...(relay.generator.demo ? { notice: 'demo generator: abstract art, not AI' } : {}),
+      // What is left of the requester's images per window, as a 429's error.quota says it.
+      ...(quota ? { quota } : {}),
     });
   });
 };

@@ -52,6 +52,60 @@ describe.each([
     expect(tracker.queuedCount).toBe(2);
   });
 
+  it('each 202 says what is left (quota), yours or the site’s when fewer are left there', async () => {
+    app = await startTestImagine(
+      {
+        ...env(),
+        LIMIT_IMAGES_PER_USER: '6',
+        LIMIT_IMAGES_PER_SCOPE: '9',
+        TRUST_PROXY: 'true',
+        DATA_DIR: dataDir,
+      },
+      { role: 'relay' },
+    );
+    const from = (ip: string, body: unknown): RequestInit => ({
+      ...json(body),
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': ip },
+    });
+    type Queued = {
+      quota: {
+        of: string;
+        limit: number;
+        remaining: number;
+        windowSeconds: number;
+        resetSeconds: number;
+      };
+    };
+    const first = await fetch(
+      `${app.url}/enqueue`,
+      from('198.51.100.1', { prompt: 'a fox', count: 1 }),
+    );
+    expect(first.status).toBe(202);
+    const { quota } = (await first.json()) as Queued;
+    expect(quota).toMatchObject({ of: 'user', limit: 6, remaining: 5, windowSeconds: 3600 });
+    expect(quota.resetSeconds).toBeGreaterThan(3500);
+    expect(quota.resetSeconds).toBeLessThanOrEqual(3600);
+    const second = await fetch(
+      `${app.url}/enqueue`,
+      from('198.51.100.1', { prompt: 'a hare', count: 4 }),
+    );
+    expect(((await second.json()) as Queued).quota).toMatchObject({
+      of: 'user',
+      limit: 6,
+      remaining: 1,
+    });
+    // Another visitor: 6 of their own, but the site's 9 has 4 left, and after 2 more, 2.
+    const other = await fetch(
+      `${app.url}/enqueue`,
+      from('198.51.100.2', { prompt: 'an owl', count: 2 }),
+    );
+    expect(((await other.json()) as Queued).quota).toMatchObject({
+      of: 'scope',
+      limit: 9,
+      remaining: 2,
+    });
+  });
+
   it('a 429 says how many images are left and when the window starts again (error.quota), yours or the site’s', async () => {
     app = await startTestImagine(
       {

@@ -14,6 +14,7 @@ import {
   checkPrompt,
   describeCancel,
   describeJobFailure,
+  describeQuotaLeft,
   describeRateLimit,
   describeRefusal,
   describeUploadRefusal,
@@ -115,6 +116,28 @@ describe('wording', () => {
     expect(describeWindow(1800)).toBe('per 30 minutes');
     expect(describeWindow(7200)).toBe('per 2 hours');
     expect(describeWindow(90)).toBe('per 90 seconds');
+  });
+
+  it('after an accepted job, says what is left of the images per window (the 202’s quota)', () => {
+    const q = { windowSeconds: 3600, resetSeconds: 2520 };
+    expect(describeQuotaLeft({ of: 'user', limit: 3, remaining: 2, ...q })).toBe(
+      '2 of your 3 images per hour left.',
+    );
+    expect(describeQuotaLeft({ of: 'user', limit: 3, remaining: 0, ...q })).toBe(
+      'That was the last of your 3 images per hour: more in 42 minutes.',
+    );
+    expect(
+      describeQuotaLeft({
+        of: 'scope',
+        limit: 500,
+        remaining: 1,
+        windowSeconds: 86_400,
+        resetSeconds: 600,
+      }),
+    ).toBe('This site has 1 of its 500 images per day left, for everyone.');
+    expect(describeQuotaLeft({ of: 'scope', limit: 9, remaining: 0, ...q })).toBe(
+      'That was the last of this site’s 9 images per hour, for everyone: more in 42 minutes.',
+    );
   });
 
   it('unknown codes still read as a sentence', () => {

@@ -525,9 +525,14 @@ describe('web page in chromium', () => {
       const error = page.getByRole('alert');
       const cards = page.locator('#results > li');
       await chooseCount(page, 2);
+      const left = page.locator('#quota-left');
+      await expect(left.isHidden()).resolves.toBe(true);
       await prompt.fill('A lighthouse at dusk');
       await prompt.press('Enter');
       await expect.poll(() => cards.count()).toBe(1);
+      // The 202 said what is left: the page says it under the form.
+      await expect.poll(() => left.textContent()).toBe('1 of your 3 images per hour left.');
+      await expect(left.isVisible()).resolves.toBe(true);
       // Two more would be four of three: one is left, and the page says so.
       await prompt.press('Enter');
       await expect
@@ -542,12 +547,17 @@ describe('web page in chromium', () => {
       await prompt.press('Enter');
       await expect.poll(() => cards.count()).toBe(2);
       await expect(error.isHidden()).resolves.toBe(true);
+      await expect
+        .poll(() => left.textContent())
+        .toMatch(/^That was the last of your 3 images per hour: more in (1 hour|59 minutes)\.$/);
       await prompt.press('Enter');
       await expect
         .poll(() => error.textContent())
         .toMatch(
           /^You have made your 3 images per hour\. You can make more in 1 hour \(at [^)]+\)\.$/,
         );
+      // The refusal says what is left itself: the line under the form goes.
+      await expect(left.isHidden()).resolves.toBe(true);
       await expect(cards.count()).resolves.toBe(2);
       await context.close();
     } finally {

@@ -47,6 +47,8 @@ export interface Enqueued {
   generator: string;
   demo: boolean;
   notice?: string;
+  /** What is left of the requester's images per window after this job (when limits count). */
+  quota?: Quota;
 }
 
 /** A refusal from the server (`{error:{code,message}}`), or the network failing (`UNREACHABLE`). */

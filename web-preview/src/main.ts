@@ -1,4 +1,5 @@
 /** The page: a prompt form, and a stack of result cards that follow their jobs live. */
+import type { Quota } from '../../contracts/errors.ts';
 import {
   ASPECT_RATIOS,
   ASPECT_SIZES,
@@ -24,6 +25,7 @@ import { byId, el } from './dom.ts';
 import { ImageInput } from './input-image.ts';
 import {
   checkPrompt,
+  describeQuotaLeft,
   describeRefusal,
   describeUploadRefusal,
   describeWindow,
@@ -43,6 +45,7 @@ const promptBox = byId<HTMLTextAreaElement>('prompt');
 const counter = byId<HTMLSpanElement>('prompt-count');
 const seedBox = byId<HTMLInputElement>('seed');
 const formError = byId<HTMLDivElement>('form-error');
+const quotaLeft = byId<HTMLParagraphElement>('quota-left');
 const generateButton = byId<HTMLButtonElement>('generate');
 const aspectSet = byId<HTMLFieldSetElement>('aspects');
 const aspectChoices = byId<HTMLDivElement>('aspect-choices');
@@ -188,6 +191,12 @@ function showRefusal(err: ApiError): void {
   }
 }
 
+/** After each accepted job, what is left of the images per window (hidden when none counts). */
+function showQuotaLeft(quota: Quota | undefined): void {
+  quotaLeft.hidden = quota === undefined;
+  quotaLeft.textContent = quota ? describeQuotaLeft(quota) : '';
+}
+
 // --- Demo notice ----------------------------------------------------------------------------
 
 function showGenerator(info: { generator: string; demo: boolean }): void {
@@ -311,10 +320,13 @@ async function run(card: ResultCard): Promise<boolean> {
     }
     const job: Enqueued = await enqueue(body);
     if (job.demo) showGenerator({ generator: job.generator, demo: true });
+    showQuotaLeft(job.quota);
     card.follow(job);
     return true;
   } catch (err) {
     card.discard();
+    // A refusal says what is left itself.
+    showQuotaLeft(undefined);
     const index = cards.indexOf(card);
     if (index >= 0) cards.splice(index, 1);
     emptyState.hidden = cards.length > 0;

@@ -88,6 +88,23 @@ export function describeRateLimit(
     : `This site has made its ${images(quota.limit)} ${per}, for everyone. More can be made${again}.`;
 }
 
+/**
+ * What is left after a job was accepted (the 202's `quota`): "2 of your 3 images per hour left.",
+ * or the site's, when fewer are left there for everyone.
+ */
+export function describeQuotaLeft(quota: Quota): string {
+  const per = describeWindow(quota.windowSeconds);
+  const images = (n: number) => `${n} image${n === 1 ? '' : 's'}`;
+  const more = `more in ${describeWait(quota.resetSeconds)}`;
+  if (quota.of === 'user')
+    return quota.remaining > 0
+      ? `${quota.remaining} of your ${images(quota.limit)} ${per} left.`
+      : `That was the last of your ${images(quota.limit)} ${per}: ${more}.`;
+  return quota.remaining > 0
+    ? `This site has ${quota.remaining} of its ${images(quota.limit)} ${per} left, for everyone.`
+    : `That was the last of this site’s ${images(quota.limit)} ${per}, for everyone: ${more}.`;
+}
+
 /** Why the server refused a request to start a job. */
 export function describeRefusal(
   code: string,
