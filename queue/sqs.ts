@@ -53,6 +53,13 @@ export function createSqsClient(
   opts: Omit<SqsOptions, 'queueUrl'> & {
     /** Send unsigned requests (the embedded emulator only: it checks no signature). */
     unsigned?: boolean;
+    /**
+     * Resolve each command's middleware stack once, not per call (the SDK's `cacheMiddleware`:
+     * ~0.09 ms of CPU a call against the emulator, of ~0.5). A call made with options (an abort
+     * signal) drops that cache, so such calls belong on a client of their own (see
+     * {@link SqsConsumerOptions.receiveClient}); middleware must be added before the first call.
+     */
+    cacheMiddleware?: boolean;
   },
 ): SQSClient {
   return new SQSClient({
@@ -60,6 +67,7 @@ export function createSqsClient(
     ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
     ...(opts.credentials ? { credentials: opts.credentials } : {}),
     ...(opts.unsigned ? UNSIGNED : {}),
+    ...(opts.cacheMiddleware ? { cacheMiddleware: true } : {}),
   });
 }
 
@@ -298,6 +306,13 @@ export async function resolveDeadLetterUrl(
 /** Options of {@link SqsJobConsumer}. */
 export interface SqsConsumerOptions {
   client: SQSClient;
+  /**
+   * The client for long polls (default: `client`). A long poll is cut short on stop with an abort
+   * signal, and the SDK drops a client's cached middleware (`cacheMiddleware`) at every call made
+   * with options: with a client of their own, the deletes and visibility changes on `client`
+   * keep theirs.
+   */
+  receiveClient?: SQSClient;
   queueUrl: string;
   deadLetterUrl?: string | undefined;
   concurrency: number;
@@ -398,7 +413,8 @@ export class SqsJobConsumer implements JobConsumer {
   }
 
   async #poll(handler: JobHandler): Promise<void> {
-    const { client, queueUrl, concurrency } = this.#opts;
+    const { queueUrl, concurrency } = this.#opts;
+    const client = this.#opts.receiveClient ?? this.#opts.client;
     const prefetch = this.#opts.prefetch ?? 0;
     let backoffMs = 0;
     while (!this.#stopping) {

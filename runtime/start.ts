@@ -287,6 +287,13 @@ interface StartedQueue {
   sqs: Running['sqs'];
 }
 
+/**
+ * Messages the embedded queue's consumer takes beyond its free slots: a receive returns at most
+ * 10, so it takes what the queue holds (ReceiveMessage per 64×64 job 0.5 → ~0.2 against as many
+ * again as the slots).
+ */
+const EMBEDDED_PREFETCH = 10;
+
 /** Connect to (or, embedded, start) the configured queue backend; its stops go on `stops`. */
 async function startQueue(
   config: Readonly<Config>,
@@ -328,6 +335,8 @@ async function startQueue(
   let queueUrl: string;
   let deadLetterUrl = config.SQS_DLQ_URL;
   let client: SQSClient;
+  /** The worker's long polls, embedded: a client of their own (see `receiveClient`). */
+  let receiveClient: SQSClient | undefined;
   if (config.embedded) {
     const { startEmbeddedSqs } = await import('../queue/embedded-sqs.ts');
     const sqs = await startEmbeddedSqs({
@@ -338,13 +347,17 @@ async function startQueue(
     stops.push(sqs.stop);
     queueUrl = sqs.queueUrl;
     deadLetterUrl = sqs.deadLetterUrl;
-    client = createSqsClient({
+    const embedded = {
       region: sqs.region,
       endpoint: sqs.endpoint,
       credentials: sqs.credentials,
       // In this process, on loopback, checking no signature: signing would be CPU for nothing.
       unsigned: true,
-    });
+    };
+    client = createSqsClient({ ...embedded, cacheMiddleware: true });
+    receiveClient = createSqsClient(embedded);
+    const receives = receiveClient;
+    stops.push(async () => receives.destroy());
     logger.info({ endpoint: sqs.endpoint }, 'embedded SQS emulator (fauxqs) started');
   } else {
     queueUrl = config.SQS_QUEUE_URL!;
@@ -383,9 +396,10 @@ async function startQueue(
         visibilityTimeoutSeconds: config.SQS_VISIBILITY_TIMEOUT,
         waitTimeSeconds: config.SQS_WAIT_SECONDS,
         drainMs: config.WORKER_DRAIN_SECONDS * 1000,
-        // The embedded queue has this one consumer: jobs taken ahead (as many again as the slots)
-        // wait here rather than in the queue, and one receive serves several of them.
-        ...(config.embedded ? { prefetch: config.WORKER_CONCURRENCY } : {}),
+        // The embedded queue has this one consumer: jobs taken ahead (as many as one receive
+        // returns) wait here rather than in the queue, and one receive serves several of them.
+        ...(config.embedded ? { prefetch: EMBEDDED_PREFETCH } : {}),
+        ...(receiveClient ? { receiveClient } : {}),
         logger,
       });
       return { consumer, maxAttempts };

@@ -429,4 +429,78 @@ describe('the SQS consumer (fauxqs)', () => {
     await consumer.stop();
     expect(await counts(queueUrl)).toEqual([0, 0]);
   });
+
+  it('with a receive client, long polls go there and the other calls keep the main client’s cached middleware; stop still cuts the long poll short', async () => {
+    const queueUrl = await freshQueue('consumer-receive-client');
+    const cachedClient = createSqsClient({
+      region: sqs.region,
+      endpoint: sqs.endpoint,
+      credentials: sqs.credentials,
+      unsigned: true,
+      cacheMiddleware: true,
+    });
+    clients.push(cachedClient);
+    // A middleware's factory runs each time the SDK resolves a command's stack: once per command
+    // class with the cache, once per call without it.
+    const resolved: Record<string, number> = {};
+    const onMain: string[] = [];
+    cachedClient.middlewareStack.add(
+      (next, context) => {
+        const name = String(context.commandName);
+        resolved[name] = (resolved[name] ?? 0) + 1;
+        return (args) => {
+          onMain.push(name);
+          return next(args);
+        };
+      },
+      { step: 'initialize' },
+    );
+    const receiveClient = newClient();
+    const onReceive: string[] = [];
+    const receiveErrors: string[] = [];
+    intercept(receiveClient, async (command, _input, next) => {
+      onReceive.push(command);
+      try {
+        return await next();
+      } catch (err) {
+        receiveErrors.push((err as Error).name);
+        throw err;
+      }
+    });
+    const jobs = Array.from({ length: 9 }, (_, i) => job(`split ${i}`));
+    const ran: string[] = [];
+    const consumer = consumerOn(cachedClient, queueUrl, {
+      receiveClient,
+      concurrency: 2,
+      // A long poll that only stop can end in time.
+      waitTimeSeconds: 20,
+      deleteLingerMs: 5,
+    });
+    consumer.start(async (j) => {
+      ran.push(j.prompt);
+      await new Promise((r) => setTimeout(r, 10));
+    });
+    try {
+      // Sent in three rounds, so that deletes and receives interleave.
+      for (let round = 0; round < 3; round++) {
+        await Promise.all(
+          jobs.slice(round * 3, round * 3 + 3).map((j) => new SqsJobQueue(admin, queueUrl).send(j)),
+        );
+        await vi.waitFor(async () => expect(await counts(queueUrl)).toEqual([0, 0]), {
+          timeout: 10_000,
+          interval: 50,
+        });
+      }
+    } finally {
+      await consumer.stop();
+    }
+    expect(ran.sort()).toEqual(jobs.map((j) => j.prompt).sort());
+    expect(new Set(onReceive)).toEqual(new Set(['ReceiveMessageCommand']));
+    expect(onMain).not.toContain('ReceiveMessageCommand');
+    expect(onMain.filter((c) => c === 'DeleteMessageBatchCommand').length).toBeGreaterThan(1);
+    // Several deletes, one resolution: nothing dropped the cache between them.
+    expect(resolved.DeleteMessageBatchCommand).toBe(1);
+    // The last long poll (20 s, on an empty queue) was cut short by stop's abort.
+    expect(receiveErrors).toEqual(['AbortError']);
+  });
 });
