@@ -51,8 +51,18 @@ export interface Running {
   worker: RunningWorker | undefined;
   /** Which queue backend this process uses. */
   queueBackend: Config['QUEUE_BACKEND'];
-  /** The SQS parts, when the backend is SQS. */
-  sqs: { client: SQSClient; queueUrl: string; deadLetterUrl: string | undefined } | undefined;
+  /**
+   * The SQS parts, when the backend is SQS: `client` sends, deletes and changes visibility;
+   * `receiveClient` makes the worker's long polls (the same client unless embedded).
+   */
+  sqs:
+    | {
+        client: SQSClient;
+        receiveClient: SQSClient;
+        queueUrl: string;
+        deadLetterUrl: string | undefined;
+      }
+    | undefined;
   stop(): Promise<void>;
 }
 
@@ -365,7 +375,7 @@ async function startQueue(
   }
   const sqsClient = client;
   stops.push(async () => sqsClient.destroy());
-  const sqs = { client, queueUrl, deadLetterUrl };
+  const sqs = { client, receiveClient: receiveClient ?? client, queueUrl, deadLetterUrl };
   return {
     jobs: new SqsJobQueue(client, queueUrl),
     consumer: async () => {

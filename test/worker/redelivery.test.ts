@@ -25,25 +25,28 @@ describe('a job delivered again after it ended', () => {
   beforeAll(async () => {
     fake = await startFakeGenerator();
     app = await startTestImagine(fake.env());
-    // The SQS client the relay sends with and the worker receives with (its first long poll is
+    // The SQS clients the relay sends with and the worker receives with (its first long poll is
     // already under way, so only later receives are seen).
-    app.sqs!.client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const input = args.input as {
-          MessageBody?: string;
-          Entries?: Array<{ MessageBody?: string }>;
-        };
-        if (context.commandName === 'SendMessageCommand') sent.push(input.MessageBody ?? '');
-        if (context.commandName === 'SendMessageBatchCommand')
-          for (const e of input.Entries ?? []) sent.push(e.MessageBody ?? '');
-        const result = await next(args);
-        if (context.commandName === 'ReceiveMessageCommand')
-          for (const m of (result.output as ReceiveMessageCommandOutput).Messages ?? [])
-            received.push(m.Body ?? '');
-        return result;
-      },
-      { step: 'initialize' },
-    );
+    const watch = (c: SQSClient) =>
+      c.middlewareStack.add(
+        (next, context) => async (args) => {
+          const input = args.input as {
+            MessageBody?: string;
+            Entries?: Array<{ MessageBody?: string }>;
+          };
+          if (context.commandName === 'SendMessageCommand') sent.push(input.MessageBody ?? '');
+          if (context.commandName === 'SendMessageBatchCommand')
+            for (const e of input.Entries ?? []) sent.push(e.MessageBody ?? '');
+          const result = await next(args);
+          if (context.commandName === 'ReceiveMessageCommand')
+            for (const m of (result.output as ReceiveMessageCommandOutput).Messages ?? [])
+              received.push(m.Body ?? '');
+          return result;
+        },
+        { step: 'initialize' },
+      );
+    const { client, receiveClient } = app.sqs!;
+    for (const c of new Set([client, receiveClient])) watch(c);
   });
   afterAll(async () => {
     await app?.stop();
