@@ -105,9 +105,16 @@ const CONFUSABLE_CHARS = new RegExp(`[${Object.keys(CONFUSABLE).join('')}]`, 'gu
 const ZERO_WIDTH = /[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]/gu;
 const PART = /[\p{L}\p{N}@$]+/gu;
 const LETTER = /\p{L}/u;
+/** Characters {@link unLeet} maps or drops. */
+const LEET = /[0134578@$]/;
+
+/** Printable ASCII and whitespace only: nothing to decompose, strip or map but case. */
+const PLAIN_ASCII = /^[\t\n\r\x20-\x7e]*$/;
 
 /** Fold case, accents and Latin look-alikes; drop invisible characters. For tests and storage. */
 export function foldText(s: string): string {
+  // Most prompts are plain ASCII: every step below but the case fold leaves such text as it is.
+  if (PLAIN_ASCII.test(s)) return s.toLowerCase();
   return s
     .normalize('NFKD')
     .replace(/\p{M}/gu, '')
@@ -119,13 +126,20 @@ export function foldText(s: string): string {
 
 /** A word part with look-alikes mapped, when it has letters (`n00d` → `nood`; `1080` stays). */
 function unLeet(part: string): string {
+  if (!LEET.test(part)) return part;
   if (!LETTER.test(part)) return part.replace(/[@$]/g, '');
   return part.replace(/[0134578@$]/g, (c) => LOOKALIKE[c] ?? c);
 }
 
 /** The words of a text, in order, after folding. */
 function partsOf(chunk: string): string[] {
-  return [...chunk.matchAll(PART)].map((m) => unLeet(m[0])).filter((p) => p.length > 0);
+  const parts: string[] = [];
+  PART.lastIndex = 0;
+  for (let m = PART.exec(chunk); m !== null; m = PART.exec(chunk)) {
+    const part = unLeet(m[0]);
+    if (part.length > 0) parts.push(part);
+  }
+  return parts;
 }
 
 /** Runs of 3+ repeated letters stretched for evasion (`nuuuude`) → squeezed variants. */
@@ -156,7 +170,8 @@ function analyse(text: string): { tokens: string[]; candidates: Set<string> } {
       tokens.push(part);
       candidates.add(part);
       // `n u d e`: single letters in a row, across spaces, spell a word.
-      if ([...part].length === 1 && LETTER.test(part)) singles.push(part);
+      // One character is one or two code units (a surrogate pair); longer parts are words.
+      if (part.length <= 2 && [...part].length === 1 && LETTER.test(part)) singles.push(part);
       else flushSingles();
     }
   }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BUILTIN_BLOCKED_WORDS,
   compileBlocklist,
+  foldText,
   normaliseBlockedEntry,
 } from '../../moderation/blocklist.ts';
 
@@ -18,6 +19,10 @@ describe('blocked words', () => {
     ['hyphen inside', 'a drag-on', 'dragon'],
     ['spaced letters', 'a d r a g o n here', 'dragon'],
     ['zero-width characters', 'a dra\u200bgon', 'dragon'],
+    // Latin-1, one code unit past ASCII: folded in full, not by the plain-ASCII shortcut.
+    ['a soft hyphen', 'a dra\u00adgon', 'dragon'],
+    ['a combining accent', 'a drago\u0301n', 'dragon'],
+    ['a Latin-1 letter with no decomposition', 'a DRAGØN', 'dragon'],
     ['look-alike digits', 'a dr4g0n', 'dragon'],
     ['stretched letters', 'a draaaaagon', 'dragon'],
     ['symbols for letters', 'kick a$$', 'ass'],
@@ -57,6 +62,14 @@ describe('blocked words', () => {
     expect(builtins.match('a nudе statue')).toBe('nude');
     expect(builtins.match('ѕех')).toBe('sex');
     expect(builtins.match('Привет, как дела? Καλημέρα κόσμε, σεξουαλικός')).toBeUndefined();
+  });
+
+  it('folds plain ASCII as the full fold does (its shortcut changes nothing but speed)', () => {
+    const fullFold = (s: string) => s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase();
+    const every = Array.from({ length: 128 }, (_, c) => String.fromCharCode(c)).join('');
+    expect(foldText(every)).toBe(fullFold(every));
+    expect(foldText('A Red DRAGON, 4K\tHDR\n')).toBe('a red dragon, 4k\thdr\n');
+    expect(foldText('DRAGØN\u00ad')).toBe('dragon');
   });
 
   it('normalises entries for storage and refuses empty ones', () => {
