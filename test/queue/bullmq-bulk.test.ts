@@ -1,7 +1,8 @@
 /**
  * The BullMQ producer coalesces the sends of one event-loop turn into one `addBulk`, against the
- * real Redis server: every job arrives, a resend stays a no-op, and a bulk Redis refuses fails
- * each of its jobs, whose submitters give back everything they took.
+ * real Redis server: every job arrives, a resend stays a no-op, a lone job is a plain `add`,
+ * sends made while a bulk is on its way go together once it answers, and a bulk Redis refuses
+ * fails each of its jobs, whose submitters give back everything they took.
  */
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
@@ -54,6 +55,7 @@ describe('BullMQ sends of one turn', () => {
   it('share one addBulk; every job is queued once, with its options, and a lone job is not held', async () => {
     const { producer, inspect } = queues();
     const addBulk = vi.spyOn(Queue.prototype, 'addBulk');
+    const add = vi.spyOn(Queue.prototype, 'add');
     const ids = Array.from(
       { length: 7 },
       (_, i) => `bulk-job-${i}-${randomBytes(4).toString('hex')}`,
@@ -69,9 +71,56 @@ describe('BullMQ sends of one turn', () => {
       attempts: 3,
       backoff: { type: 'exponential', delay: 10 },
     });
+    // Alone, a job is added as it is: no pipeline to build.
     await producer.send(jobFor('lone-job'));
-    expect(addBulk).toHaveBeenCalledTimes(2);
+    expect(addBulk).toHaveBeenCalledTimes(1);
+    expect(add).toHaveBeenCalledTimes(1);
+    expect(add.mock.calls[0]![1]).toMatchObject({ jobId: 'lone-job' });
+    expect(add.mock.calls[0]![2]).toMatchObject({ jobId: 'lone-job', attempts: 3 });
     expect(await inspect.getWaitingCount()).toBe(8);
+    expect((await inspect.getJob('lone-job'))?.opts).toMatchObject({
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 10 },
+    });
+  });
+
+  it('sends made while a bulk is on its way go together once it answers', async () => {
+    const { producer, inspect } = queues();
+    const original = Queue.prototype.addBulk;
+    const addBulk = vi.spyOn(Queue.prototype, 'addBulk');
+    const add = vi.spyOn(Queue.prototype, 'add');
+    // The first bulk answers late (a slow Redis): everything sent meanwhile waits for it.
+    let release!: () => void;
+    const late = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // Let go before the producer closes, whatever failed (its close waits for the bulk).
+    cleanups.push(async () => release());
+    addBulk.mockImplementationOnce(async function (this: Queue, jobs) {
+      await late;
+      return original.call(this, jobs);
+    });
+    const first = ['slow-a', 'slow-b'].map((id) => producer.send(jobFor(id)));
+    await new Promise((r) => setImmediate(r));
+    expect(addBulk).toHaveBeenCalledTimes(1);
+    // Three sends in three turns, each alone, while the first bulk is on its way.
+    const later: Promise<void>[] = [];
+    for (const id of ['next-c', 'next-d', 'next-e']) {
+      later.push(producer.send(jobFor(id)));
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(addBulk).toHaveBeenCalledTimes(1);
+    expect(add).not.toHaveBeenCalled();
+    release();
+    await Promise.all([...first, ...later]);
+    expect(add).not.toHaveBeenCalled();
+    expect(addBulk).toHaveBeenCalledTimes(2);
+    expect(addBulk.mock.calls[1]![0].map((j) => j.opts?.jobId)).toEqual([
+      'next-c',
+      'next-d',
+      'next-e',
+    ]);
+    expect(await inspect.getWaitingCount()).toBe(5);
   });
 
   it('a bulk Redis refuses fails each job, and every submitter in it gets back what it took', async () => {
@@ -95,13 +144,14 @@ describe('BullMQ sends of one turn', () => {
       queue: { send: (job) => producer.send(job) },
     });
     const addBulk = vi.spyOn(Queue.prototype, 'addBulk');
+    const add = vi.spyOn(Queue.prototype, 'add');
     const origin = ctx().origin;
     const outcomes = await Promise.allSettled(
       [1, 2, 3].map((count) => submit({ request: { prompt: 'a fox', count }, origin })),
     );
-    // One bulk when the three admissions answer in one turn (a loaded machine may split them):
-    // every job went through a refused bulk.
-    expect(addBulk.mock.calls.flatMap(([jobs]) => jobs)).toHaveLength(3);
+    // One bulk when the three admissions answer in one turn (a loaded machine may split them,
+    // and a job left alone is a plain add): every job went through a refused add.
+    expect(addBulk.mock.calls.flatMap(([jobs]) => jobs).length + add.mock.calls.length).toBe(3);
     for (const outcome of outcomes) {
       expect(outcome.status).toBe('rejected');
       expect(((outcome as PromiseRejectedResult).reason as ImagineError).code).toBe(
