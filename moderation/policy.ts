@@ -34,6 +34,9 @@ import {
   userKeyOf,
 } from './user-settings.ts';
 
+/** A web user's own defaults: none (they are kept per chat user). */
+const NO_USER_DEFAULTS: UserDefaults = Object.freeze({});
+
 /** Seconds one job is assumed to take before any has been seen finishing. */
 const DEFAULT_SECONDS_PER_JOB = 20;
 /** How many recent finishes the throughput estimate looks at. */
@@ -228,7 +231,11 @@ export class ModerationPolicy implements AdmissionPolicy {
     fallback: { count: number; steps: number },
   ): Promise<RequestDefaults> {
     const scopeKey = scopeKeyOf(origin);
-    const [mine, read] = await Promise.all([this.userDefaults(origin), this.#recent(scopeKey)]);
+    // The web page's users keep no defaults of their own: only the scope's settings to read.
+    const [mine, read] =
+      userKeyOf(origin) === undefined
+        ? [NO_USER_DEFAULTS, await this.#recent(scopeKey)]
+        : await Promise.all([this.userDefaults(origin), this.#recent(scopeKey)]);
     const { settings } = read;
     const limits = effectiveLimits(this.defaults, settings, origin.channelId);
     const defaults: RequestDefaults = {
@@ -715,7 +722,9 @@ function channelForRules(origin: Origin): string | undefined {
  */
 export function rateUserOf(origin: Pick<Origin, 'platform' | 'userId'>): string {
   const user = origin.userId ?? 'anonymous';
-  if (origin.platform !== 'web' || !isIPv6(user.split('%')[0] ?? '')) return user;
+  // Every IPv6 address has a colon; an IPv4 one (most web clients) is taken as it is.
+  if (origin.platform !== 'web' || !user.includes(':')) return user;
+  if (!isIPv6(user.split('%')[0] ?? '')) return user;
   return ipv6Network64(user.split('%')[0] ?? '');
 }
 
