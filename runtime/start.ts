@@ -16,6 +16,7 @@ import type { ChatDeliverer } from '../relay/delivery.ts';
 import type { JobLedger } from '../relay/job-ledger.ts';
 import type { AdmissionPolicy } from '../submit/submit.ts';
 import type { Generator } from '../worker/generator.ts';
+import type { GeneratorRouter } from '../worker/generators/router.ts';
 import type { RelayPusher } from '../worker/push-client.ts';
 import type { ImageClassifier } from '../worker/safety/classifier.ts';
 import type { RunningWorker } from '../worker/worker.ts';
@@ -154,16 +155,11 @@ async function startParts(
     }
     stops.push(() => ledger.close());
     // Relay and worker in one process: the relay's /healthz and /metrics show the backends.
-    let backends: BackendHealth | undefined;
-    // Only a router has backends: GENERATORS, or one handed in (tests).
-    if (role === 'all' && generator && (config.GENERATORS || opts.generator)) {
-      const { GeneratorRouter } = await import('../worker/generators/router.ts');
-      if (generator instanceof GeneratorRouter)
-        backends = {
-          status: () => generator.status(),
-          metrics: () => generator.registry.metrics(),
-        };
-    }
+    const router = role === 'all' ? await routerOf(generator, config, opts) : undefined;
+    const backends: BackendHealth | undefined = router && {
+      status: () => router.status(),
+      metrics: () => router.registry.metrics(),
+    };
     const { buildRelay } = await import('../relay/app.ts');
     relay = await buildRelay({
       ledger,
@@ -243,7 +239,11 @@ async function startParts(
     stops.unshift(() => w.stop());
     if (role === 'worker' && config.METRICS_PORT !== undefined) {
       const { workerHealthListener } = await import('./worker-health.ts');
-      const listener = workerHealthListener(generator, config.METRICS_TOKEN);
+      const listener = workerHealthListener(
+        generator,
+        config.METRICS_TOKEN,
+        await routerOf(generator, config, opts),
+      );
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
         listener.listen(config.METRICS_PORT, config.HOST, () => resolve());
@@ -265,6 +265,21 @@ async function startParts(
       return stopped;
     },
   };
+}
+
+/**
+ * The generator when it is a router over several backends (their health and metrics), else
+ * undefined. Only GENERATORS (or a generator handed in) can make one, so only then is the
+ * router's module (cockatiel, prom-client) loaded to ask.
+ */
+async function routerOf(
+  generator: Generator | undefined,
+  config: Readonly<Config>,
+  opts: StartOptions,
+): Promise<GeneratorRouter | undefined> {
+  if (!generator || !(config.GENERATORS || opts.generator)) return undefined;
+  const { GeneratorRouter } = await import('../worker/generators/router.ts');
+  return generator instanceof GeneratorRouter ? generator : undefined;
 }
 
 /**

@@ -6,11 +6,17 @@
 import { createServer, type Server } from 'node:http';
 import { metricsAllowed } from '../relay/routes/health.ts';
 import type { Generator } from '../worker/generator.ts';
-import { GeneratorRouter } from '../worker/generators/router.ts';
+import type { GeneratorRouter } from '../worker/generators/router.ts';
 
-/** A listener for a worker's health and backend metrics. */
-export function workerHealthListener(generator: Generator, token: string | undefined): Server {
-  const router = generator instanceof GeneratorRouter ? generator : undefined;
+/**
+ * A listener for a worker's health and backend metrics: `router` is the generator when it
+ * routes over several backends (a single backend has no per-backend health or metrics).
+ */
+export function workerHealthListener(
+  generator: Generator,
+  token: string | undefined,
+  router?: GeneratorRouter,
+): Server {
   const started = Date.now();
   return createServer((req, res) => {
     const send = (status: number, body: string, type = 'application/json') => {

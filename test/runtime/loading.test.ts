@@ -13,6 +13,7 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../contracts/config.ts';
 import { configuredGeneratorName } from '../../runtime/start.ts';
 import { generatorFromConfig } from '../../worker/generators/index.ts';
+import { freePort } from '../helpers/net.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/loaded-modules.ts', import.meta.url));
 const dataDir = mkdtempSync(join(tmpdir(), 'imagine-loading-'));
@@ -117,10 +118,23 @@ describe('what each role loads', () => {
     expect(hasPackage(slack, 'ioredis')).toBe(false);
   });
 
-  it('a worker on its own loads no relay, chat or Redis modules', async () => {
-    const loaded = await loadedBy('worker', { ...sqs, RELAY_URL: 'http://127.0.0.1:9' });
+  it('a worker on its own loads no relay, chat or Redis modules, nor the router', async () => {
+    const loaded = await loadedBy('worker', {
+      ...sqs,
+      RELAY_URL: 'http://127.0.0.1:9',
+      // Its health listener too (as on Fly): a single backend has no router to show.
+      METRICS_PORT: String(await freePort()),
+    });
+    expect(ofFolder(loaded.started, 'runtime').map((u) => u.split('/').pop())).toContain(
+      'worker-health.ts',
+    );
+    expect(ofFolder(loaded.started, 'worker/generators').map((u) => u.split('/').pop())).toEqual(
+      expect.not.arrayContaining(['router.ts']),
+    );
+    expect(hasPackage(loaded.started, 'prom-client')).toBe(false);
     expect(ofFolder(loaded.started, 'worker').length).toBeGreaterThan(0);
-    expect(ofFolder(loaded.started, 'relay')).toEqual([]);
+    // Of the relay, only the metrics token rule its health listener shares.
+    expect(ofFolder(loaded.started, 'relay').map((u) => u.split('/').pop())).toEqual(['health.ts']);
     expect(ofFolder(loaded.started, 'bot')).toEqual([]);
     expect(hasPackage(loaded.started, 'fastify')).toBe(false);
     expect(hasPackage(loaded.started, 'ioredis')).toBe(false);
