@@ -327,6 +327,9 @@ function dockerMalloc(): Record<string, string> {
 }
 
 /** A role's memory after it has idled a second, after GC: RSS and the JS heap in use. */
+/** How long the relay stays idle after the buffer emptied before RSS is read again. */
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 20_000);
+
 async function idleMemory(role: string, env: Record<string, string>): Promise<Usage> {
   const server = await startServer({ ...LIMITS, ...env }, role);
   try {
@@ -341,15 +344,17 @@ async function idleMemory(role: string, env: Record<string, string>): Promise<Us
  * A process's resident bytes by kind of mapping (Linux `/proc/PID/smaps`; undefined elsewhere):
  * glibc's main heap (`[heap]`), other anonymous memory, and files (code, data).
  */
-function residentByMapping(pid: number): { heap: number; anon: number; file: number } | undefined {
+function residentByMapping(
+  pid: number,
+): { heap: number; anon: number; file: number; lazyFree: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
   } catch {
     return undefined;
   }
-  const out = { heap: 0, anon: 0, file: 0 };
-  let kind: keyof typeof out | undefined = 'anon';
+  const out = { heap: 0, anon: 0, file: 0, lazyFree: 0 };
+  let kind: 'heap' | 'anon' | 'file' | undefined = 'anon';
   for (const line of text.split('\n')) {
     const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (mapping) {
@@ -366,6 +371,10 @@ function residentByMapping(pid: number): { heap: number; anon: number; file: num
     }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
     if (rss && kind) out[kind] += Number(rss[1]) * 1024;
+    // Pages given back with MADV_FREE (V8 frees its unused heap pages so): still counted in
+    // RSS until the kernel needs the memory, then dropped without being written anywhere.
+    const lazy = /^LazyFree:\s+(\d+) kB/.exec(line);
+    if (lazy) out.lazyFree += Number(lazy[1]) * 1024;
   }
   return out;
 }
@@ -452,22 +461,33 @@ if (wanted('memory')) {
       const afterMaps = residentByMapping(server.pid);
       const after = afterUsage.rss;
       agent.destroy();
+      // And once the relay has been idle a while longer: V8 gives back heap pages it no longer
+      // needs only after the allocation rate has stayed low for some seconds (its memory reducer).
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
+      const settledUsage = await server.usage(true);
+      const settledMaps = residentByMapping(server.pid);
       report('relay RSS around 1,000 1 MiB images in the result buffer (after GC)', {
         idle_MB: idle / MB,
         peak_MB: peak / MB,
         after_release_MB: after / MB,
         after_over_idle: after / idle,
+        settled_MB: settledUsage.rss / MB,
+        settled_over_idle: settledUsage.rss / idle,
         // Where what is left lives, idle/after: the JS heap's objects and its reserved pages,
         // memory V8 knows of outside it (Buffers), and (Linux) the resident pages by mapping:
         // glibc's main heap, other anonymous memory (V8's pages, thread arenas, stacks), files.
         heap_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.heapUsed),
         heap_total_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.heapTotal),
+        heap_total_MB_settled: settledUsage.heapTotal / MB,
         external_MB_idle_after: pair(idleUsage, afterUsage, (u) => u.external),
-        ...(idleMaps && afterMaps
+        ...(idleMaps && afterMaps && settledMaps
           ? {
               malloc_heap_MB_idle_after: pair(idleMaps, afterMaps, (m) => m.heap),
               other_anon_MB_idle_after: pair(idleMaps, afterMaps, (m) => m.anon),
               files_MB_idle_after: pair(idleMaps, afterMaps, (m) => m.file),
+              malloc_heap_MB_settled: settledMaps.heap / MB,
+              other_anon_MB_settled: settledMaps.anon / MB,
+              lazy_free_MB_idle_after_settled: `${pair(idleMaps, afterMaps, (m) => m.lazyFree)}/${(settledMaps.lazyFree / MB).toFixed(1)}`,
             }
           : {}),
       });
