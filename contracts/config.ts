@@ -498,7 +498,7 @@ export const ENV = {
   LIMIT_QUEUE_LENGTH: {
     schema: int(1, 1_000_000).default(100),
     default: '100',
-    doc: 'Beyond this many queued jobs new requests are refused at once ("busy, try again in N minutes").',
+    doc: 'Beyond this many queued jobs new requests are refused at once ("imagine is busy (N jobs waiting); try again in about 2 minutes").',
   },
   LIMIT_IMAGE_SIDE: {
     schema: int(64, 2048).default(2048),

@@ -174,20 +174,28 @@ export function parseDurationSeconds(raw: string): number | undefined {
   return n * factor;
 }
 
-/** Say a number of seconds the way people do: `45 s`, `20 min`, `1 h 30 min`, `2 d`. */
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.ceil(s / 60)} min`;
-  if (s < 86_400) {
-    const h = Math.floor(s / 3600);
-    const m = Math.round((s % 3600) / 60);
-    return m === 0 ? `${h} h` : `${h} h ${m} min`;
+/**
+ * A window's length as its exact parts, the way an admin's setting is echoed back: `45 s`,
+ * `20 min`, `1 h 30 min`, `2 d`, and `59 min 59 s` for 3599 (never rounded to `60 min`). A wait
+ * told to a user is worded by contracts/duration.ts instead.
+ */
+export function formatWindow(seconds: number): string {
+  let left = Math.max(0, Math.round(seconds));
+  const parts: string[] = [];
+  for (const [unit, size] of WINDOW_UNITS) {
+    const n = Math.floor(left / size);
+    left -= n * size;
+    if (n > 0) parts.push(`${n} ${unit}`);
   }
-  const d = Math.floor(s / 86_400);
-  const h = Math.round((s % 86_400) / 3600);
-  return h === 0 ? `${d} d` : `${d} d ${h} h`;
+  return parts.length > 0 ? parts.join(' ') : '0 s';
 }
+
+const WINDOW_UNITS = [
+  ['d', 86_400],
+  ['h', 3600],
+  ['min', 60],
+  ['s', 1],
+] as const;
 
 function intField<K extends LimitKey>(
   key: K,
@@ -251,7 +259,7 @@ export const LIMIT_FIELDS = [
       const s = parseDurationSeconds(raw);
       return s !== undefined && s >= 10 && s <= 7 * 86_400 ? s : undefined;
     },
-    format: (v: number) => formatDuration(v),
+    format: (v: number) => formatWindow(v),
     valid: (v: unknown) =>
       typeof v === 'number' && Number.isInteger(v) && v >= 10 && v <= 7 * 86_400,
   } satisfies LimitField<'windowSeconds'>,
