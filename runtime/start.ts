@@ -239,15 +239,13 @@ async function startParts(
     stops.unshift(() => w.stop());
     if (role === 'worker' && config.METRICS_PORT !== undefined) {
       const { workerHealthListener } = await import('./worker-health.ts');
+      const { listenMetrics } = await import('../relay/routes/health.ts');
       const listener = workerHealthListener(
         generator,
         config.METRICS_TOKEN,
         await routerOf(generator, config, opts),
       );
-      await new Promise<void>((resolve, reject) => {
-        listener.once('error', reject);
-        listener.listen(config.METRICS_PORT, config.HOST, () => resolve());
-      });
+      await listenMetrics(listener, config.METRICS_PORT, config.HOST);
       stops.push(() => new Promise<void>((resolve) => listener.close(() => resolve())));
       logger.info({ port: config.METRICS_PORT }, 'worker health and metrics listener started');
     }

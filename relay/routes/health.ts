@@ -33,6 +33,29 @@ async function metricsText(metrics: RelayMetrics, backends?: BackendHealth): Pro
   return backends ? `${own}\n${await backends.metrics()}` : own;
 }
 
+/**
+ * Listen on `METRICS_PORT`; a port that cannot be had is an error that says which setting to
+ * change (not `PORT`'s message: this is the other listener).
+ */
+export async function listenMetrics(listener: Server, port: number, host: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', (err: NodeJS.ErrnoException) => {
+      const why =
+        err.code === 'EADDRINUSE'
+          ? 'is already in use'
+          : err.code === 'EACCES'
+            ? 'is not allowed (set it above 1024)'
+            : `cannot be listened on (${err.message})`;
+      reject(
+        new Error(`METRICS_PORT ${port} on ${host} ${why}; set METRICS_PORT to another port`, {
+          cause: err,
+        }),
+      );
+    });
+    listener.listen(port, host, () => resolve());
+  });
+}
+
 /** A listener serving only `GET /metrics` (for `METRICS_PORT`). */
 export function metricsListener(
   metrics: RelayMetrics,
@@ -92,13 +115,10 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
   if (config.METRICS_PORT !== undefined) {
     const listener = metricsListener(relay.metrics, config.METRICS_TOKEN, relay.backends);
     listener.requestTimeout = config.HTTP_REQUEST_TIMEOUT_SECONDS * 1000;
-    app.addHook('onListen', async () => {
-      await new Promise<void>((resolve, reject) => {
-        listener.once('error', reject);
-        listener.listen(config.METRICS_PORT, config.HOST, () => resolve());
-      });
-      app.log.info({ port: config.METRICS_PORT }, 'metrics listener started');
-    });
+    // Bound while the relay is built, so a port that cannot be had stops the start-up with the
+    // reason (an onListen hook's error is only logged: the relay ran without its metrics).
+    await listenMetrics(listener, config.METRICS_PORT, config.HOST);
+    app.log.info({ port: config.METRICS_PORT }, 'metrics listener started');
     app.addHook('onClose', async () => {
       if (listener.listening) await new Promise((r) => listener.close(r));
     });

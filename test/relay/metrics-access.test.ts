@@ -1,4 +1,5 @@
 /** `/metrics` is not public by default: loopback only, a token, or a listener of its own. */
+import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startTestImagine } from '../helpers/imagine.ts';
 import { freePort } from '../helpers/net.ts';
@@ -51,5 +52,22 @@ describe('GET /metrics access', () => {
     expect(own.status).toBe(200);
     expect(await own.text()).toContain('imagine_websockets_open');
     expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(404);
+  });
+
+  it('a METRICS_PORT already in use stops the start-up and names the setting', async () => {
+    // Before, the listener was started from an onListen hook, whose error Fastify only logs:
+    // the relay ran on without its metrics.
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      await expect(
+        startTestImagine({ METRICS_PORT: String(port) }, { role: 'relay' }),
+      ).rejects.toThrow(
+        `METRICS_PORT ${port} on 127.0.0.1 is already in use; set METRICS_PORT to another port`,
+      );
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
   });
 });
