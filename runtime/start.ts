@@ -173,18 +173,20 @@ async function startParts(
       ...(fanout ? { fanout } : {}),
       ...(backends ? { backends } : {}),
     });
-    await relay.listen({ host: config.HOST, port: config.PORT });
-    const address = relay.server.address();
-    const port = typeof address === 'object' && address ? address.port : config.PORT;
-    const shownHost = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;
-    url = `http://${shownHost}:${port}`;
     const app = relay;
+    // Closed on stop, and on a failed start from here on (the metrics listener is bound when
+    // the relay is ready, before its own port is listened on).
     stops.unshift(async () => {
       // The embedded queue lives in this process: its jobs end with it. Say so to everyone
       // waiting (WebSockets, chat, the ledger a polling page reads after the restart).
       if (config.embedded) tellLostJobs(app);
       await app.close();
     });
+    await relay.listen({ host: config.HOST, port: config.PORT });
+    const address = relay.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.PORT;
+    const shownHost = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;
+    url = `http://${shownHost}:${port}`;
     for (const adapter of adapters) {
       await adapter.start?.(app);
       if (adapter.stop) stops.unshift(() => adapter.stop!());

@@ -115,10 +115,13 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
   if (config.METRICS_PORT !== undefined) {
     const listener = metricsListener(relay.metrics, config.METRICS_TOKEN, relay.backends);
     listener.requestTimeout = config.HTTP_REQUEST_TIMEOUT_SECONDS * 1000;
-    // Bound while the relay is built, so a port that cannot be had stops the start-up with the
-    // reason (an onListen hook's error is only logged: the relay ran without its metrics).
-    await listenMetrics(listener, config.METRICS_PORT, config.HOST);
-    app.log.info({ port: config.METRICS_PORT }, 'metrics listener started');
+    // Bound once the relay is built (onReady), so a port that cannot be had stops the start-up
+    // with the reason: an onListen hook's error is only logged (the relay ran without metrics).
+    const port = config.METRICS_PORT;
+    app.addHook('onReady', async () => {
+      await listenMetrics(listener, port, config.HOST);
+      app.log.info({ port }, 'metrics listener started');
+    });
     app.addHook('onClose', async () => {
       if (listener.listening) await new Promise((r) => listener.close(r));
     });

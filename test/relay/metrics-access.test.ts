@@ -70,4 +70,28 @@ describe('GET /metrics access', () => {
       await new Promise((r) => taken.close(r));
     }
   });
+
+  it('a start-up that fails on PORT leaves METRICS_PORT free again', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const busy = (taken.address() as { port: number }).port;
+    const metricsPort = await freePort();
+    try {
+      await expect(
+        startTestImagine(
+          { PORT: String(busy), METRICS_PORT: String(metricsPort) },
+          { role: 'relay' },
+        ),
+      ).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      // Nothing of the failed relay holds the metrics port: it can be listened on at once.
+      const again = createServer();
+      await new Promise<void>((resolve, reject) => {
+        again.once('error', reject);
+        again.listen(metricsPort, '127.0.0.1', resolve);
+      });
+      await new Promise((r) => again.close(r));
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
+  });
 });
