@@ -446,7 +446,7 @@ export class ModerationPolicy implements AdmissionPolicy {
     ];
     const storeKeys = windows.map((w) => this.#counters.redisKey(window, w.name));
     /** Each window's count with this job and ms until it resets, as the store answered. */
-    let after: Array<{ used: number; resetsInMs: number }> = [];
+    let after: WindowUsage[] = [];
     try {
       let lease: SlotLease;
       let bound = false;
@@ -551,23 +551,14 @@ export class ModerationPolicy implements AdmissionPolicy {
 
   #userWindowFull(limits: Limits, images: number, usage: WindowUsage): ImagineError {
     const window = limits.windowSeconds;
-    const wait = secondsFromMs(usage.resetsInMs);
-    const left = Math.max(0, limits.imagesPerUser - usage.used);
+    const quota = quotaOf('user', limits.imagesPerUser, usage, window);
+    const { remaining: left, resetSeconds: wait } = quota;
     return new ImagineError(
       'RATE_LIMITED',
       left > 0
-        ? `this asks for ${images} images and you have ${left} of your ${imageCount(limits.imagesPerUser)} ${formatPer(window)} left here; ask for ${left} or fewer, or try again in ${formatDuration(Math.max(1, wait))}`
-        : `you have used your ${imageCount(limits.imagesPerUser)} ${formatPer(window)} here; try again in ${formatDuration(Math.max(1, wait))}`,
-      {
-        retryAfterSeconds: Math.max(1, wait),
-        quota: {
-          of: 'user',
-          limit: limits.imagesPerUser,
-          remaining: left,
-          windowSeconds: window,
-          resetSeconds: Math.max(1, wait),
-        },
-      },
+        ? `this asks for ${images} images and you have ${left} of your ${imageCount(limits.imagesPerUser)} ${formatPer(window)} left here; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
+        : `you have used your ${imageCount(limits.imagesPerUser)} ${formatPer(window)} here; try again in ${formatDuration(wait)}`,
+      { retryAfterSeconds: wait, quota },
     );
   }
 
@@ -578,24 +569,15 @@ export class ModerationPolicy implements AdmissionPolicy {
     origin: Origin,
   ): ImagineError {
     const window = limits.windowSeconds;
-    const wait = secondsFromMs(usage.resetsInMs);
-    const left = Math.max(0, limits.imagesPerScope - usage.used);
+    const quota = quotaOf('scope', limits.imagesPerScope, usage, window);
+    const { remaining: left, resetSeconds: wait } = quota;
     const noun = scopeNoun(origin.platform);
     return new ImagineError(
       'RATE_LIMITED',
       left > 0
-        ? `this asks for ${images} images and this ${noun} has ${left} of its ${imageCount(limits.imagesPerScope)} ${formatPer(window)} left; ask for ${left} or fewer, or try again in ${formatDuration(Math.max(1, wait))}`
-        : `this ${noun} has used its ${imageCount(limits.imagesPerScope)} ${formatPer(window)}; try again in ${formatDuration(Math.max(1, wait))}`,
-      {
-        retryAfterSeconds: Math.max(1, wait),
-        quota: {
-          of: 'scope',
-          limit: limits.imagesPerScope,
-          remaining: left,
-          windowSeconds: window,
-          resetSeconds: Math.max(1, wait),
-        },
-      },
+        ? `this asks for ${images} images and this ${noun} has ${left} of its ${imageCount(limits.imagesPerScope)} ${formatPer(window)} left; ask for ${left} or fewer, or try again in ${formatDuration(wait)}`
+        : `this ${noun} has used its ${imageCount(limits.imagesPerScope)} ${formatPer(window)}; try again in ${formatDuration(wait)}`,
+      { retryAfterSeconds: wait, quota },
     );
   }
 
@@ -766,24 +748,33 @@ function isSettingsChanged(err: unknown): boolean {
  */
 function quotaLeft(
   windows: ReadonlyArray<{ limit: number }>,
-  after: ReadonlyArray<{ used: number; resetsInMs: number }>,
+  after: readonly WindowUsage[],
   windowSeconds: number,
 ): ErrorQuota | undefined {
   let best: ErrorQuota | undefined;
   for (const [i, w] of windows.entries()) {
     const usage = after[i];
     if (!usage) continue;
-    const remaining = Math.max(0, w.limit - usage.used);
-    if (best && best.remaining <= remaining) continue;
-    best = {
-      of: i === 0 ? 'user' : 'scope',
-      limit: w.limit,
-      remaining,
-      windowSeconds,
-      resetSeconds: Math.max(1, secondsFromMs(usage.resetsInMs)),
-    };
+    const quota = quotaOf(i === 0 ? 'user' : 'scope', w.limit, usage, windowSeconds);
+    if (!best || quota.remaining < best.remaining) best = quota;
   }
   return best;
+}
+
+/** One window's quota as a 429's `error.quota` and a 202's `quota` say it. */
+function quotaOf(
+  of: ErrorQuota['of'],
+  limit: number,
+  usage: WindowUsage,
+  windowSeconds: number,
+): ErrorQuota {
+  return {
+    of,
+    limit,
+    remaining: Math.max(0, limit - usage.used),
+    windowSeconds,
+    resetSeconds: Math.max(1, secondsFromMs(usage.resetsInMs)),
+  };
 }
 
 /** "1 image", "20 images". */
