@@ -6,13 +6,9 @@
  * by every relay; without it, memory (one relay). Redis unreachable: the claim falls back to
  * memory and a duplicate from another relay is caught by Discord's 40060 instead.
  */
-import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-
-// ioredis is loaded when a Redis store is made: without REDIS_URL the relay holds none of it.
-const loadRedis = () =>
-  (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
+import { loadRedis } from '../redis.ts';
 
 /** How long a seen interaction id is remembered: its token's whole life and a margin. */
 export const CLAIM_TTL_MS = 16 * 60 * 1000;

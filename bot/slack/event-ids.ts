@@ -4,13 +4,9 @@
  * repeat must not start a second job: each event id is remembered, in Redis with a TTL when
  * REDIS_URL is set (every relay sees it, and it survives a restart), in memory otherwise.
  */
-import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-
-// ioredis is loaded when a Redis store is made: without REDIS_URL the relay holds none of it.
-const loadRedis = () =>
-  (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis;
+import { loadRedis } from '../redis.ts';
 
 /** Slack retries within about five minutes; an hour is ample. */
 export const EVENT_ID_TTL_MS = 60 * 60 * 1000;

@@ -44,10 +44,7 @@ export interface RouterOptions {
 }
 
 /** What a request needs of a backend. */
-export type Demand = BackendDemand;
-
-/** What a request needs of a backend. */
-export function demandOf(req: GenerateRequest): Demand {
+export function demandOf(req: GenerateRequest): BackendDemand {
   return {
     task: req.task,
     count: req.seeds.length,
