@@ -211,6 +211,24 @@ if (wanted('pipeline')) {
 const STEADY_WARM = 10_000;
 const STEADY_WINDOW = 4_000;
 
+/**
+ * The same server further on, `done` requests in: after 2,300 requests V8 is still compiling
+ * the hot path (its compiler threads were ~8% of the profile) and code run once per batch, such
+ * as the SDK's, has run a few hundred times. Reported beside the first figure, which stays as it
+ * was.
+ */
+async function steadyEnqueueCost(server: BenchServer, done: number, name: string) {
+  await pool(STEADY_WARM - done, 8, () => enqueueOne(server.url));
+  const steady = await cpuPer(server, STEADY_WINDOW, () =>
+    pool(STEADY_WINDOW, 8, () => enqueueOne(server.url)),
+  );
+  report(name, {
+    warm_requests: STEADY_WARM,
+    requests: STEADY_WINDOW,
+    cpu_ms_per_request: steady,
+  });
+}
+
 async function enqueueCost(label: string, env: Record<string, string>) {
   const server = await startServer({ ...LIMITS, ...env }, 'relay');
   try {
@@ -228,18 +246,11 @@ async function enqueueCost(label: string, env: Record<string, string>) {
       cpu_ms_per_request: (after.cpuMs - before.cpuMs) / n,
       ...(label === 'SQS' ? { sqs_requests_per_job: sqs / n } : {}),
     });
-    // The same server further on: after 2,300 requests V8 is still compiling the hot path (its
-    // compiler threads were ~8% of the profile) and code run once per batch, such as the SDK's,
-    // has run a few hundred times. Reported beside the figure above, which stays as it was.
-    await pool(STEADY_WARM - 300 - n, 8, () => enqueueOne(server.url));
-    const steady = await cpuPer(server, STEADY_WINDOW, () =>
-      pool(STEADY_WINDOW, 8, () => enqueueOne(server.url)),
+    await steadyEnqueueCost(
+      server,
+      300 + n,
+      `POST /enqueue CPU, relay only, ${label}, steady state`,
     );
-    report(`POST /enqueue CPU, relay only, ${label}, steady state`, {
-      warm_requests: STEADY_WARM,
-      requests: STEADY_WINDOW,
-      cpu_ms_per_request: steady,
-    });
   } finally {
     await server.stop();
   }
@@ -256,15 +267,7 @@ if (wanted('enqueue')) {
       requests: n,
       cpu_ms_per_request: ms,
     });
-    await pool(STEADY_WARM - 300 - n, 8, () => enqueueOne(floor.url));
-    const steady = await cpuPer(floor, STEADY_WINDOW, () =>
-      pool(STEADY_WINDOW, 8, () => enqueueOne(floor.url)),
-    );
-    report('POST /enqueue floor, steady state', {
-      warm_requests: STEADY_WARM,
-      requests: STEADY_WINDOW,
-      cpu_ms_per_request: steady,
-    });
+    await steadyEnqueueCost(floor, 300 + n, 'POST /enqueue floor, steady state');
   } finally {
     await floor.stop();
   }
@@ -326,10 +329,10 @@ function dockerMalloc(): Record<string, string> {
   return env;
 }
 
-/** A role's memory after it has idled a second, after GC: RSS and the JS heap in use. */
 /** How long the relay stays idle after the buffer emptied before RSS is read again. */
 const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 20_000);
 
+/** A role's memory after it has idled a second, after GC: RSS and the JS heap in use. */
 async function idleMemory(role: string, env: Record<string, string>): Promise<Usage> {
   const server = await startServer({ ...LIMITS, ...env }, role);
   try {
